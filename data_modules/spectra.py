@@ -1,0 +1,172 @@
+"""A simple DataModule: a store, split by star, served by a map-style dataset.
+
+Good for stores that fit in memory (the synthetic default) or on local disk; the
+streaming module for archive-scale stores is ``data_modules.streaming``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.store import SpectraStore, StoreError
+from spectra_lightning.synth import LABELS, SynthSpec, synthesize
+
+from .split import assign_splits
+
+
+def cache_dir() -> Path:
+    """Where generated synthetic stores are kept (``$SPECTRA_LIGHTNING_CACHE``)."""
+    return Path(os.environ.get("SPECTRA_LIGHTNING_CACHE", Path.home() / ".cache" / "spectra_lightning"))
+
+
+def to_batch(flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stored rows (NaN = masked) -> network input (masked pixels 0) and bool mask."""
+    mask = np.isfinite(flux)
+    return np.where(mask, flux, 0.0).astype(np.float32), mask
+
+
+class StoreDataset(Dataset):
+    """Rows of a store; items ``{"flux": (L,), "mask": (L,), "index": (), "labels": (K,)}``."""
+
+    def __init__(self, store: SpectraStore, rows: np.ndarray, labels: np.ndarray, in_memory: bool):
+        self.store, self.rows, self.labels = store, rows, labels
+        self.cache = store.read(rows) if in_memory else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.rows[i]
+        flux = self.cache[i] if self.cache is not None else self.store.read([row])[0]
+        flux, mask = to_batch(flux)
+        return {"flux": torch.from_numpy(flux), "mask": torch.from_numpy(mask),
+                "index": torch.tensor(row, dtype=torch.long), "labels": torch.from_numpy(self.labels[row])}
+
+
+class SpectraDataModule(L.LightningDataModule):
+    """Serve a store (or a synthetic one it creates and caches) split by star.
+
+    Args:
+        store: path or fsspec URL of a store. With ``synth`` and no ``store``, a cached
+            synthetic store named by the spec's hash is used (created on first use).
+        synth: the synthetic data set to generate when the store does not exist.
+        batch_size: spectra per batch (per device under DDP).
+        val_fraction, test_fraction: share of stars in each split.
+        split_seed: seed of the star-level split.
+        labels: metadata columns carried in batches for the metric callbacks.
+        in_memory: load the split's rows into memory once (fast for small stores).
+        num_workers, pin_memory: DataLoader settings.
+        storage_options: fsspec options for remote stores.
+    """
+
+    def __init__(
+        self,
+        store: str | None = None,
+        synth: SynthSpec | None = None,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        split_seed: int = 0,
+        labels: list[str] = list(LABELS),
+        in_memory: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        storage_options: dict | None = None,
+    ):
+        super().__init__()
+        if store is None and synth is None:
+            raise ValueError("give a store path or a synth spec")
+        self.store_path = str(store) if store is not None else str(cache_dir() / f"synth-{synth.digest()}.zarr")
+        self.synth = synth
+        self.batch_size, self.labels = batch_size, list(labels)
+        self.fractions = (val_fraction, test_fraction)
+        self.split_seed, self.in_memory = split_seed, in_memory
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.storage_options = storage_options
+        self.splits: dict[str, np.ndarray] = {}
+        self.datasets: dict[str, StoreDataset] = {}
+        self._store: SpectraStore | None = None
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.labels
+
+    def _exists(self) -> bool:
+        try:
+            SpectraStore.open(self.store_path, storage_options=self.storage_options)
+            return True
+        except StoreError:
+            return False
+
+    @property
+    def grid(self) -> SpectralGrid:
+        """The store's grid (known before the store exists when it will be synthesised)."""
+        if self._exists():
+            return self.store.grid
+        if self.synth is not None:
+            return SpectralGrid.named(self.synth.grid)
+        raise StoreError(f"{self.store_path}: no store there")
+
+    @property
+    def n_pixels(self) -> int:
+        return self.grid.length
+
+    @property
+    def store(self) -> SpectraStore:
+        if self._store is None:
+            self._store = SpectraStore.open(self.store_path, storage_options=self.storage_options)
+        return self._store
+
+    def prepare_data(self):
+        if not self._exists():
+            if self.synth is None:
+                raise StoreError(f"{self.store_path}: no store there")
+            print(f"generating synthetic store {self.store_path} ({self.synth.n} spectra)", flush=True)
+            synthesize(self.store_path, self.synth)
+
+    def setup(self, stage: str | None = None):
+        if self.splits:
+            return
+        store = self.store
+        self.splits = assign_splits(store.meta, *self.fractions, seed=self.split_seed)
+        labels = store.labels(self.labels)
+        for name, rows in self.splits.items():
+            if len(rows):
+                self.datasets[name] = StoreDataset(store, rows, labels, self.in_memory)
+        if self.trainer is not None and self.trainer.is_global_zero and self.trainer.log_dir:
+            self.save_split(Path(self.trainer.log_dir) / "split.json")
+
+    def save_split(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ids = self.store.meta.get("id", np.arange(self.store.n).astype(str))
+        payload = {"store": self.store_path, "seed": self.split_seed, "fractions": self.fractions,
+                   "ids": {k: [str(ids[i]) for i in v] for k, v in self.splits.items()}}
+        path.write_text(json.dumps(payload))
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        if name not in self.datasets:
+            raise StoreError(f"{self.store_path}: the {name} split is empty (check the split fractions)")
+        return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
+                          drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self):
+        return self._loader("val", shuffle=False)

@@ -1,0 +1,144 @@
+"""The wavelength grid: the one home of the paper's preprocessing constants.
+
+Sedaghat et al. (2021) put every HARPS 1-D spectrum on 3785–6910 Å (inclusive) at
+0.01 Å = 312,501 px, zero-padded to 327,680 px (7,589 left, 7,590 right) so that 14
+stride-2 layers divide it, and mask the padding and the CCD gap between the blue and
+red chips. :class:`SpectralGrid` describes that grid and shorter ones (a window and/or
+a coarser step) for CPU runs. Wavelengths are air, in Å.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+HARPS_WAVE_MIN = 3785.0  # Å, first on-grid pixel
+HARPS_WAVE_MAX = 6910.0  # Å, last on-grid pixel (inclusive)
+HARPS_STEP = 0.01  # Å per pixel
+HARPS_LENGTH = 327_680  # padded length, 20 * 2**14
+# The CCD gap as in the paper's mask: padded indices 159453–162893 inclusive on the
+# HARPS grid, i.e. these wavelengths; shorter grids mask their pixels inside it.
+CCD_GAP = (HARPS_WAVE_MIN + (159_453 - 7_589) * HARPS_STEP,
+           HARPS_WAVE_MIN + (162_893 - 7_589) * HARPS_STEP)  # (5303.64, 5338.04) Å
+
+
+@dataclass(frozen=True)
+class SpectralGrid:
+    """A uniform wavelength grid, centred in a zero-padded array of ``length`` pixels.
+
+    Args:
+        wave_min, wave_max: first on-grid wavelength and upper bound of the last (Å, inclusive).
+        step: pixel size in Å.
+        length: padded length (what the network sees); ``>= n_pixels``.
+        mask_gap: mask the HARPS CCD gap where it falls inside the grid.
+    """
+
+    wave_min: float = HARPS_WAVE_MIN
+    wave_max: float = HARPS_WAVE_MAX
+    step: float = HARPS_STEP
+    length: int = HARPS_LENGTH
+    mask_gap: bool = True
+
+    def __post_init__(self):
+        if not (self.wave_max > self.wave_min and self.step > 0):
+            raise ValueError(f"invalid grid: {self}")
+        if self.length < self.n_pixels:
+            raise ValueError(f"grid length {self.length} < {self.n_pixels} on-grid pixels")
+
+    @cached_property
+    def n_pixels(self) -> int:
+        """On-grid (unpadded) pixels: those with wavelength <= wave_max."""
+        return int(np.floor((self.wave_max - self.wave_min) / self.step + 1e-6)) + 1
+
+    @property
+    def pad_left(self) -> int:
+        return (self.length - self.n_pixels) // 2
+
+    @property
+    def pad_right(self) -> int:
+        return self.length - self.n_pixels - self.pad_left
+
+    @cached_property
+    def wavelength(self) -> np.ndarray:
+        """``(L,)`` float64 pixel-centre wavelengths, extrapolated into the padding."""
+        return self.wave_min + (np.arange(self.length) - self.pad_left) * self.step
+
+    @cached_property
+    def gap_mask(self) -> np.ndarray:
+        """``(L,)`` bool, True inside the CCD gap."""
+        if not self.mask_gap:
+            return np.zeros(self.length, bool)
+        tol = 1e-6 * self.step
+        w = self.wavelength
+        return (w >= CCD_GAP[0] - tol) & (w <= CCD_GAP[1] + tol)
+
+    @cached_property
+    def valid(self) -> np.ndarray:
+        """``(L,)`` bool, True for pixels that can hold data (not padding, not gap)."""
+        v = np.zeros(self.length, bool)
+        v[self.pad_left:self.pad_left + self.n_pixels] = True
+        return v & ~self.gap_mask
+
+    def index_of(self, wave: float | np.ndarray) -> np.ndarray:
+        """Fractional padded pixel index of a wavelength."""
+        return (np.asarray(wave) - self.wave_min) / self.step + self.pad_left
+
+    def resample(self, wave: np.ndarray, flux: np.ndarray) -> np.ndarray:
+        """Linear interpolation of ``flux(wave)`` onto the grid -> ``(L,)`` float64.
+
+        Non-finite input pixels, pixels outside the input's coverage and masked grid
+        pixels come out NaN (the store's "masked" marker): an output pixel is NaN
+        when either input neighbour it interpolates from is non-finite.
+        """
+        wave = np.asarray(wave, float)
+        flux = np.asarray(flux, float)
+        if wave.ndim != 1 or wave.shape != flux.shape:
+            raise ValueError(f"wave {wave.shape} and flux {flux.shape} must be equal 1-D arrays")
+        order = np.argsort(wave) if np.any(np.diff(wave) < 0) else slice(None)
+        wave, flux = wave[order], flux[order]
+        out = np.full(self.length, np.nan)
+        target = self.wavelength
+        inside = self.valid & (target >= wave[0]) & (target <= wave[-1])
+        t = target[inside]
+        j = np.clip(np.searchsorted(wave, t, side="right") - 1, 0, len(wave) - 2)
+        w0, w1 = wave[j], wave[j + 1]
+        frac = np.where(w1 > w0, (t - w0) / np.where(w1 > w0, w1 - w0, 1.0), 0.0)
+        out[inside] = flux[j] * (1 - frac) + flux[j + 1] * frac  # NaN propagates
+        return out
+
+    def describe(self) -> dict:
+        """JSON-able description, stored in store attributes and checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def named(cls, name: str) -> "SpectralGrid":
+        try:
+            return GRIDS[name]
+        except KeyError:
+            raise ValueError(f"unknown grid {name!r}; choose one of {sorted(GRIDS)}") from None
+
+    def buffers(self) -> "GridBuffers":
+        return GridBuffers(self)
+
+
+class GridBuffers(torch.nn.Module):
+    """The grid as torch buffers (moves with the model): ``wavelength`` (L,), ``valid`` (L,)."""
+
+    def __init__(self, grid: SpectralGrid):
+        super().__init__()
+        self.grid = grid
+        self.register_buffer("wavelength", torch.as_tensor(grid.wavelength, dtype=torch.float64))
+        self.register_buffer("valid", torch.as_tensor(grid.valid))
+
+
+GRIDS = {
+    # the paper's grid
+    "harps": SpectralGrid(),
+    # quickstart: 5000–5655 Å at 0.08 Å = 8,188 px padded to 8,192 (Mg b, the gap, Fe lines)
+    "quickstart": SpectralGrid(5000.0, 5655.0, 0.08, 8192),
+    # tests: 5150–5405 Å at 0.5 Å = 511 px padded to 512
+    "tiny": SpectralGrid(5150.0, 5405.0, 0.5, 512),
+}

@@ -1,0 +1,139 @@
+"""The LightningModule: masked L1 reconstruction + λ·KL, with a linear KL warm-up.
+
+Batches are dicts ``{"flux": (B, L), "mask": (B, L) bool, "index": (B,), "labels": (B, K)}``
+(see ``data_modules``); labels never reach the loss. Validation, test and predict steps
+return ``{"mu", "logvar", "index", "labels"}`` so callbacks read the codes without a
+second pass over the data.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+
+from .nets import FULL_LENGTH, ConvAutoencoder
+
+LOGVAR_RANGE = (-12.0, 8.0)  # keeps exp(logvar) finite in fp16/bf16 and early training
+
+
+def kl_per_node(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)) per spectrum and node, ``(B, D)`` in nats."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def masked_l1(recon: torch.Tensor, flux: torch.Tensor, mask: torch.Tensor, normalisation: str) -> torch.Tensor:
+    """Per-spectrum L1 over unmasked pixels ``(B,)``: summed (``sum``) or averaged (``paper``)."""
+    err = (recon - flux).abs() * mask
+    total = err.sum(1)
+    if normalisation == "paper":
+        return total / mask.sum(1).clamp_min(1)
+    return total
+
+
+def kl_weight_at(step: int, kl_weight: float, warmup_start: int, warmup_steps: int) -> float:
+    """λ ramps linearly from 0 at ``warmup_start`` to ``kl_weight`` ``warmup_steps`` later."""
+    if warmup_steps <= 0:
+        return kl_weight if step >= warmup_start else 0.0
+    return kl_weight * min(max((step - warmup_start) / warmup_steps, 0.0), 1.0)
+
+
+class SpectrumAutoencoder(L.LightningModule):
+    """(Variational) autoencoder of spectra, after Sedaghat et al. (2021).
+
+    Args:
+        latent_dim: latent nodes.
+        depth: encoder layers kept from the paper's 15 (shorter nets for CPU runs).
+        n_pixels: input length; linked from the DataModule's grid by the CLI.
+        variational: VAE (sample in training, μ at evaluation) or deterministic AE.
+        kl_weight: λ, the KL weight after warm-up.
+        kl_warmup_start, kl_warmup_steps: the ramp of λ, in optimizer steps; a float
+            below 1 is a fraction of the run's total steps.
+        normalisation: ``sum`` — L1 summed over each spectrum's unmasked pixels, KL summed
+            over nodes (λ ≈ 3 works); ``paper`` — L1 averaged over pixels (the authors'
+            successor code; λ ≈ 0.3 at full size). Both averaged over the batch.
+        lr: Adam learning rate.
+        net: an injected network; built from the arguments above when None.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 32,
+        depth: int = 15,
+        n_pixels: int = FULL_LENGTH,
+        variational: bool = True,
+        kl_weight: float = 3.0,
+        kl_warmup_start: float = 0,
+        kl_warmup_steps: float = 0.3,
+        normalisation: Literal["sum", "paper"] = "sum",
+        lr: float = 1e-3,
+        net: ConvAutoencoder | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net if net is not None else ConvAutoencoder(n_pixels, latent_dim, depth)
+        if (self.net.n_pixels, self.net.latent_dim) != (n_pixels, latent_dim):
+            raise ValueError("the injected net does not match n_pixels/latent_dim")
+
+    # -- schedule -------------------------------------------------------------
+    def _steps(self, value: float) -> int:
+        if 0 < value < 1:
+            total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
+            return int(value * total) if total and total != float("inf") else 0
+        return int(value)
+
+    @property
+    def current_kl_weight(self) -> float:
+        if not self.hparams.variational:
+            return 0.0
+        h = self.hparams
+        return kl_weight_at(self.global_step, h.kl_weight, self._steps(h.kl_warmup_start), self._steps(h.kl_warmup_steps))
+
+    # -- steps -------------------------------------------------------------------
+    def forward(self, flux: torch.Tensor):
+        """``(B, L)`` -> reconstruction ``(B, L)``, μ ``(B, D)``, clamped log σ² ``(B, D)``."""
+        mu, logvar = self.net.encoder(flux)
+        logvar = logvar.clamp(*LOGVAR_RANGE)
+        sample = self.hparams.variational and self.training
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+        return self.net.decoder(z), mu, logvar
+
+    def _shared_step(self, batch: dict, stage: str):
+        flux, mask = batch["flux"], batch["mask"]
+        recon, mu, logvar = self(flux)
+        rec = masked_l1(recon, flux, mask.to(flux.dtype), self.hparams.normalisation).mean()
+        kl_nodes = kl_per_node(mu.float(), logvar.float()).mean(0)
+        kl = kl_nodes.sum() if self.hparams.variational else torch.zeros((), device=flux.device)
+        weight = self.current_kl_weight
+        loss = rec + weight * kl
+        on_step = stage == "train"
+        bs = flux.shape[0]
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/recon": rec, f"{stage}/kl": kl},
+                      prog_bar=True, on_step=on_step, on_epoch=True, batch_size=bs, sync_dist=not on_step)
+        if stage == "train":
+            self.log("train/kl_weight", weight, on_step=True, on_epoch=False, batch_size=bs)
+        elif self.hparams.variational:
+            self.log_dict({f"{stage}/kl_node/{i}": v for i, v in enumerate(kl_nodes)},
+                          on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
+        return loss, mu, logvar
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")[0]
+
+    def _eval_step(self, batch, stage):
+        _, mu, logvar = self._shared_step(batch, stage)
+        return {"mu": mu.detach(), "logvar": logvar.detach(), "index": batch["index"], "labels": batch.get("labels")}
+
+    def validation_step(self, batch, batch_idx):
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self._eval_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        recon, mu, logvar = self(batch["flux"])
+        return {"mu": mu, "logvar": logvar, "index": batch["index"]}
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

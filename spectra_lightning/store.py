@@ -1,0 +1,186 @@
+"""The Zarr v3 store of on-grid spectra, shared by every producer and every reader.
+
+Layout (see ``docs/store-format.md``)::
+
+    STORE.zarr/            attributes: format, version, grid, n_spectra, producer, ...
+      flux    (N, L)       float16 (or float32); NaN marks masked pixels;
+                           sharded (shard_size, L) with one spectrum per inner chunk
+      meta/<name> (N,)     per-spectrum metadata and labels; units in attributes
+
+Appends are whole spectra: rows and metadata are written first, then the
+``n_spectra`` attribute is advanced. Readers trust only ``n_spectra`` rows, so a
+writer killed at any moment leaves a store that opens with whole spectra only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from .grid import SpectralGrid
+
+FORMAT = "spectra_lightning.store"
+VERSION = 1
+DEFAULT_SHARD = 64
+UNITS = {"rv": "km/s", "teff": "K", "logg": "dex (cgs)", "feh": "dex", "vsini": "km/s", "snr": "",
+         "mjd": "d", "exptime": "s", "airmass": "", "berv": "km/s", "drs_rv": "km/s", "raw_median": "adu"}
+
+
+def _location(path) -> str:
+    """Local paths and ``file://`` URLs go to zarr's LocalStore; other URLs to fsspec."""
+    path = str(path)
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def _compressor():
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+class StoreError(ValueError):
+    """A store that is missing, of another format, or inconsistent."""
+
+
+class SpectraStore:
+    """A handle on a store. Open with :meth:`open`, make with :meth:`create`.
+
+    ``path`` may be a local path or an fsspec URL (``file://``, ``memory://``, ``s3://`` ...);
+    ``storage_options`` are passed to fsspec.
+    """
+
+    def __init__(self, group: zarr.Group, path: str):
+        self.group, self.path = group, str(path)
+        attrs = dict(group.attrs)
+        if attrs.get("format") != FORMAT:
+            raise StoreError(f"{path}: not a spectra_lightning store (format={attrs.get('format')!r})")
+        if attrs.get("version", 0) > VERSION:
+            raise StoreError(f"{path}: store version {attrs['version']} is newer than this code ({VERSION})")
+        self.grid = SpectralGrid(**attrs["grid"])
+        self.flux = group["flux"]
+
+    # -- opening and creating -------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> "SpectraStore":
+        try:
+            group = zarr.open_group(_location(path), mode=mode, storage_options=storage_options)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
+            raise StoreError(f"{path}: no store there ({type(e).__name__})") from None
+        return cls(group, path)
+
+    @classmethod
+    def create(cls, path, grid: SpectralGrid, dtype: str = "float16", shard_size: int = DEFAULT_SHARD,
+               attrs: dict | None = None, storage_options: dict | None = None) -> "SpectraStore":
+        if dtype not in ("float16", "float32"):
+            raise ValueError(f"flux dtype must be float16 or float32, got {dtype!r}")
+        group = zarr.open_group(_location(path), mode="w-", storage_options=storage_options)
+        group.create_array("flux", shape=(0, grid.length), dtype=dtype, chunks=(1, grid.length),
+                           shards=(shard_size, grid.length), fill_value=np.nan, compressors=_compressor())
+        group.create_group("meta")
+        group.attrs.update({"format": FORMAT, "version": VERSION, "grid": grid.describe(), "n_spectra": 0,
+                            **(attrs or {})})
+        return cls(group, path)
+
+    @classmethod
+    @contextlib.contextmanager
+    def create_atomic(cls, path, grid: SpectralGrid, **kw):
+        """Create a local store beside ``path`` and move it there only when complete."""
+        final = Path(path)
+        if final.exists():
+            raise StoreError(f"{path}: already exists")
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            store = cls.create(tmp, grid, **kw)
+            yield store
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        store.path = str(final)
+
+    # -- reading ----------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Committed spectra (rows beyond it are an interrupted append)."""
+        return min(int(self.group.attrs["n_spectra"]), self.flux.shape[0])
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self.group.attrs)
+
+    @cached_property
+    def meta(self) -> dict[str, np.ndarray]:
+        """All metadata columns ``{name: (N,)}`` read once (small next to the flux)."""
+        n = self.n
+        out = {}
+        for name, arr in self.group["meta"].arrays():
+            col = arr[:n]
+            out[name] = col.astype(object).astype(str) if col.dtype.kind == "T" else col  # StringDType -> str
+        return out
+
+    def labels(self, names: list[str] | tuple[str, ...]) -> np.ndarray:
+        """``(N, len(names))`` float32 labels; NaN where a column is missing or empty."""
+        out = np.full((self.n, len(names)), np.nan, np.float32)
+        for j, name in enumerate(names):
+            col = self.meta.get(name)
+            if col is not None and col.dtype.kind in "fiu":
+                out[:, j] = col
+        return out
+
+    @property
+    def label_names(self) -> list[str]:
+        return [k for k, v in self.meta.items() if v.dtype.kind == "f"]
+
+    def read(self, index) -> np.ndarray:
+        """Flux rows ``(B, L)`` float32 for sorted or unsorted indices; NaN = masked."""
+        index = np.asarray(index)
+        if index.size and (index.min() < 0 or index.max() >= self.n):
+            raise IndexError(f"{self.path}: index out of range 0..{self.n - 1}")
+        order = np.argsort(index, kind="stable")
+        rows = self.flux.oindex[index[order], :]
+        out = np.empty_like(rows, dtype=np.float32)
+        out[order] = rows
+        return out
+
+    # -- writing ------------------------------------------------------------------
+    def append(self, flux: np.ndarray, meta: dict[str, np.ndarray]) -> None:
+        """Append whole spectra ``(B, L)`` (NaN = masked) with their metadata ``{name: (B,)}``."""
+        flux = np.asarray(flux)
+        b = flux.shape[0]
+        if flux.ndim != 2 or flux.shape[1] != self.grid.length:
+            raise ValueError(f"flux shape {flux.shape} does not match the grid length {self.grid.length}")
+        for name, col in meta.items():
+            if len(col) != b:
+                raise ValueError(f"metadata {name!r} has {len(col)} rows for {b} spectra")
+        start = self.n
+        self.flux.resize((start + b, self.grid.length))
+        self.flux[start:start + b] = flux.astype(self.flux.dtype)
+        group = self.group["meta"]
+        existing = dict(group.arrays())
+        for name, col in meta.items():
+            col = np.asarray(col)
+            if name not in existing:
+                dtype = str if col.dtype.kind in "OUST" else col.dtype
+                fill = "" if dtype is str else (np.nan if col.dtype.kind == "f" else 0)
+                arr = group.create_array(name, shape=(0,), dtype=dtype, chunks=(65536,), fill_value=fill,
+                                         attributes={"units": UNITS.get(name, "")})
+                # rows appended before this column existed get the fill value
+                arr.resize((start,))
+                existing[name] = arr
+            arr = existing[name]
+            arr.resize((start + b,))
+            arr[start:start + b] = col
+        for name, arr in existing.items():
+            if name not in meta:
+                arr.resize((start + b,))
+        self.group.attrs["n_spectra"] = start + b  # the commit point
+        self.__dict__.pop("meta", None)

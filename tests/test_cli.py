@@ -1,0 +1,90 @@
+"""The real CLI, driven through ``main(args)`` as a user would from the shell."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spectra_lightning.cli import main
+from spectra_lightning.store import SpectraStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(tmp_path, store, **trainer):
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False, "default_root_dir": str(tmp_path / "run"), **trainer},
+        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+        "data": {"class_path": "data_modules.SpectraDataModule",
+                 "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25}},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_overview_and_help(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "fit" in out and "synth" in out
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--help"])
+    assert e.value.code == 0
+    assert "--model.kl_weight" in capsys.readouterr().out
+    assert main(["frobnicate"]) == 2
+
+
+def test_print_config_of_quickstart(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(REPO / "experiments/quickstart.yaml"), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["kl_weight"] == 3.0 and printed["data"]["init_args"]["synth"]["grid"] == "quickstart"
+
+
+def test_fast_dev_run(tmp_path, tiny_store):
+    cfg = tiny_config(tmp_path, tiny_store, logger=False)
+    assert main(["fit", "--config", str(cfg), "--trainer.fast_dev_run=true"]) == 0
+
+
+def test_quickstart_yaml_fast_dev_run_with_small_synth(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(REPO / "experiments/quickstart.yaml"), "--trainer.fast_dev_run=true",
+            "--data.init_args.synth.n=48"]
+    assert main(args) == 0
+
+
+def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys):
+    cfg = tiny_config(tmp_path, tiny_store, max_epochs=6, log_every_n_steps=1,
+                      logger={"class_path": "lightning.pytorch.loggers.CSVLogger",
+                              "init_args": {"save_dir": str(tmp_path / "run"), "name": "csv", "version": 0}})
+    assert main(["fit", "--config", str(cfg), "--model.lr=0.003"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "run/csv/version_0/metrics.csv")))
+    val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
+    assert len(val) == 6 and val[-1] < 0.7 * val[0]
+    out = capsys.readouterr().out
+    assert "run directory" in out and (tmp_path / "run/csv/version_0/config.yaml").exists()
+    assert list((tmp_path / "run/checkpoints").glob("*.ckpt")) and (tmp_path / "run/csv/version_0/split.json").exists()
+
+
+def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store):
+    cfg = tiny_config(tmp_path, tiny_store, max_steps=2, limit_val_batches=1,
+                      logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger",
+                              "init_args": {"project": "test"}})
+    assert main(["fit", "--config", str(cfg)]) == 0
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_synth_command_and_its_errors(tmp_path, capsys):
+    out = tmp_path / "s.zarr"
+    assert main(["synth", "--output", str(out), "--n", "8", "--grid", "tiny", "--quiet"]) == 0
+    assert SpectraStore.open(out).n == 8
+    with pytest.raises(SystemExit) as e:
+        main(["synth", "--output", str(out), "--n", "8", "--grid", "tiny", "--quiet"])
+    assert e.value.code == 2 and "already exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["synth", "--output", str(tmp_path / "t.zarr"), "--grid", "nope"])
+    assert "unknown grid 'nope'" in capsys.readouterr().err

@@ -1,0 +1,41 @@
+import numpy as np
+import torch
+
+from data_modules import SpectraDataModule
+from data_modules.split import assign_splits
+from spectra_lightning.synth import LABELS
+
+
+def test_split_is_by_star_and_deterministic():
+    meta = {"id": np.array([f"s{i}" for i in range(600)]), "object": np.array([f"star{i // 3}" for i in range(600)])}
+    a = assign_splits(meta, 0.2, 0.1, seed=1)
+    b = assign_splits(meta, 0.2, 0.1, seed=1)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert sum(len(v) for v in a.values()) == 600
+    stars = {k: set(meta["object"][v]) for k, v in a.items()}
+    assert not (stars["train"] & stars["val"]) and not (stars["train"] & stars["test"]) and not (stars["val"] & stars["test"])
+    assert 0.1 < len(a["val"]) / 600 < 0.3
+    c = assign_splits(meta, 0.2, 0.1, seed=2)
+    assert not np.array_equal(a["val"], c["val"])
+
+
+def test_split_falls_back_to_id_when_object_is_blank():
+    meta = {"id": np.array([f"x{i}" for i in range(200)]), "object": np.array([""] * 200)}
+    s = assign_splits(meta, 0.5, 0.0, seed=0)
+    assert 50 < len(s["val"]) < 150  # not all in one set, as one shared blank name would give
+
+
+def test_batches_carry_flux_mask_index_labels(tiny_store):
+    dm = SpectraDataModule(store=str(tiny_store), batch_size=8, val_fraction=0.25)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["flux"].shape == (8, 512) and batch["mask"].dtype == torch.bool
+    assert batch["labels"].shape == (8, len(LABELS))
+    assert (batch["flux"][~batch["mask"]] == 0).all()
+    grid_valid = dm.grid.valid
+    assert (batch["mask"].numpy() <= grid_valid).all()
+    seen = np.concatenate([b["index"].numpy() for b in dm.val_dataloader()])
+    np.testing.assert_array_equal(np.sort(seen), dm.splits["val"])
+    teff = dm.store.meta["teff"][batch["index"].numpy()]
+    np.testing.assert_allclose(batch["labels"][:, LABELS.index("teff")].numpy(), teff, rtol=1e-6)

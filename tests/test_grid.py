@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from spectra_lightning.grid import CCD_GAP, GRIDS, SpectralGrid
+
+
+def test_harps_grid_constants():
+    g = SpectralGrid.named("harps")
+    assert g.n_pixels == 312_501
+    assert (g.pad_left, g.pad_right, g.length) == (7_589, 7_590, 327_680)
+    assert g.wavelength[g.pad_left] == pytest.approx(3785.0)
+    assert g.wavelength[g.pad_left + g.n_pixels - 1] == pytest.approx(6910.0)
+    gap = np.flatnonzero(g.gap_mask)
+    assert (gap[0], gap[-1], len(gap)) == (159_453, 162_893, 3_441)
+    assert g.wavelength[gap[0]] == pytest.approx(5303.64) and g.wavelength[gap[-1]] == pytest.approx(5338.04)
+    assert CCD_GAP == pytest.approx((5303.64, 5338.04))
+    # masked = padding + gap
+    assert (~g.valid).sum() == 7_589 + 7_590 + 3_441
+
+
+@pytest.mark.parametrize("name", sorted(GRIDS))
+def test_named_grids_fit_the_network(name):
+    g = GRIDS[name]
+    assert g.length % 2**4 == 0 and g.length >= g.n_pixels
+    assert g.gap_mask.sum() > 0  # every shipped grid crosses the CCD gap
+    inside = g.wavelength[g.gap_mask]
+    assert inside.min() >= CCD_GAP[0] - 1e-6 and inside.max() <= CCD_GAP[1] + 1e-6
+
+
+def test_short_grid_lengths():
+    g = SpectralGrid(5000.0, 5655.0, 0.08, 8192)
+    assert g.n_pixels == 8188 and g.pad_left == 2 and g.pad_right == 2
+    with pytest.raises(ValueError, match="length"):
+        SpectralGrid(5000.0, 5655.0, 0.08, 4096)
+
+
+def test_resample_linear_and_masks_nonfinite():
+    g = SpectralGrid(5000.0, 5010.0, 0.1, 128, mask_gap=False)
+    wave = np.linspace(4990, 5008, 400)
+    flux = 2.0 + 0.5 * (wave - 5000)  # linear: interpolation is exact
+    flux[200] = np.nan
+    out = g.resample(wave, flux)
+    w = g.wavelength
+    covered = g.valid & (w <= 5008)
+    bad = (w > wave[199]) & (w < wave[201])
+    ok = covered & ~bad
+    np.testing.assert_allclose(out[ok], 2.0 + 0.5 * (w[ok] - 5000), rtol=1e-12)
+    assert np.isnan(out[bad]).all() and bad.sum() >= 1
+    assert np.isnan(out[~covered]).all()  # padding and beyond the input's coverage
+
+
+def test_unknown_grid_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown grid 'nope'"):
+        SpectralGrid.named("nope")

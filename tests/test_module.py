@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from spectra_lightning.module import SpectrumAutoencoder, kl_per_node, kl_weight_at, masked_l1
+
+
+def small(**kw):
+    return SpectrumAutoencoder(latent_dim=4, depth=4, n_pixels=64, **kw)
+
+
+def batch(b=3, length=64):
+    mask = torch.ones(b, length, dtype=torch.bool)
+    mask[:, :10] = False
+    return {"flux": torch.randn(b, length), "mask": mask, "index": torch.arange(b), "labels": torch.zeros(b, 2)}
+
+
+def test_kl_is_zero_at_the_prior_and_positive_elsewhere():
+    assert torch.allclose(kl_per_node(torch.zeros(2, 3), torch.zeros(2, 3)), torch.zeros(2, 3))
+    # analytic: KL(N(1, e^{-1}) || N(0,1)) = 0.5 (1 + e^-1 - 1 + 1)
+    kl = kl_per_node(torch.ones(1, 1), -torch.ones(1, 1))
+    assert kl.item() == pytest.approx(0.5 * (1 + torch.exp(torch.tensor(-1.0)).item()))
+
+
+def test_masked_pixels_get_zero_gradient():
+    model = small()
+    b = batch()
+    flux = b["flux"].clone().requires_grad_(True)
+    recon, _, _ = model(flux)
+    loss = masked_l1(recon, flux, b["mask"].float(), "sum").mean()
+    (grad_recon,) = torch.autograd.grad(loss, recon, retain_graph=True)
+    assert (grad_recon[:, :10] == 0).all() and (grad_recon[:, 10:] != 0).any()
+
+
+def test_l1_normalisations():
+    recon, flux = torch.zeros(2, 8), torch.ones(2, 8)
+    mask = torch.ones(2, 8)
+    mask[1, 4:] = 0
+    assert masked_l1(recon, flux, mask, "sum").tolist() == [8.0, 4.0]
+    assert masked_l1(recon, flux, mask, "paper").tolist() == [1.0, 1.0]
+
+
+def test_deterministic_model_has_no_kl_and_uses_mu():
+    model = small(variational=False, kl_weight=5.0)
+    model.train()
+    b = batch()
+    loss, mu, _ = model._shared_step(b, "val")
+    recon_mu = model.net.decoder(mu)
+    expected = masked_l1(recon_mu, b["flux"], b["mask"].float(), "sum").mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert model.current_kl_weight == 0.0
+
+
+def test_variational_samples_in_training_only():
+    torch.manual_seed(0)
+    model = small()
+    x = torch.randn(2, 64)
+    model.eval()
+    a, _, _ = model(x)
+    b, _, _ = model(x)
+    assert torch.equal(a, b)
+    model.train()
+    c, _, _ = model(x)
+    assert not torch.equal(a, c)
+
+
+def test_warmup_schedule_values():
+    assert kl_weight_at(0, 3.0, 10, 20) == 0.0
+    assert kl_weight_at(10, 3.0, 10, 20) == 0.0
+    assert kl_weight_at(20, 3.0, 10, 20) == pytest.approx(1.5)
+    assert kl_weight_at(30, 3.0, 10, 20) == 3.0
+    assert kl_weight_at(10_000, 3.0, 10, 20) == 3.0
+    assert kl_weight_at(5, 0.3, 0, 0) == 0.3
+
+
+def test_eval_step_returns_codes():
+    model = small()
+    model.eval()
+    out = model.validation_step(batch(), 0) if False else model._eval_step(batch(), "val")
+    assert out["mu"].shape == (3, 4) and out["logvar"].shape == (3, 4) and out["index"].tolist() == [0, 1, 2]

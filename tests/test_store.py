@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.store import SpectraStore, StoreError
+
+GRID = SpectralGrid.named("tiny")
+
+
+def rows(n, seed=0):
+    f = np.random.default_rng(seed).random((n, GRID.length)).astype(np.float32)
+    f[:, ~GRID.valid] = np.nan
+    return f
+
+
+def test_roundtrip_float16_sharded(tmp_path):
+    s = SpectraStore.create(tmp_path / "s.zarr", GRID)
+    s.append(rows(5), {"id": np.array([f"a{i}" for i in range(5)]), "teff": np.arange(5.0)})
+    s.append(rows(3, 1), {"id": np.array(["b0", "b1", "b2"]), "teff": np.arange(3.0), "rv": np.ones(3)})
+    s2 = SpectraStore.open(tmp_path / "s.zarr")
+    assert s2.n == 8 and s2.grid == GRID
+    assert s2.flux.dtype == np.float16 and s2.flux.chunks == (1, GRID.length)
+    got = s2.read([6, 0])
+    np.testing.assert_allclose(got[1], rows(5)[0], rtol=1e-3, equal_nan=True)
+    np.testing.assert_allclose(got[0], rows(3, 1)[1], rtol=1e-3, equal_nan=True)
+    assert list(s2.meta["id"]) == ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2"]
+    assert np.isnan(s2.meta["rv"][:5]).all() and (s2.meta["rv"][5:] == 1).all()  # late column padded
+    assert s2.group["meta/teff"].attrs["units"] == "K"
+    labels = s2.labels(["teff", "missing"])
+    assert labels.shape == (8, 2) and np.isnan(labels[:, 1]).all()
+
+
+def test_uncommitted_rows_are_invisible(tmp_path):
+    s = SpectraStore.create(tmp_path / "s.zarr", GRID)
+    s.append(rows(4), {"teff": np.arange(4.0)})
+    # simulate a writer killed after writing rows but before the commit point
+    s.flux.resize((6, GRID.length))
+    s.flux[4:6] = rows(2, 5)
+    again = SpectraStore.open(tmp_path / "s.zarr", mode="a")
+    assert again.n == 4 and len(again.meta["teff"]) == 4
+    again.append(rows(1, 9), {"teff": np.array([9.0])})
+    assert again.n == 5 and again.flux.shape[0] == 5
+    np.testing.assert_allclose(again.read([4])[0], rows(1, 9)[0], rtol=1e-3, equal_nan=True)
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="no store there"):
+        SpectraStore.open(tmp_path / "missing.zarr")
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
+    with pytest.raises(StoreError, match="not a spectra_lightning store"):
+        SpectraStore.open(tmp_path / "other.zarr")
+    s = SpectraStore.create(tmp_path / "s.zarr", GRID)
+    with pytest.raises(ValueError, match="does not match the grid length"):
+        s.append(np.zeros((2, 10)), {})
+    with pytest.raises(ValueError, match="has 1 rows for 2 spectra"):
+        s.append(rows(2), {"teff": np.zeros(1)})
+    assert SpectraStore.open(tmp_path / "s.zarr").n == 0  # nothing half-written
+
+
+def test_store_attributes_describe_the_grid(tmp_path):
+    SpectraStore.create(tmp_path / "s.zarr", GRID, attrs={"producer": "test"})
+    attrs = json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())["attributes"]
+    assert attrs["format"] == "spectra_lightning.store" and attrs["version"] == 1
+    assert SpectralGrid(**attrs["grid"]) == GRID and attrs["producer"] == "test"
+
+
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_fsspec_urls(tmp_path, scheme):
+    url = f"file://{tmp_path}/u.zarr" if scheme == "file" else "memory://spectra/u.zarr"
+    s = SpectraStore.create(url, GRID)
+    s.append(rows(2), {"teff": np.ones(2)})
+    s2 = SpectraStore.open(url)
+    assert s2.n == 2
+    np.testing.assert_allclose(s2.read([1])[0], rows(2)[1], rtol=1e-3, equal_nan=True)
