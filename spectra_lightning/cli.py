@@ -99,7 +99,19 @@ def synth_main(argv: list[str]) -> int:
     return 0
 
 
-TOOLS = {"synth": synth_main}
+def encode_main(argv: list[str]) -> int:
+    from .encode import main as run
+
+    return run(argv)
+
+
+def analyze_main(argv: list[str]) -> int:
+    from .analyze import main as run
+
+    return run(argv)
+
+
+TOOLS = {"synth": synth_main, "encode": encode_main, "analyze": analyze_main}
 
 OVERVIEW = f"""usage: python -m spectra_lightning COMMAND [options]
 
@@ -113,6 +125,8 @@ training (LightningCLI; see `COMMAND --help`, `--print_config`):
 
 tools:
   synth      write a synthetic HARPS-like store with known labels
+  encode     latent codes of every spectrum in a store (--ckpt, --store, --output)
+  analyze    MAD + mutual information of codes vs labels -> report.json + figures
 """
 
 

@@ -86,11 +86,27 @@ class ConvAutoencoder(nn.Module):
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
         self.encoder = Encoder(n_pixels, latent_dim, depth)
         self.decoder = Decoder(n_pixels, latent_dim, depth)
+        init_weights(self)
 
     def forward(self, flux: torch.Tensor, sample: bool = False):
         mu, logvar = self.encoder(flux)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
         return self.decoder(z), mu, logvar
+
+
+def init_weights(module: nn.Module) -> None:
+    """Kaiming-normal weights for LeakyReLU(0.1), zero biases.
+
+    PyTorch's default init roughly halves the spread of activations per layer; through
+    15 layers the differences between spectra (a few per cent of a continuum near 1)
+    vanish and the encoder starts, and stays, blind (measured: σ(μ) across spectra
+    ~1e-5 after training). This init keeps that spread through the stack.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, a=NEGATIVE_SLOPE, nonlinearity="leaky_relu",
+                                    mode="fan_in" if not isinstance(m, nn.ConvTranspose1d) else "fan_out")
+            nn.init.zeros_(m.bias)
 
 
 def n_parameters(module: nn.Module) -> int:

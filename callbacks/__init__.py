@@ -1,0 +1,5 @@
+"""Lightning callbacks that read the latent space during training."""
+
+from .latent_metrics import LatentMetrics
+
+__all__ = ["LatentMetrics"]

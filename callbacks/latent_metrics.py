@@ -1,0 +1,144 @@
+"""Read the latent space during training: MAD, MI, figures, and report.json at the end.
+
+Uses the μ returned by ``validation_step`` (no second pass over the data). Scalars go
+to every logger as ``val/mad/…``, ``val/mi/<label>/…``; figures are written to
+``<run dir>/figures/`` and logged as images to W&B when it is the logger.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from spectra_lightning import plots
+from spectra_lightning.metrics.report import format_summary, latent_report
+from spectra_lightning.metrics.torchmetric import LatentCodes
+
+
+class LatentMetrics(L.Callback):
+    """Per-epoch latent-space metrics and figures; the full report when fitting ends.
+
+    Args:
+        every_n_epochs: compute scalars every n validation epochs (and always the last).
+        figures_every_n_epochs: figures every n epochs (0: only at the end).
+        threshold, criterion: informative-node rule (see ``metrics.latent.informative_nodes``).
+        estimators: MI estimators per epoch (the final report uses both).
+        n_reconstructions: validation spectra shown with their reconstructions.
+        traversal_steps: decoded spectra per informative node in the traversal figure.
+        final_report: write ``report.json`` + figures and print a summary when fit ends.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, figures_every_n_epochs: int = 5, threshold: float = 0.02,
+                 criterion: str = "auto", estimators: tuple[str, ...] = ("ksg",), n_reconstructions: int = 3,
+                 traversal_steps: int = 7, final_report: bool = True):
+        super().__init__()
+        self.every_n_epochs, self.figures_every_n_epochs = every_n_epochs, figures_every_n_epochs
+        self.report_kwargs = {"threshold": threshold, "criterion": criterion}
+        self.estimators = tuple(estimators)
+        self.n_reconstructions, self.traversal_steps = n_reconstructions, traversal_steps
+        self.final_report = final_report
+        self.metric: LatentCodes | None = None
+        self.examples: dict | None = None
+        self.last_codes: dict | None = None
+        self.seconds: list[float] = []
+        self._epoch_start = time.perf_counter()
+
+    # -- collection ---------------------------------------------------------------
+    def setup(self, trainer, pl_module, stage):
+        names = list(getattr(trainer.datamodule, "label_names", []) or [])
+        self.metric = LatentCodes(names, estimators=self.estimators, pair_labels=False, **self.report_kwargs)
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._epoch_start = time.perf_counter()
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        self.metric.reset()
+        self.metric.to(pl_module.device)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not isinstance(outputs, dict) or "mu" not in outputs:
+            return
+        logvar = outputs["logvar"] if pl_module.hparams.get("variational", True) else None
+        self.metric.update(outputs["mu"], outputs["index"], outputs.get("labels"), logvar)
+        if batch_idx == 0 and trainer.is_global_zero:
+            n = self.n_reconstructions
+            self.examples = {"flux": batch["flux"][:n].detach(), "mask": batch["mask"][:n].detach()}
+
+    def _due(self, trainer, every: int) -> bool:
+        last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
+        return last or (every > 0 and (trainer.current_epoch + 1) % every == 0)
+
+    # -- per epoch ------------------------------------------------------------------
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not self._due(trainer, self.every_n_epochs) or self.metric.update_count == 0:
+            return
+        t0 = time.perf_counter()
+        codes = self.metric.codes()  # gathered across ranks, deduplicated
+        report = self.metric.compute()
+        self.last_codes = codes
+        scalars = {"val/mad/n_informative": float(len(report["mad"]["informative"]))}
+        if report["mad"]["kl"] is not None:
+            scalars["val/kl_total"] = float(np.nansum(report["mad"]["kl"]))
+        for name, entry in report["mi"].get("ksg", {}).items():
+            if entry.get("best_node") is not None:
+                scalars[f"val/mi/{name}/best_node"] = float(entry["best_node"])
+                scalars[f"val/mi/{name}/best"] = entry["best"]
+                scalars[f"val/mi/{name}/runner_up"] = entry["runner_up_value"]
+                scalars[f"val/mi/{name}/gap"] = entry["gap"]
+        if trainer.is_global_zero and self._due(trainer, self.figures_every_n_epochs):
+            self._figures(trainer, pl_module, report, codes, f"epoch_{trainer.current_epoch:03d}")
+        elapsed = time.perf_counter() - t0
+        self.seconds.append(elapsed)
+        epoch_seconds = max(time.perf_counter() - self._epoch_start, 1e-9)
+        scalars["val/metrics_seconds"] = elapsed
+        scalars["val/metrics_fraction"] = elapsed / epoch_seconds
+        pl_module.log_dict(scalars, sync_dist=False, rank_zero_only=True)
+
+    # -- figures ----------------------------------------------------------------------
+    def _figures(self, trainer, pl_module, report: dict, codes: dict, tag: str) -> dict[str, Path]:
+        grid = trainer.datamodule.grid
+        wave, valid = grid.wavelength, grid.valid
+        windows = plots.windows_in(wave, valid)
+        labels = {name: codes["labels"][:, j] for j, name in enumerate(self.metric.label_names)}
+        figs = plots.report_figures(report, codes["mu"], labels)
+        mu = codes["mu"]
+        with torch.no_grad():
+            was_training = pl_module.training
+            pl_module.eval()
+            if self.examples is not None:
+                flux = self.examples["flux"].to(pl_module.device)
+                recon, _, _ = pl_module(flux)
+                figs["reconstructions"] = plots.reconstructions(
+                    wave, flux.float().cpu().numpy(), self.examples["mask"].cpu().numpy(), recon.float().cpu().numpy(), windows)
+            median = np.median(mu, axis=0)
+            for node in report["mad"]["informative"][:6]:
+                values = np.percentile(mu[:, node], np.linspace(1, 99, self.traversal_steps))
+                z = np.repeat(median[None], len(values), axis=0)
+                z[:, node] = values
+                dec = pl_module.net.decoder(torch.as_tensor(z, dtype=torch.float32, device=pl_module.device))
+                figs[f"traversal_node{node}"] = plots.traversal(wave, dec.float().cpu().numpy(), values, node, windows)
+            pl_module.train(was_training)
+        paths = plots.save_figures(figs, Path(trainer.default_root_dir) / "figures" / tag)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                for name, path in paths.items():
+                    logger.log_image(key=f"val/fig/{name}", images=[str(path)], step=trainer.global_step)
+        return paths
+
+    # -- end of fit -------------------------------------------------------------------
+    def on_fit_end(self, trainer, pl_module):
+        if not (self.final_report and trainer.is_global_zero and self.last_codes is not None):
+            return
+        codes = self.last_codes
+        labels = {name: codes["labels"][:, j] for j, name in enumerate(self.metric.label_names)}
+        report = latent_report(codes["mu"], labels, codes["logvar"], **self.report_kwargs)
+        run_dir = Path(trainer.default_root_dir)
+        (run_dir / "report.json").write_text(json.dumps(report, indent=1))
+        self._figures(trainer, pl_module, report, codes, "final")
+        print(format_summary(report), flush=True)
+        print(f"report:  {run_dir / 'report.json'}\nfigures: {run_dir / 'figures' / 'final'}", flush=True)

@@ -1,0 +1,88 @@
+"""``encode``: a trained checkpoint + a store -> latent codes of every spectrum (Zarr).
+
+Codes layout: ``mu (N, D)`` float32, ``logvar (N, D)`` (VAE only), ``id (N,)``; attributes
+name the checkpoint, the store and the model's hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from .module import SpectrumAutoencoder
+from .store import SpectraStore, StoreError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model(ckpt: str | Path, device: torch.device) -> SpectrumAutoencoder:
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
+    try:
+        model = SpectrumAutoencoder.load_from_checkpoint(str(ckpt), map_location=device, weights_only=False)
+    except Exception as e:  # a corrupt or foreign file
+        raise ValueError(f"{ckpt}: not a spectra_lightning checkpoint ({type(e).__name__}: {e})") from None
+    return model.eval().to(device)
+
+
+def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto", progress: bool = True) -> Path:
+    """Encode every spectrum of ``store_path``; writes ``output`` atomically-enough (built aside, renamed)."""
+    from tqdm.auto import tqdm
+
+    dev = pick_device(device)
+    model = load_model(ckpt, dev)
+    store = SpectraStore.open(store_path)
+    if store.grid.length != model.hparams.n_pixels:
+        raise StoreError(f"{store_path}: grid length {store.grid.length} does not match the model's "
+                         f"input length {model.hparams.n_pixels}")
+    n, d = store.n, model.hparams.latent_dim
+    out = Path(output)
+    if out.exists():
+        raise FileExistsError(f"{output}: already exists")
+    tmp = out.with_name(f".{out.name}.tmp")
+    group = zarr.open_group(str(tmp), mode="w")
+    mu = group.create_array("mu", shape=(n, d), dtype="float32", chunks=(min(n, 65536) or 1, d))
+    logvar = group.create_array("logvar", shape=(n, d), dtype="float32", chunks=(min(n, 65536) or 1, d)) \
+        if model.hparams.variational else None
+    ids = store.meta.get("id", np.arange(n).astype(str))
+    group.create_array("id", shape=(n,), dtype=str, chunks=(min(n, 65536) or 1,))[:] = np.asarray(ids, dtype=str)
+    with torch.no_grad():
+        for start in tqdm(range(0, n, batch_size), desc="encode", unit="batch", disable=not progress):
+            rows = np.arange(start, min(start + batch_size, n))
+            flux = np.nan_to_num(store.read(rows), nan=0.0)
+            m, lv = model.net.encoder(torch.as_tensor(flux, device=dev))
+            mu[start:start + len(rows)] = m.float().cpu().numpy()
+            if logvar is not None:
+                logvar[start:start + len(rows)] = lv.clamp(-12, 8).float().cpu().numpy()
+    group.attrs.update({"format": "spectra_lightning.codes", "checkpoint": str(ckpt), "store": str(store_path),
+                        "latent_dim": d, "variational": bool(model.hparams.variational)})
+    tmp.rename(out)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m spectra_lightning encode",
+                                description="Write the latent codes (μ, log σ²) of every spectrum in a store.")
+    p.add_argument("--ckpt", required=True, help="checkpoint of a trained model")
+    p.add_argument("--store", required=True, help="store path or URL")
+    p.add_argument("--output", required=True, help="codes store to create (CODES.zarr)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        out = encode(a.ckpt, a.store, a.output, a.batch_size, a.device, progress=not a.quiet)
+    except (OSError, ValueError) as e:
+        print(f"encode: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote codes to {out}")
+    return 0

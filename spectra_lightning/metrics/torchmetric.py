@@ -1,0 +1,51 @@
+"""Thin torchmetrics wrapper: accumulate codes across batches and ranks, then analyse them."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from .report import latent_report
+
+
+class LatentCodes(Metric):
+    """Collects μ ``(B, D)``, log σ² ``(B, D)``, labels ``(B, K)`` and spectrum indices ``(B,)``.
+
+    States are concatenated across ranks; :meth:`codes` drops duplicate indices (a
+    DistributedSampler pads uneven splits by repeating spectra) and sorts by index, so
+    1 rank and N ranks see the same data. :meth:`compute` returns :func:`latent_report`.
+    """
+
+    full_state_update = False
+
+    def __init__(self, label_names: list[str] | None = None, **report_kwargs):
+        super().__init__(compute_with_cache=False)
+        self.label_names = list(label_names or [])
+        self.report_kwargs = report_kwargs
+        for name in ("mu", "logvar", "labels", "index"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, mu: torch.Tensor, index: torch.Tensor, labels: torch.Tensor | None = None,
+               logvar: torch.Tensor | None = None) -> None:
+        self.mu.append(mu.detach().float())
+        self.index.append(index.detach().long())
+        self.logvar.append((logvar if logvar is not None else torch.full_like(mu, float("nan"))).detach().float())
+        lab = labels if labels is not None else mu.new_zeros((mu.shape[0], 0))
+        self.labels.append(lab.detach().float())
+
+    def codes(self) -> dict[str, np.ndarray]:
+        """``{"mu": (N, D), "logvar": (N, D) or None, "labels": (N, K), "index": (N,)}``, unique, sorted."""
+        index = dim_zero_cat(self.index).cpu().numpy()
+        _, first = np.unique(index, return_index=True)
+        mu = dim_zero_cat(self.mu).cpu().numpy()[first]
+        logvar = dim_zero_cat(self.logvar).cpu().numpy()[first]
+        labels = dim_zero_cat(self.labels).cpu().numpy()[first]
+        return {"mu": mu, "logvar": None if np.isnan(logvar).all() else logvar, "labels": labels,
+                "index": index[first]}
+
+    def compute(self) -> dict:
+        c = self.codes()
+        labels = {name: c["labels"][:, j] for j, name in enumerate(self.label_names)}
+        return latent_report(c["mu"], labels, c["logvar"], **self.report_kwargs)

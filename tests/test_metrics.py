@@ -1,0 +1,125 @@
+"""Metrics against ground truth: analytic MI of Gaussians, invariances, degenerate cases."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import median_abs_deviation
+
+from spectra_lightning.metrics import (best_and_gap, best_pair, clean_label, informative_nodes, ksg, mad,
+                                       mi_histogram, mi_ksg, mi_pair_matrix)
+from spectra_lightning.metrics.report import latent_report
+
+
+def gaussian_pair(rho, n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n)
+    return x, rho * x + np.sqrt(1 - rho**2) * rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, 0.99])
+def test_ksg_matches_analytic_gaussian_mi(rho):
+    truth = -0.5 * np.log(1 - rho**2)
+    estimates = [ksg(*gaussian_pair(rho, 10_000, seed)) for seed in range(3)]
+    assert np.mean(estimates) == pytest.approx(truth, abs=0.02)
+    assert max(abs(e - truth) for e in estimates) < 0.04
+
+
+def test_ksg_is_invariant_to_monotone_transforms():
+    x, y = gaussian_pair(0.8, 3000, 1)
+    base = ksg(x, y)
+    assert ksg(np.exp(x), y**3) == pytest.approx(base, abs=1e-12)
+    # decreasing maps mirror the normal scores, equal up to rounding at the k-th distance
+    assert ksg(-x, np.arctan(y)) == pytest.approx(base, abs=1e-3)
+
+
+def test_independent_and_constant_give_zero():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(5000), rng.standard_normal(5000)
+    assert ksg(x, y) < 0.01
+    const = np.full(5000, 0.3)
+    assert mad(const[:, None])[0] == 0.0
+    assert ksg(const, y) < 0.01
+    assert mi_histogram(const[:, None], y)["values"].max() == 0.0
+
+
+def test_mad_matches_scipy():
+    mu = np.random.default_rng(2).standard_t(3, size=(500, 4))
+    np.testing.assert_allclose(mad(mu), median_abs_deviation(mu, axis=0))
+
+
+def test_histogram_mi_grows_with_correlation_and_indicator_is_normalised():
+    values = []
+    for rho in (0.0, 0.5, 0.9):
+        x, y = gaussian_pair(rho, 10_000, 0)
+        h = mi_histogram(np.column_stack([x, np.zeros_like(x)]), y, bins=(20,))
+        values.append(h["values"][0, 0])
+        assert h["values"][0, 1] == 0.0
+    assert values[0] < 0.03 < values[1] < values[2]
+    assert values[2] == pytest.approx(-0.5 * np.log(1 - 0.81), abs=0.1)
+    h = mi_histogram(np.column_stack(gaussian_pair(0.9, 2000, 1)), gaussian_pair(0.9, 2000, 1)[0])
+    assert h["bins"] == [5, 10, 20, 40, 80, 160] and np.allclose(h["indicator"].max(axis=1), 1.0)
+
+
+def test_duplicated_latent_shows_in_pair_matrix():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(3000), rng.standard_normal(3000)
+    m = mi_pair_matrix(np.column_stack([a, a, b]))
+    assert m[0, 1] > 3.0 and m[0, 2] < 0.02 and m[1, 2] < 0.02
+    assert np.allclose(m, m.T, equal_nan=True) and np.isnan(np.diag(m)).all()
+
+
+def test_labels_cleaned_with_counts():
+    y = np.r_[np.random.default_rng(0).standard_normal(1000), np.nan, np.inf, -np.inf, 1e6]
+    keep, counts = clean_label(y, sigma=5)
+    assert counts == {"n": 1000, "n_nonfinite": 3, "n_clipped": 1}
+    assert not keep[-4:].any()
+
+
+def test_informative_criteria():
+    rng = np.random.default_rng(0)
+    n = 2000
+    mu = np.column_stack([rng.normal(0, 1, n), rng.normal(0, 0.05, n), np.zeros(n)])
+    logvar = np.column_stack([np.full(n, -4.0), np.zeros(n), np.zeros(n)])
+    # node 1 varies (MAD ~0.034 > 0.02) but its posterior is the prior's width: KL ~ 0.001 nat
+    assert informative_nodes(mu, criterion="mad")["informative"] == [0, 1]
+    assert informative_nodes(mu, logvar)["informative"] == [0]  # auto -> both
+    assert informative_nodes(mu)["criterion"] == "mad"
+    with pytest.raises(ValueError, match="needs log-variances"):
+        informative_nodes(mu, criterion="kl")
+
+
+def test_best_node_is_chosen_among_informative_nodes_only():
+    values = np.array([0.1, 1.5, 0.8, 1.2])
+    r = best_and_gap(values, nodes=[0, 2, 3])
+    assert (r["best_node"], r["runner_up"]) == (3, 2) and r["gap"] == pytest.approx((1.2 - 0.8) / 1.2)
+
+
+def test_phase_pair_carries_more_than_either_node():
+    rng = np.random.default_rng(0)
+    rv = rng.uniform(-1, 1, 3000)
+    phase = 2.6 * rv  # ~300 degrees of a circle
+    noise = rng.normal(0, 0.05, (3000, 2))
+    codes = np.column_stack([np.cos(phase) + noise[:, 0], np.sin(phase) + noise[:, 1], rng.standard_normal(3000)])
+    single = mi_ksg(codes, rv)
+    joint = best_pair(codes, rv, nodes=[0, 1, 2])
+    assert joint["best_pair"] == [0, 1] and joint["value"] > single[:2].max() + 0.5
+
+
+def test_report_schema_and_nan_labels():
+    rng = np.random.default_rng(0)
+    n = 600
+    teff = rng.uniform(4000, 6500, n)
+    mu = np.column_stack([(teff - 5000) / 800 + 0.05 * rng.standard_normal(n), rng.standard_normal(n), np.zeros(n)])
+    snr = rng.uniform(10, 100, n)
+    snr[:7] = np.nan
+    r = latent_report(mu, {"teff": teff, "snr": snr}, bootstrap=3)
+    json.dumps(r)  # valid JSON, no NaN
+    assert r["n_spectra"] == n and r["mad"]["informative"] == [1, 0] or r["mad"]["informative"] == [0, 1]
+    assert r["mi"]["ksg"]["teff"]["best_node"] == 0 and r["mi"]["ksg"]["teff"]["n"] == n
+    assert r["mi"]["ksg"]["snr"]["n"] == n - 7 and r["mi"]["ksg"]["snr"]["n_nonfinite"] == 7
+    assert len(r["mi"]["ksg"]["teff"]["values"]) == 3 and len(r["mi"]["ksg"]["teff"]["se"]) == 3
+    h = r["mi"]["histogram"]["teff"]
+    assert np.shape(h["values"]) == (6, 3) and np.shape(h["indicator"]) == (6, 3)
+    assert r["pair_mi"]["nodes"] == r["mad"]["informative"] and np.shape(r["pair_mi"]["matrix"]) == (2, 2)
+    assert set(r["mi_pairs"]["ksg"]) == {"teff", "snr"}
