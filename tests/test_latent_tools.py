@@ -1,0 +1,172 @@
+"""The torchmetrics wrapper (incl. 2-rank DDP), the callback inside a real fit, encode and analyze."""
+
+import csv
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import yaml
+
+from spectra_lightning.cli import main
+from spectra_lightning.metrics.report import latent_report
+from spectra_lightning.metrics.torchmetric import LatentCodes
+
+N, D = 300, 4
+
+
+def fake_codes(seed=0):
+    rng = np.random.default_rng(seed)
+    teff = rng.uniform(4000, 6500, N)
+    mu = np.column_stack([(teff - 5000) / 700 + 0.05 * rng.standard_normal(N), rng.standard_normal(N),
+                          np.zeros(N), 1e-6 * rng.standard_normal(N)])
+    return mu.astype(np.float32), teff.astype(np.float32)
+
+
+def test_metric_deduplicates_and_matches_the_pure_function():
+    mu, teff = fake_codes()
+    m = LatentCodes(["teff"], estimators=("ksg",), pair_labels=False)
+    idx = np.arange(N)
+    for part in (idx[:200], idx[150:]):  # rows 150..199 arrive twice, as DistributedSampler padding does
+        m.update(torch.tensor(mu[part]), torch.tensor(part), torch.tensor(teff[part, None]))
+    got = m.compute()
+    want = latent_report(mu.astype(np.float64), {"teff": teff}, estimators=("ksg",), pair_labels=False)
+    assert got["n_spectra"] == N
+    assert got["mad"] == want["mad"] and got["mi"] == want["mi"]
+    assert got["mi"]["ksg"]["teff"]["best_node"] == 0
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    mu, teff = fake_codes()
+    # DistributedSampler-style: interleaved rows, padded to equal length by repeating the first ones
+    rows = np.arange(N + (-N % world))[rank::world] % N
+    m = LatentCodes(["teff"], estimators=("ksg",), pair_labels=False)
+    for chunk in np.array_split(rows, 3):
+        m.update(torch.tensor(mu[chunk]), torch.tensor(chunk), torch.tensor(teff[chunk, None]))
+    report = m.compute()
+    if rank == 0:
+        out.put(json.dumps(report))
+    dist.destroy_process_group()
+
+
+def test_two_ranks_give_the_same_numbers_as_one():
+    mu, teff = fake_codes()
+    one = latent_report(mu.astype(np.float64), {"teff": teff}, estimators=("ksg",), pair_labels=False)
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_rank, args=(r, 2, port, q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    two = json.loads(q.get(timeout=120))
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert two["n_spectra"] == N and two["mad"] == one["mad"] and two["mi"] == one["mi"]
+
+
+def fit_with_callback(tmp_path, store, epochs=2):
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": epochs, "enable_progress_bar": False,
+                    "default_root_dir": str(tmp_path / "run"), "logger": False,
+                    "callbacks": [{"class_path": "callbacks.LatentMetrics",
+                                   "init_args": {"figures_every_n_epochs": 1, "estimators": ["ksg", "histogram"]}}]},
+        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+        "data": {"class_path": "data_modules.SpectraDataModule",
+                 "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.3}},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["fit", "--config", str(path)]) == 0
+    return tmp_path / "run"
+
+
+def test_callback_writes_report_and_figures(tmp_path, tiny_store, capsys):
+    run = fit_with_callback(tmp_path, tiny_store)
+    report = json.loads((run / "report.json").read_text())
+    assert report["latent_dim"] == 4 and report["n_spectra"] > 20
+    assert set(report["mi"]["ksg"]) == {"rv", "teff", "logg", "feh", "vsini", "snr"}
+    assert "mi_pairs" in report and "carriers" in report
+    final = run / "figures" / "final"
+    assert (final / "mad.png").exists() and (final / "reconstructions.png").exists()
+    assert (run / "figures" / "epoch_000" / "mad.png").exists()
+    if report["mad"]["informative"]:
+        assert list(final.glob("traversal_node*.png"))
+    out = capsys.readouterr().out
+    assert "informative" in out and "report:" in out
+    return run
+
+
+def test_encode_then_analyze(tmp_path, tiny_store, capsys):
+    run = fit_with_callback(tmp_path, tiny_store, epochs=1)
+    ckpt = next((run / "checkpoints").glob("*.ckpt"))
+    codes = tmp_path / "codes.zarr"
+    assert main(["encode", "--ckpt", str(ckpt), "--store", str(tiny_store), "--output", str(codes), "--quiet"]) == 0
+    import zarr
+
+    g = zarr.open_group(str(codes), mode="r")
+    assert g["mu"].shape == (160, 4) and g["logvar"].shape == (160, 4)
+    # codes equal the model's own μ
+    from spectra_lightning.encode import load_model
+    from spectra_lightning.store import SpectraStore
+
+    model = load_model(ckpt, torch.device("cpu"))
+    flux = np.nan_to_num(SpectraStore.open(tiny_store).read(np.arange(5)))
+    with torch.no_grad():
+        mu, _ = model.net.encoder(torch.tensor(flux))
+    np.testing.assert_allclose(g["mu"][:5], mu.numpy(), rtol=1e-5, atol=1e-6)
+
+    # labels from the store named in the codes, and from a CSV with shuffled ids
+    assert main(["analyze", "--codes", str(codes), "--output", str(tmp_path / "a1"), "--no-figures"]) == 0
+    meta = SpectraStore.open(tiny_store).meta
+    order = np.random.default_rng(0).permutation(160)
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "teff", "rv", "note"])
+        for i in order:
+            w.writerow([meta["id"][i], meta["teff"][i], meta["rv"][i], "x"])
+    assert main(["analyze", "--codes", str(codes), "--labels", str(tmp_path / "labels.csv"),
+                 "--output", str(tmp_path / "a2")]) == 0
+    r1 = json.loads((tmp_path / "a1/report.json").read_text())
+    r2 = json.loads((tmp_path / "a2/report.json").read_text())
+    assert set(r2["mi"]["ksg"]) == {"teff", "rv"}  # the text column is not a label
+    assert r2["mi"]["ksg"]["teff"]["values"] == r1["mi"]["ksg"]["teff"]["values"]
+    assert (tmp_path / "a2/figures/mad.png").exists()
+    # .npy codes with row-order labels
+    np.save(tmp_path / "codes.npy", g["mu"][:])
+    with open(tmp_path / "rows.csv", "w") as f:
+        f.write("teff\n" + "\n".join(str(v) for v in meta["teff"]))
+    assert main(["analyze", "--codes", str(tmp_path / "codes.npy"), "--labels", str(tmp_path / "rows.csv"),
+                 "--output", str(tmp_path / "a3"), "--no-figures"]) == 0
+    capsys.readouterr()
+
+
+def test_analyze_and_encode_errors(tmp_path, capsys):
+    np.save(tmp_path / "c.npy", np.zeros((10, 3)))
+    (tmp_path / "l.csv").write_text("id,teff\na,1\nb,2\n")
+    assert main(["analyze", "--codes", str(tmp_path / "c.npy"), "--labels", str(tmp_path / "l.csv"),
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "2 rows for 10 codes" in capsys.readouterr().err
+    (tmp_path / "c.csv").write_text("id,z0\nq,1\nr,2\n")
+    assert main(["analyze", "--codes", str(tmp_path / "c.csv"), "--labels", str(tmp_path / "l.csv"),
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "none of its ids match" in capsys.readouterr().err
+    (tmp_path / "c2.csv").write_text("id,z0\na,1\nb,2\n")
+    assert main(["analyze", "--codes", str(tmp_path / "c2.csv"), "--labels", str(tmp_path / "l.csv"),
+                 "--label-columns", "logg", "--output", str(tmp_path / "o")]) == 2
+    assert "no label column 'logg'" in capsys.readouterr().err
+    assert main(["encode", "--ckpt", str(tmp_path / "missing.ckpt"), "--store", "x", "--output", "y"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
