@@ -111,7 +111,13 @@ def analyze_main(argv: list[str]) -> int:
     return run(argv)
 
 
-TOOLS = {"synth": synth_main, "encode": encode_main, "analyze": analyze_main}
+def ingest_main(argv: list[str]) -> int:
+    from .ingest import main as run
+
+    return run(argv)
+
+
+TOOLS = {"synth": synth_main, "ingest": ingest_main, "encode": encode_main, "analyze": analyze_main}
 
 OVERVIEW = f"""usage: python -m spectra_lightning COMMAND [options]
 
@@ -125,6 +131,7 @@ training (LightningCLI; see `COMMAND --help`, `--print_config`):
 
 tools:
   synth      write a synthetic HARPS-like store with known labels
+  ingest     put archive FITS spectra (ADP, s1d, e2ds, generic 1-D) on the grid in a store
   encode     latent codes of every spectrum in a store (--ckpt, --store, --output)
   analyze    MAD + mutual information of codes vs labels -> report.json + figures
 """

@@ -86,27 +86,49 @@ class SpectralGrid:
         """Fractional padded pixel index of a wavelength."""
         return (np.asarray(wave) - self.wave_min) / self.step + self.pad_left
 
-    def resample(self, wave: np.ndarray, flux: np.ndarray) -> np.ndarray:
-        """Linear interpolation of ``flux(wave)`` onto the grid -> ``(L,)`` float64.
+    def resample(self, wave: np.ndarray, flux: np.ndarray, method: str = "auto") -> np.ndarray:
+        """``flux(wave)`` onto the grid -> ``(L,)`` float64; NaN where masked.
 
-        Non-finite input pixels, pixels outside the input's coverage and masked grid
-        pixels come out NaN (the store's "masked" marker): an output pixel is NaN
-        when either input neighbour it interpolates from is non-finite.
+        ``linear``: linear interpolation; an output pixel is NaN when an input neighbour it
+        draws on is non-finite (a neighbour with zero weight does not count), so an input
+        already on the grid is copied exactly. ``mean``: flux-conserving box average of the
+        input pixels whose centres fall in each output pixel, NaN if any of them is
+        non-finite; right when the input is much finer than the grid (no aliasing of
+        narrow lines). ``auto``: ``mean`` when the input step is below half the grid step,
+        else ``linear``. Pixels outside the input's coverage and masked grid pixels are NaN.
         """
         wave = np.asarray(wave, float)
         flux = np.asarray(flux, float)
-        if wave.ndim != 1 or wave.shape != flux.shape:
-            raise ValueError(f"wave {wave.shape} and flux {flux.shape} must be equal 1-D arrays")
-        order = np.argsort(wave) if np.any(np.diff(wave) < 0) else slice(None)
-        wave, flux = wave[order], flux[order]
+        if wave.ndim != 1 or wave.shape != flux.shape or wave.size < 2:
+            raise ValueError(f"wave {wave.shape} and flux {flux.shape} must be equal 1-D arrays of >= 2 pixels")
+        if np.any(np.diff(wave) < 0):
+            order = np.argsort(wave, kind="stable")
+            wave, flux = wave[order], flux[order]
+        if method == "auto":
+            method = "mean" if np.median(np.diff(wave)) < 0.5 * self.step else "linear"
         out = np.full(self.length, np.nan)
         target = self.wavelength
         inside = self.valid & (target >= wave[0]) & (target <= wave[-1])
+        if method == "mean":
+            idx = np.rint((wave - self.wave_min) / self.step).astype(np.int64) + self.pad_left
+            ok = (idx >= 0) & (idx < self.length)
+            idx, f = idx[ok], flux[ok]
+            bad = ~np.isfinite(f)
+            total = np.bincount(idx, np.where(bad, 0.0, f), self.length)
+            count = np.bincount(idx, minlength=self.length)
+            nbad = np.bincount(idx, bad.astype(float), self.length)
+            good = inside & (count > 0) & (nbad == 0)
+            out[good] = total[good] / count[good]
+            return out
+        if method != "linear":
+            raise ValueError(f"unknown resampling method {method!r}")
         t = target[inside]
         j = np.clip(np.searchsorted(wave, t, side="right") - 1, 0, len(wave) - 2)
         w0, w1 = wave[j], wave[j + 1]
         frac = np.where(w1 > w0, (t - w0) / np.where(w1 > w0, w1 - w0, 1.0), 0.0)
-        out[inside] = flux[j] * (1 - frac) + flux[j + 1] * frac  # NaN propagates
+        f0 = np.where(frac > 1 - 1e-6, 0.0, flux[j])  # a zero-weight neighbour cannot poison
+        f1 = np.where(frac < 1e-6, 0.0, flux[j + 1])
+        out[inside] = f0 * (1 - frac) + f1 * frac
         return out
 
     def describe(self) -> dict:

@@ -67,7 +67,10 @@ class SpectraStore:
     @classmethod
     def open(cls, path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> "SpectraStore":
         try:
-            group = zarr.open_group(_location(path), mode=mode, storage_options=storage_options)
+            # check it exists first: mode "a" would silently create an empty group
+            group = zarr.open_group(_location(path), mode="r", storage_options=storage_options)
+            if mode != "r":
+                group = zarr.open_group(_location(path), mode=mode, storage_options=storage_options)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
             raise StoreError(f"{path}: no store there ({type(e).__name__})") from None
         return cls(group, path)

@@ -39,7 +39,7 @@ def test_resample_linear_and_masks_nonfinite():
     wave = np.linspace(4990, 5008, 400)
     flux = 2.0 + 0.5 * (wave - 5000)  # linear: interpolation is exact
     flux[200] = np.nan
-    out = g.resample(wave, flux)
+    out = g.resample(wave, flux, method="linear")
     w = g.wavelength
     covered = g.valid & (w <= 5008)
     bad = (w > wave[199]) & (w < wave[201])
@@ -52,3 +52,22 @@ def test_resample_linear_and_masks_nonfinite():
 def test_unknown_grid_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown grid 'nope'"):
         SpectralGrid.named("nope")
+
+
+def test_resample_mean_is_flux_conserving_and_exact_on_grid():
+    g = SpectralGrid(5000.0, 5010.0, 0.1, 128, mask_gap=False)
+    fine = 5000.0 + (np.arange(-50, 1100) + 0.5) * 0.01  # 10 input pixels per output pixel
+    flux = np.sin(fine)
+    out = g.resample(fine, flux)  # auto -> mean
+    i = g.pad_left + 40
+    members = np.abs(fine - g.wavelength[i]) < 0.05 - 1e-9
+    assert members.sum() == 10 and out[i] == pytest.approx(flux[members].mean())
+    flux[np.argmin(np.abs(fine - g.wavelength[i]))] = np.inf
+    out2 = g.resample(fine, flux)
+    assert np.isnan(out2[i]) and np.isfinite(out2[i - 1]) and np.isfinite(out2[i + 1])
+    # an input on the grid itself is copied exactly, and a NaN masks only its own pixel
+    on = g.wavelength[g.valid]
+    vals = np.arange(on.size, dtype=float)
+    vals[7] = np.nan
+    got = g.resample(on, vals)[g.valid]
+    assert np.isnan(got[7]) and np.array_equal(np.delete(got, 7), np.delete(vals, 7))

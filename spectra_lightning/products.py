@@ -1,0 +1,203 @@
+"""Readers for archive spectra (astropy only): FITS file -> wavelength, flux, metadata.
+
+Supported products, detected from the file's content, never its name:
+
+* ``adp``   ESO Phase-3 1-D spectrum: a BinTable with one row of array columns WAVE,
+            FLUX (and ERR, used as inverse variance only where finite and positive);
+* ``s1d``   HARPS DRS s1d: a 1-D primary image with CRVAL1/CDELT1/CRPIX1;
+* ``e2ds``  HARPS DRS e2ds (orders × pixels) with the wavelength and blaze files named by
+            its ``ESO DRS CAL TH FILE`` / ``ESO DRS BLAZE FILE`` keywords, in its directory;
+            orders are de-blazed and merged after the BERV correction (the s1d's frame);
+* ``image1d`` / ``table1d``: any other 1-D spectrum, as an image with a linear WCS or a
+            table with wavelength and flux columns; Å or nm, told by the header units
+            (CUNIT1, TUNITn, CTYPE1) or, failing those, by the values.
+
+Readers never write anything; :class:`RejectError` carries a one-line reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+
+C_KMS = 299_792.458
+WAVE_NAMES = ("wave", "wavelength", "lambda", "wavelength_air", "loglam")
+FLUX_NAMES = ("flux", "flux_reduced", "spec", "fluxes")
+
+
+class RejectError(Exception):
+    """An input that cannot be ingested; ``str(e)`` is the one-line reason."""
+
+
+class NotASpectrum(RejectError):
+    """A valid archive product that is not a science spectrum (CCF, calibration frame)."""
+
+
+CALIBRATION_OBJECTS = ("WAVE", "LAMP", "FLAT", "BIAS", "DARK", "THAR")
+
+
+@dataclass
+class Spectrum:
+    """A 1-D spectrum as read: ``wave`` (M,) in Å (air for HARPS), ``flux`` (M,), ``ivar`` (M,) or None."""
+
+    wave: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray | None
+    product: str
+    meta: dict = field(default_factory=dict)
+
+
+def _num(header, *keys):
+    for k in keys:
+        v = header.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    return float("nan")
+
+
+def header_meta(header: fits.Header, path: Path) -> dict:
+    """Per-spectrum metadata from a (primary) header; NaN or "" when absent."""
+    name = path.name
+    for ext in (".gz", ".fits", ".fit", ".fts"):
+        name = name[: -len(ext)] if name.lower().endswith(ext) else name
+    arcfile = str(header.get("ARCFILE", "") or "").strip()
+    ident = arcfile[:-5] if arcfile.lower().endswith(".fits") else arcfile
+    start, end = _num(header, "ESO TEL AIRM START"), _num(header, "ESO TEL AIRM END")
+    airmass = _num(header, "AIRMASS")
+    if np.isnan(airmass) and np.isfinite(start):
+        airmass = np.nanmean([start, end])
+    return {
+        "id": ident or name,
+        "object": str(header.get("OBJECT", "") or "").strip(),
+        "instrument": str(header.get("INSTRUME", "") or "").strip(),
+        "date_obs": str(header.get("DATE-OBS", "") or "").strip(),
+        "mjd": _num(header, "MJD-OBS"),
+        "exptime": _num(header, "EXPTIME"),
+        "snr": _num(header, "ESO DRS SPE EXT SN50", "SNR", "SN50"),
+        "airmass": airmass,
+        "berv": _num(header, "ESO DRS BERV"),
+        "drs_rv": _num(header, "ESO DRS CCF RVC"),
+        "source": str(path),
+    }
+
+
+def to_angstrom(wave: np.ndarray, unit: str | None, where: str) -> np.ndarray:
+    """Convert to Å using a header unit when it parses, else the values' range."""
+    if unit:
+        text = unit.strip().lower()
+        text = {"angstrom": "Angstrom", "angstroms": "Angstrom", "a": "Angstrom", "aa": "Angstrom"}.get(text, text)
+        try:
+            q = u.Unit(text)
+            if q.physical_type == "length":
+                return (wave * q).to_value(u.AA)
+        except ValueError:
+            pass
+    finite = wave[np.isfinite(wave)]
+    if finite.size == 0:
+        raise RejectError(f"{where}: no finite wavelengths")
+    lo, hi = finite.min(), finite.max()
+    if 2500 <= lo and hi <= 12000:
+        return wave
+    if 250 <= lo and hi <= 1200:
+        return (wave * u.nm).to_value(u.AA)
+    raise RejectError(f"{where}: cannot tell the wavelength unit ({lo:.4g}–{hi:.4g}, no unit keyword)")
+
+
+def _linear_wcs(header, n: int) -> np.ndarray | None:
+    crval = header.get("CRVAL1")
+    cdelt = header.get("CDELT1", header.get("CD1_1"))
+    if crval is None or cdelt is None:
+        return None
+    crpix = header.get("CRPIX1", 1.0)
+    return crval + (np.arange(n) + 1 - crpix) * cdelt
+
+
+def read_spectrum(path: str | Path) -> Spectrum:
+    """Read one FITS file (optionally gzip-compressed) as a 1-D spectrum."""
+    path = Path(path)
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdul.verify("silentfix")
+            return _read(hdul, path)
+    except RejectError:
+        raise
+    except (OSError, TypeError, ValueError, IndexError, KeyError, EOFError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RejectError(f"not a readable FITS file ({reason[:160]})") from None
+
+
+def _read(hdul: fits.HDUList, path: Path) -> Spectrum:
+    primary = hdul[0].header
+    meta = header_meta(primary, path)
+    for hdu in hdul[1:]:
+        if isinstance(hdu, fits.BinTableHDU) and hdu.columns is not None:
+            names = {c.name.lower(): c.name for c in hdu.columns}
+            wcol = next((names[n] for n in WAVE_NAMES if n in names), None)
+            fcol = next((names[n] for n in FLUX_NAMES if n in names), None)
+            if wcol is None or fcol is None:
+                if "wave" in names or "flux" in names:
+                    raise RejectError(f"table {hdu.name!r} lacks a {'FLUX' if wcol else 'WAVE'} column")
+                continue
+            data = hdu.data
+            if data is None or len(data) == 0:
+                raise RejectError(f"table {hdu.name!r} has no rows")
+            unit = hdu.columns[wcol].unit
+            if len(data) == 1 and np.ndim(data[wcol][0]) == 1:  # ESO Phase 3: one row of arrays
+                wave, flux = np.asarray(data[wcol][0], float), np.asarray(data[fcol][0], float)
+                err = np.asarray(data[names["err"]][0], float) if "err" in names else None
+                product = "adp"
+            else:
+                wave, flux = np.asarray(data[wcol], float).ravel(), np.asarray(data[fcol], float).ravel()
+                err = np.asarray(data[names["err"]], float).ravel() if "err" in names else None
+                product = "table1d"
+            if wcol.lower() == "loglam":
+                wave, unit = 10**wave, "Angstrom"
+            ivar = None
+            if err is not None:
+                good = np.isfinite(err) & (err > 0)
+                if good.any():
+                    ivar = np.where(good, 1.0 / np.where(good, err, 1.0) ** 2, 0.0)
+            return Spectrum(to_angstrom(wave, unit, f"{product} WAVE"), flux, ivar, product, meta)
+    data = hdul[0].data
+    if data is None:
+        raise RejectError("unknown layout: no image data and no table with WAVE/FLUX columns")
+    data = np.asarray(data, float)
+    if data.ndim == 2 and "ESO DRS CCF MASK" in primary:
+        raise NotASpectrum("cross-correlation function (CCF), not a spectrum")
+    if data.ndim == 2 and str(primary.get("OBJECT", "")).upper().startswith(CALIBRATION_OBJECTS):
+        raise NotASpectrum(f"calibration frame (OBJECT={primary.get('OBJECT')!r})")
+    if data.ndim == 2 and ("ESO DRS CAL TH FILE" in primary and "ESO DRS BLAZE FILE" in primary):
+        return _read_e2ds(data, primary, path, meta)
+    if data.ndim == 2:
+        raise RejectError(f"unknown layout: 2-D image {data.shape} without DRS calibration keywords")
+    if data.ndim != 1:
+        raise RejectError(f"unknown layout: {data.ndim}-D image")
+    wave = _linear_wcs(primary, data.size)
+    if wave is None:
+        raise RejectError("1-D image without CRVAL1/CDELT1 wavelength keywords")
+    unit = primary.get("CUNIT1") or (primary.get("CTYPE1") if str(primary.get("CTYPE1", "")).lower().startswith("ang") else None)
+    is_s1d = meta["instrument"].upper().startswith("HARPS") and "ESO DRS BERV" in primary
+    return Spectrum(to_angstrom(wave, unit, "CRVAL1/CDELT1"), data, None, "s1d" if is_s1d else "image1d", meta)
+
+
+def _read_e2ds(data: np.ndarray, header, path: Path, meta: dict) -> Spectrum:
+    wave_file = path.parent / str(header["ESO DRS CAL TH FILE"]).strip()
+    blaze_file = path.parent / str(header["ESO DRS BLAZE FILE"]).strip()
+    cal = {}
+    for kind, f in (("wavelength", wave_file), ("blaze", blaze_file)):
+        try:
+            cal[kind] = np.asarray(fits.getdata(f), float)
+        except (OSError, TypeError, ValueError) as e:
+            raise RejectError(f"e2ds {kind} calibration {f.name} unreadable ({type(e).__name__})") from None
+        if cal[kind].shape != data.shape:
+            raise RejectError(f"e2ds {kind} calibration {f.name} has shape {cal[kind].shape}, orders are {data.shape}")
+    blaze = cal["blaze"]
+    usable = np.isfinite(blaze) & (blaze > 0.05 * np.nanmax(blaze, axis=1, keepdims=True))
+    berv = meta["berv"] if np.isfinite(meta["berv"]) else 0.0
+    wave = cal["wavelength"] * (1.0 + berv / C_KMS)  # to the barycentric frame, as the s1d
+    flux = np.where(usable, data / np.where(usable, blaze, 1.0), np.nan)
+    return Spectrum(wave, flux, blaze * usable, "e2ds", meta)

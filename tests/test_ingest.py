@@ -1,0 +1,209 @@
+"""Ingest of the real archive spectra in ../shared/data/real (skipped when absent)."""
+
+import gzip
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from conftest import REAL, real_file
+from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.ingest import ingest
+from spectra_lightning.store import SpectraStore
+
+HARPS = SpectralGrid.named("harps")
+C = 299_792.458
+
+
+def one(tmp_path, path, name="s.zarr", **kw):
+    out = tmp_path / name
+    summary = ingest([str(path)], str(out), workers=1, progress=False, **kw)
+    return SpectraStore.open(out), summary
+
+
+def expected_on_grid(wave, flux):
+    """The same pixels as astropy reads them, on the grid, divided by the same median."""
+    w = HARPS.wavelength
+    out = np.interp(w, wave, flux, left=np.nan, right=np.nan)
+    out[~HARPS.valid] = np.nan
+    out[~np.isfinite(out)] = np.nan
+    return out / np.nanmedian(out[HARPS.valid]), out
+
+
+def test_adp_file_equals_astropy_read(tmp_path):
+    path = real_file("harps/adp/ADP.2014-09-16T11:04:45.123.fits")
+    store, summary = one(tmp_path, path)
+    assert summary["ingested"] == 1 and summary["rejected"] == 0
+    with fits.open(path) as h:
+        wave, flux = h[1].data["WAVE"][0].astype(float), h[1].data["FLUX"][0].astype(float)
+        hdr = h[0].header
+    # the ADP grid is the paper's grid: a pure copy of the pixels 3785..6910 Å
+    first = int(np.argmin(np.abs(wave - 3785.0)))
+    assert wave[first] == pytest.approx(3785.0, abs=1e-6)
+    expected, raw = expected_on_grid(wave, flux)
+    got = store.read([0])[0]
+    np.testing.assert_array_equal(np.isfinite(got), HARPS.valid)  # mask = padding + gap exactly
+    np.testing.assert_allclose(got[HARPS.valid], expected[HARPS.valid], rtol=2e-3, atol=1e-4)  # float16
+    m = store.meta
+    assert m["id"][0] == "ADP.2014-09-16T11:04:45.123" and m["object"][0] == hdr["OBJECT"]
+    assert m["instrument"][0] == "HARPS" and m["product"][0] == "adp"
+    assert m["mjd"][0] == hdr["MJD-OBS"] and m["exptime"][0] == hdr["EXPTIME"]
+    assert m["snr"][0] == hdr["HIERARCH ESO DRS SPE EXT SN50"] and m["berv"][0] == hdr["HIERARCH ESO DRS BERV"]
+    assert m["airmass"][0] == hdr["AIRMASS"]
+    assert m["raw_median"][0] == pytest.approx(np.nanmedian(raw[HARPS.valid]))
+    assert m["low_flux"][0] == 0
+
+
+@pytest.mark.parametrize("name", ["HARPS.2010-09-18T23:42:36.178_s1d_A.fits", "HARPS_Sun_Ganymede_s1d.fits",
+                                  "HARPS_GJ3470_s1d.fits"])
+def test_s1d_equals_astropy_read(tmp_path, name):
+    path = real_file(f"harps/s1d/{name}")
+    store, _ = one(tmp_path, path)
+    with fits.open(path) as h:
+        flux = h[0].data.astype(float)
+        hdr = h[0].header
+    wave = hdr["CRVAL1"] + (np.arange(flux.size) + 1 - hdr["CRPIX1"]) * hdr["CDELT1"]
+    expected, raw = expected_on_grid(wave, flux)
+    got = store.read([0])[0]
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(expected))
+    np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], rtol=2e-3, atol=1e-4)
+    assert store.meta["product"][0] == "s1d" and store.meta["object"][0] == hdr["OBJECT"]
+    assert store.meta["snr"][0] == hdr["HIERARCH ESO DRS SPE EXT SN50"]
+    assert store.meta["low_flux"][0] == int(np.nanmedian(raw[HARPS.valid]) < 50)
+
+
+def rest_frame(flux, rv, lo, hi):
+    """Flux resampled to the rest frame on a fine grid within [lo, hi] Å."""
+    w = HARPS.wavelength / (1 + rv / C)
+    grid = np.arange(lo, hi, 0.002)
+    f = np.interp(grid, w, np.nan_to_num(flux, nan=np.nanmedian(flux)))
+    return grid, f - f.mean()
+
+
+def test_e2ds_lines_up_with_an_s1d_of_a_similar_star(tmp_path):
+    e2ds = real_file("harps/e2ds/HARPS.2003-12-13T06:19:48.371_e2ds_A.fits")  # Gl273 M3.5V, RV 18.402
+    s1d = real_file("harps/s1d/HARPS.2010-09-18T23:42:36.178_s1d_A.fits")  # Gl581 M3V, RV -9.199
+    store, summary = one(tmp_path, e2ds)
+    assert summary["ingested"] == 1 and store.meta["product"][0] == "e2ds"
+    other, _ = one(tmp_path, s1d, "t.zarr")
+    a, b = store.read([0])[0], other.read([0])[0]
+    assert np.isfinite(a[HARPS.valid]).mean() > 0.95  # the orders cover the grid
+    for lo, hi in ((5160.0, 5200.0), (5880.0, 5900.0), (6100.0, 6170.0)):  # Mg b, Na D, Ca I
+        g, fa = rest_frame(a, 18.402, lo, hi)
+        _, fb = rest_frame(b, -9.199, lo, hi)
+        lags = np.arange(-100, 101)  # ±0.2 Å in 0.002 Å steps
+        cc = [np.dot(fa[100:-100], np.roll(fb, k)[100:-100]) for k in lags]
+        shift = lags[int(np.argmax(cc))] * 0.002
+        assert abs(shift) < HARPS.step, (lo, shift)
+
+
+@pytest.mark.parametrize("rel", ["other/gbs/NARVAL_HD22879.fits", "other/gbs/UVES.POP_Procyon.fits",
+                                 "other/gbs/ESPaDOnS_61CygB.fits", "other/odusseas/SOPHIE_Gl908.fits",
+                                 "other/gbs/arcturus_NOAO.fits"])
+def test_other_instruments_land_at_the_right_wavelengths(tmp_path, rel):
+    store, _ = one(tmp_path, real_file(rel))
+    f = store.read([0])[0].astype(float)
+    w = HARPS.wavelength
+    for line in (6162.173, 5183.604):  # Ca I, Mg I b1 (air); these spectra are in the rest frame
+        near = np.flatnonzero(np.isfinite(f) & (np.abs(w - line) < 0.15))
+        i = near[np.argmin(f[near])]
+        y0, y1, y2 = f[i - 1], f[i], f[i + 1]
+        centre = w[i] + 0.5 * HARPS.step * (y0 - y2) / (y0 - 2 * y1 + y2)
+        assert centre == pytest.approx(line, abs=0.02)
+
+
+def test_nm_units_are_converted():
+    from spectra_lightning.products import read_spectrum
+
+    spec = read_spectrum(real_file("other/gbs/NARVAL_HD22879.fits"))
+    assert spec.wave[0] == pytest.approx(4800.0) and spec.wave[-1] == pytest.approx(6799.99, abs=0.01)
+
+
+def craft_bad_files(d):
+    adp = real_file("harps/adp/ADP.2014-09-16T11:04:45.123.fits")
+    (d / "truncated.fits").write_bytes(adp.read_bytes()[:20_000])
+    (d / "notfits.fits").write_text("this is a text file, not FITS\n")
+    cols = fits.ColDefs([fits.Column(name="WAVE", format="10D", array=np.arange(5000.0, 5010.0)[None])])
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(d / "nocols.fits")
+    img = fits.PrimaryHDU(np.full(100, np.nan))
+    img.header.update(CRVAL1=5000.0, CDELT1=0.01, CRPIX1=1)
+    img.writeto(d / "allnan.fits")
+    red = fits.PrimaryHDU(np.ones(100))
+    red.header.update(CRVAL1=8000.0, CDELT1=0.01, CRPIX1=1)
+    red.writeto(d / "outside.fits")
+    fits.PrimaryHDU(np.ones((2, 3, 4))).writeto(d / "cube.fits")
+    e2ds = real_file("harps/e2ds/HARPS.2003-12-13T06:19:48.371_e2ds_A.fits")
+    shutil.copy(e2ds, d / "lonely_e2ds_A.fits")  # its wave/blaze files are not beside it
+    return {"truncated.fits": "not a readable FITS", "notfits.fits": "not a readable FITS",
+            "nocols.fits": "lacks a FLUX column", "allnan.fits": "all non-finite", "outside.fits": "outside the grid",
+            "cube.fits": "unknown layout", "lonely_e2ds_A.fits": "calibration"}
+
+
+def test_bad_files_are_rejected_with_reasons_and_good_ones_kept(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    bad = craft_bad_files(d)
+    good = ["harps/s1d/HARPS_Sun_Ganymede_s1d.fits", "other/odusseas/UVES_Gl846.fits"]
+    for rel in good:
+        shutil.copy(real_file(rel), d / real_file(rel).name)
+    with gzip.open(d / "gl581.fits.gz", "wb") as f:  # gzip-compressed input
+        f.write(real_file("harps/s1d/HARPS.2010-09-18T23:42:36.178_s1d_A.fits").read_bytes())
+    from spectra_lightning.cli import main
+
+    rc = main(["ingest", str(d), "--output", str(tmp_path / "s.zarr"), "--workers", "2", "--quiet"])
+    assert rc == 1  # something was rejected
+    store = SpectraStore.open(tmp_path / "s.zarr")
+    rejects = store.attrs["rejects"]
+    assert {p.split("/")[-1] for p in rejects} == set(bad)
+    for path, reason in rejects.items():
+        assert bad[path.split("/")[-1]] in reason, (path, reason)
+    assert sorted(store.meta["id"]) == sorted(["HARPS_Sun_Ganymede_s1d", "UVES_Gl846", "gl581"])
+
+
+def ingest_cmd(inputs, out, *extra):
+    return [sys.executable, "-m", "spectra_lightning", "ingest", *map(str, inputs), "--output", str(out),
+            "--quiet", *extra]
+
+
+def test_kill_mid_ingest_then_rerun_gives_the_clean_result(tmp_path):
+    files = sorted(p for p in (REAL / "harps").rglob("*.fits") if "ccf" not in str(p)) if REAL.exists() else []
+    if not files:
+        pytest.skip(f"real spectra not available: {REAL}")
+    clean = tmp_path / "clean.zarr"
+    subprocess.run(ingest_cmd(files, clean, "--workers", "1"), check=True)
+    killed = tmp_path / "killed.zarr"
+    proc = subprocess.Popen(ingest_cmd(files, killed, "--workers", "1", "--batch", "1"))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if SpectraStore.open(killed).n >= 3:
+                break
+        except Exception:  # noqa: BLE001 — not created yet
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = SpectraStore.open(killed)
+    assert 0 < partial.n < SpectraStore.open(clean).n
+    partial.read(np.arange(partial.n))  # whole spectra only, readable
+    subprocess.run(ingest_cmd(files, killed, "--workers", "2"), check=True)
+    a, b = SpectraStore.open(clean), SpectraStore.open(killed)
+    assert list(a.meta["id"]) == list(b.meta["id"])
+    np.testing.assert_array_equal(a.read(np.arange(a.n)), b.read(np.arange(b.n)))
+    for k in a.meta:
+        np.testing.assert_array_equal(a.meta[k], b.meta[k])
+    # idempotent: a third run adds nothing
+    subprocess.run(ingest_cmd(files, killed, "--workers", "1"), check=True)
+    assert SpectraStore.open(killed).n == a.n
+
+
+def test_labels_are_joined_and_unmatched_rows_reported(tmp_path):
+    store, summary = one(tmp_path, real_file("harps/s1d/HARPS.2010-09-18T23:42:36.178_s1d_A.fits"),
+                         labels=str(REAL / "labels.csv"))
+    assert store.meta["teff_K"][0] == 3203.0 and store.meta["rv_kms"][0] == pytest.approx(-9.199)
+    assert len(summary["unmatched_labels"]) == 24
