@@ -1,5 +1,6 @@
 """LightningDataModules that read a spectra_lightning store."""
 
 from .spectra import SpectraDataModule
+from .streaming import StreamingSpectraDataModule
 
-__all__ = ["SpectraDataModule"]
+__all__ = ["SpectraDataModule", "StreamingSpectraDataModule"]

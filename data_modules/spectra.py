@@ -136,19 +136,46 @@ class SpectraDataModule(L.LightningDataModule):
         if self.splits:
             return
         store = self.store
-        self.splits = assign_splits(store.meta, *self.fractions, seed=self.split_seed)
-        labels = store.labels(self.labels)
-        for name, rows in self.splits.items():
-            if len(rows):
-                self.datasets[name] = StoreDataset(store, rows, labels, self.in_memory)
-        if self.trainer is not None and self.trainer.is_global_zero and self.trainer.log_dir:
-            self.save_split(Path(self.trainer.log_dir) / "split.json")
+        self.splits = self.select(assign_splits(store.meta, *self.fractions, seed=self.split_seed))
+        self._build()
+        log_dir = self.trainer.log_dir if self.trainer is not None else None  # a collective under DDP: every rank
+        if log_dir and self.trainer.is_global_zero:
+            self.save_split(Path(log_dir) / "split.json")
+            selection = getattr(self, "selection", None)
+            if selection and self.trainer.logger is not None:
+                self.trainer.logger.log_hyperparams({"data_selection": selection})
+
+    def select(self, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Hook for subclasses that filter the split rows (the default keeps them all)."""
+        return splits
+
+    def _build(self):
+        labels = self.store.labels(self.labels)
+        self.datasets = {name: StoreDataset(self.store, rows, labels, self.in_memory)
+                         for name, rows in self.splits.items() if len(rows)}
+
+    # The split travels in checkpoints: a resumed run trains on exactly the same stars.
+    def state_dict(self) -> dict:
+        ids = self.store.meta.get("id", np.arange(self.store.n).astype(str))
+        return {"split_ids": {k: [str(ids[i]) for i in v] for k, v in self.splits.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state.get("split_ids")
+        if not saved:
+            return
+        ids = self.store.meta.get("id", np.arange(self.store.n).astype(str))
+        pos = {str(v): i for i, v in enumerate(ids)}
+        missing = [i for v in saved.values() for i in v if i not in pos]
+        if missing:
+            raise ValueError(f"{self.store_path}: {len(missing)} spectra of the checkpoint's split are not in the "
+                             f"store (e.g. {missing[0]!r})")
+        self.splits = {k: np.array(sorted(pos[i] for i in v), dtype=np.int64) for k, v in saved.items()}
+        self._build()
 
     def save_split(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        ids = self.store.meta.get("id", np.arange(self.store.n).astype(str))
         payload = {"store": self.store_path, "seed": self.split_seed, "fractions": self.fractions,
-                   "ids": {k: [str(ids[i]) for i in v] for k, v in self.splits.items()}}
+                   "selection": getattr(self, "selection", {}), **self.state_dict()}
         path.write_text(json.dumps(payload))
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:

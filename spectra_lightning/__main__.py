@@ -1,4 +1,5 @@
-from .cli import main
+# Absolute import: Lightning's DDP launcher re-runs this file as a script in each child.
+from spectra_lightning.cli import main
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -55,10 +55,11 @@ class SpectraCLI(LightningCLI):
                 cb.dirpath = str(Path(self.trainer.default_root_dir) / "checkpoints")
 
     def after_fit(self) -> None:
+        log_dir = self.trainer.log_dir  # a collective under DDP: call it on every rank
         if not self.trainer.is_global_zero:
             return
         run_dir = Path(self.trainer.default_root_dir)
-        lines = [f"run directory: {run_dir}", f"config:        {Path(self.trainer.log_dir or run_dir) / 'config.yaml'}"]
+        lines = [f"run directory: {run_dir}", f"config:        {Path(log_dir or run_dir) / 'config.yaml'}"]
         for cb in self.trainer.checkpoint_callbacks:
             if cb.best_model_path:
                 lines.append(f"best checkpoint: {cb.best_model_path}")

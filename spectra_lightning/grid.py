@@ -122,6 +122,15 @@ class SpectralGrid:
             return out
         if method != "linear":
             raise ValueError(f"unknown resampling method {method!r}")
+        offset = (wave[0] - self.wave_min) / self.step
+        if abs(offset - round(offset)) < 1e-4 and abs(wave[-1] - wave[0] - (wave.size - 1) * self.step) < 1e-4 * self.step:
+            # already on the grid (e.g. ESO ADP, DRS s1d): copy, no interpolation
+            start = int(round(offset)) + self.pad_left
+            lo, hi = max(start, 0), min(start + wave.size, self.length)
+            if hi > lo:
+                out[lo:hi] = flux[lo - start:hi - start]
+            out[~self.valid] = np.nan
+            return out
         t = target[inside]
         j = np.clip(np.searchsorted(wave, t, side="right") - 1, 0, len(wave) - 2)
         w0, w1 = wave[j], wave[j + 1]

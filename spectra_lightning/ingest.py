@@ -196,7 +196,7 @@ RESERVED = {"id", "object", "instrument", "source", "product", "raw_median", "lo
 
 def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", workers: int = 1,
            labels: str | None = None, min_flux: float = MIN_FLUX, dtype: str = "float16",
-           progress: bool = True, batch: int = DEFAULT_SHARD) -> dict:
+           progress: bool = True, batch: int = 4 * DEFAULT_SHARD) -> dict:
     """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes)."""
     from tqdm.auto import tqdm
 
@@ -299,7 +299,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--grid", default="harps", help="named grid: harps (default), quickstart, tiny")
     p.add_argument("--min-flux", type=float, default=MIN_FLUX, help="flag spectra with raw median below this (default %(default)s)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    p.add_argument("--batch", type=int, default=DEFAULT_SHARD, help="spectra per committed append (default %(default)s)")
+    p.add_argument("--batch", type=int, default=4 * DEFAULT_SHARD,
+                   help="spectra per committed append (default %(default)s; each append rewrites the metadata)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     try:

@@ -1,7 +1,8 @@
 """The LightningModule: masked L1 reconstruction + λ·KL, with a linear KL warm-up.
 
 Batches are dicts ``{"flux": (B, L), "mask": (B, L) bool, "index": (B,), "labels": (B, K)}``
-(see ``data_modules``); labels never reach the loss. Validation, test and predict steps
+and optionally ``"weight": (B,)`` (0 for padding repeats; see ``data_modules``); labels never
+reach the loss. Validation, test and predict steps
 return ``{"mu", "logvar", "index", "labels"}`` so callbacks read the codes without a
 second pass over the data.
 """
@@ -102,8 +103,12 @@ class SpectrumAutoencoder(L.LightningModule):
     def _shared_step(self, batch: dict, stage: str):
         flux, mask = batch["flux"], batch["mask"]
         recon, mu, logvar = self(flux)
-        rec = masked_l1(recon, flux, mask.to(flux.dtype), self.hparams.normalisation).mean()
-        kl_nodes = kl_per_node(mu.float(), logvar.float()).mean(0)
+        # weight 0 marks padding repeats that equalise DDP ranks: they add nothing
+        w = batch.get("weight")
+        w = torch.ones(flux.shape[0], device=flux.device) if w is None else w.to(flux.dtype)
+        norm = w.sum().clamp_min(1.0)
+        rec = (masked_l1(recon, flux, mask.to(flux.dtype), self.hparams.normalisation) * w).sum() / norm
+        kl_nodes = (kl_per_node(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
         kl = kl_nodes.sum() if self.hparams.variational else torch.zeros((), device=flux.device)
         weight = self.current_kl_weight
         loss = rec + weight * kl

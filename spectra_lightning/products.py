@@ -121,7 +121,6 @@ def read_spectrum(path: str | Path) -> Spectrum:
     path = Path(path)
     try:
         with fits.open(path, memmap=False) as hdul:
-            hdul.verify("silentfix")
             return _read(hdul, path)
     except RejectError:
         raise

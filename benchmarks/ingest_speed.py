@@ -1,0 +1,105 @@
+"""Ingest rate vs a bare astropy read loop over the same files, in the same run.
+
+    python benchmarks/ingest_speed.py [--copies 300] [--out docs/benchmarks.md]
+
+Makes a directory of ``--copies`` files by copying the real HARPS spectra in
+``../shared/data/real/harps`` (ADP, s1d, normalised 1-D; e2ds with its calibration files)
+under new ids (``ARCFILE`` rewritten, new file names), then times
+
+* baseline: a loop that opens each file with astropy and reads it: every HDU's header
+  (astropy parses all its cards on first access; ingest needs the metadata) and data;
+* ``ingest`` at 1 and 2 workers onto the HARPS grid into a fresh store.
+
+Target: ingest files/s ≥ 0.8 × bare-read files/s per worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from spectra_lightning.ingest import expand_inputs, ingest
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "harps"
+
+
+def make_copies(dst: Path, copies: int) -> list[Path]:
+    sources = [p for p in sorted(REAL.rglob("*.fits")) if "ccf" not in p.parts and "e2ds" not in p.parts]
+    out = []
+    for i in range(copies):
+        src = sources[i % len(sources)]
+        target = dst / f"bench_{i:05d}_{src.name}"
+        with fits.open(src) as h:
+            h[0].header["ARCFILE"] = f"BENCH.{i:05d}.fits"
+            h.writeto(target)
+        out.append(target)
+    return out
+
+
+def bare_read(paths: list[Path]) -> float:
+    t = time.perf_counter()
+    for p in paths:
+        with fits.open(p, memmap=False) as h:
+            for hdu in h:
+                len(hdu.header)
+                if hdu.data is not None:
+                    if isinstance(hdu, fits.BinTableHDU):
+                        for name in hdu.columns.names:
+                            np.asarray(hdu.data[name])
+                    else:
+                        np.asarray(hdu.data)
+    return time.perf_counter() - t
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--copies", type=int, default=300)
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    if not REAL.exists():
+        raise SystemExit(f"needs the real spectra at {REAL}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "in").mkdir()
+        paths = make_copies(tmp / "in", a.copies)
+        paths = expand_inputs([str(tmp / "in")])
+        mb = sum(q.stat().st_size for q in paths) / 1e6
+        bare_read(paths[:10])  # warm the page cache and imports
+        base = bare_read(paths)
+        rows = [("bare astropy read (1 process)", 1, base, None)]
+        for workers in (1, 2):
+            out = tmp / f"store{workers}.zarr"
+            t = time.perf_counter()
+            s = ingest([str(tmp / "in")], str(out), workers=workers, progress=False)
+            el = time.perf_counter() - t
+            assert s["ingested"] == len(paths), s
+            rows.append((f"ingest --workers {workers}", workers, el, out))
+            size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+            shutil.rmtree(out)
+    lines = [f"## Ingest rate ({date.today()})", "",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
+             f"{len(paths)} files ({mb:.0f} MB) copied from the real HARPS spectra under new ids; HARPS grid "
+             f"(327,680 px), float16 store ({size:.0f} MB for all). Baseline measured in the same run.", "",
+             "| run | files/s | MB/s | files/s per worker ÷ bare read |", "|---|---|---|---|"]
+    for name, workers, el, _ in rows:
+        rate = len(paths) / el
+        ratio = "—" if workers == 1 and name.startswith("bare") else f"{rate / workers / (len(paths) / base):.2f}"
+        lines.append(f"| {name} | {rate:.1f} | {mb / el:.1f} | {ratio} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        with open(a.out, "a") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

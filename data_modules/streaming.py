@@ -1,0 +1,311 @@
+"""Archive-scale streaming: whole shards read in order, shuffled within a bounded buffer.
+
+Each epoch the split's rows are grouped into *blocks* (the rows of one shard), the blocks
+are permuted with ``(seed, epoch)``, and the resulting row sequence is cut into
+``world_size × num_workers`` equal pieces, one per (rank, worker). Each piece is read
+block by block — contiguous slices, so every shard is fetched and decoded once — through
+a shuffle buffer of ``shuffle_buffer`` spectra, and batched inside the worker. Pieces are
+padded to equal length with repeats flagged ``weight = 0`` (excluded from the loss and
+the metrics), so every rank runs the same number of steps and every spectrum is seen
+exactly once per epoch. Deterministic given (seed, epoch, world size, workers).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from spectra_lightning.store import SpectraStore
+from spectra_lightning.synth import C_KMS
+
+from .spectra import SpectraDataModule
+
+_OPS = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+_FILTER = re.compile(r"^\s*(\w+)\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$")
+
+
+def apply_filters(meta: dict, rows: np.ndarray, filters: list[str]) -> np.ndarray:
+    """Keep rows whose metadata satisfy every ``"<column> <op> <value>"`` (e.g. ``low_flux == 0``)."""
+    keep = np.ones(len(rows), bool)
+    for f in filters:
+        m = _FILTER.match(f)
+        if not m:
+            raise ValueError(f"filter {f!r}: expected '<column> <op> <value>' with op in {', '.join(_OPS)}")
+        col, op, value = m.groups()
+        if col not in meta:
+            raise ValueError(f"filter {f!r}: no metadata column {col!r} (have {', '.join(sorted(meta))})")
+        data = meta[col][rows]
+        if data.dtype.kind in "fiu":
+            try:
+                target = float(value)
+            except ValueError:
+                raise ValueError(f"filter {f!r}: {value!r} is not a number (column {col!r} is numeric)") from None
+        else:
+            target = value.strip("'\"")
+        keep &= _OPS[op](data, target)
+    return rows[keep]
+
+
+def one_per_object(meta: dict, rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """The highest-SNR spectrum of each object (first one when SNR is unknown)."""
+    snr = np.nan_to_num(meta["snr"][rows].astype(float), nan=-np.inf) if "snr" in meta else np.zeros(len(rows))
+    order = np.lexsort((-snr, keys[rows]))
+    _, first = np.unique(keys[rows][order], return_index=True)
+    return np.sort(rows[order][first])
+
+
+def balance_weights(values: np.ndarray, bins: int) -> np.ndarray:
+    """Sampling probabilities ∝ 1 / (count in the value's bin): flat in the label; NaN gets the mean."""
+    finite = np.isfinite(values)
+    p = np.ones(len(values))
+    if finite.sum() > 1:
+        edges = np.linspace(values[finite].min(), values[finite].max(), bins + 1)
+        idx = np.clip(np.digitize(values[finite], edges[1:-1]), 0, bins - 1)
+        counts = np.bincount(idx, minlength=bins)
+        p[finite] = 1.0 / counts[idx]
+        p[~finite] = p[finite].mean()
+    return p / p.sum()
+
+
+class Augment:
+    """Physics-consistent training augmentations applied to a batch in the worker.
+
+    Args:
+        doppler_kms: shift each spectrum by v ~ U(-a, a) km/s (λ -> λ(1+v/c), linear
+            resampling; the ``rv`` label moves by v).
+        noise: add Gaussian noise of σ ~ U(0, noise) (relative to the unit median); the
+            ``snr`` label becomes 1/√(1/snr² + σ²).
+        mask_segments, mask_length: hide that many random segments of that many pixels
+            (mask False: excluded from the loss).
+    """
+
+    def __init__(self, doppler_kms: float = 0.0, noise: float = 0.0, mask_segments: int = 0, mask_length: int = 256):
+        self.doppler_kms, self.noise = doppler_kms, noise
+        self.mask_segments, self.mask_length = mask_segments, mask_length
+
+    @property
+    def active(self) -> bool:
+        return bool(self.doppler_kms or self.noise or self.mask_segments)
+
+    def __call__(self, flux: np.ndarray, labels: np.ndarray, label_names: list[str], wave: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``flux (B, L)`` float32 with NaN = masked, ``labels (B, K)`` -> augmented copies."""
+        flux, labels = flux.copy(), labels.copy()
+        b = len(flux)
+        if self.doppler_kms:
+            v = rng.uniform(-self.doppler_kms, self.doppler_kms, b)
+            for i in range(b):
+                src = wave / (1.0 + v[i] / C_KMS)  # observed λ came from rest λ/(1+v/c)
+                flux[i] = np.interp(src, wave, flux[i], left=np.nan, right=np.nan)
+            if "rv" in label_names:
+                labels[:, label_names.index("rv")] += v
+        if self.noise:
+            sigma = rng.uniform(0, self.noise, b).astype(np.float32)
+            flux += rng.standard_normal(flux.shape).astype(np.float32) * sigma[:, None]
+            if "snr" in label_names:
+                j = label_names.index("snr")
+                labels[:, j] = 1.0 / np.sqrt(1.0 / labels[:, j] ** 2 + sigma**2)
+        for _ in range(self.mask_segments):
+            start = rng.integers(0, flux.shape[1] - self.mask_length, b)
+            for i in range(b):
+                flux[i, start[i]:start[i] + self.mask_length] = np.nan
+        return flux, labels
+
+
+def epoch_rows(rows: np.ndarray, shard_size: int, seed: int, epoch: int, shuffle: bool,
+               probabilities: np.ndarray | None = None) -> np.ndarray:
+    """This epoch's row order: shard blocks permuted (or resampled by ``probabilities``)."""
+    rng = np.random.default_rng([seed, epoch])
+    if probabilities is not None:
+        rows = np.sort(rng.choice(rows, size=len(rows), replace=True, p=probabilities))
+    if not shuffle:
+        return rows
+    shard = rows // shard_size
+    starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]])
+    blocks = np.split(rows, starts[1:])
+    return np.concatenate([blocks[i] for i in rng.permutation(len(blocks))]) if blocks else rows
+
+
+def piece(order: np.ndarray, part: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Part ``part`` of ``parts`` equal pieces of ``order``, padded by wrapping; ``(rows, weight)``."""
+    size = math.ceil(len(order) / parts) if len(order) else 0
+    idx = np.arange(part * size, (part + 1) * size)
+    weight = (idx < len(order)).astype(np.float32)
+    return order[idx % max(len(order), 1)], weight
+
+
+class ShardStream(IterableDataset):
+    """Batches ``{"flux", "mask", "index", "labels", "weight"}`` streamed from a store split.
+
+    ``epoch`` must be set before each epoch (:class:`StreamLoader` does it); rank and world size
+    come from ``torch.distributed`` when initialised.
+    """
+
+    def __init__(self, store_path: str, rows: np.ndarray, labels: np.ndarray, label_names: list[str],
+                 batch_size: int, seed: int = 0, shuffle: bool = True, shuffle_buffer: int = 1024,
+                 augment: Augment | None = None, probabilities: np.ndarray | None = None,
+                 storage_options: dict | None = None):
+        self.store_path, self.storage_options = store_path, storage_options
+        self.rows, self.labels, self.label_names = rows, labels, label_names
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.shuffle_buffer = shuffle_buffer if shuffle else 0
+        self.augment, self.probabilities = augment, probabilities
+        self.epoch = 0
+        self.num_workers = 1
+        self._store = None
+
+    @staticmethod
+    def world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def __len__(self) -> int:
+        """Batches this rank yields per epoch (all its workers together)."""
+        _, world = self.world()
+        parts = world * self.num_workers
+        per_piece = math.ceil(len(self.rows) / parts) if len(self.rows) else 0
+        return self.num_workers * math.ceil(per_piece / self.batch_size)
+
+    def store(self) -> SpectraStore:
+        if self._store is None:
+            self._store = SpectraStore.open(self.store_path, storage_options=self.storage_options)
+        return self._store
+
+    def __iter__(self):
+        rank, world = self.world()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        store = self.store()
+        order = epoch_rows(self.rows, store.flux.shards[0] if store.flux.shards else store.flux.chunks[0],
+                           self.seed, self.epoch, self.shuffle, self.probabilities)
+        rows, weight = piece(order, rank * workers + worker, world * workers)
+        rng = np.random.default_rng([self.seed, self.epoch, rank, worker, 1])
+        wave = store.grid.wavelength
+        buffer_rows, buffer_w, buffer_flux = [], [], []
+        pending_rows, pending_w, pending_flux = [], [], []
+
+        def emit(r, w, f):
+            r, w, f = np.asarray(r), np.asarray(w, np.float32), np.stack(f).astype(np.float32)
+            labels = self.labels[r]
+            if self.augment is not None and self.augment.active:
+                f, labels = self.augment(f, labels, self.label_names, wave, rng)
+            mask = np.isfinite(f)
+            f = np.where(mask, f, 0.0).astype(np.float32)
+            return {"flux": torch.from_numpy(f), "mask": torch.from_numpy(mask), "index": torch.from_numpy(r.astype(np.int64)),
+                    "labels": torch.from_numpy(np.ascontiguousarray(labels, np.float32)), "weight": torch.from_numpy(w)}
+
+        for block_rows, block_w, block_flux in self._blocks(store, rows, weight):
+            for r, w, f in zip(block_rows, block_w, block_flux):
+                if self.shuffle_buffer:
+                    buffer_rows.append(r), buffer_w.append(w), buffer_flux.append(f)
+                    if len(buffer_rows) < self.shuffle_buffer:
+                        continue
+                    j = int(rng.integers(len(buffer_rows)))
+                    for lst in (buffer_rows, buffer_w, buffer_flux):
+                        lst[j], lst[-1] = lst[-1], lst[j]
+                    r, w, f = buffer_rows.pop(), buffer_w.pop(), buffer_flux.pop()
+                pending_rows.append(r), pending_w.append(w), pending_flux.append(f)
+                if len(pending_rows) == self.batch_size:
+                    yield emit(pending_rows, pending_w, pending_flux)
+                    pending_rows, pending_w, pending_flux = [], [], []
+        rest = rng.permutation(len(buffer_rows)) if buffer_rows else []
+        for j in rest:
+            pending_rows.append(buffer_rows[j]), pending_w.append(buffer_w[j]), pending_flux.append(buffer_flux[j])
+            if len(pending_rows) == self.batch_size:
+                yield emit(pending_rows, pending_w, pending_flux)
+                pending_rows, pending_w, pending_flux = [], [], []
+        if pending_rows:
+            yield emit(pending_rows, pending_w, pending_flux)
+
+    @staticmethod
+    def _blocks(store: SpectraStore, rows: np.ndarray, weight: np.ndarray):
+        """Runs of consecutive rows read as one contiguous slice each (a shard at a time)."""
+        if not len(rows):
+            return
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for r, w in zip(np.split(rows, breaks), np.split(weight, breaks)):
+            yield r, w, store.flux[int(r[0]):int(r[-1]) + 1]
+
+
+class StreamLoader(DataLoader):
+    """A DataLoader over a :class:`ShardStream` that tells it the epoch before each pass."""
+
+    def __init__(self, dataset: ShardStream, epoch_fn, **kwargs):
+        dataset.num_workers = max(1, kwargs.get("num_workers", 0))
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self.epoch_fn = epoch_fn
+
+    def __iter__(self):
+        self.dataset.epoch = self.epoch_fn()
+        return super().__iter__()
+
+
+class StreamingSpectraDataModule(SpectraDataModule):
+    """Stream a store of any size to single- or multi-node DDP training.
+
+    Args (besides :class:`SpectraDataModule`'s):
+        shuffle_buffer: spectra held per worker for shuffling within shards.
+        prefetch_factor: batches prefetched per worker.
+        filters: metadata selections, e.g. ``["low_flux == 0", "snr > 20"]``.
+        one_per_object: keep the highest-SNR spectrum of each star.
+        balance_by, balance_bins: sample training spectra flat in a label's bins
+            (with replacement; then "exactly once per epoch" gives way to the weights).
+        doppler_kms, noise, mask_segments, mask_length: training augmentations (:class:`Augment`).
+    """
+
+    def __init__(self, *args, shuffle_buffer: int = 1024, prefetch_factor: int = 2, filters: list[str] | None = None,
+                 one_per_object: bool = False, balance_by: str | None = None, balance_bins: int = 10,
+                 doppler_kms: float = 0.0, noise: float = 0.0, mask_segments: int = 0, mask_length: int = 256,
+                 **kwargs):
+        kwargs.setdefault("in_memory", False)
+        super().__init__(*args, **kwargs)
+        self.shuffle_buffer, self.prefetch_factor = shuffle_buffer, prefetch_factor
+        self.filters, self.one_per_object = list(filters or []), one_per_object
+        self.balance_by, self.balance_bins = balance_by, balance_bins
+        self.augment = Augment(doppler_kms, noise, mask_segments, mask_length)
+        self.selection: dict = {}
+
+    def select(self, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .split import split_keys
+
+        meta = self.store.meta
+        out = {}
+        for name, rows in splits.items():
+            before = len(rows)
+            rows = apply_filters(meta, rows, self.filters)
+            if self.one_per_object:
+                rows = one_per_object(meta, rows, split_keys(meta))
+            out[name] = rows
+            self.selection[name] = {"before": int(before), "after": int(len(rows))}
+        self.selection.update(filters=self.filters, one_per_object=self.one_per_object,
+                              balance_by=self.balance_by, balance_bins=self.balance_bins,
+                              augment=vars(self.augment))
+        return out
+
+    def _build(self):
+        pass  # streams are made per loader
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        rows = self.splits.get(name, np.array([], int))
+        if not len(rows):
+            raise ValueError(f"{self.store_path}: the {name} split is empty (check the split fractions and filters)")
+        probabilities = None
+        if shuffle and self.balance_by:
+            values = self.store.meta.get(self.balance_by)
+            if values is None:
+                raise ValueError(f"balance_by: no metadata column {self.balance_by!r}")
+            probabilities = balance_weights(values[rows].astype(float), self.balance_bins)
+        dataset = ShardStream(self.store_path, rows, self.store.labels(self.labels), self.labels, self.batch_size,
+                              seed=self.split_seed, shuffle=shuffle, shuffle_buffer=self.shuffle_buffer,
+                              augment=self.augment if shuffle else None, probabilities=probabilities,
+                              storage_options=self.storage_options)
+        kwargs = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
+        if self.num_workers:
+            kwargs["prefetch_factor"] = self.prefetch_factor
+        return StreamLoader(dataset, lambda: self.trainer.current_epoch if self.trainer is not None else 0, **kwargs)

@@ -1,0 +1,205 @@
+"""The streaming DataModule: exactly-once epochs over ranks and workers, DDP, resume, augmentations."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from data_modules import StreamingSpectraDataModule
+from data_modules.streaming import Augment, ShardStream, apply_filters, balance_weights, epoch_rows, one_per_object, piece
+from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.synth import C_KMS, render
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_epoch_order_is_deterministic_and_pieces_cover_each_row_once():
+    rows = np.sort(np.random.default_rng(0).choice(1000, 700, replace=False))
+    a = epoch_rows(rows, 64, seed=1, epoch=0, shuffle=True)
+    assert np.array_equal(a, epoch_rows(rows, 64, seed=1, epoch=0, shuffle=True))
+    assert not np.array_equal(a, epoch_rows(rows, 64, seed=1, epoch=1, shuffle=True))
+    assert np.array_equal(np.sort(a), rows)
+    shards = a // 64  # whole shards stay together
+    assert (np.diff(shards) != 0).sum() == len(np.unique(shards)) - 1
+    got = [piece(a, p, 6) for p in range(6)]
+    assert len({len(r) for r, _ in got}) == 1
+    real = np.concatenate([r[w > 0] for r, w in got])
+    assert Counter(real.tolist()) == Counter(rows.tolist())
+
+
+def batches(dm, name="train", epoch=0):
+    loader = dm.train_dataloader() if name == "train" else dm.val_dataloader()
+    loader.epoch_fn = lambda: epoch
+    return list(loader)
+
+
+@pytest.fixture
+def dm(tiny_store):
+    d = StreamingSpectraDataModule(store=str(tiny_store), batch_size=8, val_fraction=0.2, shuffle_buffer=16,
+                                   num_workers=2)
+    d.setup("fit")
+    return d
+
+
+def test_workers_see_every_spectrum_exactly_once(dm):
+    out = batches(dm)
+    assert len(out) == len(dm.train_dataloader())
+    real = np.concatenate([b["index"][b["weight"] > 0].numpy() for b in out])
+    assert Counter(real.tolist()) == Counter(dm.splits["train"].tolist())
+    b = out[0]
+    assert b["flux"].dtype == torch.float32 and b["mask"].dtype == torch.bool and b["labels"].shape[1] == 6
+    assert (b["flux"][~b["mask"]] == 0).all()
+    again = np.concatenate([b["index"].numpy() for b in batches(dm, epoch=0)])
+    other = np.concatenate([b["index"].numpy() for b in batches(dm, epoch=1)])
+    assert np.array_equal(again, np.concatenate([b["index"].numpy() for b in out]))  # deterministic
+    assert not np.array_equal(again, other)  # reshuffled per epoch
+
+
+def test_simulated_ranks_get_equal_steps_and_disjoint_spectra(dm, monkeypatch):
+    per_rank = []
+    for rank in range(3):
+        monkeypatch.setattr(ShardStream, "world", staticmethod(lambda r=rank: (r, 3)))
+        per_rank.append(batches(dm))
+    assert len({len(b) for b in per_rank}) == 1
+    real = np.concatenate([b["index"][b["weight"] > 0].numpy() for bs in per_rank for b in bs])
+    assert Counter(real.tolist()) == Counter(dm.splits["train"].tolist())
+
+
+def test_fsspec_urls_stream_the_same_batches(tiny_store):
+    fs = fsspec.filesystem("memory")
+    for f in Path(tiny_store).rglob("*"):
+        if f.is_file():
+            fs.pipe(f"/mem-{os.getpid()}/tiny.zarr/" + str(f.relative_to(tiny_store)), f.read_bytes())
+    kw = dict(batch_size=8, val_fraction=0.2, shuffle_buffer=16)
+    ref = [b["index"] for b in batches(_setup(StreamingSpectraDataModule(store=str(tiny_store), **kw)))]
+    for url in (f"file://{tiny_store}", f"memory://mem-{os.getpid()}/tiny.zarr"):
+        got = batches(_setup(StreamingSpectraDataModule(store=url, **kw)))
+        assert all(torch.equal(a, b["index"]) for a, b in zip(ref, got)) and len(got) == len(ref)
+
+
+def _setup(d):
+    d.setup("fit")
+    return d
+
+
+def test_selection_options(tiny_store):
+    d = _setup(StreamingSpectraDataModule(store=str(tiny_store), batch_size=8, val_fraction=0.2,
+                                          filters=["teff > 5000", "logg >= 3.5"], one_per_object=True))
+    meta = d.store.meta
+    rows = np.concatenate(list(d.splits.values()))
+    assert (meta["teff"][rows] > 5000).all() and (meta["logg"][rows] >= 3.5).all()
+    assert len(set(meta["object"][rows])) == len(rows)  # 2 spectra per star in the store, 1 kept
+    assert d.selection["train"]["after"] < d.selection["train"]["before"]
+    with pytest.raises(ValueError, match="no metadata column 'nope'"):
+        apply_filters(meta, rows, ["nope > 1"])
+    with pytest.raises(ValueError, match="not a number"):
+        apply_filters(meta, rows, ["teff >> 1"])
+    with pytest.raises(ValueError, match="expected"):
+        apply_filters(meta, rows, ["teff"])
+    keys = np.array(["a", "a", "b"])
+    assert one_per_object({"snr": np.array([5.0, 9.0, 1.0])}, np.arange(3), keys).tolist() == [1, 2]
+    v = np.r_[np.zeros(90), np.ones(10)]
+    p = balance_weights(v, 2)
+    assert p[:90].sum() == pytest.approx(0.5) and p[90:].sum() == pytest.approx(0.5)
+
+
+def test_doppler_augmentation_moves_lines_by_v_over_c_and_updates_rv():
+    grid = SpectralGrid(5368.0, 5375.0, 0.001, 7040, mask_gap=False)
+    lab = {k: np.array([v]) for k, v in dict(teff=5777.0, logg=4.44, feh=0.0, rv=0.0, vsini=1.0, snr=100.0).items()}
+    flux = render(grid, lab, None).astype(np.float32)
+    aug = Augment(doppler_kms=40.0)
+    out, labels = aug(flux, np.array([[0.0, 100.0]], np.float32), ["rv", "snr"], grid.wavelength, np.random.default_rng(3))
+    v = float(labels[0, 0])
+    assert v != 0.0 and labels[0, 1] == 100.0
+    w = grid.wavelength
+
+    def centre(f, guess):
+        near = np.flatnonzero(np.isfinite(f) & (np.abs(w - guess) < 0.05))
+        i = near[np.argmin(f[near])]
+        y0, y1, y2 = f[i - 1], f[i], f[i + 1]
+        return w[i] + 0.5 * grid.step * (y0 - y2) / (y0 - 2 * y1 + y2)
+
+    line = 5371.49
+    assert centre(out[0].astype(float), line * (1 + v / C_KMS)) - centre(flux[0].astype(float), line) == \
+        pytest.approx(line * v / C_KMS, abs=1e-3)
+
+
+def test_noise_and_masking_augmentations():
+    flux = np.ones((4, 1000), np.float32)
+    labels = np.full((4, 1), 50.0, np.float32)
+    out, lab = Augment(noise=0.05)(flux, labels, ["snr"], np.arange(1000.0), np.random.default_rng(0))
+    sigma = out.std(axis=1)
+    np.testing.assert_allclose(lab[:, 0], 1 / np.sqrt(1 / 50.0**2 + sigma**2), rtol=0.1)
+    out, _ = Augment(mask_segments=2, mask_length=100)(flux, labels, ["snr"], np.arange(1000.0), np.random.default_rng(0))
+    hidden = np.isnan(out).sum(axis=1)
+    assert ((hidden >= 100) & (hidden <= 200)).all()
+
+
+def cli_config(tmp_path, store, **trainer):
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "max_epochs": 2, "enable_progress_bar": False, "logger": False,
+                    "enable_model_summary": False, "default_root_dir": str(tmp_path / "run"),
+                    "callbacks": [{"class_path": "stream_probe.IndexRecorder"}], **trainer},
+        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+        "data": {"class_path": "data_modules.StreamingSpectraDataModule",
+                 "init_args": {"store": str(store), "batch_size": 8, "val_fraction": 0.2, "num_workers": 1,
+                               "shuffle_buffer": 16}},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_cli(args, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env.pop("SPECTRA_LIGHTNING_RUN_DIR", None)
+    r = subprocess.run([sys.executable, "-m", "spectra_lightning", *args], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_two_process_ddp_sees_each_training_spectrum_once_per_epoch(tmp_path, tiny_store):
+    cfg = cli_config(tmp_path, tiny_store)
+    run_cli(["fit", "--config", str(cfg), "--trainer.strategy=ddp", "--trainer.devices=2"], tmp_path)
+    probes = [json.loads((tmp_path / "run" / f"probe_rank{r}.json").read_text()) for r in range(2)]
+    assert all(p["world"] == 2 for p in probes)
+    assert probes[0]["steps"] == probes[1]["steps"] > 0
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    from spectra_lightning.store import SpectraStore
+
+    meta = SpectraStore.open(tiny_store).meta
+    pos = {v: i for i, v in enumerate(meta["id"])}
+    train = sorted(pos[i] for i in split["split_ids"]["train"])
+    for epoch in ("0", "1"):
+        seen = probes[0]["seen"][epoch] + probes[1]["seen"][epoch]
+        assert sorted(seen) == train  # each training spectrum exactly once across both ranks
+    objects = {k: {meta["object"][pos[i]] for i in v} for k, v in split["split_ids"].items()}
+    assert not (objects["train"] & objects["val"])
+
+
+def test_resume_mid_epoch_keeps_the_split(tmp_path, tiny_store):
+    cfg = cli_config(tmp_path, tiny_store, max_epochs=1, limit_train_batches=3)
+    run_cli(["fit", "--config", str(cfg)], tmp_path)
+    ckpt = next((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    first = json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["val_split"]
+    shutil.move(tmp_path / "run", tmp_path / "run1")
+    run_cli(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--trainer.limit_train_batches=5",
+             "--data.init_args.split_seed=99", f"--ckpt_path={tmp_path / 'run1' / ckpt.relative_to(tmp_path / 'run')}"],
+            tmp_path)
+    resumed = json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["val_split"]
+    assert resumed == first
+    # without the checkpoint the other seed gives another split
+    run_cli(["fit", "--config", str(cfg), "--data.init_args.split_seed=99", "--trainer.default_root_dir=fresh"], tmp_path)
+    fresh = json.loads((tmp_path / "fresh" / "probe_rank0.json").read_text())["val_split"]
+    assert fresh != first
