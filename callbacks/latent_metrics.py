@@ -137,6 +137,10 @@ class LatentMetrics(L.Callback):
         codes = self.last_codes
         labels = {name: codes["labels"][:, j] for j, name in enumerate(self.metric.label_names)}
         report = latent_report(codes["mu"], labels, codes["logvar"], **self.report_kwargs)
+        val_loss = trainer.callback_metrics.get("val/loss")
+        report["fit"] = {"epoch": trainer.current_epoch, "global_step": trainer.global_step,
+                         "val_loss": float(val_loss) if val_loss is not None else None,
+                         **{k: pl_module.hparams.get(k) for k in ("latent_dim", "kl_weight", "normalisation", "variational")}}
         run_dir = Path(trainer.default_root_dir)
         (run_dir / "report.json").write_text(json.dumps(report, indent=1))
         self._figures(trainer, pl_module, report, codes, "final")

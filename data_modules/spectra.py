@@ -55,8 +55,9 @@ class SpectraDataModule(L.LightningDataModule):
     """Serve a store (or a synthetic one it creates and caches) split by star.
 
     Args:
-        store: path or fsspec URL of a store. With ``synth`` and no ``store``, a cached
-            synthetic store named by the spec's hash is used (created on first use).
+        store: path or fsspec URL of a store (default: ``$SPECTRA_LIGHTNING_STORE``). With
+            ``synth`` and no ``store``, a cached synthetic store named by the spec's hash is
+            used (created on first use).
         synth: the synthetic data set to generate when the store does not exist.
         batch_size: spectra per batch (per device under DDP).
         val_fraction, test_fraction: share of stars in each split.
@@ -82,8 +83,9 @@ class SpectraDataModule(L.LightningDataModule):
         storage_options: dict | None = None,
     ):
         super().__init__()
+        store = store if store is not None else (os.environ.get("SPECTRA_LIGHTNING_STORE") if synth is None else None)
         if store is None and synth is None:
-            raise ValueError("give a store path or a synth spec")
+            raise ValueError("give a store (--data.init_args.store=PATH or SPECTRA_LIGHTNING_STORE) or a synth spec")
         self.store_path = str(store) if store is not None else str(cache_dir() / f"synth-{synth.digest()}.zarr")
         self.synth = synth
         self.batch_size, self.labels = batch_size, list(labels)

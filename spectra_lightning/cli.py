@@ -14,6 +14,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from data_modules import SpectraDataModule
@@ -48,8 +49,22 @@ class SpectraCLI(LightningCLI):
             init = getattr(logger, "init_args", None)
             if init is not None and "save_dir" in init and init.save_dir in (None, "."):
                 init.save_dir = run_dir
+            if str(getattr(logger, "class_path", "")).endswith("WandbLogger") and init is not None:
+                # sweep runs: grouped by sweep, named by their parameters
+                if not init.get("group"):
+                    init.group = os.environ.get("WANDB_RUN_GROUP") or Path(run_dir).parent.name
+                if not init.get("name"):
+                    init.name = os.environ.get("WANDB_NAME") or self.run_label or None
+
+    run_label = ""  # set by main(): the dotted overrides, e.g. "kl_weight=0.3,latent_dim=8"
 
     def before_fit(self) -> None:
+        from .loggers import AutoWandbLogger
+
+        for logger in self.trainer.loggers:
+            if isinstance(logger, AutoWandbLogger) and self.trainer.is_global_zero:
+                parser = self._parser(self.subcommand)
+                logger.log_config(yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False)))
         for cb in self.trainer.checkpoint_callbacks:
             if cb.dirpath is None:
                 cb.dirpath = str(Path(self.trainer.default_root_dir) / "checkpoints")
@@ -112,13 +127,26 @@ def analyze_main(argv: list[str]) -> int:
     return run(argv)
 
 
+def sweep_main(argv: list[str]) -> int:
+    from .sweep import main as run
+
+    return run(argv)
+
+
+def sweep_report_main(argv: list[str]) -> int:
+    from .sweep import report_main as run
+
+    return run(argv)
+
+
 def ingest_main(argv: list[str]) -> int:
     from .ingest import main as run
 
     return run(argv)
 
 
-TOOLS = {"synth": synth_main, "ingest": ingest_main, "encode": encode_main, "analyze": analyze_main}
+TOOLS = {"synth": synth_main, "ingest": ingest_main, "encode": encode_main, "analyze": analyze_main,
+         "sweep": sweep_main, "sweep-report": sweep_report_main}
 
 OVERVIEW = f"""usage: python -m spectra_lightning COMMAND [options]
 
@@ -135,6 +163,8 @@ tools:
   ingest     put archive FITS spectra (ADP, s1d, e2ds, generic 1-D) on the grid in a store
   encode     latent codes of every spectrum in a store (--ckpt, --store, --output)
   analyze    MAD + mutual information of codes vs labels -> report.json + figures
+  sweep      run a W&B sweep YAML locally (grid/random), each run a real fit; then Figure 4
+  sweep-report  Figure 4 (informative nodes vs λ per latent size) from a sweep directory
 """
 
 
@@ -151,6 +181,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"spectra_lightning: unknown command {args[0]!r}\n\n{OVERVIEW}", file=sys.stderr)
         return 2
     had_run_dir = RUN_DIR_ENV in os.environ
+    SpectraCLI.run_label = ",".join(a.split(".")[-1].lstrip("-") for a in args
+                                    if a.startswith(("--model.", "--data.")) and "=" in a)
     try:
         SpectraCLI(SpectrumAutoencoder, SpectraDataModule, subclass_mode_data=True, args=None if from_argv else args,
                    save_config_kwargs={"overwrite": True})

@@ -36,3 +36,18 @@ class AutoWandbLogger(WandbLogger):
             offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_credentials()
         os.makedirs(save_dir, exist_ok=True)
         super().__init__(project=project, save_dir=save_dir, offline=offline, **kwargs)
+        self.full_config: dict | None = None
+
+    def log_config(self, config: dict) -> None:
+        """Send the whole nested run config once; later hyper-parameter logs add only new keys."""
+        self.full_config = config
+        self.experiment.config.update(config, allow_val_change=True)
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        if self.full_config is not None:
+            # model/datamodule hparams are already in the nested config: no flattened duplicates
+            params = {k: v for k, v in dict(params).items() if k not in self.full_config.get("model", {})
+                      and k not in self.full_config.get("data", {}).get("init_args", {})}
+            if not params:
+                return
+        super().log_hyperparams(params, *args, **kwargs)

@@ -241,6 +241,7 @@ def synthesize(path: str, spec: SynthSpec, block: int = 256, progress: bool = Tr
     meta = {k: labels[k] for k in LABELS}
     meta["id"] = np.array([f"synth-{spec.seed}-{i:07d}" for i in range(spec.n)])
     meta["object"] = np.array([f"SYN{spec.seed}-{s:07d}" for s in labels["star"]])
+    meta["low_flux"] = np.zeros(spec.n, np.int64)  # as ingest flags real spectra; never low here
     with SpectraStore.create_atomic(path, grid, dtype=spec.dtype,
                                     attrs={"producer": "synth", "synth": asdict(spec)}) as store:
         from tqdm.auto import tqdm

@@ -1,0 +1,116 @@
+"""Every experiment YAML runs; the local sweep runner runs, resumes, survives failures; Figure 4."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from spectra_lightning.cli import main
+from spectra_lightning.sweep import command, draw, load_sweep, report, run_sweep
+from spectra_lightning.synth import SynthSpec, synthesize
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
+BASES = sorted((REPO / "experiments").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def harps_store(tmp_path_factory):
+    """Four spectra on the paper's full grid, for the full-size config."""
+    path = tmp_path_factory.mktemp("harps") / "h.zarr"
+    synthesize(str(path), SynthSpec(n=4, seed=1, grid="harps"), progress=False)
+    return path
+
+
+def overrides_for(config: Path, harps_store) -> list[str]:
+    """What a CPU test needs to run a config: tiny data, CPU, no W&B."""
+    cfg = yaml.safe_load(config.read_text())
+    args = ["--trainer.fast_dev_run=true", "--trainer.logger=false", "--trainer.accelerator=cpu",
+            "--trainer.devices=1", "--trainer.strategy=auto", "--trainer.precision=32-true"]
+    if cfg["data"]["init_args"].get("synth"):
+        args.append("--data.init_args.synth.n=48")
+    else:
+        args += [f"--data.init_args.store={harps_store}", "--data.init_args.batch_size=2",
+                 "--data.init_args.val_fraction=0.5", "--data.init_args.num_workers=0"]
+    return args
+
+
+@pytest.mark.parametrize("config", BASES, ids=lambda p: p.name)
+def test_every_base_config_runs(config, harps_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--config", str(config), *overrides_for(config, harps_store)]) == 0
+
+
+@pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.name)
+def test_every_sweep_command_runs_for_one_drawn_parameter_set(sweep, harps_store, tmp_path, monkeypatch):
+    spec = load_sweep(sweep)
+    params = draw(spec, count=1)[0]
+    cmd = command(spec, params)
+    assert cmd[1:4] == ["-m", "spectra_lightning", "fit"] and cmd[-len(params):] == [f"--{k}={v}" for k, v in params.items()]
+    config = REPO / cmd[cmd.index("--config") + 1]
+    monkeypatch.chdir(tmp_path)
+    assert main(cmd[3:5] + [str(config)] + cmd[6:] + overrides_for(config, harps_store)) == 0
+
+
+def tiny_sweep(tmp_path, store, values=(0.1, 1.0), latents=(2, 3)):
+    base = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "enable_progress_bar": False,
+                    "enable_model_summary": False, "logger": False, "limit_train_batches": 3,
+                    "callbacks": [{"class_path": "callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}]},
+        "model": {"latent_dim": 4, "depth": 5, "kl_warmup_steps": 0},
+        "data": {"class_path": "data_modules.SpectraDataModule",
+                 "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.3}},
+    }
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    spec = {"name": "tiny", "method": "grid",
+            "parameters": {"model.kl_weight": {"values": list(values)}, "model.latent_dim": {"values": list(latents)}},
+            "command": ["${env}", "${interpreter}", "-m", "spectra_lightning", "fit", "--config",
+                        str(tmp_path / "base.yaml"), "${args}"]}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_local_runner_grid_resume_failure_and_report(tmp_path, tiny_store):
+    sweep = tiny_sweep(tmp_path, tiny_store, latents=(2, 3, -1))  # latent -1 must fail
+    out = tmp_path / "out"
+    rows = run_sweep(str(sweep), str(out), parallel=2)
+    assert len(rows) == 6
+    status = {r["run"]: r["status"] for r in rows}
+    assert sum(s == "ok" for s in status.values()) == 4
+    assert all(s.startswith("failed") for k, s in status.items() if "latent_dim=-1" in k)
+    table = list(csv.DictReader(open(out / "results.csv")))
+    assert len(table) == 6 and all(r["n_informative"] != "" for r in table if r["status"] == "ok")
+    assert (out / "kl_weight=0.1,latent_dim=2" / "report.json").exists()
+    # resume: a finished run is skipped, a removed one is run again
+    lines = (out / "results.csv").read_text().splitlines()
+    keep = [l for l in lines if not l.startswith('"kl_weight=1.0,latent_dim=3"')]
+    assert len(keep) == len(lines) - 1
+    (out / "results.csv").write_text("\n".join(keep) + "\n")
+    rows = run_sweep(str(sweep), str(out), parallel=1)
+    assert sorted(r["run"] for r in rows) == sorted(["kl_weight=1.0,latent_dim=3", "kl_weight=0.1,latent_dim=-1",
+                                                      "kl_weight=1.0,latent_dim=-1"])
+    paths = report(out)
+    assert paths["figure4"].stat().st_size > 10_000 and paths["mi"].exists()
+
+
+def test_random_method_and_dry_run(tmp_path, capsys):
+    spec = {"method": "random", "parameters": {"model.kl_weight": {"min": 0.1, "max": 10.0, "distribution": "log_uniform_values"},
+                                               "model.latent_dim": {"values": [8, 32]}},
+            "command": ["${env}", "${interpreter}", "-m", "spectra_lightning", "fit", "${args}"]}
+    runs = draw(spec, count=20, seed=1)
+    lam = np.array([r["model.kl_weight"] for r in runs])
+    assert len(runs) == 20 and (lam >= 0.1).all() and (lam <= 10).all() and {r["model.latent_dim"] for r in runs} == {8, 32}
+    assert draw(spec, count=20, seed=1) == runs
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(path), "--dry-run", "--count", "3", "--dir", str(tmp_path / "o")]) == 0
+    assert capsys.readouterr().out.count("--model.kl_weight=") == 3
+    bad = {**spec, "command": ["${interpreter}", "${args_no_hyphens}"]}
+    with pytest.raises(ValueError, match="args_no_hyphens"):
+        command(bad, runs[0])
