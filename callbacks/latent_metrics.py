@@ -145,4 +145,8 @@ class LatentMetrics(L.Callback):
         (run_dir / "report.json").write_text(json.dumps(report, indent=1))
         self._figures(trainer, pl_module, report, codes, "final")
         print(format_summary(report), flush=True)
+        if self.seconds:
+            epoch = trainer.callback_metrics.get("val/metrics_fraction")
+            print(f"latent metrics: {np.mean(self.seconds):.2f} s per evaluated epoch"
+                  + (f" ({100 * float(epoch):.1f} % of the last epoch)" if epoch is not None else ""), flush=True)
         print(f"report:  {run_dir / 'report.json'}\nfigures: {run_dir / 'figures' / 'final'}", flush=True)

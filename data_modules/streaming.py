@@ -191,13 +191,16 @@ class ShardStream(IterableDataset):
         pending_rows, pending_w, pending_flux = [], [], []
 
         def emit(r, w, f):
-            r, w, f = np.asarray(r), np.asarray(w, np.float32), np.stack(f).astype(np.float32)
+            r, w = np.asarray(r), np.asarray(w, np.float32)
             labels = self.labels[r]
             if self.augment is not None and self.augment.active:
-                f, labels = self.augment(f, labels, self.label_names, wave, rng)
-            mask = np.isfinite(f)
-            f = np.where(mask, f, 0.0).astype(np.float32)
-            return {"flux": torch.from_numpy(f), "mask": torch.from_numpy(mask), "index": torch.from_numpy(r.astype(np.int64)),
+                flux, labels = self.augment(np.stack(f).astype(np.float32), labels, self.label_names, wave, rng)
+                flux = torch.from_numpy(flux)
+            else:
+                flux = torch.from_numpy(np.stack(f)).float()  # one copy, then in place
+            mask = ~torch.isnan(flux)
+            flux.nan_to_num_(0.0)
+            return {"flux": flux, "mask": mask, "index": torch.from_numpy(r.astype(np.int64)),
                     "labels": torch.from_numpy(np.ascontiguousarray(labels, np.float32)), "weight": torch.from_numpy(w)}
 
         for block_rows, block_w, block_flux in self._blocks(store, rows, weight):

@@ -181,8 +181,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"spectra_lightning: unknown command {args[0]!r}\n\n{OVERVIEW}", file=sys.stderr)
         return 2
     had_run_dir = RUN_DIR_ENV in os.environ
-    SpectraCLI.run_label = ",".join(a.split(".")[-1].lstrip("-") for a in args
-                                    if a.startswith(("--model.", "--data.")) and "=" in a)
+    SpectraCLI.run_label = ",".join(f"{key.split('.')[-1]}={value}" for key, value in
+                                    (a.split("=", 1) for a in args if a.startswith(("--model.", "--data.")) and "=" in a))
     try:
         SpectraCLI(SpectrumAutoencoder, SpectraDataModule, subclass_mode_data=True, args=None if from_argv else args,
                    save_config_kwargs={"overwrite": True})

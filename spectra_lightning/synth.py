@@ -83,6 +83,7 @@ class SynthSpec:
         snr_min, snr_max: SNR at the median flux, log-uniform.
         giant_fraction: share of red giants among the stars (rest: FGKM dwarfs).
         spectra_per_star: epochs per star (same star, new RV jitter, SNR and noise).
+        resolution: spectral resolving power R = λ/Δλ of the instrument profile (HARPS: 115,000).
         dtype: stored flux dtype.
     """
 
@@ -95,6 +96,7 @@ class SynthSpec:
     snr_max: float = 300.0
     giant_fraction: float = 0.3
     spectra_per_star: int = 1
+    resolution: float = RESOLUTION
     dtype: Literal["float16", "float32"] = "float16"
 
     def digest(self) -> str:
@@ -170,14 +172,15 @@ def log_opacity(lines: dict, teff, logg, feh) -> np.ndarray:
     return out
 
 
-def gaussian_sigma_kms(teff, vsini, mass, instrument: bool = True):
-    """Doppler width (km/s): thermal + 1 km/s micro-turbulence + vsini + instrument."""
+def gaussian_sigma_kms(teff, vsini, mass, resolution: float | None = RESOLUTION):
+    """Doppler width (km/s): thermal + 1 km/s micro-turbulence + vsini + instrument (None: none)."""
     thermal2 = 2 * 1.380649e-23 * teff[:, None] / (mass * 1.6605e-27) / 1e6
-    inst = C_KMS / (2.3548 * RESOLUTION) if instrument else 0.0
+    inst = C_KMS / (2.3548 * resolution) if resolution else 0.0
     return np.sqrt(0.5 * thermal2 + 1.0 + (0.6 * vsini[:, None]) ** 2 + inst**2)
 
 
-def render(grid: SpectralGrid, labels: dict[str, np.ndarray], rng: np.random.Generator | None) -> np.ndarray:
+def render(grid: SpectralGrid, labels: dict[str, np.ndarray], rng: np.random.Generator | None,
+           resolution: float = RESOLUTION) -> np.ndarray:
     """Spectra ``(N, L)`` float64 on ``grid`` for the given labels; NaN where masked.
 
     ``rng=None`` gives noise-free spectra (tests). Flux is divided by its median over
@@ -190,8 +193,8 @@ def render(grid: SpectralGrid, labels: dict[str, np.ndarray], rng: np.random.Gen
     lines = line_list(grid)
     log_a = log_opacity(lines, teff, logg, feh)  # (N, M)
     mass = np.where(lines["kind"] == "H", 1.0, 50.0)
-    sig_kms = gaussian_sigma_kms(teff, vsini, mass[None, :])  # (N, M)
-    sig0 = lines["wave"] * gaussian_sigma_kms(teff, 0 * vsini, mass[None, :], instrument=False) / C_KMS
+    sig_kms = gaussian_sigma_kms(teff, vsini, mass[None, :], resolution)  # (N, M)
+    sig0 = lines["wave"] * gaussian_sigma_kms(teff, 0 * vsini, mass[None, :], None) / C_KMS
     sig = np.sqrt((lines["wave"] * sig_kms / C_KMS) ** 2 + grid.step**2 / 12.0)
     # broadening by rotation, instrument and pixel conserves the line's Gaussian area
     log_a = log_a + np.log10(sig0 / sig)
@@ -249,6 +252,6 @@ def synthesize(path: str, spec: SynthSpec, block: int = 256, progress: bool = Tr
         for b, start in enumerate(tqdm(range(0, spec.n, block), desc="synth", unit="block", disable=not progress)):
             sl = slice(start, min(start + block, spec.n))
             rng = np.random.default_rng([spec.seed, 1, b])
-            flux = render(grid, {k: v[sl] for k, v in labels.items()}, rng)
+            flux = render(grid, {k: v[sl] for k, v in labels.items()}, rng, spec.resolution)
             store.append(flux, {k: v[sl] for k, v in meta.items()})
     return path

@@ -88,3 +88,28 @@ def test_synth_command_and_its_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["synth", "--output", str(tmp_path / "t.zarr"), "--grid", "nope"])
     assert "unknown grid 'nope'" in capsys.readouterr().err
+
+
+def test_wandb_gets_the_nested_config_once_and_sweep_names(tmp_path, tiny_store, monkeypatch):
+    from lightning.pytorch.loggers import WandbLogger
+
+    from spectra_lightning.loggers import AutoWandbLogger
+
+    captured, passed = {}, []
+    original = AutoWandbLogger.log_config
+
+    def spy(self, config):
+        captured.update(config=config, name=self._wandb_init.get("name"), group=self._wandb_init.get("group"))
+        original(self, config)
+
+    monkeypatch.setattr(AutoWandbLogger, "log_config", spy)
+    monkeypatch.setattr(WandbLogger, "log_hyperparams", lambda self, params, *a, **k: passed.append(dict(params)))
+    monkeypatch.setenv("WANDB_RUN_GROUP", "mysweep")
+    cfg = tiny_config(tmp_path, tiny_store, max_steps=1, limit_val_batches=1,
+                      logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "t"}})
+    assert main(["fit", "--config", str(cfg), "--model.kl_weight=0.5", "--model.latent_dim=3"]) == 0
+    config = captured["config"]
+    assert config["model"]["kl_weight"] == 0.5 and config["model"]["latent_dim"] == 3
+    assert {"trainer", "data", "model"} <= set(config)
+    assert captured["name"] == "kl_weight=0.5,latent_dim=3" and captured["group"] == "mysweep"
+    assert not any("kl_weight" in p or "latent_dim" in p for p in passed)  # no flattened duplicates

@@ -123,3 +123,17 @@ def test_report_schema_and_nan_labels():
     assert np.shape(h["values"]) == (6, 3) and np.shape(h["indicator"]) == (6, 3)
     assert r["pair_mi"]["nodes"] == r["mad"]["informative"] and np.shape(r["pair_mi"]["matrix"]) == (2, 2)
     assert set(r["mi_pairs"]["ksg"]) == {"teff", "snr"}
+
+
+def test_carrier_verdicts():
+    from spectra_lightning.metrics.report import carrier
+
+    def rep(best, runner, pair_value, teff_values):
+        return {"mi": {"ksg": {"rv": {"best_node": 0, "runner_up": 1, "best": best, "runner_up_value": runner},
+                               "teff": {"values": teff_values}}},
+                "mi_pairs": {"ksg": {"rv": {"best_pair": [0, 1], "value": pair_value}}}}
+
+    assert carrier(rep(2.0, 0.5, 2.2, [0.0, 0.0]), "rv")["kind"] == "single node"
+    assert carrier(rep(1.4, 1.1, 2.8, [0.02, 0.05]), "rv") == {"kind": "phase pair", "nodes": [0, 1], "value": 2.8}
+    assert carrier(rep(1.4, 1.1, 2.8, [0.5, 0.05]), "rv")["kind"] == "diffuse"  # a pair node carries Teff
+    assert carrier(rep(0.06, 0.02, 0.08, [0.0, 0.0]), "rv")["kind"] == "none"

@@ -112,14 +112,14 @@ def to_json(obj):
 
 
 def carrier(report: dict, label: str, other: str | None = "teff", ratio: float = 2.0,
-            pair_min: float = 2.5, other_max: float = 0.1) -> dict:
-    """How ``label`` is carried: ``single node`` (best ≥ ratio × runner-up), ``phase pair``
-    (two informative nodes, neither carrying ``other`` above ``other_max`` nats, with joint
-    MI ≥ ``pair_min``) or ``diffuse``."""
+            pair_min: float = 2.5, other_max: float = 0.1, min_mi: float = 0.1) -> dict:
+    """How ``label`` is carried: ``single node`` (best ≥ ratio × runner-up and ≥ ``min_mi``),
+    ``phase pair`` (two informative nodes, neither carrying ``other`` above ``other_max`` nats,
+    with joint MI ≥ ``pair_min``), ``diffuse`` (some MI, no clear carrier) or ``none``."""
     entry = report["mi"].get("ksg", {}).get(label, {})
     if entry.get("best_node") is None:
         return {"kind": "unknown"}
-    if entry["best"] >= ratio * max(entry["runner_up_value"], 1e-12):
+    if entry["best"] >= min_mi and entry["best"] >= ratio * max(entry["runner_up_value"], 1e-12):
         return {"kind": "single node", "nodes": [entry["best_node"]], "value": entry["best"]}
     pair = report.get("mi_pairs", {}).get("ksg", {}).get(label, {})
     if pair.get("best_pair"):
@@ -127,7 +127,8 @@ def carrier(report: dict, label: str, other: str | None = "teff", ratio: float =
         clean = other_values is None or all((other_values[i] or 0.0) < other_max for i in pair["best_pair"])
         if clean and pair["value"] >= pair_min:
             return {"kind": "phase pair", "nodes": pair["best_pair"], "value": pair["value"]}
-    return {"kind": "diffuse", "nodes": [entry["best_node"]], "value": entry["best"]}
+    kind = "diffuse" if max(entry["best"], pair.get("value") or 0.0) >= min_mi else "none"
+    return {"kind": kind, "nodes": [entry["best_node"]], "value": entry["best"]}
 
 
 def format_summary(report: dict) -> str:
