@@ -25,6 +25,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from report import publish
 from astropy.io import fits
 
 from spectra_lightning.ingest import expand_inputs, ingest
@@ -94,11 +95,7 @@ def main():
         rate = len(paths) / el
         ratio = "—" if workers == 1 and name.startswith("bare") else f"{rate / workers / (len(paths) / base):.2f}"
         lines.append(f"| {name} | {rate:.1f} | {mb / el:.1f} | {ratio} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write("\n" + text)
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":

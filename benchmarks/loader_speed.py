@@ -23,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from report import publish
 import torch
 
 from data_modules import StreamingSpectraDataModule
@@ -154,11 +155,7 @@ def main():
               f"(batch 4, fp32). Training cost ≈ {flops / 1e9:.0f} GFLOP per spectrum (3 × 2 × forward MACs); an H100 "
               f"at an assumed 35 % of its 989 TFLOP/s bf16 would consume ≈ {h100:.0f} spectra/s, i.e. "
               f"{h100 * bytes_per / 2 / 1e9:.2f} GB/s of float16 store reads per GPU."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write("\n" + text)
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":

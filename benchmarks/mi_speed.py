@@ -18,6 +18,7 @@ import time
 from datetime import date
 
 import numpy as np
+from report import publish
 
 from spectra_lightning.metrics.mi import ksg, mi_ksg_table
 
@@ -91,11 +92,7 @@ def main():
               "| ρ | true MI | ours | scikit-learn |", "|---|---|---|---|"]
     for rho, truth, e_ours, e_sk in accuracy(10_000):
         lines.append(f"| {rho} | {truth:.3f} | {e_ours:.4f} | {e_sk:.4f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write("\n" + text)
+    publish(lines, a.out)
 
 
 if __name__ == "__main__":
