@@ -75,5 +75,5 @@ def test_warmup_schedule_values():
 def test_eval_step_returns_codes():
     model = small()
     model.eval()
-    out = model.validation_step(batch(), 0) if False else model._eval_step(batch(), "val")
+    out = model.validation_step(batch(), 0)
     assert out["mu"].shape == (3, 4) and out["logvar"].shape == (3, 4) and out["index"].tolist() == [0, 1, 2]
