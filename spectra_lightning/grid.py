@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 
 import numpy as np
-import torch
 
 HARPS_WAVE_MIN = 3785.0  # Å, first on-grid pixel
 HARPS_WAVE_MAX = 6910.0  # Å, last on-grid pixel (inclusive)
@@ -150,19 +149,6 @@ class SpectralGrid:
             return GRIDS[name]
         except KeyError:
             raise ValueError(f"unknown grid {name!r}; choose one of {sorted(GRIDS)}") from None
-
-    def buffers(self) -> "GridBuffers":
-        return GridBuffers(self)
-
-
-class GridBuffers(torch.nn.Module):
-    """The grid as torch buffers (moves with the model): ``wavelength`` (L,), ``valid`` (L,)."""
-
-    def __init__(self, grid: SpectralGrid):
-        super().__init__()
-        self.grid = grid
-        self.register_buffer("wavelength", torch.as_tensor(grid.wavelength, dtype=torch.float64))
-        self.register_buffer("valid", torch.as_tensor(grid.valid))
 
 
 GRIDS = {
