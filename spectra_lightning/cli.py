@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from data_modules import SpectraDataModule
 
 from .module import SpectrumAutoencoder
+from .store import StoreError
 
 RUN_DIR_ENV = "SPECTRA_LIGHTNING_RUN_DIR"  # shared with DDP child processes
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
@@ -186,6 +187,9 @@ def main(args: list[str] | None = None) -> int:
     try:
         SpectraCLI(SpectrumAutoencoder, SpectraDataModule, subclass_mode_data=True, args=None if from_argv else args,
                    save_config_kwargs={"overwrite": True})
+    except StoreError as e:  # a missing or foreign store: one line, not a traceback
+        print(f"spectra_lightning {args[0]}: error: {e}", file=sys.stderr)
+        return 2
     finally:
         if not had_run_dir:
             os.environ.pop(RUN_DIR_ENV, None)

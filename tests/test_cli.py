@@ -113,3 +113,10 @@ def test_wandb_gets_the_nested_config_once_and_sweep_names(tmp_path, tiny_store,
     assert {"trainer", "data", "model"} <= set(config)
     assert captured["name"] == "kl_weight=0.5,latent_dim=3" and captured["group"] == "mysweep"
     assert not any("kl_weight" in p or "latent_dim" in p for p in passed)  # no flattened duplicates
+
+
+def test_missing_store_is_one_clear_line(tmp_path, tiny_store, capsys):
+    cfg = tiny_config(tmp_path, tiny_store, logger=False)
+    assert main(["fit", "--config", str(cfg), f"--data.init_args.store={tmp_path / 'nope.zarr'}"]) == 2
+    err = capsys.readouterr().err
+    assert "nope.zarr: no store there" in err and "Traceback" not in err
