@@ -99,12 +99,15 @@ class LatentMetrics(L.Callback):
         scalars["val/metrics_fraction"] = elapsed / epoch_seconds
         pl_module.log_dict(scalars, sync_dist=False, rank_zero_only=True)
 
+    def _labels(self, codes: dict) -> dict[str, np.ndarray]:
+        return {name: codes["labels"][:, j] for j, name in enumerate(self.metric.label_names)}
+
     # -- figures ----------------------------------------------------------------------
     def _figures(self, trainer, pl_module, report: dict, codes: dict, tag: str) -> dict[str, Path]:
         grid = trainer.datamodule.grid
         wave, valid = grid.wavelength, grid.valid
         windows = plots.windows_in(wave, valid)
-        labels = {name: codes["labels"][:, j] for j, name in enumerate(self.metric.label_names)}
+        labels = self._labels(codes)
         figs = plots.report_figures(report, codes["mu"], labels)
         mu = codes["mu"]
         with torch.no_grad():
@@ -135,7 +138,7 @@ class LatentMetrics(L.Callback):
         if not (self.final_report and trainer.is_global_zero and self.last_codes is not None):
             return
         codes = self.last_codes
-        labels = {name: codes["labels"][:, j] for j, name in enumerate(self.metric.label_names)}
+        labels = self._labels(codes)
         report = latent_report(codes["mu"], labels, codes["logvar"], **self.report_kwargs)
         val_loss = trainer.callback_metrics.get("val/loss")
         report["fit"] = {"epoch": trainer.current_epoch, "global_step": trainer.global_step,

@@ -101,21 +101,15 @@ class SpectraDataModule(L.LightningDataModule):
     def label_names(self) -> list[str]:
         return self.labels
 
-    def _exists(self) -> bool:
-        try:
-            SpectraStore.open(self.store_path, storage_options=self.storage_options)
-            return True
-        except StoreError:
-            return False
-
     @property
     def grid(self) -> SpectralGrid:
         """The store's grid (known before the store exists when it will be synthesised)."""
-        if self._exists():
+        try:
             return self.store.grid
-        if self.synth is not None:
+        except StoreError:
+            if self.synth is None:
+                raise
             return SpectralGrid.named(self.synth.grid)
-        raise StoreError(f"{self.store_path}: no store there")
 
     @property
     def n_pixels(self) -> int:
@@ -128,9 +122,11 @@ class SpectraDataModule(L.LightningDataModule):
         return self._store
 
     def prepare_data(self):
-        if not self._exists():
+        try:
+            self.store
+        except StoreError:
             if self.synth is None:
-                raise StoreError(f"{self.store_path}: no store there")
+                raise
             print(f"generating synthetic store {self.store_path} ({self.synth.n} spectra)", flush=True)
             synthesize(self.store_path, self.synth)
 

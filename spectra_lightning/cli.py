@@ -8,6 +8,7 @@ that dispatch from the same entry point.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -116,38 +117,15 @@ def synth_main(argv: list[str]) -> int:
     return 0
 
 
-def encode_main(argv: list[str]) -> int:
-    from .encode import main as run
-
-    return run(argv)
-
-
-def analyze_main(argv: list[str]) -> int:
-    from .analyze import main as run
-
-    return run(argv)
+# Tool commands, imported only when called: "module:function" under spectra_lightning.
+TOOLS = {"synth": "cli:synth_main", "ingest": "ingest:main", "encode": "encode:main", "analyze": "analyze:main",
+         "sweep": "sweep:main", "sweep-report": "sweep:report_main"}
 
 
-def sweep_main(argv: list[str]) -> int:
-    from .sweep import main as run
+def run_tool(name: str, argv: list[str]) -> int:
+    module, function = TOOLS[name].split(":")
+    return getattr(importlib.import_module(f"spectra_lightning.{module}"), function)(argv)
 
-    return run(argv)
-
-
-def sweep_report_main(argv: list[str]) -> int:
-    from .sweep import report_main as run
-
-    return run(argv)
-
-
-def ingest_main(argv: list[str]) -> int:
-    from .ingest import main as run
-
-    return run(argv)
-
-
-TOOLS = {"synth": synth_main, "ingest": ingest_main, "encode": encode_main, "analyze": analyze_main,
-         "sweep": sweep_main, "sweep-report": sweep_report_main}
 
 OVERVIEW = f"""usage: python -m spectra_lightning COMMAND [options]
 
@@ -177,7 +155,7 @@ def main(args: list[str] | None = None) -> int:
         print(OVERVIEW)
         return 0
     if args[0] in TOOLS:
-        return TOOLS[args[0]](args[1:])
+        return run_tool(args[0], args[1:])
     if args[0] not in TRAINER_COMMANDS:
         print(f"spectra_lightning: unknown command {args[0]!r}\n\n{OVERVIEW}", file=sys.stderr)
         return 2

@@ -286,7 +286,8 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
                "unmatched_labels": table.unmatched() if table else [], "skipped_files": skipped}
     store.group.attrs["rejects"] = rejects
     store.group.attrs["last_ingest"] = {k: v for k, v in summary.items() if k != "skipped_files"}
-    return summary | {"rejects": {p: r for p, r in rejects.items() if p in {str(x) for x in paths}}}
+    inputs = {str(x) for x in paths}
+    return summary | {"rejects": {p: r for p, r in rejects.items() if p in inputs}}
 
 
 def main(argv: list[str]) -> int:
