@@ -89,6 +89,8 @@ class SpectraCLI(LightningCLI):
                     mode = "offline: upload with `wandb sync " + str(Path(exp.dir).parent) + "`" \
                         if getattr(exp.settings, "mode", "") == "offline" or exp.offline else "online: " + str(exp.url)
                     lines.append(f"W&B run:       {mode}")
+        if (run_dir / "checkpoints").is_dir():
+            lines.append(f"explore:       python -m spectra_lightning explore --run {run_dir}")
         print("\n".join(lines), flush=True)
 
 
@@ -119,7 +121,7 @@ def synth_main(argv: list[str]) -> int:
 
 # Tool commands, imported only when called: "module:function" under spectra_lightning.
 TOOLS = {"synth": "cli:synth_main", "ingest": "ingest:main", "encode": "encode:main", "analyze": "analyze:main",
-         "sweep": "sweep:main", "sweep-report": "sweep:report_main"}
+         "sweep": "sweep:main", "sweep-report": "sweep:report_main", "explore": "explore:main"}
 
 
 def run_tool(name: str, argv: list[str]) -> int:

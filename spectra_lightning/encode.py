@@ -1,12 +1,14 @@
 """``encode``: a trained checkpoint + a store -> latent codes of every spectrum (Zarr).
 
 Codes layout: ``mu (N, D)`` float32, ``logvar (N, D)`` (VAE only), ``id (N,)``; attributes
-name the checkpoint, the store and the model's hyper-parameters.
+name the checkpoint, the store, its grid and the model (latent size and a fingerprint of its
+weights, so that tools can refuse codes made by another model).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -32,6 +34,15 @@ def load_model(ckpt: str | Path, device: torch.device) -> SpectrumAutoencoder:
     except Exception as e:  # a corrupt or foreign file
         raise ValueError(f"{ckpt}: not a spectra_lightning checkpoint ({type(e).__name__}: {e})") from None
     return model.eval().to(device)
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of the weights: equal for the same trained model, different otherwise."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto", progress: bool = True) -> Path:
@@ -64,7 +75,8 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
             if logvar is not None:
                 logvar[start:start + len(rows)] = lv.clamp(-12, 8).float().cpu().numpy()
     group.attrs.update({"format": "spectra_lightning.codes", "checkpoint": str(ckpt), "store": str(store_path),
-                        "latent_dim": d, "variational": bool(model.hparams.variational)})
+                        "latent_dim": d, "variational": bool(model.hparams.variational),
+                        "grid": store.grid.describe(), "model_fingerprint": fingerprint(model)})
     tmp.rename(out)
     return out
 

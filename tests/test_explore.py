@@ -1,0 +1,210 @@
+"""The explorer: decode and retrieval answers against the model and brute force, one-line errors,
+and the page in real headless Chromium (a slider drag redraws the decoded spectrum)."""
+
+import json
+import os
+import shutil
+import socket
+import threading
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from spectra_lightning.cli import main
+from spectra_lightning.explore import Explorer, envelope, make_server, resolve_run
+from spectra_lightning.headless import Chromium, find_chromium
+
+
+ARTIFACTS = Path(os.environ.get("SPECTRA_LIGHTNING_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_store):
+    """A tiny model trained for a few steps by the real CLI, encoded through ``explore --run``'s resolver."""
+    tmp = tmp_path_factory.mktemp("explore")
+    cfg = {"seed_everything": 0,
+           "trainer": {"max_epochs": 1, "limit_train_batches": 4, "limit_val_batches": 2, "logger": False,
+                       "enable_progress_bar": False, "default_root_dir": str(tmp / "run"), "accelerator": "cpu",
+                       "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                      "init_args": {"save_last": True}}]},
+           "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+           "data": {"class_path": "data_modules.SpectraDataModule",
+                    "init_args": {"store": str(tiny_store), "batch_size": 16, "val_fraction": 0.3}}}
+    (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["fit", "--config", str(tmp / "cfg.yaml")]) == 0
+    found = resolve_run(tmp)  # a folder of runs resolves to its newest run
+    assert found["run"] == tmp / "run" and found["ckpt"].name == "last.ckpt"
+    assert found["store"] == str(tiny_store)
+    from spectra_lightning.encode import encode
+
+    encode(found["ckpt"], found["store"], found["codes"], progress=False)
+    return found
+
+
+@pytest.fixture(scope="module")
+def served(run):
+    explorer = Explorer(run["ckpt"], run["codes"], run["store"])
+    server = make_server(explorer, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield explorer, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_decode_endpoint_is_the_decoder(served):
+    explorer, url = served
+    nodes = explorer.nodes
+    values = explorer.range[2]  # every slider at its 99th percentile
+    body = get(f"{url}/api/decode?z={','.join(repr(float(v)) for v in values)}")
+    z = torch.tensor(np.median(explorer.mu, axis=0), dtype=torch.float32)
+    z[nodes] = torch.tensor(values, dtype=torch.float32)
+    with torch.no_grad():
+        want = explorer.model.net.decoder(z[None])[0].numpy()
+    g = explorer.grid
+    want = want[g.pad_left:g.pad_left + g.n_pixels]
+    assert len(body["flux"]) == g.n_pixels
+    np.testing.assert_allclose(np.array(body["flux"], dtype=np.float64), want, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(body["wave"], g.wavelength[g.pad_left:g.pad_left + g.n_pixels], atol=1e-4)
+    # moving a slider changes the spectrum; the median code gives the baseline curve
+    base = np.array(get(f"{url}/api/decode")["flux"], dtype=np.float64)
+    np.testing.assert_allclose(base, np.array(body["base"], dtype=np.float64))
+    assert np.abs(base - want).max() > 1e-4
+
+
+def test_zoomed_decode_keeps_the_envelope(served):
+    explorer, url = served
+    full = np.array(get(f"{url}/api/decode")["flux"], dtype=np.float64)
+    wave = explorer.wave[explorer.grid.pad_left:explorer.grid.pad_left + explorer.grid.n_pixels]
+    lo, hi = wave[100], wave[300]
+    body = get(f"{url}/api/decode?lo={lo}&hi={hi}&n=20")
+    assert len(body["flux"]) <= 40 and lo - 1 <= body["wave"][0] and body["wave"][-1] <= hi + 1
+    inside = full[99:302]
+    assert max(body["flux"]) == pytest.approx(inside.max(), abs=1e-6)
+    assert min(body["flux"]) == pytest.approx(inside.min(), abs=1e-6)
+
+
+def test_envelope_keeps_extremes_of_every_bucket():
+    y = np.zeros(1000)
+    y[503], y[777] = -5.0, 3.0  # one-pixel "lines" survive decimation
+    y[10:20] = np.nan
+    idx, v = envelope(y, 50)
+    assert len(idx) <= 100 and -5.0 in v and 3.0 in v and np.all(np.diff(idx) > 0)
+    idx, v = envelope(y, 0)
+    assert len(idx) == 1000
+
+
+def test_retrieval_returns_the_true_nearest(served):
+    explorer, url = served
+    sub = explorer.mu[:, explorer.nodes].astype(np.float64)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        q = sub[rng.integers(len(sub))] + 0.01 * rng.standard_normal(len(explorer.nodes))
+        got = get(f"{url}/api/neighbours?k=7&z={','.join(map(repr, q.tolist()))}")["neighbours"]
+        brute = np.argsort(np.linalg.norm(sub - q, axis=1), kind="stable")[:7]
+        assert [r["index"] for r in got] == brute.tolist()
+        assert got[0]["id"] == explorer.ids[brute[0]] and "teff" in got[0] and "object" in got[0]
+
+
+def test_scatter_and_real_spectrum(served):
+    explorer, url = served
+    s = get(f"{url}/api/scatter?x={explorer.nodes[0]}&y=1&color=teff")
+    assert len(s["x"]) == len(explorer.mu) and len(s["c"]) == len(s["x"])
+    np.testing.assert_allclose(s["x"], explorer.mu[:, explorer.nodes[0]], atol=1e-5)
+    one = get(f"{url}/api/spectrum?index=7")
+    from spectra_lightning.store import SpectraStore
+
+    g = explorer.grid
+    want = SpectraStore.open(explorer.store.path).read([7])[0][g.pad_left:g.pad_left + g.n_pixels]
+    got = np.array([np.nan if v is None else v for v in one["flux"]])
+    np.testing.assert_allclose(got, want, atol=1e-5, equal_nan=True)
+    assert one["meta"]["id"] == explorer.ids[7] and len(one["recon"]) == len(one["flux"])
+    for bad in ("/api/decode?z=1", "/api/scatter?x=99", "/api/spectrum?index=100000", "/api/scatter?color=nope"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            get(url + bad)
+        assert e.value.code == 400 and json.loads(e.value.read())["error"]
+
+
+def one_error_line(capsys, *needles):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("explore: error:"), err
+    for n in needles:
+        assert n in err[0]
+
+
+def test_bad_inputs_are_one_line(run, tmp_path, capsys):
+    ckpt, codes = str(run["ckpt"]), str(run["codes"])
+    assert main(["explore", "--ckpt", str(tmp_path / "missing.ckpt"), "--codes", codes]) == 2
+    one_error_line(capsys, "missing.ckpt", "no such checkpoint")
+    np.save(tmp_path / "small.npy", np.zeros((160, 3), np.float32))
+    assert main(["explore", "--ckpt", ckpt, "--codes", str(tmp_path / "small.npy")]) == 2
+    one_error_line(capsys, "small.npy", "another model")
+    # same shape, other weights: caught by the fingerprint encode wrote
+    import zarr
+
+    other = tmp_path / "other.zarr"
+    shutil.copytree(codes, other)
+    zarr.open_group(str(other), mode="r+").attrs["model_fingerprint"] = "0123456789abcdef"
+    assert main(["explore", "--ckpt", ckpt, "--codes", str(other)]) == 2
+    one_error_line(capsys, "other.zarr", "another model")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["explore", "--ckpt", ckpt, "--codes", codes, "--port", str(port)]) == 2
+    one_error_line(capsys, f"127.0.0.1:{port}", "--port")
+    assert main(["explore", "--run", str(tmp_path)]) == 2
+    one_error_line(capsys, str(tmp_path), "not a run directory")
+
+
+def test_page_in_headless_chromium(served, tmp_path):
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: .ci/run installs Debian's chromium package")
+        pytest.skip("Chromium not installed (Debian: apt-get install chromium); .ci/run installs it")
+    explorer, url = served
+    browser = Chromium(binary, tmp_path / "profile")
+    try:
+        browser.goto(url + "/")
+        browser.wait_for("window.explorer && window.explorer.ready && !window.explorer.inflight")
+        before = browser.js("document.getElementById('spectrum').toDataURL()")
+        version = browser.js("window.explorer.version")
+        rect = browser.js("(() => { const r = document.getElementById('s0').getBoundingClientRect();"
+                          " return [r.left, r.top, r.width, r.height]; })()")
+        left, top, width, height = rect
+        s0 = browser.js("(() => { const s = document.getElementById('s0'); return [+s.min, +s.max, +s.value]; })()")
+        start_x = left + (s0[2] - s0[0]) / (s0[1] - s0[0]) * width
+        browser.drag((start_x, top + height / 2), (left + width - 2, top + height / 2))
+        browser.wait_for(f"window.explorer.version > {version} && !window.explorer.inflight && !window.explorer.pending")
+        moved = browser.js("+document.getElementById('s0').value")
+        assert moved > s0[2] + 0.5 * (s0[1] - s0[2])  # the thumb went most of the way right
+        after = browser.js("document.getElementById('spectrum').toDataURL()")
+        assert after != before  # the plotted spectrum changed on the canvas
+        # and what is plotted is what the decoder gives at the page's slider values
+        values = browser.js("window.explorer.values")
+        assert values[0] == pytest.approx(moved)
+        plotted = np.array(browser.js("window.explorer.decoded.flux"), dtype=np.float64)
+        want = explorer.decode(values)[explorer.window(None, None)]
+        n = int(browser.js("Math.round(document.getElementById('spectrum').clientWidth)"))
+        idx, _ = envelope(want, n)
+        np.testing.assert_allclose(plotted, want[idx], atol=1e-5)
+        # retrieval list filled, a click on a row overlays that stored spectrum
+        browser.wait_for("document.querySelectorAll('#neighbours tbody tr').length === 10")
+        browser.js("document.querySelector('#neighbours tbody tr').click()")
+        browser.wait_for("window.explorer.overlay && window.explorer.overlay.flux.length > 0")
+        assert browser.js("document.getElementById('overlay-key').textContent").startswith("stored ")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.screenshot(ARTIFACTS / "explorer.png")
+        assert (ARTIFACTS / "explorer.png").stat().st_size > 10_000
+    finally:
+        browser.close()
