@@ -116,6 +116,11 @@ class SpectraDataModule(L.LightningDataModule):
         return self.grid.length
 
     @property
+    def grid_spec(self) -> dict:
+        """The grid as a dict, linked into the model (it needs the wavelengths for Doppler shifts)."""
+        return self.grid.describe()
+
+    @property
     def store(self) -> SpectraStore:
         if self._store is None:
             self._store = SpectraStore.open(self.store_path, storage_options=self.storage_options)

@@ -36,6 +36,7 @@ class SpectraCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.n_pixels", "model.n_pixels", apply_on="instantiate")
+        parser.link_arguments("data.grid_spec", "model.grid", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]

@@ -175,7 +175,7 @@ class Explorer:
         """Decoded spectrum ``(L,)`` at the informative-node ``values``, exactly the decoder's output."""
         z = torch.as_tensor(self.code(values)[None], device=self.device)
         with self._lock, torch.no_grad():
-            return self.model.net.decoder(z)[0].float().cpu().numpy()
+            return self.model.net.decode(z)[0].float().cpu().numpy()
 
     def window(self, lo: float | None, hi: float | None) -> slice:
         """Pixels between ``lo`` and ``hi`` Å, one beyond each end; the on-grid pixels (no padding)
@@ -239,7 +239,7 @@ class Explorer:
         flux = self.store.read([i])[0]
         with self._lock, torch.no_grad():
             x = torch.as_tensor(np.nan_to_num(flux, nan=0.0)[None], device=self.device)
-            recon = self.model.net.decoder(self.model.net.encoder(x)[0])[0].float().cpu().numpy()
+            recon = self.model.net.decode(self.model.net.encoder(x)[0])[0].float().cpu().numpy()
         return {**self.curves({"flux": flux, "recon": recon}, lo, hi, n), "meta": self.describe(i),
                 "code": [round(float(v), 5) for v in self.mu[i, self.nodes]]}
 

@@ -14,6 +14,7 @@ from typing import Literal
 import lightning as L
 import torch
 
+from .grid import SpectralGrid
 from .nets import FULL_LENGTH, ConvAutoencoder
 
 LOGVAR_RANGE = (-12.0, 8.0)  # keeps exp(logvar) finite in fp16/bf16 and early training
@@ -24,9 +25,13 @@ def kl_per_node(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-def masked_l1(recon: torch.Tensor, flux: torch.Tensor, mask: torch.Tensor, normalisation: str) -> torch.Tensor:
-    """Per-spectrum L1 over unmasked pixels ``(B,)``: summed (``sum``) or averaged (``paper``)."""
-    err = (recon - flux).abs() * mask
+def masked_error(recon: torch.Tensor, flux: torch.Tensor, mask: torch.Tensor, normalisation: str,
+                 reconstruction: str = "l1", noise_scale: float = 0.02) -> torch.Tensor:
+    """Per-spectrum reconstruction error over unmasked pixels ``(B,)``, summed (``sum``) or
+    averaged (``paper``): ``l1`` = |r| (the paper's), ``gaussian`` = r²/(2σ²)·σ, i.e. a Gaussian
+    negative log-likelihood rescaled by σ so that it matches |r| in size for residuals of ~σ."""
+    r = recon - flux
+    err = (r.abs() if reconstruction == "l1" else r.pow(2) / (2 * noise_scale)) * mask
     total = err.sum(1)
     if normalisation == "paper":
         return total / mask.sum(1).clamp_min(1)
@@ -54,6 +59,13 @@ class SpectrumAutoencoder(L.LightningModule):
         normalisation: ``sum`` — L1 summed over each spectrum's unmasked pixels, KL summed
             over nodes (λ ≈ 3 works); ``paper`` — L1 averaged over pixels (the authors'
             successor code; λ ≈ 0.3 at full size). Both averaged over the batch.
+        reconstruction: ``l1`` (the paper's; its optimum is the per-pixel median, which drops a
+            line whose position varies by more than its width) or ``gaussian`` (squared error, the
+            mean: a line moving with RV stays as a shallow trough the decoder can sharpen).
+        noise_scale: σ of ``gaussian``, in normalised flux.
+        doppler_node, doppler_scale: make latent node ``doppler_node`` a radial velocity of
+            ``doppler_scale`` km/s per unit that shifts the decoded spectrum (see ``nets.DopplerShift``).
+        grid: the data's grid (``SpectralGrid.describe()``), linked from the DataModule by the CLI.
         lr: Adam learning rate.
         net: an injected network; built from the arguments above when None.
     """
@@ -68,12 +80,22 @@ class SpectrumAutoencoder(L.LightningModule):
         kl_warmup_start: float = 0,
         kl_warmup_steps: float = 0.3,
         normalisation: Literal["sum", "paper"] = "sum",
+        reconstruction: Literal["l1", "gaussian"] = "l1",
+        noise_scale: float = 0.02,
+        doppler_node: int | None = None,
+        doppler_scale: float = 30.0,
+        grid: dict | None = None,
         lr: float = 1e-3,
         net: ConvAutoencoder | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
-        self.net = net if net is not None else ConvAutoencoder(n_pixels, latent_dim, depth)
+        if net is None:
+            wave = SpectralGrid(**grid).wavelength if grid is not None else None
+            if doppler_node is not None and (wave is None or len(wave) != n_pixels):
+                raise ValueError("doppler_node needs the data's grid (the CLI links it; pass grid=... otherwise)")
+            net = ConvAutoencoder(n_pixels, latent_dim, depth, doppler_node, doppler_scale, wave)
+        self.net = net
         if (self.net.n_pixels, self.net.latent_dim) != (n_pixels, latent_dim):
             raise ValueError("the injected net does not match n_pixels/latent_dim")
 
@@ -98,7 +120,7 @@ class SpectrumAutoencoder(L.LightningModule):
         logvar = logvar.clamp(*LOGVAR_RANGE)
         sample = self.hparams.variational and self.training
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-        return self.net.decoder(z), mu, logvar
+        return self.net.decode(z), mu, logvar
 
     def _shared_step(self, batch: dict, stage: str):
         flux, mask = batch["flux"], batch["mask"]
@@ -107,7 +129,8 @@ class SpectrumAutoencoder(L.LightningModule):
         w = batch.get("weight")
         w = torch.ones(flux.shape[0], device=flux.device) if w is None else w.to(flux.dtype)
         norm = w.sum().clamp_min(1.0)
-        rec = (masked_l1(recon, flux, mask.to(flux.dtype), self.hparams.normalisation) * w).sum() / norm
+        rec = (masked_error(recon, flux, mask.to(flux.dtype), self.hparams.normalisation,
+                            self.hparams.get("reconstruction", "l1"), self.hparams.get("noise_scale", 0.02)) * w).sum() / norm
         kl_nodes = (kl_per_node(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
         kl = kl_nodes.sum() if self.hparams.variational else torch.zeros((), device=flux.device)
         weight = self.current_kl_weight

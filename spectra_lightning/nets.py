@@ -8,6 +8,7 @@ full 327,680-px network and short CPU variants. No Lightning here, no lazy layer
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -15,6 +16,7 @@ ENCODER_CHANNELS = (16, 16, 16, 32, 32, 32, 64, 64, 64, 128, 128, 128, 256, 512,
 ENCODER_KERNELS = (7, 5, 5) + (3,) * 12
 NEGATIVE_SLOPE = 0.1
 FULL_LENGTH = 327_680
+C_KMS = 299_792.458
 
 
 def downsampling(depth: int) -> int:
@@ -75,23 +77,67 @@ class Decoder(nn.Module):
         return self.deconv(h).squeeze(1)
 
 
+class DopplerShift(nn.Module):
+    """Move rest-frame spectra ``(N, L)`` on a uniform grid to velocities ``v (N,)`` km/s:
+    ``out(λ) = in(λ / (1 + v/c))`` by linear interpolation (beyond the edges: the edge pixel).
+
+    Args:
+        wave: ``(L,)`` pixel wavelengths (Å), uniform step.
+    """
+
+    def __init__(self, wave: np.ndarray):
+        super().__init__()
+        wave = np.asarray(wave, np.float64)
+        # in pixel units: source position = i - (λ_i / step)·β/(1+β); only the small term is a product
+        self.register_buffer("wave_px", torch.tensor(wave / (wave[1] - wave[0]), dtype=torch.float32),
+                             persistent=False)
+
+    def forward(self, flux: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        beta = (v.float() / C_KMS)[:, None]
+        n = flux.shape[1]
+        pos = torch.arange(n, device=flux.device, dtype=torch.float32) - self.wave_px * (beta / (1 + beta))
+        pos = pos.clamp(0, n - 1)
+        i0 = pos.floor().clamp(max=n - 2).long()
+        f = (pos - i0).to(flux.dtype)
+        return flux.gather(1, i0) * (1 - f) + flux.gather(1, i0 + 1) * f
+
+
 class ConvAutoencoder(nn.Module):
     """Encoder + decoder; ``forward`` returns ``(reconstruction (N, L), μ, log σ²)``.
 
     The caller decides whether to decode μ or a reparameterised sample (see ``module.py``).
+    With ``doppler_node`` set, :meth:`decode` treats that latent node as a radial velocity
+    (``v = doppler_scale · z[:, node]`` km/s) and shifts the decoder's (rest-frame) output by it
+    (spender-style: the velocity is physics, not something the decoder must learn to draw).
+    ``wave`` (the grid's ``(L,)`` wavelengths) is needed then.
     """
 
-    def __init__(self, n_pixels: int = FULL_LENGTH, latent_dim: int = 128, depth: int = 15):
+    def __init__(self, n_pixels: int = FULL_LENGTH, latent_dim: int = 128, depth: int = 15,
+                 doppler_node: int | None = None, doppler_scale: float = 30.0, wave: np.ndarray | None = None):
         super().__init__()
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
         self.encoder = Encoder(n_pixels, latent_dim, depth)
         self.decoder = Decoder(n_pixels, latent_dim, depth)
+        self.doppler_node, self.doppler_scale = doppler_node, doppler_scale
+        if doppler_node is not None:
+            if not 0 <= doppler_node < latent_dim:
+                raise ValueError(f"doppler_node must be in 0..{latent_dim - 1}, got {doppler_node}")
+            if wave is None or len(wave) != n_pixels:
+                raise ValueError("doppler_node needs the grid's wavelengths (one per input pixel)")
+            self.shift = DopplerShift(wave)
         init_weights(self)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes ``(N, D)`` -> spectra ``(N, L)`` (Doppler shifted when ``doppler_node`` is set)."""
+        out = self.decoder(z)
+        if self.doppler_node is None:
+            return out
+        return self.shift(out, self.doppler_scale * z[:, self.doppler_node])
 
     def forward(self, flux: torch.Tensor, sample: bool = False):
         mu, logvar = self.encoder(flux)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-        return self.decoder(z), mu, logvar
+        return self.decode(z), mu, logvar
 
 
 def init_weights(module: nn.Module) -> None:

@@ -69,7 +69,7 @@ def test_decode_endpoint_is_the_decoder(served):
     z = torch.tensor(np.median(explorer.mu, axis=0), dtype=torch.float32)
     z[nodes] = torch.tensor(values, dtype=torch.float32)
     with torch.no_grad():
-        want = explorer.model.net.decoder(z[None])[0].numpy()
+        want = explorer.model.net.decode(z[None])[0].numpy()
     g = explorer.grid
     want = want[g.pad_left:g.pad_left + g.n_pixels]
     assert len(body["flux"]) == g.n_pixels

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from spectra_lightning.module import SpectrumAutoencoder, kl_per_node, kl_weight_at, masked_l1
+from spectra_lightning.module import SpectrumAutoencoder, kl_per_node, kl_weight_at, masked_error
 
 
 def small(**kw):
@@ -26,17 +26,20 @@ def test_masked_pixels_get_zero_gradient():
     b = batch()
     flux = b["flux"].clone().requires_grad_(True)
     recon, _, _ = model(flux)
-    loss = masked_l1(recon, flux, b["mask"].float(), "sum").mean()
+    loss = masked_error(recon, flux, b["mask"].float(), "sum").mean()
     (grad_recon,) = torch.autograd.grad(loss, recon, retain_graph=True)
     assert (grad_recon[:, :10] == 0).all() and (grad_recon[:, 10:] != 0).any()
 
 
-def test_l1_normalisations():
+def test_reconstruction_errors_and_normalisations():
     recon, flux = torch.zeros(2, 8), torch.ones(2, 8)
     mask = torch.ones(2, 8)
     mask[1, 4:] = 0
-    assert masked_l1(recon, flux, mask, "sum").tolist() == [8.0, 4.0]
-    assert masked_l1(recon, flux, mask, "paper").tolist() == [1.0, 1.0]
+    assert masked_error(recon, flux, mask, "sum").tolist() == [8.0, 4.0]
+    assert masked_error(recon, flux, mask, "paper").tolist() == [1.0, 1.0]
+    # gaussian: r²/(2σ) per pixel, equal to |r| at |r| = 2σ
+    assert masked_error(recon, flux, mask, "sum", "gaussian", noise_scale=0.5).tolist() == [8.0, 4.0]
+    assert masked_error(recon, 0.5 * flux, mask, "paper", "gaussian", noise_scale=0.5).tolist() == [0.25, 0.25]
 
 
 def test_deterministic_model_has_no_kl_and_uses_mu():
@@ -45,7 +48,7 @@ def test_deterministic_model_has_no_kl_and_uses_mu():
     b = batch()
     loss, mu, _ = model._shared_step(b, "val")
     recon_mu = model.net.decoder(mu)
-    expected = masked_l1(recon_mu, b["flux"], b["mask"].float(), "sum").mean()
+    expected = masked_error(recon_mu, b["flux"], b["mask"].float(), "sum").mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert model.current_kl_weight == 0.0
 

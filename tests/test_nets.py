@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -23,3 +24,38 @@ def test_short_variants_roundtrip_shape(n_pixels, depth):
 def test_length_not_divisible_is_rejected():
     with pytest.raises(ValueError, match="not divisible"):
         ConvAutoencoder(1000, 8, 5)
+
+
+def test_doppler_shift_moves_a_line_by_v_over_c():
+    from spectra_lightning.grid import GRIDS
+    from spectra_lightning.nets import C_KMS, DopplerShift
+
+    wave = GRIDS["quickstart"].wavelength
+    line = 1 - 0.6 * np.exp(-0.5 * ((wave - 5200.0) / 0.2) ** 2)
+    shift = DopplerShift(wave)
+    v = torch.tensor([-25.0, 0.0, 20.0, 150.0], requires_grad=True)
+    out = shift(torch.tensor(line, dtype=torch.float32).repeat(4, 1), v)
+    depth = (1 - out).detach().numpy()
+    centroid = (depth * wave).sum(1) / depth.sum(1)
+    np.testing.assert_allclose(centroid, 5200.0 * (1 + v.detach().numpy() / C_KMS), atol=2e-3)
+    np.testing.assert_allclose(out[1].detach().numpy(), line, atol=1e-6)  # v = 0 is the identity
+    out.sum().backward()
+    assert torch.isfinite(v.grad).all() and (v.grad.abs() > 0).all()
+
+
+def test_doppler_node_shifts_the_decoded_spectrum():
+    from spectra_lightning.grid import GRIDS
+    from spectra_lightning.module import SpectrumAutoencoder
+
+    grid = GRIDS["tiny"]
+    m = SpectrumAutoencoder(latent_dim=4, depth=5, n_pixels=grid.length, doppler_node=2, doppler_scale=30.0,
+                            grid=grid.describe())
+    z = torch.zeros(2, 4)
+    z[1, 2] = 1.0  # +30 km/s
+    with torch.no_grad():
+        rest = m.net.decoder(z)
+        out = m.net.decode(z)
+    torch.testing.assert_close(out[0], rest[0])
+    torch.testing.assert_close(out[1], m.net.shift(rest[1:], torch.tensor([30.0]))[0])
+    with pytest.raises(ValueError, match="grid"):
+        SpectrumAutoencoder(latent_dim=4, depth=5, n_pixels=grid.length, doppler_node=2)
