@@ -145,6 +145,7 @@ tools:
   ingest     put archive FITS spectra (ADP, s1d, e2ds, generic 1-D) on the grid in a store
   encode     latent codes of every spectrum in a store (--ckpt, --store, --output)
   analyze    MAD + mutual information of codes vs labels -> report.json + figures
+  explore    local web page: sliders decode live, node scatter, nearest stored spectra (--run RUN_DIR)
   sweep      run a W&B sweep YAML locally (grid/random), each run a real fit; then Figure 4
   sweep-report  Figure 4 (informative nodes vs λ per latent size) from a sweep directory
 """
