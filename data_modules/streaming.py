@@ -140,7 +140,8 @@ def piece(order: np.ndarray, part: int, parts: int) -> tuple[np.ndarray, np.ndar
 
 
 class ShardStream(IterableDataset):
-    """Batches ``{"flux", "mask", "index", "labels", "weight"}`` streamed from a store split.
+    """Batches ``{"flux", "index", "labels", "weight"}`` streamed from a store split; ``flux (B, L)``
+    in the stored dtype with NaN = masked (``module.finish_batch`` adds the mask on the device).
 
     ``epoch`` must be set before each epoch (:class:`StreamLoader` does it); rank and world size
     come from ``torch.distributed`` when initialised.
@@ -195,12 +196,10 @@ class ShardStream(IterableDataset):
             labels = self.labels[r]
             if self.augment is not None and self.augment.active:
                 flux, labels = self.augment(np.stack(f).astype(np.float32), labels, self.label_names, wave, rng)
-                flux = torch.from_numpy(flux)
             else:
-                flux = torch.from_numpy(np.stack(f)).float()  # one copy, then in place
-            mask = ~torch.isnan(flux)
-            flux.nan_to_num_(0.0)
-            return {"flux": flux, "mask": mask, "index": torch.from_numpy(r.astype(np.int64)),
+                flux = np.stack(f)  # the stored dtype (float16): the model expands it on the device
+            # NaN = masked, no "mask": module.finish_batch makes float32 + mask after the transfer
+            return {"flux": torch.from_numpy(flux), "index": torch.from_numpy(r.astype(np.int64)),
                     "labels": torch.from_numpy(np.ascontiguousarray(labels, np.float32)), "weight": torch.from_numpy(w)}
 
         for block_rows, block_w, block_flux in self._blocks(store, rows, weight):

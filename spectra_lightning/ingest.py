@@ -31,7 +31,7 @@ import numpy as np
 
 from .grid import SpectralGrid
 from .products import NotASpectrum, RejectError, Spectrum, read_spectrum
-from .store import DEFAULT_SHARD, SpectraStore, StoreError
+from .store import CODECS, DEFAULT_CODEC, DEFAULT_SHARD, SpectraStore, StoreError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 MIN_FLUX = 50.0  # the paper's raw median-flux cut
@@ -195,7 +195,7 @@ RESERVED = {"id", "object", "instrument", "source", "product", "raw_median", "lo
 
 
 def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", workers: int = 1,
-           labels: str | None = None, min_flux: float = MIN_FLUX, dtype: str = "float16",
+           labels: str | None = None, min_flux: float = MIN_FLUX, dtype: str = "float16", codec: str = DEFAULT_CODEC,
            progress: bool = True, batch: int = 4 * DEFAULT_SHARD) -> dict:
     """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes)."""
     from tqdm.auto import tqdm
@@ -210,7 +210,7 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
     except StoreError as e:
         if "no store there" not in str(e):
             raise
-        store = SpectraStore.create(output, grid, dtype=dtype, attrs={"producer": "ingest", "rejects": {}})
+        store = SpectraStore.create(output, grid, dtype=dtype, codec=codec, attrs={"producer": "ingest", "rejects": {}})
     known = set(store.meta.get("id", np.array([], str)).tolist())
     rejects: dict[str, str] = dict(store.attrs.get("rejects", {}))
     counts = {"ingested": 0, "already_present": 0, "skipped": 0, "rejected": 0}
@@ -300,12 +300,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--grid", default="harps", help="named grid: harps (default), quickstart, tiny")
     p.add_argument("--min-flux", type=float, default=MIN_FLUX, help="flag spectra with raw median below this (default %(default)s)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument("--codec", default=DEFAULT_CODEC, choices=list(CODECS),
+                   help="compression of a new store (default lz4: fast to write and read; zstd ~7%% smaller)")
     p.add_argument("--batch", type=int, default=4 * DEFAULT_SHARD,
                    help="spectra per committed append (default %(default)s; each append rewrites the metadata)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     try:
-        s = ingest(a.inputs, a.output, a.grid, a.workers, a.labels, a.min_flux, a.dtype, progress=not a.quiet,
+        s = ingest(a.inputs, a.output, a.grid, a.workers, a.labels, a.min_flux, a.dtype, a.codec, progress=not a.quiet,
                    batch=a.batch)
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The LightningModule: masked L1 reconstruction + λ·KL, with a linear KL warm-up.
 
 Batches are dicts ``{"flux": (B, L), "mask": (B, L) bool, "index": (B,), "labels": (B, K)}``
+(or float16 ``flux`` with NaN = masked and no ``mask``, completed on the device by :func:`finish_batch`)
 and optionally ``"weight": (B,)`` (0 for padding repeats; see ``data_modules``); labels never
 reach the loss. Validation, test and predict steps
 return ``{"mu", "logvar", "index", "labels"}`` so callbacks read the codes without a
@@ -36,6 +37,19 @@ def masked_error(recon: torch.Tensor, flux: torch.Tensor, mask: torch.Tensor, no
     if normalisation == "paper":
         return total / mask.sum(1).clamp_min(1)
     return total
+
+
+def finish_batch(batch: dict) -> dict:
+    """Give a batch its float32 ``flux`` (masked pixels 0) and bool ``mask`` where it has none.
+
+    Streaming loaders send the stored float16 rows with NaN = masked and no mask: half the
+    bytes through workers, pinned memory and PCIe; the expansion happens here, on the device.
+    """
+    if "mask" not in batch:
+        flux = batch["flux"]
+        batch["mask"] = ~torch.isnan(flux)
+        batch["flux"] = torch.nan_to_num(flux.float(), nan=0.0)
+    return batch
 
 
 def kl_weight_at(step: int, kl_weight: float, warmup_start: int, warmup_steps: int) -> float:
@@ -114,6 +128,9 @@ class SpectrumAutoencoder(L.LightningModule):
         return kl_weight_at(self.global_step, h.kl_weight, self._steps(h.kl_warmup_start), self._steps(h.kl_warmup_steps))
 
     # -- steps -------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return finish_batch(batch) if isinstance(batch, dict) else batch
+
     def forward(self, flux: torch.Tensor):
         """``(B, L)`` -> reconstruction ``(B, L)``, μ ``(B, D)``, clamped log σ² ``(B, D)``."""
         mu, logvar = self.net.encoder(flux)

@@ -33,6 +33,21 @@ def test_roundtrip_float16_sharded(tmp_path):
     assert labels.shape == (8, 2) and np.isnan(labels[:, 1]).all()
 
 
+@pytest.mark.parametrize("codec", ["lz4", "zstd", "lz4hc", "none"])
+def test_every_codec_stores_the_same_float16_rows(tmp_path, codec):
+    s = SpectraStore.create(tmp_path / "s.zarr", GRID, codec=codec)
+    s.append(rows(4), {"id": np.array([f"a{i}" for i in range(4)])})
+    want = rows(4).astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(SpectraStore.open(tmp_path / "s.zarr").read(np.arange(4)), want)
+    compressors = s.flux.compressors
+    assert (len(compressors) == 0) if codec == "none" else compressors[0].cname.value == codec
+
+
+def test_unknown_codec_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown codec 'gzip'"):
+        SpectraStore.create(tmp_path / "s.zarr", GRID, codec="gzip")
+
+
 def test_uncommitted_rows_are_invisible(tmp_path):
     s = SpectraStore.create(tmp_path / "s.zarr", GRID)
     s.append(rows(4), {"teff": np.arange(4.0)})

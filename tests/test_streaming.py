@@ -17,6 +17,8 @@ import yaml
 from data_modules import StreamingSpectraDataModule
 from data_modules.streaming import Augment, ShardStream, apply_filters, balance_weights, epoch_rows, one_per_object, piece
 from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.module import finish_batch
+from spectra_lightning.store import SpectraStore
 from spectra_lightning.synth import C_KMS, render
 
 TESTS = Path(__file__).resolve().parent
@@ -56,8 +58,14 @@ def test_workers_see_every_spectrum_exactly_once(dm):
     real = np.concatenate([b["index"][b["weight"] > 0].numpy() for b in out])
     assert Counter(real.tolist()) == Counter(dm.splits["train"].tolist())
     b = out[0]
-    assert b["flux"].dtype == torch.float32 and b["mask"].dtype == torch.bool and b["labels"].shape[1] == 6
-    assert (b["flux"][~b["mask"]] == 0).all()
+    # the stored float16 rows travel as they are (NaN = masked); the model completes them on the device
+    assert b["flux"].dtype == torch.float16 and "mask" not in b and b["labels"].shape[1] == 6
+    nan = torch.isnan(b["flux"])
+    stored = SpectraStore.open(dm.store_path).read(b["index"].numpy())
+    assert torch.equal(nan, torch.from_numpy(np.isnan(stored))) and nan.any()
+    done = finish_batch(dict(b))
+    assert done["flux"].dtype == torch.float32 and torch.equal(done["mask"], ~nan)
+    assert (done["flux"][nan] == 0).all() and torch.equal(done["flux"][~nan], b["flux"][~nan].float())
     again = np.concatenate([b["index"].numpy() for b in batches(dm, epoch=0)])
     other = np.concatenate([b["index"].numpy() for b in batches(dm, epoch=1)])
     assert np.array_equal(again, np.concatenate([b["index"].numpy() for b in out]))  # deterministic
@@ -176,8 +184,6 @@ def test_two_process_ddp_sees_each_training_spectrum_once_per_epoch(tmp_path, ti
     assert all(p["world"] == 2 for p in probes)
     assert probes[0]["steps"] == probes[1]["steps"] > 0
     split = json.loads((tmp_path / "run" / "split.json").read_text())
-    from spectra_lightning.store import SpectraStore
-
     meta = SpectraStore.open(tiny_store).meta
     pos = {v: i for i, v in enumerate(meta["id"])}
     train = sorted(pos[i] for i in split["split_ids"]["train"])
