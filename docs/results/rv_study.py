@@ -55,7 +55,7 @@ def main() -> None:
              + (f" λ={r['kl_weight']:g}" if r["variational"] else "")
              + (" +Doppler" if r["doppler_node"] is not None else "")
              + (f" R={int(r['resolution']) // 1000}k ±{r['rv_max']:g}" if r["resolution"] != 115000 else "")
-             + f", seed {r['seed']}" for r in rows]
+             + (f", {r['epochs']} epochs" if r["epochs"] != 12 else "") + f", seed {r['seed']}" for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6), sharey=True)
     y = np.arange(len(rows))
     for ax, label in zip(axes, ("rv", "teff")):
