@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from spectra_lightning.store import SpectraStore
-from spectra_lightning.synth import C_KMS
+from spectra_lightning.grid import C_KMS
 
 from .spectra import SpectraDataModule
 

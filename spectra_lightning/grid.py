@@ -14,6 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
+C_KMS = 299_792.458  # speed of light, km/s (Doppler shifts: λ = λ0 (1 + v/c))
 HARPS_WAVE_MIN = 3785.0  # Å, first on-grid pixel
 HARPS_WAVE_MAX = 6910.0  # Å, last on-grid pixel (inclusive)
 HARPS_STEP = 0.01  # Å per pixel

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .grid import C_KMS
+
 ENCODER_CHANNELS = (16, 16, 16, 32, 32, 32, 64, 64, 64, 128, 128, 128, 256, 512, 512)
 ENCODER_KERNELS = (7, 5, 5) + (3,) * 12
 NEGATIVE_SLOPE = 0.1
 FULL_LENGTH = 327_680
-C_KMS = 299_792.458
 
 
 def downsampling(depth: int) -> int:

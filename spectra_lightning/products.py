@@ -24,7 +24,7 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 
-C_KMS = 299_792.458
+from .grid import C_KMS
 WAVE_NAMES = ("wave", "wavelength", "lambda", "wavelength_air", "loglam")
 FLUX_NAMES = ("flux", "flux_reduced", "spec", "fluxes")
 

@@ -27,9 +27,8 @@ from typing import Literal
 
 import numpy as np
 
-from .grid import SpectralGrid
+from .grid import C_KMS, SpectralGrid
 
-C_KMS = 299_792.458
 THETA_SUN = 5040.0 / 5777.0
 LOGG_SUN = 4.44
 RESOLUTION = 115_000
