@@ -50,7 +50,8 @@ def _numeric(values: list[str]) -> np.ndarray | None:
 
 
 def load_codes(path: str | Path) -> dict:
-    """``{"mu": (N, D), "logvar": (N, D) or None, "id": (N,) or None, "store": str or None}``."""
+    """``{"mu": (N, D), "logvar": (N, D) or None, "id": (N,) or None, "attrs": dict}`` (``attrs``: what
+    ``encode`` recorded — store, grid, model fingerprint; empty for ``.npy``/``.csv``)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -58,7 +59,7 @@ def load_codes(path: str | Path) -> dict:
         mu = np.load(path)
         if mu.ndim != 2:
             raise InputError(f"{path}: codes must be a 2-D array (N, D), got shape {mu.shape}")
-        return {"mu": mu.astype(np.float64), "logvar": None, "id": None, "store": None}
+        return {"mu": mu.astype(np.float64), "logvar": None, "id": None, "attrs": {}}
     if path.suffix == ".csv":
         header, cols = read_table(path)
         ids = np.array(cols["id"], dtype=str) if "id" in cols else None
@@ -66,7 +67,7 @@ def load_codes(path: str | Path) -> dict:
         arrays = [_numeric(cols[h]) for h in nodes]
         if not nodes or any(a is None for a in arrays):
             raise InputError(f"{path}: every column but 'id' must be numeric")
-        return {"mu": np.column_stack(arrays), "logvar": None, "id": ids, "store": None}
+        return {"mu": np.column_stack(arrays), "logvar": None, "id": ids, "attrs": {}}
     import zarr
 
     try:
@@ -77,7 +78,7 @@ def load_codes(path: str | Path) -> dict:
     names = set(g.array_keys())
     ids = g["id"][:].astype(object).astype(str) if "id" in names else None
     return {"mu": mu.astype(np.float64), "logvar": g["logvar"][:].astype(np.float64) if "logvar" in names else None,
-            "id": ids, "store": g.attrs.get("store")}
+            "id": ids, "attrs": dict(g.attrs)}
 
 
 def load_labels(path: str | Path, ids: np.ndarray | None, n: int, columns: list[str] | None = None) -> dict:
@@ -124,8 +125,8 @@ def analyze(codes_path, labels_path, output, figures: bool = True, label_columns
     n = len(codes["mu"])
     if labels_path is not None:
         labels = load_labels(labels_path, codes["id"], n, label_columns)
-    elif codes["store"]:
-        labels = labels_from_store(codes["store"], n)
+    elif codes["attrs"].get("store"):
+        labels = labels_from_store(codes["attrs"]["store"], n)
     else:
         raise InputError(f"{codes_path}: no --labels given and the codes do not name a store")
     report = latent_report(codes["mu"], labels, codes["logvar"], **kwargs)

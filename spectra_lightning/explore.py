@@ -28,7 +28,7 @@ from scipy.spatial import cKDTree
 from .analyze import load_codes
 from .encode import fingerprint, load_model
 from .grid import GRIDS, SpectralGrid
-from .metrics.latent import informative_nodes
+from .metrics.latent import informative_nodes, mad
 from .store import SpectraStore
 
 STATIC = Path(__file__).with_name("explorer_static")
@@ -93,21 +93,24 @@ class Explorer:
         if d != hp.latent_dim:
             raise ExploreError(f"{codes}: codes have {d} latent nodes but {ckpt} has {hp.latent_dim}: "
                                "they come from another model (run `encode` with this checkpoint)")
-        attrs = self._codes_attrs(codes)
+        attrs = c["attrs"]
         if attrs.get("model_fingerprint") not in (None, fingerprint(self.model)):
             raise ExploreError(f"{codes}: codes were made by another model than {ckpt} "
                                f"(its checkpoint was {attrs.get('checkpoint')}); run `encode` with this checkpoint")
         self.ids = c["id"] if c["id"] is not None else np.arange(n).astype(str)
-        self.store = self._open_store(store or (c["store"] if c["store"] and Path(c["store"]).exists() else None), n)
+        named = attrs.get("store")
+        self.store = self._open_store(store or (named if named and Path(named).exists() else None), n)
         self.grid = self._grid(attrs)
         self.wave = self.grid.wavelength.astype(np.float64)
         self.meta = self.store.meta if self.store is not None else {}
         self.report = self._read_report(report, d) if report else None
-        info = informative_nodes(c["mu"], c["logvar"])
-        picked = self.report["mad"]["informative"] if self.report else info["informative"]
+        if self.report:
+            picked, self.mad_values = self.report["mad"]["informative"], np.asarray(self.report["mad"]["values"])
+        else:
+            info = informative_nodes(c["mu"], c["logvar"])
+            picked, self.mad_values = info["informative"], info["values"]
         # with nothing informative, still offer the three most variable nodes to play with
-        self.nodes = [int(i) for i in (picked or info["order"][:3])]
-        self.mad_values = (np.asarray(self.report["mad"]["values"]) if self.report else info["values"])
+        self.nodes = [int(i) for i in (picked or np.argsort(-mad(c["mu"]), kind="stable")[:3])]
         sub = self.mu[:, self.nodes]
         self.range = np.percentile(sub, [1, 50, 99], axis=0)
         self.base = np.median(self.mu, axis=0).astype(np.float32)  # every node at its median code
@@ -116,14 +119,6 @@ class Explorer:
         self.base_flux = self.decode(self.range[1])
 
     # -- loading -----------------------------------------------------------------
-    @staticmethod
-    def _codes_attrs(codes) -> dict:
-        if Path(codes).suffix in (".npy", ".csv"):
-            return {}
-        import zarr
-
-        return dict(zarr.open_group(str(codes), mode="r").attrs)
-
     def _open_store(self, store, n: int) -> SpectraStore | None:
         if store is None:
             return None
@@ -239,7 +234,7 @@ class Explorer:
         flux = self.store.read([i])[0]
         with self._lock, torch.no_grad():
             x = torch.as_tensor(np.nan_to_num(flux, nan=0.0)[None], device=self.device)
-            recon = self.model.net.decode(self.model.net.encoder(x)[0])[0].float().cpu().numpy()
+            recon = self.model(x)[0][0].float().cpu().numpy()  # eval mode: decodes μ
         return {**self.curves({"flux": flux, "recon": recon}, lo, hi, n), "meta": self.describe(i),
                 "code": [round(float(v), 5) for v in self.mu[i, self.nodes]]}
 
