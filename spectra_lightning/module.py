@@ -146,8 +146,9 @@ class SpectrumAutoencoder(L.LightningModule):
         w = batch.get("weight")
         w = torch.ones(flux.shape[0], device=flux.device) if w is None else w.to(flux.dtype)
         norm = w.sum().clamp_min(1.0)
-        rec = (masked_error(recon, flux, mask.to(flux.dtype), self.hparams.normalisation,
-                            self.hparams.get("reconstruction", "l1"), self.hparams.get("noise_scale", 0.02)) * w).sum() / norm
+        h = self.hparams
+        rec = (masked_error(recon, flux, mask.to(flux.dtype), h.normalisation, h.reconstruction, h.noise_scale)
+               * w).sum() / norm
         kl_nodes = (kl_per_node(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
         kl = kl_nodes.sum() if self.hparams.variational else torch.zeros((), device=flux.device)
         weight = self.current_kl_weight
