@@ -301,7 +301,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--min-flux", type=float, default=MIN_FLUX, help="flag spectra with raw median below this (default %(default)s)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=list(CODECS),
-                   help="compression of a new store (default lz4: fast to write and read; zstd ~7%% smaller)")
+                   help="compression of a new store (default lz4: fastest to stream; zstd ~8%% smaller)")
     p.add_argument("--batch", type=int, default=4 * DEFAULT_SHARD,
                    help="spectra per committed append (default %(default)s; each append rewrites the metadata)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -39,8 +39,8 @@ def _location(path) -> str:
 
 
 # Blosc codecs for the flux, all with bit-shuffle (float16 rows of a smooth continuum compress well).
-# Measured on real HARPS rows (benchmarks/loader_speed.py): zstd packs ~7 % tighter; lz4 encodes ~9x
-# and decodes ~2x faster, which is what 182 epochs of reads and an archive-wide ingest pay for.
+# Measured on real HARPS rows (benchmarks/loader_speed.py, docs/benchmarks.md): zstd packs ~8 % tighter;
+# lz4 streams ~1.7x faster, which is what 182 epochs of reads pay for.
 CODECS = {"lz4": ("lz4", 5), "zstd": ("zstd", 3), "lz4hc": ("lz4hc", 5), "none": None}
 DEFAULT_CODEC = "lz4"
 
