@@ -132,13 +132,35 @@ class SpectralGrid:
             out[~self.valid] = np.nan
             return out
         t = target[inside]
-        j = np.clip(np.searchsorted(wave, t, side="right") - 1, 0, len(wave) - 2)
+        j = self._bracket(wave, t)
         w0, w1 = wave[j], wave[j + 1]
-        frac = np.where(w1 > w0, (t - w0) / np.where(w1 > w0, w1 - w0, 1.0), 0.0)
-        f0 = np.where(frac > 1 - 1e-6, 0.0, flux[j])  # a zero-weight neighbour cannot poison
-        f1 = np.where(frac < 1e-6, 0.0, flux[j + 1])
-        out[inside] = f0 * (1 - frac) + f1 * frac
+        span = w1 - w0
+        frac = (t - w0) / span if span.min() > 0 else np.where(span > 0, (t - w0) / np.where(span > 0, span, 1.0), 0.0)
+        values = flux[j] * (1 - frac) + flux[j + 1] * frac
+        # a neighbour with (almost) zero weight cannot poison the pixel: rare, so redo only those
+        edge = np.flatnonzero((frac < 1e-6) | (frac > 1 - 1e-6))
+        if edge.size:
+            fe, je = frac[edge], j[edge]
+            values[edge] = (np.where(fe > 1 - 1e-6, 0.0, flux[je]) * (1 - fe)
+                            + np.where(fe < 1e-6, 0.0, flux[je + 1]) * fe)
+        out[inside] = values
         return out
+
+    @staticmethod
+    def _bracket(wave: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """``j`` with ``wave[j] <= t < wave[j + 1]`` (the last interval closed) for sorted ``wave``.
+
+        Evenly spaced inputs (a linear WCS) get ``j`` by arithmetic, checked; others by search.
+        """
+        n = len(wave)
+        step = (wave[-1] - wave[0]) / (n - 1)
+        if step > 0:
+            j = np.clip(((t - wave[0]) / step).astype(np.int64), 0, n - 2)
+            j -= (wave[j] > t) & (j > 0)  # rounding can put t one interval off
+            j += (t >= wave[j + 1]) & (j < n - 2)
+            if np.all((wave[j] <= t) & ((t < wave[j + 1]) | (j == n - 2))):
+                return j
+        return np.clip(np.searchsorted(wave, t, side="right") - 1, 0, n - 2)
 
     def describe(self) -> dict:
         """JSON-able description, stored in store attributes and checkpoints."""

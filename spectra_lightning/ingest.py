@@ -24,7 +24,7 @@ import re
 import sys
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -216,15 +216,23 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
     counts = {"ingested": 0, "already_present": 0, "skipped": 0, "rejected": 0}
     skipped: dict[str, str] = {}
     pending: list[tuple[np.ndarray, dict]] = []
+    # one writer thread commits a batch while the next is read (compression and I/O release the GIL);
+    # batches commit in order, each ending with the store's commit point, so a kill leaves whole spectra
+    writer, writing = ThreadPoolExecutor(1), []
+
+    def commit(flux, columns, rejected):
+        store.append(flux, columns)
+        store.group.attrs["rejects"] = rejected
 
     def flush():
         if not pending:
             return
         flux = np.stack([p[0] for p in pending])
         columns = {k: np.array([p[1][k] for p in pending]) for k in pending[0][1]}
-        store.append(flux, columns)
-        store.group.attrs["rejects"] = rejects
         pending.clear()
+        if writing:
+            writing.pop().result()
+        writing.append(writer.submit(commit, flux, columns, dict(rejects)))
 
     total_bytes = sum(p.stat().st_size for p in paths)
     bar = tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress)
@@ -279,7 +287,10 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        writer.shutdown(wait=True)  # a batch being written is finished, never cut
         bar.close()
+    if writing:
+        writing.pop().result()
     elapsed = time.perf_counter() - t0
     summary = {**counts, "files": len(paths), "seconds": elapsed, "files_per_s": len(paths) / max(elapsed, 1e-9),
                "mb_per_s": total_bytes / 1e6 / max(elapsed, 1e-9), "n_spectra": store.n,

@@ -71,3 +71,18 @@ def test_resample_mean_is_flux_conserving_and_exact_on_grid():
     vals[7] = np.nan
     got = g.resample(on, vals)[g.valid]
     assert np.isnan(got[7]) and np.array_equal(np.delete(got, 7), np.delete(vals, 7))
+
+
+@pytest.mark.parametrize("start, step, jitter", [(3781.2345, 0.01, 0.0), (3790.004, 0.0137, 0.0), (3781.0, 0.01, 0.003)])
+def test_resample_linear_equals_numpy_interp(start, step, jitter):
+    """Off-grid inputs (evenly spaced: located by arithmetic; uneven: by search) give np.interp."""
+    g = SpectralGrid.named("harps")
+    rng = np.random.default_rng(0)
+    wave = start + step * np.arange(200_000) + jitter * rng.random(200_000) * step
+    flux = 1 + 0.1 * rng.standard_normal(wave.size)
+    out = g.resample(wave, flux, method="linear")
+    inside = g.valid & (g.wavelength >= wave[0]) & (g.wavelength <= wave[-1])
+    # rtol: a neighbour with weight < 1e-6 is dropped by design (it cannot poison the pixel)
+    np.testing.assert_allclose(out[inside], np.interp(g.wavelength[inside], wave, flux), rtol=0,
+                               atol=2e-6 * np.abs(flux).max())
+    assert np.isnan(out[~inside]).all()

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy.stats import median_abs_deviation
 
+from spectra_lightning.metrics import ksg_kernel
 from spectra_lightning.metrics import (best_and_gap, best_pair, clean_label, informative_nodes, ksg, mad,
-                                       mi_histogram, mi_ksg, mi_pair_matrix)
+                                       mi_histogram, mi_ksg, mi_ksg_table, mi_pair_matrix)
 from spectra_lightning.metrics.report import latent_report
 
 
@@ -17,15 +18,24 @@ def gaussian_pair(rho, n, seed):
     return x, rho * x + np.sqrt(1 - rho**2) * rng.standard_normal(n)
 
 
+@pytest.fixture(params=["compiled", "scipy"])
+def ksg_path(request, monkeypatch):
+    """Run a test on the numba kernel and on the scipy cKDTree fallback."""
+    if request.param == "compiled" and not ksg_kernel.available:
+        pytest.skip("numba is not installed (pip install -e '.[fast]')")
+    monkeypatch.setattr(ksg_kernel, "available", request.param == "compiled")
+    return request.param
+
+
 @pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, 0.99])
-def test_ksg_matches_analytic_gaussian_mi(rho):
+def test_ksg_matches_analytic_gaussian_mi(rho, ksg_path):
     truth = -0.5 * np.log(1 - rho**2)
     estimates = [ksg(*gaussian_pair(rho, 10_000, seed)) for seed in range(3)]
     assert np.mean(estimates) == pytest.approx(truth, abs=0.02)
     assert max(abs(e - truth) for e in estimates) < 0.04
 
 
-def test_ksg_is_invariant_to_monotone_transforms():
+def test_ksg_is_invariant_to_monotone_transforms(ksg_path):
     x, y = gaussian_pair(0.8, 3000, 1)
     base = ksg(x, y)
     assert ksg(np.exp(x), y**3) == pytest.approx(base, abs=1e-12)
@@ -33,7 +43,28 @@ def test_ksg_is_invariant_to_monotone_transforms():
     assert ksg(-x, np.arctan(y)) == pytest.approx(base, abs=1e-3)
 
 
-def test_independent_and_constant_give_zero():
+@pytest.mark.skipif(not ksg_kernel.available, reason="numba is not installed (pip install -e '.[fast]')")
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_compiled_kernel_equals_scipy_path(k, monkeypatch):
+    """Same k-th distances and marginal counts as cKDTree + searchsorted, on varied dependence:
+    linear, non-monotone, ties (rounded values), a constant column, tiny n."""
+    rng = np.random.default_rng(k)
+    for n in (7, 900, 4000):
+        x = rng.standard_normal(n)
+        codes = np.column_stack([x, 0.99 * x + 0.14 * rng.standard_normal(n), np.sin(4 * x),
+                                 np.round(rng.standard_normal(n)), np.zeros(n), rng.standard_normal(n)])
+        labels = {"a": x + 0.3 * rng.standard_normal(n), "b": np.round(2 * rng.standard_normal(n))}
+        k_eff = min(k, n - 2)
+        compiled = mi_ksg_table(codes, labels, k=k_eff), mi_pair_matrix(codes, k=k_eff)
+        monkeypatch.setattr(ksg_kernel, "available", False)
+        fallback = mi_ksg_table(codes, labels, k=k_eff), mi_pair_matrix(codes, k=k_eff)
+        monkeypatch.setattr(ksg_kernel, "available", True)
+        for name in labels:
+            np.testing.assert_allclose(compiled[0][name], fallback[0][name], atol=1e-12)
+        np.testing.assert_allclose(compiled[1], fallback[1], atol=1e-12)
+
+
+def test_independent_and_constant_give_zero(ksg_path):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal(5000), rng.standard_normal(5000)
     assert ksg(x, y) < 0.01
@@ -61,7 +92,7 @@ def test_histogram_mi_grows_with_correlation_and_indicator_is_normalised():
     assert h["bins"] == [5, 10, 20, 40, 80, 160] and np.allclose(h["indicator"].max(axis=1), 1.0)
 
 
-def test_duplicated_latent_shows_in_pair_matrix():
+def test_duplicated_latent_shows_in_pair_matrix(ksg_path):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(3000), rng.standard_normal(3000)
     m = mi_pair_matrix(np.column_stack([a, a, b]))

@@ -6,8 +6,10 @@ Pure functions over arrays. Shapes: ``codes (N, D)``, a label ``y (N,)``.
 * :func:`mi_histogram` — plug-in MI of a 2-D histogram at several bin counts (the paper's).
 * :func:`ksg` — Kraskov–Stögbauer–Grassberger estimator 1 (k-NN, max-norm) after a
   rank -> normal-score transform, so it is invariant to monotone transforms of either side.
-  1-D marginal counts use sorted arrays (sorted once per variable, reused for every pair);
-  the joint k-NN uses scipy's cKDTree; pairs run on threads (both release the GIL).
+  Every transformed variable is a permutation of one normal-score grid, so a 1-D pair is
+  computed from ranks by the compiled kernel in :mod:`.ksg_kernel` when numba is installed;
+  otherwise (and for multi-D variables) the joint k-NN uses scipy's cKDTree and 1-D marginal
+  counts use sorted arrays. Pairs run on threads (both paths release the GIL).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma, ndtri
+
+from . import ksg_kernel
 
 PAPER_BINS = (5, 10, 20, 40, 80, 160)
 
@@ -44,6 +48,11 @@ def clean_label(y: np.ndarray, sigma: float | None = 5.0, max_iter: int = 10) ->
     return keep, {"n": int(keep.sum()), "n_nonfinite": n_nonfinite, "n_clipped": int(np.isfinite(y).sum() - keep.sum())}
 
 
+def score_grid(n: int) -> np.ndarray:
+    """``(n,)`` the sorted normal scores every transformed variable is a permutation of."""
+    return ndtri((np.arange(1, n + 1) - 0.5) / n)
+
+
 def normal_scores(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Rank-transform columns of ``(N, ...)`` to standard-normal scores; ties broken at random.
 
@@ -53,7 +62,7 @@ def normal_scores(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     flat = x.reshape(len(x), -1)
     out = np.empty_like(flat)
     n = len(flat)
-    grid = ndtri((np.arange(1, n + 1) - 0.5) / n)
+    grid = score_grid(n)
     for j in range(flat.shape[1]):
         order = np.lexsort((rng.random(n), flat[:, j]))  # random tie-breaking = tiny jitter
         out[order, j] = grid
@@ -93,10 +102,35 @@ def _ksg_transformed(x: np.ndarray, y: np.ndarray, k: int, ys: np.ndarray | None
     return max(float(mi), 0.0)
 
 
+class _Pairs1D:
+    """KSG over many 1-D pairs of normal-score variables, each sorted or ranked only once."""
+
+    def __init__(self, k: int, n: int):
+        self.k, self.compiled, self.grid = k, ksg_kernel.available, score_grid(n)  # = every sorted marginal
+        if self.compiled:
+            self.psi = digamma(np.arange(n + 2, dtype=np.float64))
+
+    def prepare(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(order, rank)`` of a transformed variable ``(N,)``."""
+        order = np.argsort(v, kind="stable")
+        rank = np.empty(len(v), np.int64)
+        rank[order] = np.arange(len(v))
+        return order, rank
+
+    def mi(self, x: np.ndarray, x_order: np.ndarray, y: np.ndarray, y_rank: np.ndarray) -> float:
+        if self.compiled:
+            return max(float(ksg_kernel.ksg_pair(y_rank[x_order], self.grid, self.k, self.psi)), 0.0)
+        return _ksg_transformed(x, y, self.k, self.grid, x_order)
+
+
 def ksg(x: np.ndarray, y: np.ndarray, k: int = 3, seed: int = 0) -> float:
     """KSG MI between ``x (N,)`` or ``(N, d)`` and ``y (N,)`` or ``(N, d)``, clipped at 0."""
     rng = np.random.default_rng(seed)
-    return _ksg_transformed(normal_scores(x, rng), normal_scores(y, rng), k)
+    x, y = normal_scores(x, rng), normal_scores(y, rng)
+    if x.ndim == 1 and y.ndim == 1:
+        pairs = _Pairs1D(k, len(x))
+        return pairs.mi(x, pairs.prepare(x)[0], y, pairs.prepare(y)[1])
+    return _ksg_transformed(x, y, k)
 
 
 def _threads(n_jobs: int | None) -> int:
@@ -116,14 +150,15 @@ def mi_ksg_table(codes: np.ndarray, labels: dict[str, np.ndarray], k: int = 3, s
     """
     rng = np.random.default_rng(seed)
     z = normal_scores(codes, rng)
-    orders = np.argsort(z, axis=0, kind="stable")
+    pairs = _Pairs1D(k, len(z))
+    orders = [pairs.prepare(z[:, d])[0] for d in range(z.shape[1])]
     ys = {name: normal_scores(v, rng) for name, v in labels.items()}
-    ys_sorted = {name: np.sort(v) for name, v in ys.items()}
+    ranks = {name: pairs.prepare(v)[1] for name, v in ys.items()}
     tasks = [(name, d) for name in labels for d in range(z.shape[1])]
 
     def one(task):
         name, d = task
-        return _ksg_transformed(z[:, d], ys[name], k, ys_sorted[name], orders[:, d])
+        return pairs.mi(z[:, d], orders[d], ys[name], ranks[name])
 
     with ThreadPoolExecutor(_threads(n_jobs)) as pool:
         values = list(pool.map(one, tasks))
@@ -138,12 +173,13 @@ def mi_pair_matrix(codes: np.ndarray, k: int = 3, seed: int = 0, n_jobs: int | N
     """``(D, D)`` symmetric KSG MI between nodes; the diagonal is NaN (unbounded for continuous z)."""
     rng = np.random.default_rng(seed)
     z = normal_scores(codes, rng)
-    orders = np.argsort(z, axis=0, kind="stable")
-    zs = np.take_along_axis(z, orders, axis=0)
+    pairs_1d = _Pairs1D(k, len(z))
+    prepared = [pairs_1d.prepare(z[:, d]) for d in range(z.shape[1])]
     d = z.shape[1]
     pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
     with ThreadPoolExecutor(_threads(n_jobs)) as pool:
-        values = list(pool.map(lambda p: _ksg_transformed(z[:, p[0]], z[:, p[1]], k, zs[:, p[1]], orders[:, p[0]]), pairs))
+        values = list(pool.map(lambda p: pairs_1d.mi(z[:, p[0]], prepared[p[0]][0], z[:, p[1]], prepared[p[1]][1]),
+                               pairs))
     m = np.full((d, d), np.nan)
     for (i, j), v in zip(pairs, values):
         m[i, j] = m[j, i] = v
