@@ -1,9 +1,10 @@
-"""Archive-scale streaming: whole shards read in order, shuffled within a bounded buffer.
+"""Archive-scale streaming: whole chunks read in order, shuffled within a bounded buffer.
 
-Each epoch the split's rows are grouped into *blocks* (the rows of one shard), the blocks
+Each epoch the split's rows are grouped into *blocks* (the rows stored together: one chunk, or
+one shard in a sharded store; ``SpectraStore.block_rows``), the blocks
 are permuted with ``(seed, epoch)``, and the resulting row sequence is cut into
 ``world_size × num_workers`` equal pieces, one per (rank, worker). Each piece is read
-block by block — contiguous slices, so every shard is fetched and decoded once — through
+block by block — contiguous slices, so every chunk is fetched and decoded once — through
 a shuffle buffer of ``shuffle_buffer`` spectra, and batched inside the worker. Pieces are
 padded to equal length with repeats flagged ``weight = 0`` (excluded from the loss and
 the metrics), so every rank runs the same number of steps and every spectrum is seen
@@ -117,16 +118,16 @@ class Augment:
         return flux, labels
 
 
-def epoch_rows(rows: np.ndarray, shard_size: int, seed: int, epoch: int, shuffle: bool,
+def epoch_rows(rows: np.ndarray, block_rows: int, seed: int, epoch: int, shuffle: bool,
                probabilities: np.ndarray | None = None) -> np.ndarray:
-    """This epoch's row order: shard blocks permuted (or resampled by ``probabilities``)."""
+    """This epoch's row order: blocks of ``block_rows`` stored rows permuted (or resampled by ``probabilities``)."""
     rng = np.random.default_rng([seed, epoch])
     if probabilities is not None:
         rows = np.sort(rng.choice(rows, size=len(rows), replace=True, p=probabilities))
     if not shuffle:
         return rows
-    shard = rows // shard_size
-    starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]])
+    block = rows // block_rows
+    starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]])
     blocks = np.split(rows, starts[1:])
     return np.concatenate([blocks[i] for i in rng.permutation(len(blocks))]) if blocks else rows
 
@@ -183,7 +184,7 @@ class ShardStream(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         store = self.store()
-        order = epoch_rows(self.rows, store.flux.shards[0] if store.flux.shards else store.flux.chunks[0],
+        order = epoch_rows(self.rows, store.block_rows,
                            self.seed, self.epoch, self.shuffle, self.probabilities)
         rows, weight = piece(order, rank * workers + worker, world * workers)
         rng = np.random.default_rng([self.seed, self.epoch, rank, worker, 1])
@@ -227,7 +228,7 @@ class ShardStream(IterableDataset):
 
     @staticmethod
     def _blocks(store: SpectraStore, rows: np.ndarray, weight: np.ndarray):
-        """Runs of consecutive rows read as one contiguous slice each (a shard at a time)."""
+        """Runs of consecutive rows read as one contiguous slice each (a block at a time)."""
         if not len(rows):
             return
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
@@ -252,7 +253,7 @@ class StreamingSpectraDataModule(SpectraDataModule):
     """Stream a store of any size to single- or multi-node DDP training.
 
     Args (besides :class:`SpectraDataModule`'s):
-        shuffle_buffer: spectra held per worker for shuffling within shards.
+        shuffle_buffer: spectra held per worker for shuffling across blocks.
         prefetch_factor: batches prefetched per worker.
         filters: metadata selections, e.g. ``["low_flux == 0", "snr > 20"]``.
         one_per_object: keep the highest-SNR spectrum of each star.

@@ -132,6 +132,8 @@ class SpectralGrid:
             out[~self.valid] = np.nan
             return out
         t = target[inside]
+        if t.size == 0:  # no overlap (e.g. an echelle order outside the grid)
+            return out
         j = self._bracket(wave, t)
         w0, w1 = wave[j], wave[j + 1]
         span = w1 - w0

@@ -31,7 +31,7 @@ import numpy as np
 
 from .grid import SpectralGrid
 from .products import NotASpectrum, RejectError, Spectrum, read_spectrum
-from .store import CODECS, DEFAULT_CODEC, DEFAULT_SHARD, SpectraStore, StoreError
+from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, StoreError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 MIN_FLUX = 50.0  # the paper's raw median-flux cut
@@ -196,7 +196,7 @@ RESERVED = {"id", "object", "instrument", "source", "product", "raw_median", "lo
 
 def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", workers: int = 1,
            labels: str | None = None, min_flux: float = MIN_FLUX, dtype: str = "float16", codec: str = DEFAULT_CODEC,
-           progress: bool = True, batch: int = 4 * DEFAULT_SHARD) -> dict:
+           progress: bool = True, batch: int = 16 * DEFAULT_CHUNK_ROWS) -> dict:
     """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes)."""
     from tqdm.auto import tqdm
 
@@ -313,7 +313,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=list(CODECS),
                    help="compression of a new store (default lz4: fastest to stream; zstd ~8%% smaller)")
-    p.add_argument("--batch", type=int, default=4 * DEFAULT_SHARD,
+    p.add_argument("--batch", type=int, default=16 * DEFAULT_CHUNK_ROWS,
                    help="spectra per committed append (default %(default)s; each append rewrites the metadata)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)

@@ -42,7 +42,8 @@ CALIBRATION_OBJECTS = ("WAVE", "LAMP", "FLAT", "BIAS", "DARK", "THAR")
 
 @dataclass
 class Spectrum:
-    """A 1-D spectrum as read: ``wave`` (M,) in Å (air for HARPS), ``flux`` (M,), ``ivar`` (M,) or None."""
+    """A spectrum as read: ``wave`` and ``flux`` (M,) in Å (air for HARPS), or (orders, M) for an
+    e2ds with its blaze as per-pixel weights in ``ivar`` (None for 1-D products)."""
 
     wave: np.ndarray
     flux: np.ndarray
@@ -147,20 +148,14 @@ def _read(hdul: fits.HDUList, path: Path) -> Spectrum:
             unit = hdu.columns[wcol].unit
             if len(data) == 1 and np.ndim(data[wcol][0]) == 1:  # ESO Phase 3: one row of arrays
                 wave, flux = np.asarray(data[wcol][0], float), np.asarray(data[fcol][0], float)
-                err = np.asarray(data[names["err"]][0], float) if "err" in names else None
                 product = "adp"
             else:
                 wave, flux = np.asarray(data[wcol], float).ravel(), np.asarray(data[fcol], float).ravel()
-                err = np.asarray(data[names["err"]], float).ravel() if "err" in names else None
                 product = "table1d"
             if wcol.lower() == "loglam":
                 wave, unit = 10**wave, "Angstrom"
-            ivar = None
-            if err is not None:
-                good = np.isfinite(err) & (err > 0)
-                if good.any():
-                    ivar = np.where(good, 1.0 / np.where(good, err, 1.0) ** 2, 0.0)
-            return Spectrum(to_angstrom(wave, unit, f"{product} WAVE"), flux, ivar, product, meta)
+            # ERR is not read: a 1-D spectrum is resampled linearly and the store keeps flux only
+            return Spectrum(to_angstrom(wave, unit, f"{product} WAVE"), flux, None, product, meta)
     data = hdul[0].data
     if data is None:
         raise RejectError("unknown layout: no image data and no table with WAVE/FLUX columns")

@@ -4,7 +4,7 @@ Layout (see ``docs/store-format.md``)::
 
     STORE.zarr/            attributes: format, version, grid, n_spectra, producer, ...
       flux    (N, L)       float16 (or float32); NaN marks masked pixels;
-                           sharded (shard_size, L) with one spectrum per inner chunk
+                           chunks of (chunk_rows, L): 16 spectra per file or object
       meta/<name> (N,)     per-spectrum metadata and labels; units in attributes
 
 Appends are whole spectra: rows and metadata are written first, then the
@@ -27,7 +27,7 @@ from .grid import SpectralGrid
 
 FORMAT = "spectra_lightning.store"
 VERSION = 1
-DEFAULT_SHARD = 64
+DEFAULT_CHUNK_ROWS = 16  # ~5 MB per chunk at full size; see docs/store-format.md for the measurements
 UNITS = {"rv": "km/s", "teff": "K", "logg": "dex (cgs)", "feh": "dex", "vsini": "km/s", "snr": "",
          "mjd": "d", "exptime": "s", "airmass": "", "berv": "km/s", "drs_rv": "km/s", "raw_median": "adu"}
 
@@ -88,14 +88,14 @@ class SpectraStore:
         return cls(group, path)
 
     @classmethod
-    def create(cls, path, grid: SpectralGrid, dtype: str = "float16", shard_size: int = DEFAULT_SHARD,
+    def create(cls, path, grid: SpectralGrid, dtype: str = "float16", chunk_rows: int = DEFAULT_CHUNK_ROWS,
                attrs: dict | None = None, storage_options: dict | None = None,
                codec: str = DEFAULT_CODEC) -> "SpectraStore":
         if dtype not in ("float16", "float32"):
             raise ValueError(f"flux dtype must be float16 or float32, got {dtype!r}")
         group = zarr.open_group(_location(path), mode="w-", storage_options=storage_options)
-        group.create_array("flux", shape=(0, grid.length), dtype=dtype, chunks=(1, grid.length),
-                           shards=(shard_size, grid.length), fill_value=np.nan, compressors=_compressors(codec))
+        group.create_array("flux", shape=(0, grid.length), dtype=dtype, chunks=(chunk_rows, grid.length),
+                           fill_value=np.nan, compressors=_compressors(codec))
         group.create_group("meta")
         group.attrs.update({"format": FORMAT, "version": VERSION, "grid": grid.describe(), "n_spectra": 0,
                             **(attrs or {})})
@@ -121,6 +121,11 @@ class SpectraStore:
         store.path = str(final)
 
     # -- reading ----------------------------------------------------------------
+    @property
+    def block_rows(self) -> int:
+        """Rows stored together (a shard, else a chunk): the unit a streaming reader fetches."""
+        return (self.flux.shards or self.flux.chunks)[0]
+
     @property
     def n(self) -> int:
         """Committed spectra (rows beyond it are an interrupted append)."""

@@ -86,3 +86,9 @@ def test_resample_linear_equals_numpy_interp(start, step, jitter):
     np.testing.assert_allclose(out[inside], np.interp(g.wavelength[inside], wave, flux), rtol=0,
                                atol=2e-6 * np.abs(flux).max())
     assert np.isnan(out[~inside]).all()
+
+
+def test_resample_linear_without_overlap_is_all_masked():
+    g = SpectralGrid(5000.0, 5010.0, 0.1, 128, mask_gap=False)
+    wave = np.linspace(6000, 6010, 50)  # off-grid input entirely outside the grid
+    assert np.isnan(g.resample(wave, np.ones(50), method="linear")).all()

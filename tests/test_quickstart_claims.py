@@ -2,8 +2,8 @@
 
     .venv/bin/python -m pytest -m slow tests/test_quickstart_claims.py
 
-Both recipes run at their own size: at 3,000 spectra and 10 epochs the quickstart's Teff node is
-not yet distinct (measured: 1.83 nat vs 1.39 on its runner-up).
+Both recipes run at their own size (at 3,000 spectra and 10 epochs the L1 quickstart's Teff node
+was not yet distinct: 1.83 nat vs 1.39 on its runner-up).
 """
 
 import json
@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from spectra_lightning.cli import main
-from spectra_lightning.metrics.report import carrier
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -30,28 +29,30 @@ def quickstart(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def quickstart_rv(tmp_path_factory):
-    return fit_report(tmp_path_factory, "quickstart.yaml", "quickstart_rv.yaml")
+def quickstart_l1(tmp_path_factory):
+    return fit_report(tmp_path_factory, "quickstart.yaml", "quickstart_l1.yaml")
+
+
+def distinct(report: dict, label: str) -> dict:
+    """The label's KSG entry, asserted carried by one node at >= 2x its runner-up (and >= 0.5 nat)."""
+    mi = report["mi"]["ksg"][label]
+    assert mi["best"] >= 0.5 and mi["best"] >= 2 * mi["runner_up_value"], (label, mi)
+    assert report["carriers"][label]["kind"] == "single node", report["carriers"][label]
+    return mi
 
 
 @pytest.mark.slow
-def test_quickstart_learns_a_distinct_teff_node(quickstart):
-    teff = quickstart["mi"]["ksg"]["teff"]
-    assert teff["best"] >= 1.0 and teff["best"] >= 2 * teff["runner_up_value"], teff
-    assert quickstart["carriers"]["teff"]["kind"] == "single node"
+def test_quickstart_learns_one_rv_node_and_one_teff_node(quickstart):
+    rv, teff = distinct(quickstart, "rv"), distinct(quickstart, "teff")
+    assert rv["best_node"] == 0  # the Doppler node
+    assert teff["best_node"] != rv["best_node"]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue #7 open: the L1 recipe learns Teff but not RV "
-                                       "(docs/results/README.md); strict, so it fails once RV is learned")
-def test_quickstart_learns_an_rv_code(quickstart):
-    rv = carrier(quickstart, "rv", other="teff")
-    assert rv["kind"] in ("single node", "phase pair"), (rv, quickstart["mi"]["ksg"]["rv"])
-
-
-@pytest.mark.slow
-def test_rv_recipe_learns_a_single_rv_node_free_of_teff(quickstart_rv):
-    rv = quickstart_rv["mi"]["ksg"]["rv"]
-    assert rv["best_node"] == 0 and rv["best"] >= 1.0 and rv["best"] >= 2 * rv["runner_up_value"], rv
-    assert quickstart_rv["mi"]["ksg"]["teff"]["values"][0] < 0.2 * rv["best"]  # and little Teff
-    assert quickstart_rv["carriers"]["rv"]["kind"] == "single node"
+def test_paper_l1_loss_learns_teff_but_no_rv(quickstart_l1):
+    distinct(quickstart_l1, "teff")
+    rv = quickstart_l1["mi"]["ksg"]["rv"]["values"]
+    # why: docs/results/README.md, "What makes RV learnable" (collapsed nodes are left out: KSG reads
+    # spurious MI in codes that vary at the 1e-6 level)
+    assert max(rv[i] for i in quickstart_l1["mad"]["informative"]) < 0.3
+    assert (quickstart_l1["mi_pairs"]["ksg"]["rv"]["value"] or 0.0) < 0.3  # nor jointly by two nodes

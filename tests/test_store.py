@@ -16,13 +16,13 @@ def rows(n, seed=0):
     return f
 
 
-def test_roundtrip_float16_sharded(tmp_path):
+def test_roundtrip_float16_chunked(tmp_path):
     s = SpectraStore.create(tmp_path / "s.zarr", GRID)
     s.append(rows(5), {"id": np.array([f"a{i}" for i in range(5)]), "teff": np.arange(5.0)})
     s.append(rows(3, 1), {"id": np.array(["b0", "b1", "b2"]), "teff": np.arange(3.0), "rv": np.ones(3)})
     s2 = SpectraStore.open(tmp_path / "s.zarr")
     assert s2.n == 8 and s2.grid == GRID
-    assert s2.flux.dtype == np.float16 and s2.flux.chunks == (1, GRID.length)
+    assert s2.flux.dtype == np.float16 and s2.flux.chunks == (16, GRID.length)
     got = s2.read([6, 0])
     np.testing.assert_allclose(got[1], rows(5)[0], rtol=1e-3, equal_nan=True)
     np.testing.assert_allclose(got[0], rows(3, 1)[1], rtol=1e-3, equal_nan=True)

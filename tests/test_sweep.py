@@ -41,7 +41,7 @@ def overrides_for(config: Path, harps_store) -> list[str]:
 
 @pytest.mark.parametrize("config", BASES, ids=lambda p: p.name)
 def test_every_base_config_runs(config, harps_store, tmp_path, monkeypatch):
-    # an overlay (no data section, e.g. quickstart_rv.yaml) runs on top of the quickstart, as documented
+    # an overlay (no data section, e.g. quickstart_l1.yaml) runs on top of the quickstart, as documented
     chain = [config] if "data" in yaml.safe_load(config.read_text()) else [REPO / "experiments" / "quickstart.yaml", config]
     monkeypatch.chdir(tmp_path)
     configs = [a for c in chain for a in ("--config", str(c))]
