@@ -1,12 +1,13 @@
 """Compiled KSG-1 for one pair of 1-D variables given as normal scores (numba, optional).
 
 Both variables of a pair are permutations of the same normal-score grid ``g (N,)`` (see
-``mi.normal_scores``), so a pair is fully described by ``ry (N,)``: the rank of ``y`` for each
-point taken in ``x`` order. Then ``x_i = g[i]``, ``y_i = g[ry[i]]``, and both sorted marginals are
-``g`` itself. The joint k-NN (max-norm) searches square cells of the rank plane ring by ring —
-cells of equal rank width hold ``CELL_POINTS`` points on average whatever the marginals were —
-and stops once the k-th distance is no more than the distance to the unsearched region. Marginal counts invert ``g`` analytically (``erfc``) and then check against ``g`` with the same
-comparisons as ``numpy.searchsorted`` in the scipy path, so both paths give the same counts.
+``mi.normal_ranks`` and ``mi.score_grid``), so a pair is fully described by ``ry (N,)``: the rank
+of ``y`` for each point taken in ``x`` order. Then ``x_i = g[i]``, ``y_i = g[ry[i]]``, and both
+sorted marginals are ``g`` itself. The joint k-NN (max-norm) searches square cells of the rank plane
+ring by ring — cells of equal rank width hold ``CELL_POINTS`` points on average whatever the
+marginals were — and stops once the k-th distance is no more than the distance to the unsearched
+region. Marginal counts invert ``g`` analytically (``erfc``) and then check against ``g`` with the
+same comparisons as ``numpy.searchsorted`` in the scipy path, so both paths give the same counts.
 
 ``available`` is False when numba is not installed; ``mi`` then falls back to scipy's cKDTree.
 """

@@ -53,20 +53,20 @@ def score_grid(n: int) -> np.ndarray:
     return ndtri((np.arange(1, n + 1) - 0.5) / n)
 
 
-def normal_scores(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rank-transform columns of ``(N, ...)`` to standard-normal scores; ties broken at random.
+def normal_ranks(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ranks ``0 .. N-1`` down each column of ``(N, ...)`` (same shape, int64); ties broken at random.
 
-    A constant column becomes a random permutation of the scores (carries no information).
+    ``score_grid(N)[ranks]`` are the normal scores; a constant column becomes a random permutation
+    of them (carries no information).
     """
     x = np.asarray(x, dtype=np.float64)
     flat = x.reshape(len(x), -1)
-    out = np.empty_like(flat)
+    ranks = np.empty(flat.shape, np.int64)
     n = len(flat)
-    grid = score_grid(n)
     for j in range(flat.shape[1]):
         order = np.lexsort((rng.random(n), flat[:, j]))  # random tie-breaking = tiny jitter
-        out[order, j] = grid
-    return out.reshape(x.shape)
+        ranks[order, j] = np.arange(n)
+    return ranks.reshape(x.shape)
 
 
 def _count_1d(sorted_v: np.ndarray, v: np.ndarray, eps: np.ndarray) -> np.ndarray:
@@ -103,34 +103,36 @@ def _ksg_transformed(x: np.ndarray, y: np.ndarray, k: int, ys: np.ndarray | None
 
 
 class _Pairs1D:
-    """KSG over many 1-D pairs of normal-score variables, each sorted or ranked only once."""
+    """KSG over many 1-D pairs of normal-score variables, given by their ranks (sorted only once,
+    in :func:`normal_ranks`)."""
 
     def __init__(self, k: int, n: int):
         self.k, self.compiled, self.grid = k, ksg_kernel.available, score_grid(n)  # = every sorted marginal
         if self.compiled:
             self.psi = digamma(np.arange(n + 2, dtype=np.float64))
 
-    def prepare(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(order, rank)`` of a transformed variable ``(N,)``."""
-        order = np.argsort(v, kind="stable")
-        rank = np.empty(len(v), np.int64)
-        rank[order] = np.arange(len(v))
-        return order, rank
+    @staticmethod
+    def order(rank: np.ndarray) -> np.ndarray:
+        """The permutation that sorts a variable of ranks ``rank (N,)`` (its inverse)."""
+        order = np.empty_like(rank)
+        order[rank] = np.arange(len(rank))
+        return order
 
-    def mi(self, x: np.ndarray, x_order: np.ndarray, y: np.ndarray, y_rank: np.ndarray) -> float:
+    def mi(self, x_rank: np.ndarray, x_order: np.ndarray, y_rank: np.ndarray) -> float:
         if self.compiled:
             return max(float(ksg_kernel.ksg_pair(y_rank[x_order], self.grid, self.k, self.psi)), 0.0)
-        return _ksg_transformed(x, y, self.k, self.grid, x_order)
+        return _ksg_transformed(self.grid[x_rank], self.grid[y_rank], self.k, self.grid, x_order)
 
 
 def ksg(x: np.ndarray, y: np.ndarray, k: int = 3, seed: int = 0) -> float:
     """KSG MI between ``x (N,)`` or ``(N, d)`` and ``y (N,)`` or ``(N, d)``, clipped at 0."""
     rng = np.random.default_rng(seed)
-    x, y = normal_scores(x, rng), normal_scores(y, rng)
-    if x.ndim == 1 and y.ndim == 1:
-        pairs = _Pairs1D(k, len(x))
-        return pairs.mi(x, pairs.prepare(x)[0], y, pairs.prepare(y)[1])
-    return _ksg_transformed(x, y, k)
+    rx, ry = normal_ranks(x, rng), normal_ranks(y, rng)
+    if rx.ndim == 1 and ry.ndim == 1:
+        pairs = _Pairs1D(k, len(rx))
+        return pairs.mi(rx, pairs.order(rx), ry)
+    grid = score_grid(len(rx))
+    return _ksg_transformed(grid[rx], grid[ry], k)
 
 
 def _threads(n_jobs: int | None) -> int:
@@ -146,19 +148,18 @@ def mi_ksg_table(codes: np.ndarray, labels: dict[str, np.ndarray], k: int = 3, s
                  n_jobs: int | None = None) -> dict[str, np.ndarray]:
     """``{label: (D,)}`` KSG MI for several finite labels sharing the rows of ``codes``.
 
-    Each node and label is transformed and sorted once and reused for every pair.
+    Each node and label is ranked once (one sort) and reused for every pair.
     """
     rng = np.random.default_rng(seed)
-    z = normal_scores(codes, rng)
+    z = normal_ranks(codes, rng)
     pairs = _Pairs1D(k, len(z))
-    orders = [pairs.prepare(z[:, d])[0] for d in range(z.shape[1])]
-    ys = {name: normal_scores(v, rng) for name, v in labels.items()}
-    ranks = {name: pairs.prepare(v)[1] for name, v in ys.items()}
+    orders = [pairs.order(z[:, d]) for d in range(z.shape[1])]
+    ranks = {name: normal_ranks(v, rng) for name, v in labels.items()}
     tasks = [(name, d) for name in labels for d in range(z.shape[1])]
 
     def one(task):
         name, d = task
-        return pairs.mi(z[:, d], orders[d], ys[name], ranks[name])
+        return pairs.mi(z[:, d], orders[d], ranks[name])
 
     with ThreadPoolExecutor(_threads(n_jobs)) as pool:
         values = list(pool.map(one, tasks))
@@ -172,14 +173,13 @@ def mi_ksg_table(codes: np.ndarray, labels: dict[str, np.ndarray], k: int = 3, s
 def mi_pair_matrix(codes: np.ndarray, k: int = 3, seed: int = 0, n_jobs: int | None = None) -> np.ndarray:
     """``(D, D)`` symmetric KSG MI between nodes; the diagonal is NaN (unbounded for continuous z)."""
     rng = np.random.default_rng(seed)
-    z = normal_scores(codes, rng)
+    z = normal_ranks(codes, rng)
     pairs_1d = _Pairs1D(k, len(z))
-    prepared = [pairs_1d.prepare(z[:, d]) for d in range(z.shape[1])]
+    orders = [pairs_1d.order(z[:, d]) for d in range(z.shape[1])]
     d = z.shape[1]
     pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
     with ThreadPoolExecutor(_threads(n_jobs)) as pool:
-        values = list(pool.map(lambda p: pairs_1d.mi(z[:, p[0]], prepared[p[0]][0], z[:, p[1]], prepared[p[1]][1]),
-                               pairs))
+        values = list(pool.map(lambda p: pairs_1d.mi(z[:, p[0]], orders[p[0]], z[:, p[1]]), pairs))
     m = np.full((d, d), np.nan)
     for (i, j), v in zip(pairs, values):
         m[i, j] = m[j, i] = v
