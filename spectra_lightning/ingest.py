@@ -22,6 +22,7 @@ import glob
 import os
 import re
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -29,12 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from . import grid_kernel
 from .grid import SpectralGrid
 from .products import NotASpectrum, RejectError, Spectrum, read_spectrum
 from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, StoreError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 MIN_FLUX = 50.0  # the paper's raw median-flux cut
+READ_THREADS = 2  # per worker process
+TASK_FILES = 8  # files per worker task: enough to amortise a task's overhead, few enough to keep workers even
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
@@ -77,8 +81,44 @@ def onto_grid(spec: Spectrum, grid: SpectralGrid) -> np.ndarray:
     return out
 
 
-def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | set) -> tuple:
-    """One input -> ``("ok", flux float16 (L,), meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``."""
+_scratch = threading.local()  # per-thread float64 buffers of grid length, reused (fresh pages cost here)
+
+
+def _buffers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None or bufs[0].shape[0] != length:
+        bufs = _scratch.bufs = (np.empty(length), np.empty(length))
+    return bufs
+
+
+def on_grid_row(spec: Spectrum, grid: SpectralGrid, dtype: str = "float16") -> tuple[np.ndarray, int, float]:
+    """``spec`` on the grid divided by the median of its unmasked flux -> (row ``(L,)`` in ``dtype``,
+    unmasked pixels, raw median); the row is undefined when no pixel is unmasked.
+
+    With numba (``grid_kernel``) a 1-D linear resampling, the median and the float16 cast run
+    compiled and without the GIL (same numbers); other cases, and installs without numba, use numpy.
+    """
+    compiled = grid_kernel.available and dtype == "float16"
+    placed = None
+    if compiled and spec.wave.ndim == 1 and grid.auto_method(spec.wave) == "linear":
+        placed = _buffers(grid.length)[0]
+        if not grid_kernel.place_linear(np.ascontiguousarray(spec.wave, float), np.ascontiguousarray(spec.flux),
+                                        grid.valid, grid.wave_min, grid.step, grid.pad_left, placed):
+            placed = None  # not ascending: the numpy path sorts
+    if placed is None:
+        placed = onto_grid(spec, grid)
+    if compiled:
+        row = np.empty(grid.length, np.uint16)
+        n, median = grid_kernel.normalise_float16(placed, row, _buffers(grid.length)[1])
+        return row.view(np.float16), int(n), float(median)
+    valid = np.isfinite(placed)
+    n = int(valid.sum())
+    median = float(np.median(placed[valid])) if n else float("nan")
+    return (placed / median).astype(dtype), n, median
+
+
+def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | set, dtype: str = "float16") -> tuple:
+    """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``."""
     try:
         spec = read_spectrum(path)
     except NotASpectrum as e:
@@ -89,35 +129,41 @@ def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | 
         return ("dup", spec.meta["id"])
     if spec.flux.size == 0 or not np.isfinite(spec.flux).any():
         return ("reject", "flux is empty or all non-finite")
-    finite_wave = spec.wave[np.isfinite(spec.wave)]
-    lo, hi = finite_wave.min(), finite_wave.max()
-    if hi < grid.wave_min or lo > grid.wave_max:
-        return ("reject", f"wavelength {lo:.1f}–{hi:.1f} Å lies outside the grid {grid.wave_min:g}–{grid.wave_max:g} Å")
-    flux = onto_grid(spec, grid)
-    valid = np.isfinite(flux)
-    if not valid.any():
+    row, n_valid, raw_median = on_grid_row(spec, grid, dtype)
+    if n_valid == 0:
+        finite_wave = spec.wave[np.isfinite(spec.wave)]
+        lo, hi = (finite_wave.min(), finite_wave.max()) if finite_wave.size else (np.nan, np.nan)
+        if hi < grid.wave_min or lo > grid.wave_max:
+            return ("reject", f"wavelength {lo:.1f}–{hi:.1f} Å lies outside the grid {grid.wave_min:g}–{grid.wave_max:g} Å")
         return ("reject", "no finite flux on the grid")
-    raw_median = float(np.median(flux[valid]))
     if not raw_median > 0:
         return ("reject", f"median flux on the grid is {raw_median:g} (not positive)")
-    flux /= raw_median
     meta = dict(spec.meta)
     meta.update(product=spec.product, raw_median=raw_median, low_flux=int(raw_median < min_flux),
-                coverage=float(valid.sum() / grid.valid.sum()))
-    return ("ok", flux.astype(np.float16), meta)
+                coverage=n_valid / grid.n_valid)
+    return ("ok", row, meta)
 
 
-def _worker(args):
-    path, grid, min_flux = args
-    return process(path, grid, min_flux, _KNOWN)
+# what every file's task shares, set once per process (a task then pickles only its path)
+_JOB: tuple = (None, MIN_FLUX, frozenset(), "float16")
 
 
-_KNOWN: frozenset = frozenset()
+def _init_worker(grid, min_flux, known, dtype):
+    global _JOB
+    _JOB = (grid, min_flux, known, dtype)
 
 
-def _init_worker(known):
-    global _KNOWN
-    _KNOWN = known
+_threads: ThreadPoolExecutor | None = None
+
+
+def _worker(paths: list[Path]) -> list[tuple]:
+    """One task: a few files, read by two threads of the worker process. astropy holds the GIL, the
+    compiled grid work (``grid_kernel``) does not, so one file's grid work overlaps the next one's read."""
+    global _threads
+    if _threads is None:
+        _threads = ThreadPoolExecutor(READ_THREADS)
+    grid, min_flux, known, dtype = _JOB
+    return list(_threads.map(lambda p: process(p, grid, min_flux, known, dtype), paths))
 
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
@@ -234,66 +280,66 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
             writing.pop().result()
         writing.append(writer.submit(commit, flux, columns, dict(rejects)))
 
-    total_bytes = sum(p.stat().st_size for p in paths)
+    def handle(i: int, result: tuple):
+        nonlocal done_bytes
+        path, kind = paths[i], result[0]
+        if kind == "ok":
+            _, flux, meta = result
+            if meta["id"] in known:  # a second file with the same id in this run
+                counts["already_present"] += 1
+            else:
+                known.add(meta["id"])
+                rejects.pop(str(path), None)
+                if table is not None:
+                    meta.update(table.lookup(meta))
+                pending.append((flux, meta))
+                counts["ingested"] += 1
+                if len(pending) >= batch:
+                    flush()
+        elif kind == "dup":
+            counts["already_present"] += 1
+        elif kind == "skip":
+            counts["skipped"] += 1
+            skipped[str(path)] = result[1]
+        else:
+            counts["rejected"] += 1
+            rejects[str(path)] = result[1]
+        done_bytes += sizes[i]
+        bar.set_postfix_str(f"{done_bytes / max(time.perf_counter() - t0, 1e-9) / 1e6:.1f} MB/s", refresh=False)
+        bar.update(1)
+
+    sizes = [p.stat().st_size for p in paths]
     bar = tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress)
     t0, done_bytes = time.perf_counter(), 0
-    tasks = ((p, grid, min_flux) for p in paths)
-    window = max(2, 4 * workers)
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(frozenset(known),)) if workers > 1 else None
-    _init_worker(frozenset(known))
+    job = (grid, min_flux, frozenset(known), str(store.flux.dtype))
+    # files are read in worker processes (even with --workers 1: this process then only writes), a few
+    # files per task; results are taken in input order, a bounded number of tasks in flight
+    grid_kernel.warm()  # once here rather than in every (forked) worker
+    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=job)
+    tasks = [list(range(i, min(i + TASK_FILES, len(paths)))) for i in range(0, len(paths), TASK_FILES)]
     try:
         queue: deque = deque()
-        it = iter(zip(paths, tasks))
-        exhausted = False
-        while queue or not exhausted:
-            while not exhausted and len(queue) < window:
-                try:
-                    path, task = next(it)
-                except StopIteration:
-                    exhausted = True
-                    break
-                queue.append((path, pool.submit(_worker, task) if pool else None, task))
-            if not queue:
-                break
-            path, fut, task = queue.popleft()
-            result = fut.result() if fut is not None else _worker(task)
-            kind = result[0]
-            if kind == "ok":
-                _, flux, meta = result
-                if meta["id"] in known:  # a second file with the same id in this run
-                    counts["already_present"] += 1
-                else:
-                    known.add(meta["id"])
-                    rejects.pop(str(path), None)
-                    if table is not None:
-                        meta.update(table.lookup(meta))
-                    pending.append((flux, meta))
-                    counts["ingested"] += 1
-                    if len(pending) >= batch:
-                        flush()
-            elif kind == "dup":
-                counts["already_present"] += 1
-            elif kind == "skip":
-                counts["skipped"] += 1
-                skipped[str(path)] = result[1]
-            else:
-                counts["rejected"] += 1
-                rejects[str(path)] = result[1]
-            done_bytes += path.stat().st_size
-            elapsed = max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix_str(f"{done_bytes / elapsed / 1e6:.1f} MB/s")
-            bar.update(1)
+        for task in tasks:
+            queue.append((task, pool.submit(_worker, [paths[i] for i in task])))
+            if len(queue) <= 2 * workers:
+                continue
+            task, fut = queue.popleft()
+            for i, result in zip(task, fut.result()):
+                handle(i, result)
+        while queue:
+            task, fut = queue.popleft()
+            for i, result in zip(task, fut.result()):
+                handle(i, result)
         flush()
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        pool.shutdown(cancel_futures=True)
         writer.shutdown(wait=True)  # a batch being written is finished, never cut
         bar.close()
     if writing:
         writing.pop().result()
     elapsed = time.perf_counter() - t0
     summary = {**counts, "files": len(paths), "seconds": elapsed, "files_per_s": len(paths) / max(elapsed, 1e-9),
-               "mb_per_s": total_bytes / 1e6 / max(elapsed, 1e-9), "n_spectra": store.n,
+               "mb_per_s": sum(sizes) / 1e6 / max(elapsed, 1e-9), "n_spectra": store.n,
                "unmatched_labels": table.unmatched() if table else [], "skipped_files": skipped}
     store.group.attrs["rejects"] = rejects
     store.group.attrs["last_ingest"] = {k: v for k, v in summary.items() if k != "skipped_files"}

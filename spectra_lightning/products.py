@@ -18,6 +18,7 @@ Readers never write anything; :class:`RejectError` carries a one-line reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,9 @@ CALIBRATION_OBJECTS = ("WAVE", "LAMP", "FLAT", "BIAS", "DARK", "THAR")
 
 @dataclass
 class Spectrum:
-    """A spectrum as read: ``wave`` and ``flux`` (M,) in Å (air for HARPS), or (orders, M) for an
-    e2ds with its blaze as per-pixel weights in ``ivar`` (None for 1-D products)."""
+    """A spectrum as read: ``wave`` (M,) float64 and ``flux`` (M,) float32 or float64 in Å (air for
+    HARPS), or (orders, M) for an e2ds with its blaze as per-pixel weights in ``ivar`` (None for 1-D
+    products)."""
 
     wave: np.ndarray
     flux: np.ndarray
@@ -86,21 +88,26 @@ def header_meta(header: fits.Header, path: Path) -> dict:
     }
 
 
+@lru_cache(maxsize=256)
+def _to_angstrom_factor(unit: str) -> float | None:
+    """Å per unit of a header unit string; None when it does not parse as a length (parsing is slow)."""
+    text = unit.strip().lower()
+    text = {"angstrom": "Angstrom", "angstroms": "Angstrom", "a": "Angstrom", "aa": "Angstrom"}.get(text, text)
+    try:
+        q = u.Unit(text)
+    except ValueError:
+        return None
+    return float(q.to(u.AA)) if q.physical_type == "length" else None
+
+
 def to_angstrom(wave: np.ndarray, unit: str | None, where: str) -> np.ndarray:
     """Convert to Å using a header unit when it parses, else the values' range."""
-    if unit:
-        text = unit.strip().lower()
-        text = {"angstrom": "Angstrom", "angstroms": "Angstrom", "a": "Angstrom", "aa": "Angstrom"}.get(text, text)
-        try:
-            q = u.Unit(text)
-            if q.physical_type == "length":
-                return (wave * q).to_value(u.AA)
-        except ValueError:
-            pass
-    finite = wave[np.isfinite(wave)]
-    if finite.size == 0:
+    factor = _to_angstrom_factor(unit) if unit else None
+    if factor is not None:
+        return wave if factor == 1.0 else wave * factor
+    if not np.isfinite(wave).any():
         raise RejectError(f"{where}: no finite wavelengths")
-    lo, hi = finite.min(), finite.max()
+    lo, hi = np.nanmin(wave), np.nanmax(wave)
     if 2500 <= lo and hi <= 12000:
         return wave
     if 250 <= lo and hi <= 1200:
@@ -114,7 +121,11 @@ def _linear_wcs(header, n: int) -> np.ndarray | None:
     if crval is None or cdelt is None:
         return None
     crpix = header.get("CRPIX1", 1.0)
-    return crval + (np.arange(n) + 1 - crpix) * cdelt
+    wave = np.arange(n, dtype=float)  # crval + (i + 1 - crpix) * cdelt, in place
+    wave += 1 - crpix
+    wave *= cdelt
+    wave += crval
+    return wave
 
 
 def read_spectrum(path: str | Path) -> Spectrum:
@@ -159,7 +170,8 @@ def _read(hdul: fits.HDUList, path: Path) -> Spectrum:
     data = hdul[0].data
     if data is None:
         raise RejectError("unknown layout: no image data and no table with WAVE/FLUX columns")
-    data = np.asarray(data, float)
+    # native byte order, float32 kept (the grid work widens it as it goes; no float64 copy of every pixel)
+    data = np.asarray(data, np.float32 if data.dtype.kind == "f" and data.dtype.itemsize == 4 else float)
     if data.ndim == 2 and "ESO DRS CCF MASK" in primary:
         raise NotASpectrum("cross-correlation function (CCF), not a spectrum")
     if data.ndim == 2 and str(primary.get("OBJECT", "")).upper().startswith(CALIBRATION_OBJECTS):

@@ -59,6 +59,18 @@ def test_adp_file_equals_astropy_read(tmp_path):
     assert m["low_flux"][0] == 0
 
 
+def test_float32_store_keeps_float32_precision(tmp_path):
+    path = real_file("harps/s1d/HARPS_Sun_Ganymede_s1d.fits")  # off the grid: resampled
+    store, _ = one(tmp_path, path, dtype="float32")
+    with fits.open(path) as h:
+        hdr, flux = h[0].header, h[0].data.astype(float)
+    wave = hdr["CRVAL1"] + (np.arange(flux.size) + 1 - hdr["CRPIX1"]) * hdr["CDELT1"]
+    expected, _ = expected_on_grid(wave, flux)
+    got = store.read([0])[0]
+    assert store.flux.dtype == np.float32
+    np.testing.assert_allclose(got[HARPS.valid], expected[HARPS.valid], rtol=1e-5)  # float16 would be ~5e-4 off
+
+
 @pytest.mark.parametrize("name", ["HARPS.2010-09-18T23:42:36.178_s1d_A.fits", "HARPS_Sun_Ganymede_s1d.fits",
                                   "HARPS_GJ3470_s1d.fits"])
 def test_s1d_equals_astropy_read(tmp_path, name):

@@ -1,0 +1,79 @@
+"""The compiled grid work equals the numpy reference bit for bit (placement, median, float16 cast)."""
+
+import numpy as np
+import pytest
+
+from conftest import real_file
+from spectra_lightning import grid_kernel
+from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.ingest import on_grid_row
+from spectra_lightning.products import read_spectrum
+
+pytestmark = pytest.mark.skipif(not grid_kernel.available, reason="numba is not installed (pip install -e '.[fast]')")
+HARPS = SpectralGrid.named("harps")
+TINY = SpectralGrid.named("tiny")
+
+
+def place(grid, wave, flux):
+    out = np.empty(grid.length)
+    ok = grid_kernel.place_linear(np.asarray(wave, float), np.asarray(flux), grid.valid, grid.wave_min, grid.step,
+                                  grid.pad_left, out)
+    return out if ok else None
+
+
+def test_float16_cast_rounds_as_numpy():
+    rng = np.random.default_rng(0)
+    halves = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(float)
+    halves = np.sort(halves[np.isfinite(halves)])
+    ties = (halves[:-1] + halves[1:]) / 2  # exactly halfway: round to even, also between subnormals
+    values = np.concatenate([halves, ties, np.nextafter(ties, np.inf), np.nextafter(ties, -np.inf),
+                             rng.standard_normal(200_000) * 10.0 ** rng.uniform(-12, 7, 200_000),
+                             [0.0, -0.0, np.inf, -np.inf, np.nan, 65504.0, 65519.99, 65520.0, 1e300, -1e-300]])
+    out = np.empty(values.size, np.uint16)
+    grid_kernel.to_float16(values, out)
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).view(np.uint16)
+    assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 1000, 1001, 100_000])
+def test_median_in_place_equals_numpy(n):
+    rng = np.random.default_rng(n)
+    cases = [rng.standard_normal(n), rng.integers(0, 3, n).astype(float), np.sort(rng.standard_normal(n)),
+             np.sort(rng.standard_normal(n))[::-1].copy(), np.ones(n), np.r_[np.zeros(n // 2), np.ones(n - n // 2)]]
+    for a in cases:
+        assert grid_kernel.median_inplace(a.copy()) == np.median(a)
+
+
+def test_placement_equals_numpy_linear_resampling():
+    rng = np.random.default_rng(1)
+    for wave in (5100.0 + 0.37 * np.arange(900),  # off the grid, evenly spaced, overlapping both ends
+                 np.sort(rng.uniform(5140.0, 5300.0, 700)),  # uneven
+                 5150.0 + 0.5 * np.arange(300),  # on the grid: a copy
+                 np.repeat(5200.0 + 0.8 * np.arange(100), 2)):  # repeated wavelengths
+        flux = rng.normal(1.0, 0.1, wave.size)
+        flux[rng.choice(wave.size, 20, replace=False)] = np.nan
+        for f in (flux, flux.astype(np.float32)):
+            got = place(TINY, wave, f)
+            assert np.array_equal(got, TINY.resample(wave, f, method="linear"), equal_nan=True)
+
+
+def test_placement_declines_unsorted_or_nan_wavelengths():
+    wave = 5150.0 + 0.5 * np.arange(300)
+    assert place(TINY, wave[::-1], np.ones(300)) is None
+    wave[5] = np.nan
+    assert place(TINY, wave, np.ones(300)) is None
+    far = place(TINY, 7000.0 + np.arange(50.0), np.ones(50))  # no overlap: all masked
+    assert far is not None and np.isnan(far).all()
+
+
+@pytest.mark.parametrize("rel", ["harps/adp/ADP.2014-09-16T11:04:45.123.fits", "harps/s1d/HARPS_GJ3470_s1d.fits",
+                                 "harps/norm_gbs/HARPS_Sun.fits", "other/gbs/UVES.POP_Procyon.fits"])
+def test_compiled_rows_equal_the_numpy_rows(rel, monkeypatch):
+    spec = read_spectrum(real_file(rel))
+    compiled = on_grid_row(spec, HARPS)
+    monkeypatch.setattr(grid_kernel, "available", False)
+    reference = on_grid_row(spec, HARPS)
+    assert compiled[1:] == reference[1:]  # unmasked pixels and the raw median
+    assert compiled[1] > 100_000
+    assert np.array_equal(compiled[0].view(np.uint16), reference[0].view(np.uint16))
