@@ -364,7 +364,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="FITS files (optionally .gz), directories or globs")
     p.add_argument("--output", required=True, help="store to create or extend (path or URL)")
     p.add_argument("--labels", help="CSV joined on id / file / object; its columns become metadata")
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="processes (default %(default)s)")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                   help="reading processes; the main process writes (default %(default)s)")
     p.add_argument("--grid", default="harps", help="named grid: harps (default), quickstart, tiny")
     p.add_argument("--min-flux", type=float, default=MIN_FLUX, help="flag spectra with raw median below this (default %(default)s)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
@@ -374,6 +375,8 @@ def main(argv: list[str]) -> int:
                    help="spectra per committed append (default %(default)s; each append rewrites the metadata)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
+    if a.workers < 1:
+        p.error(f"--workers must be at least 1, got {a.workers}")
     try:
         s = ingest(a.inputs, a.output, a.grid, a.workers, a.labels, a.min_flux, a.dtype, a.codec, progress=not a.quiet,
                    batch=a.batch)

@@ -219,3 +219,13 @@ def test_labels_are_joined_and_unmatched_rows_reported(tmp_path):
                          labels=str(REAL / "labels.csv"))
     assert store.meta["teff_K"][0] == 3203.0 and store.meta["rv_kms"][0] == pytest.approx(-9.199)
     assert len(summary["unmatched_labels"]) == 24
+
+
+def test_workers_below_one_is_a_usage_error(tmp_path, capsys):
+    from spectra_lightning.ingest import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path), "--output", str(tmp_path / "s.zarr"), "--workers", "0"])
+    assert e.value.code == 2
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "s.zarr").exists()
