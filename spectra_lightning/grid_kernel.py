@@ -15,14 +15,7 @@ import math
 
 import numpy as np
 
-try:
-    from numba import njit
-    available = True
-except ImportError:  # pragma: no cover - exercised where numba is absent
-    available = False
-
-    def njit(*args, **kwargs):
-        return (lambda f: f) if not args or not callable(args[0]) else args[0]
+from .jit import available, njit  # noqa: F401 (available: tests switch paths per module)
 
 EDGE = 1e-6  # a neighbour whose interpolation weight is below this cannot mask the pixel (as resample)
 

@@ -18,14 +18,7 @@ import math
 
 import numpy as np
 
-try:
-    from numba import njit
-    available = True
-except ImportError:  # pragma: no cover - exercised where numba is absent
-    available = False
-
-    def njit(*args, **kwargs):
-        return (lambda f: f) if not args or not callable(args[0]) else args[0]
+from ..jit import available, njit  # noqa: F401 (available: tests switch paths per module)
 
 CELL_POINTS = 2  # mean points per cell (measured: 1-3 equally fast, 8 is 1.5x slower on dependent pairs)
 
