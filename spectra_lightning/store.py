@@ -187,7 +187,8 @@ class SpectraStore:
                 raise ValueError(f"metadata {name!r} has {len(col)} rows for {b} spectra")
         start = self.n
         self.flux.resize((start + b, self.grid.length))
-        # every appended chunk holds data: skip zarr's is-it-all-fill check (NaN-aware, ~3x the cost of the write)
+        # appended rows hold data, so skip zarr's is-this-chunk-all-fill check (NaN-aware, ~3x the cost of the
+        # write); an all-NaN chunk, should one occur, is then stored rather than left implicit — same content
         self.flux.with_config({"write_empty_chunks": True})[start:start + b] = flux.astype(self.flux.dtype, copy=False)
         group = self.group["meta"]
         existing = dict(group.arrays())
