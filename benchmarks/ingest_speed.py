@@ -35,6 +35,7 @@ from spectra_lightning import grid_kernel
 from spectra_lightning.ingest import expand_inputs, ingest
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "harps"
+BARE = ("bare astropy read (1 process)", 1)  # (row name, workers)
 
 
 def make_copies(dst: Path, copies: int, adp_only: bool = False) -> list[Path]:
@@ -103,7 +104,7 @@ def main():
             for _ in range(a.repeats):
                 c, t = cpu_seconds(), time.perf_counter()
                 bare_read(paths)
-                runs.setdefault(("bare astropy read (1 process)", 1), []).append((time.perf_counter() - t, cpu_seconds() - c))
+                runs.setdefault(BARE, []).append((time.perf_counter() - t, cpu_seconds() - c))
                 for workers in (1, 2):
                     out = tmp / f"store{workers}.zarr"
                     c, t = cpu_seconds(), time.perf_counter()
@@ -112,11 +113,11 @@ def main():
                         (time.perf_counter() - t, cpu_seconds() - c))
                     assert s["ingested"] == len(paths), s
                     shutil.rmtree(out)
-            base = float(np.median([el for el, _ in runs[("bare astropy read (1 process)", 1)]]))
+            base = float(np.median([el for el, _ in runs[BARE]]))
             for (name, workers), rs in runs.items():
                 el, cpu = float(np.median([r[0] for r in rs])), float(np.median([r[1] for r in rs]))
                 rate = len(paths) / el
-                ratio = "—" if name.startswith("bare") else f"{rate / workers / (len(paths) / base):.2f}"
+                ratio = "—" if (name, workers) == BARE else f"{rate / workers / (len(paths) / base):.2f}"
                 lines.append(f"| {label} ({mb:.0f} MB) | {name} | {rate:.1f} | {mb / el:.1f} | "
                              f"{1e3 * cpu / len(paths):.1f} | {ratio} |")
                 print(lines[-1], flush=True)

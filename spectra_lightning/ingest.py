@@ -98,16 +98,15 @@ def on_grid_row(spec: Spectrum, grid: SpectralGrid, dtype: str = "float16") -> t
     With numba (``grid_kernel``) a 1-D linear resampling, the median and the float16 cast run
     compiled (same numbers, ~3x faster); other cases, and installs without numba, use numpy.
     """
-    compiled = grid_kernel.available and dtype == "float16"
     placed = None
-    if compiled and spec.wave.ndim == 1 and grid.auto_method(spec.wave) == "linear":
+    if grid_kernel.available and spec.wave.ndim == 1 and grid.auto_method(spec.wave) == "linear":
         placed = _buffers(grid.length)[0]
         if not grid_kernel.place_linear(np.ascontiguousarray(spec.wave, float), np.ascontiguousarray(spec.flux),
                                         grid.valid, grid.wave_min, grid.step, grid.pad_left, placed):
             placed = None  # not ascending: the numpy path sorts
     if placed is None:
         placed = onto_grid(spec, grid)
-    if compiled:
+    if grid_kernel.available and dtype == "float16":
         row = np.empty(grid.length, np.uint16)
         n, median = grid_kernel.normalise_float16(placed, row, _buffers(grid.length)[1])
         return row.view(np.float16), int(n), float(median)
@@ -327,20 +326,21 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
     # files per task; results are taken in input order, a bounded number of tasks in flight
     grid_kernel.warm()  # once here rather than in every (forked) worker
     pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=job)
-    tasks = [list(range(i, min(i + TASK_FILES, len(paths)))) for i in range(0, len(paths), TASK_FILES)]
+    queue: deque = deque()
+
+    def take_oldest():
+        task, fut = queue.popleft()
+        for i, result in zip(task, fut.result()):
+            handle(i, result)
+
     try:
-        queue: deque = deque()
-        for task in tasks:
+        for start in range(0, len(paths), TASK_FILES):
+            task = range(start, min(start + TASK_FILES, len(paths)))
             queue.append((task, pool.submit(_worker, [paths[i] for i in task])))
-            if len(queue) <= 2 * workers:
-                continue
-            task, fut = queue.popleft()
-            for i, result in zip(task, fut.result()):
-                handle(i, result)
+            if len(queue) > 2 * workers:
+                take_oldest()
         while queue:
-            task, fut = queue.popleft()
-            for i, result in zip(task, fut.result()):
-                handle(i, result)
+            take_oldest()
         flush()
     finally:
         pool.shutdown(cancel_futures=True)

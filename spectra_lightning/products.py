@@ -111,7 +111,7 @@ def to_angstrom(wave: np.ndarray, unit: str | None, where: str) -> np.ndarray:
     if 2500 <= lo and hi <= 12000:
         return wave
     if 250 <= lo and hi <= 1200:
-        return (wave * u.nm).to_value(u.AA)
+        return wave * _to_angstrom_factor("nm")
     raise RejectError(f"{where}: cannot tell the wavelength unit ({lo:.4g}–{hi:.4g}, no unit keyword)")
 
 

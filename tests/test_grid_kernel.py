@@ -69,11 +69,14 @@ def test_placement_declines_unsorted_or_nan_wavelengths():
 
 @pytest.mark.parametrize("rel", ["harps/adp/ADP.2014-09-16T11:04:45.123.fits", "harps/s1d/HARPS_GJ3470_s1d.fits",
                                  "harps/norm_gbs/HARPS_Sun.fits", "other/gbs/UVES.POP_Procyon.fits"])
-def test_compiled_rows_equal_the_numpy_rows(rel, monkeypatch):
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_compiled_rows_equal_the_numpy_rows(rel, dtype, monkeypatch):
     spec = read_spectrum(real_file(rel))
-    compiled = on_grid_row(spec, HARPS)
+    compiled = on_grid_row(spec, HARPS, dtype)
     monkeypatch.setattr(grid_kernel, "available", False)
-    reference = on_grid_row(spec, HARPS)
+    reference = on_grid_row(spec, HARPS, dtype)
     assert compiled[1:] == reference[1:]  # unmasked pixels and the raw median
     assert compiled[1] > 100_000
-    assert np.array_equal(compiled[0].view(np.uint16), reference[0].view(np.uint16))
+    assert compiled[0].dtype == reference[0].dtype == np.dtype(dtype)
+    bits = f"u{compiled[0].itemsize}"  # bit for bit, NaNs included
+    assert np.array_equal(compiled[0].view(bits), reference[0].view(bits))
