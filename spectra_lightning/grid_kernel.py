@@ -134,13 +134,58 @@ def _select(a, k):
             return
 
 
+SAMPLE = 8192  # pixels in the strided sample that brackets the median
+
+
 @njit(nogil=True, cache=True)
-def median_inplace(a):
-    """``np.median(a)`` of a non-empty float64 array with no NaN, reordering ``a`` instead of copying it."""
-    n = a.shape[0]
-    k = n // 2
+def finite_median(values, scratch):
+    """``(n, np.median(values[finite]))`` of ``values (L,)`` float64 (NaN, inf = masked); ``scratch``
+    ``(>= L,)`` float64 is overwritten; the median is NaN when n is 0.
+
+    A quickselect over every pixel costs several passes; here a strided sample brackets the median,
+    one pass counts the pixels below the bracket and keeps those inside it (a few %), and the median
+    is selected among those. Should the bracket miss (an order of values the sample misjudges), the
+    median is selected from all finite pixels. Exact either way."""
+    length = values.shape[0]
+    stride = max(1, length // SAMPLE)
+    sample = np.empty((length + stride - 1) // stride)
+    m = 0
+    for i in range(0, length, stride):
+        if math.isfinite(values[i]):
+            sample[m] = values[i]
+            m += 1
+    if m >= 64:
+        margin = int(2.5 * math.sqrt(m)) + 8  # ranks; random sampling would miss by 5 sigma
+        first, last = max(m // 2 - margin, 0), min(m // 2 + margin, m - 1)
+        _select(sample[:m], first)
+        _select(sample[first:m], last - first)  # what follows sample[first] is not smaller
+        lo, hi = sample[first], sample[last]
+        n = below = inside = 0
+        for v in values:  # without branches: masked pixels and values either side of the bracket interleave
+            finite = math.isfinite(v)
+            n += finite
+            below += finite & (v < lo)
+            scratch[inside] = v
+            inside += (v >= lo) & (v <= hi)  # false for NaN; lo, hi are finite
+        k = n // 2
+        if below <= k - 1 + n % 2 and k < below + inside:  # both middle values (one if n is odd) inside
+            return n, _middle(scratch[:inside], k - below, n % 2 == 1)
+    n = 0
+    for v in values:
+        if math.isfinite(v):
+            scratch[n] = v
+            n += 1
+    if n == 0:
+        return 0, np.nan
+    return n, _middle(scratch[:n], n // 2, n % 2 == 1)
+
+
+@njit(nogil=True, cache=True)
+def _middle(a, k, odd):
+    """``a``'s k-th smallest (``odd``) or the mean of its (k-1)-th and k-th, as ``np.median`` takes
+    them; reorders ``a``."""
     _select(a, k)
-    if n % 2:
+    if odd:
         return a[k]
     below = a[0]
     for i in range(1, k):
@@ -150,18 +195,19 @@ def median_inplace(a):
 
 
 @njit(nogil=True, cache=True)
+def median_inplace(a):
+    """``np.median(a)`` of a non-empty float64 array with no NaN, reordering ``a`` instead of copying it."""
+    return _middle(a, a.shape[0] // 2, a.shape[0] % 2 == 1)
+
+
+@njit(nogil=True, cache=True)
 def normalise_float16(values, out, scratch):
     """``values (L,)`` float64 (NaN = masked) divided by the median of its finite pixels, as float16
     bits into ``out (L,)`` uint16; ``scratch (>= L,)`` float64 is overwritten. Returns
     ``(n_finite, median)``; ``out`` is undefined when n is 0."""
-    n = 0
-    for v in values:
-        if math.isfinite(v):
-            scratch[n] = v
-            n += 1
+    n, median = finite_median(values, scratch)
     if n == 0:
-        return 0, np.nan
-    median = median_inplace(scratch[:n])
+        return 0, median
     q = np.empty(1)
     bits = q.view(np.int64)
     for i in range(values.shape[0]):

@@ -20,6 +20,8 @@ import argparse
 import csv
 import ctypes
 import glob
+import mmap
+import multiprocessing
 import os
 import re
 import sys
@@ -91,9 +93,11 @@ def _buffers(length: int) -> tuple[np.ndarray, np.ndarray]:
     return bufs
 
 
-def on_grid_row(spec: Spectrum, grid: SpectralGrid, dtype: str = "float16") -> tuple[np.ndarray, int, float]:
+def on_grid_row(spec: Spectrum, grid: SpectralGrid, dtype: str = "float16",
+                out: np.ndarray | None = None) -> tuple[np.ndarray, int, float]:
     """``spec`` on the grid divided by the median of its unmasked flux -> (row ``(L,)`` in ``dtype``,
-    unmasked pixels, raw median); the row is undefined when no pixel is unmasked.
+    written into ``out`` when given, unmasked pixels, raw median); the row is undefined when no pixel
+    is unmasked.
 
     With numba (``grid_kernel``) a 1-D linear resampling, the median and the float16 cast run
     compiled (same numbers, ~3x faster); other cases, and installs without numba, use numpy.
@@ -107,17 +111,22 @@ def on_grid_row(spec: Spectrum, grid: SpectralGrid, dtype: str = "float16") -> t
     if placed is None:
         placed = onto_grid(spec, grid)
     if grid_kernel.available and dtype == "float16":
-        row = np.empty(grid.length, np.uint16)
-        n, median = grid_kernel.normalise_float16(placed, row, _buffers(grid.length)[1])
-        return row.view(np.float16), int(n), float(median)
+        row = np.empty(grid.length, np.float16) if out is None else out
+        n, median = grid_kernel.normalise_float16(placed, row.view(np.uint16), _buffers(grid.length)[1])
+        return row, int(n), float(median)
     valid = np.isfinite(placed)
     n = int(valid.sum())
     median = float(np.median(placed[valid])) if n else float("nan")
-    return (placed / median).astype(dtype), n, median
+    if out is None:
+        return (placed / median).astype(dtype), n, median
+    np.divide(placed, median, out=out, casting="same_kind")
+    return out, n, median
 
 
-def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | set, dtype: str = "float16") -> tuple:
-    """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``."""
+def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | set, dtype: str = "float16",
+            out: np.ndarray | None = None) -> tuple:
+    """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``;
+    the flux is written into ``out`` when given."""
     try:
         spec = read_spectrum(path)
     except NotASpectrum as e:
@@ -128,7 +137,7 @@ def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | 
         return ("dup", spec.meta["id"])
     if spec.flux.size == 0 or not np.isfinite(spec.flux).any():
         return ("reject", "flux is empty or all non-finite")
-    row, n_valid, raw_median = on_grid_row(spec, grid, dtype)
+    row, n_valid, raw_median = on_grid_row(spec, grid, dtype, out)
     if n_valid == 0:
         finite_wave = spec.wave[np.isfinite(spec.wave)]
         lo, hi = (finite_wave.min(), finite_wave.max()) if finite_wave.size else (np.nan, np.nan)
@@ -143,13 +152,13 @@ def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | 
     return ("ok", row, meta)
 
 
-# what every file's task shares, set once per process (a task then pickles only its path)
-_JOB: tuple = (None, MIN_FLUX, frozenset(), "float16")
+# what every file's task shares, set once per process (a task then pickles only its paths)
+_JOB: tuple = (None, MIN_FLUX, frozenset(), "float16", None)
 
 
-def _init_worker(grid, min_flux, known, dtype):
+def _init_worker(grid, min_flux, known, dtype, slots):
     global _JOB
-    _JOB = (grid, min_flux, known, dtype)
+    _JOB = (grid, min_flux, known, dtype, slots)
     _reuse_freed_memory()
 
 
@@ -165,10 +174,23 @@ def _reuse_freed_memory() -> None:
         pass
 
 
-def _worker(paths: list[Path]) -> list[tuple]:
-    """One task: a few files in a row (one round trip to the worker for several files)."""
-    grid, min_flux, known, dtype = _JOB
-    return [process(p, grid, min_flux, known, dtype) for p in paths]
+def _worker(group: int, paths: list[Path]) -> list[tuple]:
+    """One task: a few files in a row (one round trip to the worker for several files). With shared
+    ``slots``, each row is written into ``slots[group, j]`` and sent as None (the writer reads it there)."""
+    grid, min_flux, known, dtype, slots = _JOB
+    if slots is None:
+        return [process(p, grid, min_flux, known, dtype) for p in paths]
+    results = [process(p, grid, min_flux, known, dtype, slots[group, j]) for j, p in enumerate(paths)]
+    return [(r[0], None, r[2]) if r[0] == "ok" else r for r in results]
+
+
+def _shared_slots(groups: int, length: int, dtype) -> np.ndarray | None:
+    """``(groups, TASK_FILES, L)`` rows in memory shared with forked workers, or None where processes
+    are not forked. Rows then cross to the writer without pickling, a pipe and a fresh array each."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    shape = (groups, TASK_FILES, length)
+    return np.frombuffer(mmap.mmap(-1, int(np.prod(shape)) * np.dtype(dtype).itemsize), dtype).reshape(shape)
 
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
@@ -289,11 +311,13 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
             writing.pop().result()
         writing.append(writer.submit(commit, flux, columns, dict(rejects)))
 
-    def handle(i: int, result: tuple):
+    def handle(i: int, result: tuple, group: int, j: int):
         nonlocal done_bytes
         path, kind = paths[i], result[0]
         if kind == "ok":
             _, flux, meta = result
+            if flux is None:
+                flux = slots[group, j]
             if meta["id"] in known:  # a second file with the same id in this run
                 counts["already_present"] += 1
             else:
@@ -321,24 +345,31 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
     sizes = [p.stat().st_size for p in paths]
     bar = tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress)
     t0, done_bytes = time.perf_counter(), 0
-    job = (grid, min_flux, frozenset(known), str(store.flux.dtype))
     # files are read in worker processes (even with --workers 1: this process then only writes), a few
-    # files per task; results are taken in input order, a bounded number of tasks in flight
+    # files per task; results are taken in input order, a bounded number of tasks in flight, each task
+    # with its own group of row slots (free again once its rows are copied into the batch)
+    in_flight = 2 * workers + 1
+    slots = _shared_slots(in_flight, grid.length, store.flux.dtype)
+    free_groups = list(range(in_flight))
+    job = (grid, min_flux, frozenset(known), str(store.flux.dtype), slots)
     grid_kernel.warm()  # once here rather than in every (forked) worker
-    pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=job)
+    context = multiprocessing.get_context("fork") if slots is not None else None
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=job)
     queue: deque = deque()
 
     def take_oldest():
-        task, fut = queue.popleft()
-        for i, result in zip(task, fut.result()):
-            handle(i, result)
+        task, group, fut = queue.popleft()
+        for j, (i, result) in enumerate(zip(task, fut.result())):
+            handle(i, result, group, j)
+        free_groups.append(group)
 
     try:
         for start in range(0, len(paths), TASK_FILES):
             task = range(start, min(start + TASK_FILES, len(paths)))
-            queue.append((task, pool.submit(_worker, [paths[i] for i in task])))
-            if len(queue) > 2 * workers:
+            if len(queue) == in_flight:
                 take_oldest()
+            group = free_groups.pop()
+            queue.append((task, group, pool.submit(_worker, group, [paths[i] for i in task])))
         while queue:
             take_oldest()
         flush()

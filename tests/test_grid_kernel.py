@@ -45,6 +45,27 @@ def test_median_in_place_equals_numpy(n):
         assert grid_kernel.median_inplace(a.copy()) == np.median(a)
 
 
+@pytest.mark.parametrize("length", [1, 2, 63, 64, 100, 8191, 8192, 8193, 20_000, 327_680])
+def test_median_of_finite_pixels_equals_numpy(length):
+    rng = np.random.default_rng(length)
+    sample_stride = max(1, length // grid_kernel.SAMPLE)
+    masked = rng.standard_normal(length)
+    masked[rng.random(length) < 0.3] = np.nan
+    masked[:: max(1, length // 7)] = np.inf
+    misjudged = np.ones(length)  # the strided sample sees only zeros: the bracket misses, all pixels are used
+    misjudged[::sample_stride] = 0.0
+    sparse = np.full(length, np.nan)
+    sparse[rng.random(length) < 0.01] = 2.0
+    cases = [rng.standard_normal(length), masked, np.sort(rng.standard_normal(length)), misjudged, sparse,
+             rng.integers(0, 3, length).astype(float), np.full(length, -np.inf)]
+    scratch = np.empty(length)
+    for values in cases:
+        finite = values[np.isfinite(values)]
+        n, median = grid_kernel.finite_median(values, scratch)
+        assert n == finite.size
+        assert median == np.median(finite) if finite.size else np.isnan(median)
+
+
 def test_placement_equals_numpy_linear_resampling():
     rng = np.random.default_rng(1)
     for wave in (5100.0 + 0.37 * np.arange(900),  # off the grid, evenly spaced, overlapping both ends
@@ -80,3 +101,9 @@ def test_compiled_rows_equal_the_numpy_rows(rel, dtype, monkeypatch):
     assert compiled[0].dtype == reference[0].dtype == np.dtype(dtype)
     bits = f"u{compiled[0].itemsize}"  # bit for bit, NaNs included
     assert np.array_equal(compiled[0].view(bits), reference[0].view(bits))
+    for available in (False, True):  # written into a given row (ingest's shared slots) on both paths
+        monkeypatch.setattr(grid_kernel, "available", available)
+        out = np.full(HARPS.length, 7.0, dtype)
+        row, n, median = on_grid_row(spec, HARPS, dtype, out=out)
+        assert row is out and (n, median) == reference[1:]
+        assert np.array_equal(out.view(bits), reference[0].view(bits))

@@ -136,6 +136,61 @@ def test_nm_units_are_converted():
     assert spec.wave[0] == pytest.approx(4800.0) and spec.wave[-1] == pytest.approx(6799.99, abs=0.01)
 
 
+def read_both_ways(path):
+    """``read_spectrum`` parsing only the cards it needs, then the whole header: (Spectrum or reason) each."""
+    from spectra_lightning.products import RejectError, read_spectrum
+
+    out = []
+    for all_cards in (False, True):
+        try:
+            out.append(read_spectrum(path, all_cards=all_cards))
+        except RejectError as e:
+            out.append(f"{type(e).__name__}: {e}")
+    return out
+
+
+def assert_same_spectrum(a, b):
+    if isinstance(a, str) or isinstance(b, str):
+        assert a == b
+        return
+    assert a.product == b.product and a.flux.dtype == b.flux.dtype
+    assert np.array_equal(a.wave, b.wave, equal_nan=True) and np.array_equal(a.flux, b.flux, equal_nan=True)
+    assert a.meta.keys() == b.meta.keys()
+    for k in a.meta:
+        assert a.meta[k] == b.meta[k] or (a.meta[k] != a.meta[k] and b.meta[k] != b.meta[k]), k  # NaN == NaN
+
+
+def test_reading_only_the_needed_cards_equals_reading_the_whole_header():
+    files = sorted(REAL.rglob("*.fits")) if REAL.exists() else []
+    if not files:
+        pytest.skip(f"real spectra not available: {REAL}")
+    for path in files:  # all 25: ADP, s1d, e2ds, CCF, calibration, normalised, other instruments
+        assert_same_spectrum(*read_both_ways(path))
+
+
+def test_needed_cards_are_found_among_thousands_with_long_values(tmp_path):
+    from spectra_lightning.products import PRIMARY_CARDS
+
+    hdu = fits.PrimaryHDU(np.linspace(1.0, 2.0, 500).astype(np.float32))
+    for i in range(2000):  # noise before, between and after the needed cards
+        hdu.header[f"HIERARCH ESO INS NOISE{i} VAL"] = i
+    values = {"OBJECT": "a very long object name " * 5, "ESO DRS CAL TH FILE": "HARPS.cal_TH_" + "x" * 80 + ".fits",
+              "CUNIT1": "nm", "CTYPE1": "WAVE", "INSTRUME": "HARPS", "DATE-OBS": "2010-09-18T23:42:36.178",
+              "ARCFILE": "HARPS.2010-09-18T23:42:36.178.fits"}
+    for i, key in enumerate(PRIMARY_CARDS):
+        if key not in ("ESO DRS CCF MASK", "ESO DRS BLAZE FILE"):  # (they would make it a CCF / an e2ds)
+            hdu.header[f"HIERARCH {key}" if " " in key else key] = values.get(key, 500.0 + i)
+        hdu.header[f"HIERARCH ESO OCS NOISE{i}"] = "x" * 50
+    hdu.header.update(CRVAL1=500.0, CDELT1=0.01, CRPIX1=1.0)  # nm
+    path = tmp_path / "long.fits"
+    hdu.writeto(path)
+    fast, full = read_both_ways(path)
+    assert_same_spectrum(fast, full)
+    assert fast.meta["object"] == values["OBJECT"].strip() and fast.meta["id"] == "HARPS.2010-09-18T23:42:36.178"
+    assert fast.wave[0] == pytest.approx(5000.0)  # CUNIT1 = nm was read
+    assert fast.meta["berv"] == 500.0 + PRIMARY_CARDS.index("ESO DRS BERV")
+
+
 def craft_bad_files(d):
     adp = real_file("harps/adp/ADP.2014-09-16T11:04:45.123.fits")
     (d / "truncated.fits").write_bytes(adp.read_bytes()[:20_000])
@@ -175,6 +230,24 @@ def test_bad_files_are_rejected_with_reasons_and_good_ones_kept(tmp_path):
     for path, reason in rejects.items():
         assert bad[path.split("/")[-1]] in reason, (path, reason)
     assert sorted(store.meta["id"]) == sorted(["HARPS_Sun_Ganymede_s1d", "UVES_Gl846", "gl581"])
+
+
+def test_rows_through_shared_memory_equal_rows_through_the_pipe(tmp_path, monkeypatch):
+    d = tmp_path / "in"
+    d.mkdir()
+    craft_bad_files(d)  # rejects between good files leave unused slots in a task's group
+    for rel in ("harps/s1d/HARPS_GJ3470_s1d.fits", "harps/norm_gbs/HARPS_Sun.fits", "other/odusseas/UVES_Gl846.fits",
+                "harps/adp/ADP.2014-09-16T11:04:45.123.fits", "harps/norm_odusseas/HARPS_GJ163.fits"):
+        shutil.copy(real_file(rel), d / real_file(rel).name)
+    from spectra_lightning import ingest as ingest_module
+
+    ingest([str(d)], str(tmp_path / "shared.zarr"), workers=2, progress=False)
+    monkeypatch.setattr(ingest_module, "_shared_slots", lambda *a: None)  # as where processes are not forked
+    ingest([str(d)], str(tmp_path / "piped.zarr"), workers=2, progress=False)
+    shared, piped = SpectraStore.open(tmp_path / "shared.zarr"), SpectraStore.open(tmp_path / "piped.zarr")
+    assert shared.n == piped.n == 5
+    assert list(shared.meta["id"]) == list(piped.meta["id"])
+    assert np.array_equal(shared.flux[:].view(np.uint16), piped.flux[:].view(np.uint16))
 
 
 def ingest_cmd(inputs, out, *extra):
