@@ -292,24 +292,38 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
     # (reusing them spares a fresh 80-170 MB array and its page faults per batch)
     buffers = [np.empty((batch, grid.length), store.flux.dtype) for _ in range(2)]
     pending: list[dict] = []
-    # one writer thread commits a batch while the next is read (compression and I/O release the GIL);
-    # batches commit in order, each ending with the store's commit point, so a kill leaves whole spectra
-    writer, writing = ThreadPoolExecutor(1), []
+    # one writer thread (compression and I/O release the GIL) stages each chunk's rows as soon as they
+    # are read, so writing keeps pace with reading, and commits a batch (metadata, then the store's
+    # commit point) when it is full; in order, so a kill leaves whole committed spectra only
+    writer, staging, committing = ThreadPoolExecutor(1), [], []
+    chunk, position, staged = store.flux.chunks[0], store.n, 0  # position: store row of pending[0]
 
-    def commit(flux, columns, rejected):
-        store.append(flux, columns)
+    def stage(upto):
+        nonlocal staged
+        if upto > staged:
+            staging.append(writer.submit(store.stage, buffers[0][staged:upto]))
+            staged = upto
+
+    def commit(staged_rows, columns, rejected):
+        for f in staged_rows:  # done (same thread, earlier); a failed write stops the commit
+            f.result()
+        store.commit(columns)
         store.group.attrs["rejects"] = rejected
 
     def flush():
+        nonlocal staged, position
         if not pending:
             return
-        flux = buffers[0][:len(pending)]
+        stage(len(pending))
         columns = {k: np.array([m[k] for m in pending]) for k in pending[0]}
+        position += len(pending)
         pending.clear()
+        staged = 0
         buffers.reverse()  # the writer has finished with the other one (waited for below)
-        if writing:
-            writing.pop().result()
-        writing.append(writer.submit(commit, flux, columns, dict(rejects)))
+        if committing:
+            committing.pop().result()
+        committing.append(writer.submit(commit, list(staging), columns, dict(rejects)))
+        staging.clear()
 
     def handle(i: int, result: tuple, group: int, j: int):
         nonlocal done_bytes
@@ -330,6 +344,8 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
                 counts["ingested"] += 1
                 if len(pending) >= batch:
                     flush()
+                elif (position + len(pending)) % chunk == 0:
+                    stage(len(pending))
         elif kind == "dup":
             counts["already_present"] += 1
         elif kind == "skip":
@@ -377,8 +393,8 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
         pool.shutdown(cancel_futures=True)
         writer.shutdown(wait=True)  # a batch being written is finished, never cut
         bar.close()
-    if writing:
-        writing.pop().result()
+    if committing:
+        committing.pop().result()
     elapsed = time.perf_counter() - t0
     summary = {**counts, "files": len(paths), "seconds": elapsed, "files_per_s": len(paths) / max(elapsed, 1e-9),
                "mb_per_s": sum(sizes) / 1e6 / max(elapsed, 1e-9), "n_spectra": store.n,

@@ -57,6 +57,12 @@ def _compressors(codec: str):
     return zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle="bitshuffle")
 
 
+def _check_rows(meta: dict, b: int) -> None:
+    for name, col in meta.items():
+        if len(col) != b:
+            raise ValueError(f"metadata {name!r} has {len(col)} rows for {b} spectra")
+
+
 class StoreError(ValueError):
     """A store that is missing, of another format, or inconsistent."""
 
@@ -77,6 +83,7 @@ class SpectraStore:
             raise StoreError(f"{path}: store version {attrs['version']} is newer than this code ({VERSION})")
         self.grid = SpectralGrid(**attrs["grid"])
         self.flux = group["flux"]
+        self._staged = 0  # rows written beyond the commit point by stage()
 
     # -- opening and creating -------------------------------------------------
     @classmethod
@@ -178,18 +185,35 @@ class SpectraStore:
     # -- writing ------------------------------------------------------------------
     def append(self, flux: np.ndarray, meta: dict[str, np.ndarray]) -> None:
         """Append whole spectra ``(B, L)`` (NaN = masked) with their metadata ``{name: (B,)}``."""
+        if self._staged:
+            raise StoreError(f"{self.path}: {self._staged} staged spectra are not committed yet")
+        _check_rows(meta, len(flux))  # before anything is written
+        self.stage(flux)
+        self.commit(meta)
+
+    def stage(self, flux: np.ndarray) -> None:
+        """Write whole spectra ``(B, L)`` after those staged so far, beyond the commit point: invisible
+        (and overwritten by the next writer) until :meth:`commit`. Rows starting and ending on chunk
+        boundaries are written without zarr first assembling each chunk in a fresh array."""
         flux = np.asarray(flux)
-        b = flux.shape[0]
         if flux.ndim != 2 or flux.shape[1] != self.grid.length:
             raise ValueError(f"flux shape {flux.shape} does not match the grid length {self.grid.length}")
-        for name, col in meta.items():
-            if len(col) != b:
-                raise ValueError(f"metadata {name!r} has {len(col)} rows for {b} spectra")
-        start = self.n
+        start = self.n + self._staged
+        b = flux.shape[0]
         self.flux.resize((start + b, self.grid.length))
         # appended rows hold data, so skip zarr's is-this-chunk-all-fill check (NaN-aware, ~3x the cost of the
         # write); an all-NaN chunk, should one occur, is then stored rather than left implicit — same content
-        self.flux.with_config({"write_empty_chunks": True})[start:start + b] = flux.astype(self.flux.dtype, copy=False)
+        flux = flux.astype(self.flux.dtype, copy=False)
+        writer, rows = self.flux.with_config({"write_empty_chunks": True}), self.flux.chunks[0]
+        cut = [start, *range((start // rows + 1) * rows, start + b, rows), start + b]
+        for lo, hi in zip(cut[:-1], cut[1:]):  # chunk by chunk (one write of many chunks copies each first)
+            writer[lo:hi] = flux[lo - start:hi - start]
+        self._staged += b
+
+    def commit(self, meta: dict[str, np.ndarray]) -> None:
+        """Make the staged spectra part of the store, with their metadata ``{name: (B,)}``."""
+        b, start = self._staged, self.n
+        _check_rows(meta, b)
         group = self.group["meta"]
         existing = dict(group.arrays())
         for name, col in meta.items():
@@ -209,4 +233,5 @@ class SpectraStore:
             if name not in meta:
                 arr.resize((start + b,))
         self.group.attrs["n_spectra"] = start + b  # the commit point
+        self._staged = 0
         self.__dict__.pop("meta", None)

@@ -61,6 +61,25 @@ def test_uncommitted_rows_are_invisible(tmp_path):
     np.testing.assert_allclose(again.read([4])[0], rows(1, 9)[0], rtol=1e-3, equal_nan=True)
 
 
+def test_staged_rows_in_uneven_pieces_commit_to_the_appended_content(tmp_path):
+    want = rows(13, 3)
+    appended = SpectraStore.create(tmp_path / "a.zarr", GRID, chunk_rows=4)
+    appended.append(want[:2], {"id": np.array(["r0", "r1"])})
+    appended.append(want[2:], {"id": np.array([f"r{i}" for i in range(2, 13)])})
+    staged = SpectraStore.create(tmp_path / "s.zarr", GRID, chunk_rows=4)
+    staged.append(want[:2], {"id": np.array(["r0", "r1"])})
+    for lo, hi in ((2, 5), (5, 11), (11, 13)):  # across chunk boundaries, starting mid-chunk
+        staged.stage(want[lo:hi])
+        assert SpectraStore.open(tmp_path / "s.zarr").n == 2  # invisible until committed
+    with pytest.raises(StoreError, match="not committed"):
+        staged.append(want[:1], {"id": np.array(["x"])})
+    staged.commit({"id": np.array([f"r{i}" for i in range(2, 13)])})
+    a, s = SpectraStore.open(tmp_path / "a.zarr"), SpectraStore.open(tmp_path / "s.zarr")
+    assert s.n == 13 and list(s.meta["id"]) == list(a.meta["id"])
+    assert np.array_equal(s.flux[:].view(np.uint16), a.flux[:].view(np.uint16))
+    np.testing.assert_allclose(s.read(np.arange(13)), want, rtol=1e-3, equal_nan=True)
+
+
 def test_bad_input_is_a_clear_error(tmp_path):
     with pytest.raises(StoreError, match="no store there"):
         SpectraStore.open(tmp_path / "missing.zarr")
