@@ -7,9 +7,10 @@ box mean for much finer inputs; non-finite pixels stay masked), zero-padded (NaN
 unmasked flux. Spectra whose raw median is below ``--min-flux`` (the paper: 50) are flagged
 (``meta/low_flux``), not dropped.
 
-Nothing lost, nothing twice: spectra are appended in input order, in whole-spectrum batches
-behind the store's commit point; ids already in the store are skipped, so a rerun after a
-crash (even ``kill -9``) completes the store to the content of an uninterrupted run. Each bad
+Nothing lost, nothing twice: spectra are written in input order, a chunk's rows as soon as they
+are read, and committed in batches (metadata, then the store's commit point); ids already in
+the store are skipped, so a rerun after a crash (even ``kill -9``) completes the store to the
+content of an uninterrupted run. Each bad
 input is recorded with a one-line reason in the store's ``rejects`` attribute; the exit code
 is 1 when anything was rejected.
 """
@@ -185,9 +186,9 @@ def _worker(group: int, paths: list[Path]) -> list[tuple]:
 
 
 def _shared_slots(groups: int, length: int, dtype) -> np.ndarray | None:
-    """``(groups, TASK_FILES, L)`` rows in memory shared with forked workers, or None where processes
-    are not forked. Rows then cross to the writer without pickling, a pipe and a fresh array each."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+    """``(groups, TASK_FILES, L)`` rows in memory shared with forked workers (Linux), or None elsewhere
+    (rows are then pickled). Rows cross to the writer without pickling, a pipe and a fresh array each."""
+    if not sys.platform.startswith("linux"):  # macOS: forking is unsafe with its system libraries
         return None
     shape = (groups, TASK_FILES, length)
     return np.frombuffer(mmap.mmap(-1, int(np.prod(shape)) * np.dtype(dtype).itemsize), dtype).reshape(shape)
