@@ -173,17 +173,26 @@ def primary_cards(header_text: str) -> fits.Header:
 def _hdus(path: Path, all_cards: bool):
     """``(primary header, primary HDU, extension HDUs)`` of an open FITS file, read as fits.open reads
     them; the header holds only :data:`PRIMARY_CARDS` unless ``all_cards``. Extensions are read lazily."""
-    if all_cards or _BaseHDU is None:
-        with fits.open(path, memmap=False) as hdul:
-            yield hdul[0].header, hdul[0], hdul[1:]
-        return
-    f = _File(path, memmap=False)
+    if not all_cards and _BaseHDU is not None:
+        f = _File(path, memmap=False)
+        try:
+            primary = _primary(f)
+            if primary is not None:
+                text = getattr(primary, "_header_str", None)  # None when astropy had to parse it in full
+                yield (primary_cards(text) if text else primary.header), primary, _extensions(f)
+                return
+        finally:
+            f.close()
+    with fits.open(path, memmap=False) as hdul:  # also astropy's own reason for refusing a file
+        yield hdul[0].header, hdul[0], hdul[1:]
+
+
+def _primary(f):
     try:
-        primary = _BaseHDU.readfrom(f)
-        text = getattr(primary, "_header_str", None)  # None when astropy had to parse it in full
-        yield (primary_cards(text) if text else primary.header), primary, _extensions(f)
-    finally:
-        f.close()
+        hdu = _BaseHDU.readfrom(f)
+    except (OSError, ValueError, EOFError, fits.VerifyError):
+        return None
+    return hdu if isinstance(hdu, fits.PrimaryHDU) else None
 
 
 def _extensions(f):

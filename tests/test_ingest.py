@@ -168,6 +168,20 @@ def test_reading_only_the_needed_cards_equals_reading_the_whole_header():
         assert_same_spectrum(*read_both_ways(path))
 
 
+@pytest.mark.parametrize("damage", ["empty", "zeros", "header cut", "data cut", "table cut", "junk after", "gzip cut"])
+def test_damaged_files_get_the_same_outcome_as_a_full_read(tmp_path, damage):
+    s1d = real_file("harps/s1d/HARPS_GJ3470_s1d.fits").read_bytes()
+    adp = real_file("harps/adp/ADP.2014-09-16T11:04:45.123.fits").read_bytes()
+    data = {"empty": b"", "zeros": b"\0" * 2880, "header cut": adp[:100_000], "data cut": s1d[:len(s1d) // 2],
+            "table cut": adp[:len(adp) // 2], "junk after": adp + b"junk" * 100,
+            "gzip cut": gzip.compress(s1d)[:200_000]}[damage]
+    path = tmp_path / "damaged.fits"
+    path.write_bytes(data)
+    fast, full = read_both_ways(path)
+    assert_same_spectrum(fast, full)  # the same spectrum, or the same one-line reason
+    assert isinstance(fast, str) == (damage != "junk after")
+
+
 def test_needed_cards_are_found_among_thousands_with_long_values(tmp_path):
     from spectra_lightning.products import PRIMARY_CARDS
 
