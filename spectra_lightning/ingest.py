@@ -7,12 +7,11 @@ box mean for much finer inputs; non-finite pixels stay masked), zero-padded (NaN
 unmasked flux. Spectra whose raw median is below ``--min-flux`` (the paper: 50) are flagged
 (``meta/low_flux``), not dropped.
 
-Nothing lost, nothing twice: spectra are written in input order, a chunk's rows as soon as they
-are read, and committed in batches (metadata, then the store's commit point); ids already in
-the store are skipped, so a rerun after a crash (even ``kill -9``) completes the store to the
-content of an uninterrupted run. Each bad
-input is recorded with a one-line reason in the store's ``rejects`` attribute; the exit code
-is 1 when anything was rejected.
+Nothing lost, nothing twice: spectra are written in input order, each chunk's rows as soon as
+they are read, and committed in batches (metadata, then the store's commit point); ids already
+in the store are skipped, so a rerun after a crash (even ``kill -9``) completes the store to the
+content of an uninterrupted run. Each bad input is recorded with a one-line reason in the
+store's ``rejects`` attribute; the exit code is 1 when anything was rejected.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ try:  # how fits.open reads one HDU (and its file); used to read all but the nee
     from astropy.io.fits.hdu.base import _BaseHDU
 except ImportError:  # a future astropy without them: every header is parsed in full (slower, same result)
     _File = _BaseHDU = None
+
 WAVE_NAMES = ("wave", "wavelength", "lambda", "wavelength_air", "loglam")
 FLUX_NAMES = ("flux", "flux_reduced", "spec", "fluxes")
 

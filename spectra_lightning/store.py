@@ -193,8 +193,9 @@ class SpectraStore:
 
     def stage(self, flux: np.ndarray) -> None:
         """Write whole spectra ``(B, L)`` after those staged so far, beyond the commit point: invisible
-        (and overwritten by the next writer) until :meth:`commit`. Rows starting and ending on chunk
-        boundaries are written without zarr first assembling each chunk in a fresh array."""
+        (and overwritten by the next writer) until :meth:`commit`. Staging one whole chunk at a time is
+        cheapest: zarr then compresses the rows as given, without first copying them into a fresh chunk
+        (a write of many chunks is copied chunk by chunk, but compresses them concurrently)."""
         flux = np.asarray(flux)
         if flux.ndim != 2 or flux.shape[1] != self.grid.length:
             raise ValueError(f"flux shape {flux.shape} does not match the grid length {self.grid.length}")
@@ -203,11 +204,7 @@ class SpectraStore:
         self.flux.resize((start + b, self.grid.length))
         # appended rows hold data, so skip zarr's is-this-chunk-all-fill check (NaN-aware, ~3x the cost of the
         # write); an all-NaN chunk, should one occur, is then stored rather than left implicit — same content
-        flux = flux.astype(self.flux.dtype, copy=False)
-        writer, rows = self.flux.with_config({"write_empty_chunks": True}), self.flux.chunks[0]
-        cut = [start, *range((start // rows + 1) * rows, start + b, rows), start + b]
-        for lo, hi in zip(cut[:-1], cut[1:]):  # chunk by chunk (one write of many chunks copies each first)
-            writer[lo:hi] = flux[lo - start:hi - start]
+        self.flux.with_config({"write_empty_chunks": True})[start:start + b] = flux.astype(self.flux.dtype, copy=False)
         self._staged += b
 
     def commit(self, meta: dict[str, np.ndarray]) -> None:
