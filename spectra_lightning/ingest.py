@@ -24,6 +24,7 @@ import mmap
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -156,10 +157,25 @@ def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | 
 _JOB: tuple = (None, MIN_FLUX, frozenset(), "float16", None)
 
 
-def _init_worker(grid, min_flux, known, dtype, slots):
+def _init_worker(grid, min_flux, known, dtype, slots, parent):
     global _JOB
     _JOB = (grid, min_flux, known, dtype, slots)
+    _follow(parent)
     _reuse_freed_memory()
+
+
+def _follow(parent: int) -> None:
+    """In a worker: end with the ingest process should it be killed (``kill -9``), rather than wait
+    forever for tasks (each forked worker holds the task queue's write end too, so it never sees the
+    end of the queue). Linux only (``prctl``); elsewhere an orphaned worker waits until killed."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: this signal when the parent ends
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it ended before prctl
+        os._exit(1)
 
 
 def _reuse_freed_memory() -> None:
@@ -370,7 +386,7 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
     job = (grid, min_flux, frozenset(known), str(store.flux.dtype), slots)
     grid_kernel.warm()  # once here rather than in every (forked) worker
     context = multiprocessing.get_context("fork") if slots is not None else None
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=job)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(*job, os.getpid()))
     queue: deque = deque()
 
     def take_oldest():

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,6 +270,19 @@ def ingest_cmd(inputs, out, *extra):
             "--quiet", *extra]
 
 
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc; empty elsewhere)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # fields after "(comm)": state, ppid, ...
+            out.append(int(stat.parent.name))
+    return out
+
+
 def test_kill_mid_ingest_then_rerun_gives_the_clean_result(tmp_path):
     files = sorted(p for p in (REAL / "harps").rglob("*.fits") if "ccf" not in str(p)) if REAL.exists() else []
     if not files:
@@ -285,8 +299,15 @@ def test_kill_mid_ingest_then_rerun_gives_the_clean_result(tmp_path):
         except Exception:  # noqa: BLE001 — not created yet
             pass
         time.sleep(0.05)
+    workers = children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    if sys.platform.startswith("linux"):  # its reading processes follow it, not left waiting forever
+        assert workers
+        deadline = time.time() + 10
+        while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+            time.sleep(0.05)
+        assert not [w for w in workers if Path(f"/proc/{w}").exists()]
     partial = SpectraStore.open(killed)
     assert 0 < partial.n < SpectraStore.open(clean).n
     partial.read(np.arange(partial.n))  # whole spectra only, readable
