@@ -195,12 +195,6 @@ def _middle(a, k, odd):
 
 
 @njit(nogil=True, cache=True)
-def median_inplace(a):
-    """``np.median(a)`` of a non-empty float64 array with no NaN, reordering ``a`` instead of copying it."""
-    return _middle(a, a.shape[0] // 2, a.shape[0] % 2 == 1)
-
-
-@njit(nogil=True, cache=True)
 def normalise_float16(values, out, scratch):
     """``values (L,)`` float64 (NaN = masked) divided by the median of its finite pixels, as float16
     bits into ``out (L,)`` uint16; ``scratch (>= L,)`` float64 is overwritten. Returns

@@ -183,7 +183,7 @@ def _reuse_freed_memory() -> None:
     them to the kernel. Every file allocates ~20 MB of arrays of a few MB each; fresh pages fault
     in one at a time, which cost as much as the grid work itself. No-op off glibc."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        libc = ctypes.CDLL(None)  # this process's own C library
         libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: serve blocks up to 32 MB from the heap
         libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MB of free heap
     except (OSError, AttributeError):
