@@ -58,8 +58,7 @@ def make_copies(dst: Path, copies: int, adp_only: bool = False) -> list[Path]:
     return out
 
 
-def bare_read(paths: list[Path]) -> float:
-    t = time.perf_counter()
+def bare_read(paths: list[Path]) -> None:
     for p in paths:
         with fits.open(p, memmap=False) as h:
             for hdu in h:
@@ -70,7 +69,6 @@ def bare_read(paths: list[Path]) -> float:
                             np.asarray(hdu.data[name])
                     else:
                         np.asarray(hdu.data)
-    return time.perf_counter() - t
 
 
 def own_read(paths: list[Path]) -> None:
