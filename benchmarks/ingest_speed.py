@@ -102,7 +102,7 @@ def main():
                                         (f"{a.copies // 2} ADP files", a.copies // 2, True)):
             src = tmp / ("adp" if adp_only else "mixed")
             make_copies(src, copies, adp_only)
-            paths = expand_inputs([str(src)])
+            paths = expand_inputs([str(src)])[0]
             mb = sum(q.stat().st_size for q in paths) / 1e6
             bare_read(paths[:10])  # warm the page cache and imports
             ingest([str(q) for q in paths[:8]], str(tmp / "warm.zarr"), progress=False)  # compiled kernels loaded

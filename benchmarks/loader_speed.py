@@ -51,6 +51,7 @@ def build(tmp: Path, n: int, codecs: tuple[str, ...]) -> tuple[dict[str, Path], 
     old = stores[PREVIOUS].group
     old.create_array("flux", shape=(0, grid.length), dtype="float16", chunks=(1, grid.length), shards=(64, grid.length),
                      fill_value=np.nan, compressors=old["flux"].compressors, overwrite=True)
+    stores[PREVIOUS].close()  # releases the writer lock, taken again by the reopen
     stores[PREVIOUS] = SpectraStore.open(tmp / "bench-previous.zarr", mode="a")
     mm = np.lib.format.open_memmap(tmp / "bench.npy", mode="w+", dtype=np.float32, shape=(n, grid.length))
     rng = np.random.default_rng(0)
@@ -63,6 +64,8 @@ def build(tmp: Path, n: int, codecs: tuple[str, ...]) -> tuple[dict[str, Path], 
             store.append(rows.astype(np.float32), meta)
         mm[start:start + b] = np.nan_to_num(rows.astype(np.float16).astype(np.float32), nan=0.0)
     mm.flush()
+    for store in stores.values():
+        store.close()
     return {c: tmp / f"bench-{c}.zarr" for c in (*codecs, PREVIOUS)}, tmp / "bench.npy"
 
 

@@ -1,5 +1,6 @@
-"""Lightning callbacks that read the latent space during training."""
+"""Lightning callbacks that read the latent space during training, and a log-friendly progress printer."""
 
+from .epoch_lines import EpochLines
 from .latent_metrics import LatentMetrics
 
-__all__ = ["LatentMetrics"]
+__all__ = ["EpochLines", "LatentMetrics"]

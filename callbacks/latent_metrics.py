@@ -78,9 +78,26 @@ class LatentMetrics(L.Callback):
         if trainer.sanity_checking or not self._due(trainer, self.every_n_epochs) or self.metric.update_count == 0:
             return
         t0 = time.perf_counter()
-        codes = self.metric.codes()  # gathered across ranks, deduplicated
-        report = self.metric.compute()
+        codes = self.metric.codes()  # a collective: every rank gets all ranks' codes, deduplicated
         self.last_codes = codes
+        scalars: dict[str, float] = {}
+        if trainer.is_global_zero:  # analysed once; the scalars are then shared with the other ranks
+            labels = self._labels(codes)
+            report = latent_report(codes["mu"], labels, codes["logvar"], pair_labels=False,
+                                   estimators=self.estimators, **self.report_kwargs)
+            scalars = self._scalars(report)
+            if self._due(trainer, self.figures_every_n_epochs):
+                self._figures(trainer, pl_module, report, codes, f"epoch_{trainer.current_epoch:03d}")
+            elapsed = time.perf_counter() - t0
+            self.seconds.append(elapsed)
+            scalars["val/metrics_seconds"] = elapsed
+            scalars["val/metrics_fraction"] = elapsed / max(time.perf_counter() - self._epoch_start, 1e-9)
+        scalars = trainer.strategy.broadcast(scalars, src=0)
+        # every rank logs the same values: their mean over ranks (sync_dist) is that value
+        pl_module.log_dict(scalars, sync_dist=True)
+
+    @staticmethod
+    def _scalars(report: dict) -> dict[str, float]:
         scalars = {"val/mad/n_informative": float(len(report["mad"]["informative"]))}
         if report["mad"]["kl"] is not None:
             scalars["val/kl_total"] = float(np.nansum(report["mad"]["kl"]))
@@ -90,14 +107,7 @@ class LatentMetrics(L.Callback):
                 scalars[f"val/mi/{name}/best"] = entry["best"]
                 scalars[f"val/mi/{name}/runner_up"] = entry["runner_up_value"]
                 scalars[f"val/mi/{name}/gap"] = entry["gap"]
-        if trainer.is_global_zero and self._due(trainer, self.figures_every_n_epochs):
-            self._figures(trainer, pl_module, report, codes, f"epoch_{trainer.current_epoch:03d}")
-        elapsed = time.perf_counter() - t0
-        self.seconds.append(elapsed)
-        epoch_seconds = max(time.perf_counter() - self._epoch_start, 1e-9)
-        scalars["val/metrics_seconds"] = elapsed
-        scalars["val/metrics_fraction"] = elapsed / epoch_seconds
-        pl_module.log_dict(scalars, sync_dist=False, rank_zero_only=True)
+        return scalars
 
     def _labels(self, codes: dict) -> dict[str, np.ndarray]:
         return {name: codes["labels"][:, j] for j, name in enumerate(self.metric.label_names)}

@@ -13,10 +13,11 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from spectra_lightning.errors import ConfigError
 from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.store import SpectraStore, StoreError
+from spectra_lightning.store import SpectraStore, StoreError, fill_masked
 from spectra_lightning.synth import LABELS, SynthSpec, synthesize
 
 from .split import assign_splits
@@ -25,12 +26,6 @@ from .split import assign_splits
 def cache_dir() -> Path:
     """Where generated synthetic stores are kept (``$SPECTRA_LIGHTNING_CACHE``)."""
     return Path(os.environ.get("SPECTRA_LIGHTNING_CACHE", Path.home() / ".cache" / "spectra_lightning"))
-
-
-def to_batch(flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stored rows (NaN = masked) -> network input (masked pixels 0) and bool mask."""
-    mask = np.isfinite(flux)
-    return np.where(mask, flux, 0.0).astype(np.float32), mask
 
 
 class StoreDataset(Dataset):
@@ -46,9 +41,25 @@ class StoreDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         row = self.rows[i]
         flux = self.cache[i] if self.cache is not None else self.store.read([row])[0]
-        flux, mask = to_batch(flux)
+        flux, mask = fill_masked(flux)
         return {"flux": torch.from_numpy(flux), "mask": torch.from_numpy(mask),
                 "index": torch.tensor(row, dtype=torch.long), "labels": torch.from_numpy(self.labels[row])}
+
+
+class EpochShuffle(RandomSampler):
+    """A permutation of the dataset drawn from ``(seed, epoch)``: Lightning sets the epoch before each
+    pass (``set_epoch``), so epoch k has the same order whether or not the run was resumed. Under DDP
+    Lightning replaces it (a ``RandomSampler``) by a ``DistributedSampler``, which is seeded the same way."""
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch, 7]).permutation(len(self.data_source)).tolist())
 
 
 class SpectraDataModule(L.LightningDataModule):
@@ -58,7 +69,8 @@ class SpectraDataModule(L.LightningDataModule):
         store: path or fsspec URL of a store (default: ``$SPECTRA_LIGHTNING_STORE``). With
             ``synth`` and no ``store``, a cached synthetic store named by the spec's hash is
             used (created on first use).
-        synth: the synthetic data set to generate when the store does not exist.
+        synth: the synthetic data set to use when no ``store`` is given (a store path that is given is
+            never filled with synthetic data: a mistyped path is an error, not a new data set).
         batch_size: spectra per batch (per device under DDP).
         val_fraction, test_fraction: share of stars in each split.
         split_seed: seed of the star-level split.
@@ -85,9 +97,14 @@ class SpectraDataModule(L.LightningDataModule):
         super().__init__()
         store = store if store is not None else (os.environ.get("SPECTRA_LIGHTNING_STORE") if synth is None else None)
         if store is None and synth is None:
-            raise ValueError("give a store (--data.init_args.store=PATH or SPECTRA_LIGHTNING_STORE) or a synth spec")
+            raise ConfigError("no data: give a store (--data.init_args.store=PATH_OR_URL or $SPECTRA_LIGHTNING_STORE) "
+                              "or a synth spec")
+        if batch_size < 1:
+            raise ConfigError(f"--data.init_args.batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ConfigError(f"--data.init_args.num_workers must be >= 0, got {num_workers}")
         self.store_path = str(store) if store is not None else str(cache_dir() / f"synth-{synth.digest()}.zarr")
-        self.synth = synth
+        self.synth = synth if store is None else None  # the store given wins; it is never synthesised
         self.batch_size, self.labels = batch_size, list(labels)
         self.fractions = (val_fraction, test_fraction)
         self.split_seed, self.in_memory = split_seed, in_memory
@@ -96,6 +113,7 @@ class SpectraDataModule(L.LightningDataModule):
         self.splits: dict[str, np.ndarray] = {}
         self.datasets: dict[str, StoreDataset] = {}
         self._store: SpectraStore | None = None
+        self._split_path: Path | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -143,7 +161,8 @@ class SpectraDataModule(L.LightningDataModule):
         self._build()
         log_dir = self.trainer.log_dir if self.trainer is not None else None  # a collective under DDP: every rank
         if log_dir and self.trainer.is_global_zero:
-            self.save_split(Path(log_dir) / "split.json")
+            self._split_path = Path(log_dir) / "split.json"
+            self.save_split(self._split_path)
             selection = getattr(self, "selection", None)
             if selection and self.trainer.logger is not None:
                 self.trainer.logger.log_hyperparams({"data_selection": selection})
@@ -160,32 +179,60 @@ class SpectraDataModule(L.LightningDataModule):
     # The split travels in checkpoints: a resumed run trains on exactly the same stars.
     def state_dict(self) -> dict:
         ids = self.store.meta.get("id", np.arange(self.store.n).astype(str))
-        return {"split_ids": {k: [str(ids[i]) for i in v] for k, v in self.splits.items()}}
+        return {"split_ids": {k: [str(ids[i]) for i in v] for k, v in self.splits.items()},
+                "split_seed": self.split_seed, "fractions": list(self.fractions)}
 
     def load_state_dict(self, state: dict) -> None:
         saved = state.get("split_ids")
         if not saved:
             return
+        # a resumed run trains on the checkpoint's split: record that one, not the one setup() drew
+        self.split_seed = state.get("split_seed", self.split_seed)
+        self.fractions = tuple(state.get("fractions", self.fractions))
         ids = self.store.meta.get("id", np.arange(self.store.n).astype(str))
         pos = {str(v): i for i, v in enumerate(ids)}
         missing = [i for v in saved.values() for i in v if i not in pos]
         if missing:
-            raise ValueError(f"{self.store_path}: {len(missing)} spectra of the checkpoint's split are not in the "
+            raise ConfigError(f"{self.store_path}: {len(missing)} spectra of the checkpoint's split are not in the "
                              f"store (e.g. {missing[0]!r})")
         self.splits = {k: np.array(sorted(pos[i] for i in v), dtype=np.int64) for k, v in saved.items()}
         self._build()
+        if self._split_path is not None:
+            self.save_split(self._split_path, restored=True)
 
-    def save_split(self, path: Path):
+    def save_split(self, path: Path, restored: bool = False):
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"store": self.store_path, "seed": self.split_seed, "fractions": self.fractions,
-                   "selection": getattr(self, "selection", {}), **self.state_dict()}
-        path.write_text(json.dumps(payload))
+                   "selection": getattr(self, "selection", {}), "restored_from_checkpoint": restored,
+                   **self.state_dict()}
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(payload))
+        tmp.replace(path)  # never half-written
+
+    def world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    def check_batches(self, n: int, drop_last: bool) -> None:
+        """Fail with one line when the training split gives a rank no batch at all."""
+        world = self.world_size()
+        per_rank = -(-n // world)
+        batches = per_rank // self.batch_size if drop_last else -(-per_rank // self.batch_size)
+        if batches == 0:
+            raise ConfigError(
+                f"{self.store_path}: no training batch: the train split has {n} spectra ({per_rank} per rank over "
+                f"{world} rank{'s' * (world > 1)}), fewer than --data.init_args.batch_size={self.batch_size}; lower "
+                "the batch size, use fewer devices or a smaller val_fraction")
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         if name not in self.datasets:
             raise StoreError(f"{self.store_path}: the {name} split is empty (check the split fractions)")
-        return DataLoader(self.datasets[name], batch_size=self.batch_size, shuffle=shuffle,
-                          drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
+        dataset = self.datasets[name]
+        drop_last = shuffle and len(dataset) > self.batch_size
+        if shuffle:
+            self.check_batches(len(dataset), drop_last)
+        # the order is a function of (seed, epoch) alone, so a resumed run continues the same sequence
+        sampler = EpochShuffle(dataset, self.split_seed) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
 

@@ -12,6 +12,8 @@ import hashlib
 
 import numpy as np
 
+from spectra_lightning.errors import ConfigError
+
 SPLITS = ("train", "val", "test")
 
 
@@ -42,7 +44,7 @@ def split_keys(meta: dict[str, np.ndarray]) -> np.ndarray:
 def assign_splits(meta: dict[str, np.ndarray], val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     """``{"train"|"val"|"test": sorted row indices}`` with whole stars in one set each."""
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"bad split fractions val={val_fraction}, test={test_fraction}")
+        raise ConfigError(f"bad split fractions val={val_fraction}, test={test_fraction}")
     u = unit_hash(split_keys(meta), seed)
     code = np.where(u < val_fraction, 1, np.where(u < val_fraction + test_fraction, 2, 0))
     return {name: np.flatnonzero(code == k) for k, name in enumerate(SPLITS)}

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from spectra_lightning.errors import ConfigError
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.grid import C_KMS
 
@@ -36,16 +37,16 @@ def apply_filters(meta: dict, rows: np.ndarray, filters: list[str]) -> np.ndarra
     for f in filters:
         m = _FILTER.match(f)
         if not m:
-            raise ValueError(f"filter {f!r}: expected '<column> <op> <value>' with op in {', '.join(_OPS)}")
+            raise ConfigError(f"filter {f!r}: expected '<column> <op> <value>' with op in {', '.join(_OPS)}")
         col, op, value = m.groups()
         if col not in meta:
-            raise ValueError(f"filter {f!r}: no metadata column {col!r} (have {', '.join(sorted(meta))})")
+            raise ConfigError(f"filter {f!r}: no metadata column {col!r} (have {', '.join(sorted(meta))})")
         data = meta[col][rows]
         if data.dtype.kind in "fiu":
             try:
                 target = float(value)
             except ValueError:
-                raise ValueError(f"filter {f!r}: {value!r} is not a number (column {col!r} is numeric)") from None
+                raise ConfigError(f"filter {f!r}: {value!r} is not a number (column {col!r} is numeric)") from None
         else:
             target = value.strip("'\"")
         keep &= _OPS[op](data, target)
@@ -297,12 +298,12 @@ class StreamingSpectraDataModule(SpectraDataModule):
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         rows = self.splits.get(name, np.array([], int))
         if not len(rows):
-            raise ValueError(f"{self.store_path}: the {name} split is empty (check the split fractions and filters)")
+            raise ConfigError(f"{self.store_path}: the {name} split is empty (check the split fractions and filters)")
         probabilities = None
         if shuffle and self.balance_by:
             values = self.store.meta.get(self.balance_by)
             if values is None:
-                raise ValueError(f"balance_by: no metadata column {self.balance_by!r}")
+                raise ConfigError(f"balance_by: no metadata column {self.balance_by!r}")
             probabilities = balance_weights(values[rows].astype(float), self.balance_bins)
         dataset = ShardStream(self.store_path, rows, self.store.labels(self.labels), self.labels, self.batch_size,
                               seed=self.split_seed, shuffle=shuffle, shuffle_buffer=self.shuffle_buffer,

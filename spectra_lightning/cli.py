@@ -9,44 +9,129 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import logging
 import os
+import re
 import sys
 import time
+import typing
 from dataclasses import fields
 from pathlib import Path
 
+import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from data_modules import SpectraDataModule
 
-from .module import SpectrumAutoencoder
+from .errors import ConfigError
+from .lock import StoreLockedError
+from .module import NonFiniteLossError, SpectrumAutoencoder
 from .store import StoreError
 
+PROG = "python -m spectra_lightning"
 RUN_DIR_ENV = "SPECTRA_LIGHTNING_RUN_DIR"  # shared with DDP child processes
+RUN_FILE = "run.json"  # in each run directory: the W&B run id, and when it was started and resumed
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+# errors that are the user's to fix: printed as one line, never as a traceback
+USER_ERRORS = (ConfigError, StoreError, StoreLockedError, NonFiniteLossError)
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The first of :data:`USER_ERRORS` in ``exc``'s chain (jsonargparse wraps errors raised while it
+    instantiates a class into its own, multi-line ones)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, USER_ERRORS):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+_BOILERPLATE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Problem with given class_path",
+                "Parser key")
+
+
+def one_line(message: str) -> str:
+    """A jsonargparse message in one line: the full key and the innermost specific reason, e.g.
+    ``--data.synth.rv_dist: Expected a typing.Literal['uniform', 'archive']. Got value: gauss``."""
+    lines = [line.strip().removeprefix("- ").strip() for line in str(message).strip().splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "invalid arguments"
+    keys = [m.group(1) for line in lines if (m := re.match(r'Parser key "(.+?)":', line))]
+    reasons = [line for line in lines if not line.startswith(_BOILERPLATE) and "NoneType" not in line]
+    if not keys:
+        return lines[0] if not reasons or reasons[0] in lines[0] else f"{lines[0]} {reasons[0]}"
+    return f"--{'.'.join(keys)}: {reasons[0] if reasons else lines[0]}"
+
+
+class SpectraParser(LightningArgumentParser):
+    """LightningCLI's parser with errors as one line and a pointer to ``--help``, not 60 lines of usage."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {one_line(message)} (see `{prog} --help`)\n")
+        sys.exit(2)
+
+
+def checkpoint_hparams(path: str) -> dict:
+    """The hyper-parameters in a checkpoint, read without unpickling code (``weights_only``)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - any failure means the same to the user: not a usable checkpoint
+        raise ConfigError(f"--ckpt_path {path}: not a loadable checkpoint ({type(e).__name__})") from None
+    return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
 
 
 class SpectraCLI(LightningCLI):
     """LightningCLI with the grid length linked into the model and one directory per run.
 
     A run directory ``runs/<config name>/<YYYYmmdd-HHMMSS>`` (or ``--trainer.default_root_dir``)
-    holds the resolved config, the split, checkpoints, figures and the W&B files.
+    holds the resolved config, the split, checkpoints, figures and the W&B files. ``fit --ckpt_path``
+    with a checkpoint of a run directory continues that run: same directory, checkpoints, W&B run.
     """
+
+    run_label = ""  # set by main(): the dotted overrides, e.g. "kl_weight=0.3,latent_dim=8"
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        for name, sub in parser._subcommands_action._name_parser_map.items():
+            sub.prog = f"{PROG} {name}"  # not "... [options] fit": the usage shows what users type
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.n_pixels", "model.n_pixels", apply_on="instantiate")
         parser.link_arguments("data.grid_spec", "model.grid", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyper-parameters here: make a missing or foreign file one line
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt and ckpt not in ("last", "best", "hpc", "registry"):
+            if not Path(ckpt).is_file():
+                raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
+            checkpoint_hparams(ckpt)  # loadable at all?
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
+        ckpt = cfg.get("ckpt_path")
+        resumed = self.subcommand == "fit" and ckpt and Path(ckpt).parent.name == "checkpoints"
         run_dir = os.environ.get(RUN_DIR_ENV) or cfg.trainer.default_root_dir
+        if not run_dir and resumed:
+            run_dir = str(Path(ckpt).parent.parent)  # continue the checkpoint's run
         if not run_dir:
             configs = [Path(str(c)) for c in (cfg.get("config") or [])]
             name = configs[-1].stem if configs else "default"
             run_dir = str(Path("runs") / name / time.strftime("%Y%m%d-%H%M%S"))
         os.environ[RUN_DIR_ENV] = run_dir
         cfg.trainer.default_root_dir = run_dir
+        previous = read_run_file(run_dir) if resumed else {}
         loggers = cfg.trainer.logger
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             init = getattr(logger, "init_args", None)
@@ -58,12 +143,23 @@ class SpectraCLI(LightningCLI):
                     init.group = os.environ.get("WANDB_RUN_GROUP") or Path(run_dir).parent.name
                 if not init.get("name"):
                     init.name = os.environ.get("WANDB_NAME") or self.run_label or None
+                if previous.get("wandb_id") and not init.get("id"):
+                    init.id = previous["wandb_id"]  # the same W&B run goes on
+                    init.resume = "allow"
 
-    run_label = ""  # set by main(): the dotted overrides, e.g. "kl_weight=0.3,latent_dim=8"
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        if not sys.stdout.isatty() and config.get("enable_progress_bar", True) is not False:
+            from callbacks import EpochLines
+
+            callbacks = [*callbacks, EpochLines()]  # logs get one line per epoch, not a bar's redraws
+        return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
         from .loggers import AutoWandbLogger
 
+        ckpt = self.config[self.subcommand].get("ckpt_path")
+        if ckpt and Path(ckpt).is_file():
+            self._check_checkpoint_grid(ckpt)
         for logger in self.trainer.loggers:
             if isinstance(logger, AutoWandbLogger) and self.trainer.is_global_zero:
                 parser = self._parser(self.subcommand)
@@ -71,9 +167,39 @@ class SpectraCLI(LightningCLI):
         for cb in self.trainer.checkpoint_callbacks:
             if cb.dirpath is None:
                 cb.dirpath = str(Path(self.trainer.default_root_dir) / "checkpoints")
+        if self.trainer.is_global_zero:
+            self._record_run(ckpt)
+
+    def _check_checkpoint_grid(self, ckpt: str) -> None:
+        """A checkpoint trained on another grid cannot go on with this store: say so, not a size mismatch."""
+        saved = checkpoint_hparams(ckpt)
+        for key in ("n_pixels", "grid"):
+            if saved.get(key) is not None and saved[key] != self.model.hparams.get(key):
+                raise ConfigError(f"--ckpt_path {ckpt}: the checkpoint was trained with {key} {saved[key]}, "
+                                  f"but the data ({self.datamodule.store_path}) has {self.model.hparams.get(key)}")
+
+    def _record_run(self, ckpt: str | None) -> None:
+        run_dir = Path(self.trainer.default_root_dir)
+        record = read_run_file(run_dir)
+        record.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if ckpt:
+            record.setdefault("resumed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "from": str(ckpt)})
+        for logger in self.trainer.loggers:
+            if type(logger).__name__.endswith("WandbLogger"):
+                record["wandb_id"] = logger.experiment.id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / (RUN_FILE + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(run_dir / RUN_FILE)
 
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # a collective under DDP: call it on every rank
+        if self.trainer.num_training_batches == 0:
+            dm = self.trainer.datamodule
+            n = len(getattr(dm, "splits", {}).get("train", [])) if dm is not None else "?"
+            raise ConfigError(f"nothing was trained: no training batch (train split {n} spectra, batch size "
+                              f"{getattr(dm, 'batch_size', '?')}, {self.trainer.world_size} rank(s), "
+                              f"limit_train_batches={self.trainer.limit_train_batches})")
         if not self.trainer.is_global_zero:
             return
         run_dir = Path(self.trainer.default_root_dir)
@@ -91,8 +217,29 @@ class SpectraCLI(LightningCLI):
                         if getattr(exp.settings, "mode", "") == "offline" or exp.offline else "online: " + str(exp.url)
                     lines.append(f"W&B run:       {mode}")
         if (run_dir / "checkpoints").is_dir():
-            lines.append(f"explore:       python -m spectra_lightning explore --run {run_dir}")
+            lines.append(f"explore:       {PROG} explore --run {run_dir}")
         print("\n".join(lines), flush=True)
+        for logger in self.trainer.loggers:
+            if type(logger).__name__.endswith("WandbLogger") and logger._experiment is not None:
+                logger.experiment.finish()  # the run is complete: a later fit (or resume) starts cleanly
+
+
+def read_run_file(run_dir) -> dict:
+    try:
+        return json.loads((Path(run_dir) / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+SYNTH_HELP = {
+    "n": "spectra to write", "seed": "the only source of randomness",
+    "rv_dist": "radial velocities: uniform on ±rv-max, or archive (a 20 km/s core and a 50 km/s halo, cut at ±rv-max)",
+    "rv_max": "largest |RV|, km/s", "snr_min": "lowest signal-to-noise ratio (log-uniform)",
+    "snr_max": "highest signal-to-noise ratio", "giant_fraction": "share of giants among the stars",
+    "spectra_per_star": "epochs per star (same labels, new noise)",
+    "resolution": "resolving power R of the instrument profile (HARPS: 115,000)",
+    "dtype": "stored flux dtype",
+}
 
 
 def synth_main(argv: list[str]) -> int:
@@ -103,25 +250,28 @@ def synth_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m spectra_lightning synth",
                                 description="Write HARPS-like synthetic spectra with known labels to a Zarr store.")
     p.add_argument("--output", required=True, help="store path to create (must not exist)")
+    hints = typing.get_type_hints(SynthSpec)
     for f in fields(SynthSpec):
         if f.name == "grid":
             p.add_argument("--grid", default=defaults.grid, help="named grid: harps, quickstart or tiny (default %(default)s)")
-        else:
-            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(getattr(defaults, f.name)),
-                           default=getattr(defaults, f.name), help="default %(default)s")
+            continue
+        choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(getattr(defaults, f.name)),
+                       default=getattr(defaults, f.name), choices=choices,
+                       help=(SYNTH_HELP.get(f.name, "") + " (default %(default)s)").strip())
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    spec = SynthSpec(**{f.name: getattr(a, f.name) for f in fields(SynthSpec)})
     try:
+        spec = SynthSpec(**{f.name: getattr(a, f.name) for f in fields(SynthSpec)})
         synthesize(a.output, spec, progress=not a.quiet)
-    except ValueError as e:  # StoreError, unknown grid
+    except (ValueError, OSError) as e:  # StoreError, a held lock, unknown grid, a bad value
         p.exit(2, f"synth: error: {e}\n")
     print(f"wrote {spec.n} spectra to {a.output}")
     return 0
 
 
 # Tool commands, imported only when called: "module:function" under spectra_lightning.
-TOOLS = {"synth": "cli:synth_main", "ingest": "ingest:main", "encode": "encode:main", "analyze": "analyze:main",
+TOOLS = {"synth": "cli:synth_main", "verify": "verify:main", "ingest": "ingest:main", "encode": "encode:main", "analyze": "analyze:main",
          "sweep": "sweep:main", "sweep-report": "sweep:report_main", "explore": "explore:main"}
 
 
@@ -130,7 +280,7 @@ def run_tool(name: str, argv: list[str]) -> int:
     return getattr(importlib.import_module(f"spectra_lightning.{module}"), function)(argv)
 
 
-OVERVIEW = f"""usage: python -m spectra_lightning COMMAND [options]
+OVERVIEW = f"""usage: {PROG} COMMAND [options]
 
 Train and read autoencoders of stellar spectra (Sedaghat et al. 2021).
 
@@ -142,6 +292,7 @@ training (LightningCLI; see `COMMAND --help`, `--print_config`):
 
 tools:
   synth      write a synthetic HARPS-like store with known labels
+  verify     check a store: every row against its checksum, duplicate ids
   ingest     put archive FITS spectra (ADP, s1d, e2ds, generic 1-D) on the grid in a store
   encode     latent codes of every spectrum in a store (--ckpt, --store, --output)
   analyze    MAD + mutual information of codes vs labels -> report.json + figures
@@ -163,15 +314,19 @@ def main(args: list[str] | None = None) -> int:
     if args[0] not in TRAINER_COMMANDS:
         print(f"spectra_lightning: unknown command {args[0]!r}\n\n{OVERVIEW}", file=sys.stderr)
         return 2
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # no "Seed set to 0" line
     had_run_dir = RUN_DIR_ENV in os.environ
     SpectraCLI.run_label = ",".join(f"{key.split('.')[-1]}={value}" for key, value in
                                     (a.split("=", 1) for a in args if a.startswith(("--model.", "--data.")) and "=" in a))
     try:
         SpectraCLI(SpectrumAutoencoder, SpectraDataModule, subclass_mode_data=True, args=None if from_argv else args,
-                   save_config_kwargs={"overwrite": True})
-    except StoreError as e:  # a missing or foreign store: one line, not a traceback
-        print(f"spectra_lightning {args[0]}: error: {e}", file=sys.stderr)
-        return 2
+                   save_config_kwargs={"overwrite": True}, parser_class=SpectraParser, parser_kwargs={"prog": PROG})
+    except Exception as e:  # noqa: BLE001 - only the user's errors are caught (re-raised otherwise)
+        err = user_error(e)
+        if err is None:
+            raise
+        print(f"{PROG} {args[0]}: error: {err}", file=sys.stderr)
+        return 1 if isinstance(err, NonFiniteLossError) else 2
     finally:
         if not had_run_dir:
             os.environ.pop(RUN_DIR_ENV, None)

@@ -17,7 +17,7 @@ import torch
 import zarr
 
 from .module import SpectrumAutoencoder
-from .store import SpectraStore, StoreError
+from .store import SpectraStore, StoreError, fill_masked
 
 
 def pick_device(name: str) -> torch.device:
@@ -30,9 +30,12 @@ def load_model(ckpt: str | Path, device: torch.device) -> SpectrumAutoencoder:
     if not Path(ckpt).is_file():
         raise FileNotFoundError(f"{ckpt}: no such checkpoint")
     try:
-        model = SpectrumAutoencoder.load_from_checkpoint(str(ckpt), map_location=device, weights_only=False)
-    except Exception as e:  # a corrupt or foreign file
-        raise ValueError(f"{ckpt}: not a spectra_lightning checkpoint ({type(e).__name__}: {e})") from None
+        # weights_only: a checkpoint is data; unpickling arbitrary objects would run a crafted file's code
+        model = SpectrumAutoencoder.load_from_checkpoint(str(ckpt), map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a corrupt, foreign or code-carrying file: one line for all
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{ckpt}: not a loadable spectra_lightning checkpoint (loaded with weights_only=True: "
+                         f"{type(e).__name__}: {reason})") from None
     return model.eval().to(device)
 
 
@@ -69,7 +72,7 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
     with torch.no_grad():
         for start in tqdm(range(0, n, batch_size), desc="encode", unit="batch", disable=not progress):
             rows = np.arange(start, min(start + batch_size, n))
-            flux = np.nan_to_num(store.read(rows), nan=0.0)
+            flux = fill_masked(store.read(rows))[0]
             m, lv = model.net.encoder(torch.as_tensor(flux, device=dev))
             mu[start:start + len(rows)] = m.float().cpu().numpy()
             if logvar is not None:

@@ -13,7 +13,9 @@ and answers the page's queries as plain dicts; :func:`serve` puts it behind HTTP
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import socket
 import sys
 import threading
 from http import HTTPStatus
@@ -29,7 +31,7 @@ from .analyze import load_codes
 from .encode import fingerprint, load_model
 from .grid import GRIDS, SpectralGrid
 from .metrics.latent import informative_nodes, mad
-from .store import SpectraStore
+from .store import SpectraStore, fill_masked
 
 STATIC = Path(__file__).with_name("explorer_static")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
@@ -233,15 +235,17 @@ class Explorer:
             raise ValueError(f"spectrum index must be in 0..{len(self.mu) - 1}")
         flux = self.store.read([i])[0]
         with self._lock, torch.no_grad():
-            x = torch.as_tensor(np.nan_to_num(flux, nan=0.0)[None], device=self.device)
+            x = torch.as_tensor(fill_masked(flux[None])[0], device=self.device)
             recon = self.model(x)[0][0].float().cpu().numpy()  # eval mode: decodes μ
         return {**self.curves({"flux": flux, "recon": recon}, lo, hi, n), "meta": self.describe(i),
                 "code": [round(float(v), 5) for v in self.mu[i, self.nodes]]}
 
     def info(self) -> dict:
         report = self.report or {}
+        # a label the report skipped (too few finite values) has counts and a reason but no values
         mi = {label: {"values": [round(v, 4) for v in entry["values"]], "best_node": entry.get("best_node")}
-              for label, entry in report.get("mi", {}).get("ksg", {}).items()}
+              for label, entry in report.get("mi", {}).get("ksg", {}).items()
+              if isinstance(entry, dict) and entry.get("values") is not None}
         lo, hi = float(self.wave[self.grid.pad_left]), float(self.wave[self.grid.pad_left + self.grid.n_pixels - 1])
         return {
             "latent_dim": int(self.mu.shape[1]), "n_codes": int(len(self.mu)), "nodes": self.nodes,
@@ -277,8 +281,45 @@ class Explorer:
         raise KeyError(route)
 
 
-def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8050) -> ThreadingHTTPServer:
-    """An HTTP server (not yet serving) for ``explorer``; port 0 picks a free one."""
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def host_allowed(header: str | None, names: set[str], port: int) -> bool:
+    """Is a request's ``Host`` header one this server answers to? Against DNS rebinding: a page on another
+    site can make the browser send requests here, but only ever with that site's name in ``Host``. IP
+    literals cannot be rebound, so they pass; names must be ours (``names``); the port must be ours."""
+    if not header:
+        return False
+    header = header.strip().lower()
+    if header.startswith("["):  # [::1]:8050
+        name, _, rest = header[1:].partition("]")
+        port_part = rest[1:] if rest.startswith(":") else None
+    else:
+        name, sep, port_part = header.rpartition(":")
+        if not sep:
+            name, port_part = header, None
+    if port_part is not None and port_part != str(port):
+        return False
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name in names
+
+
+class ExplorerServer(ThreadingHTTPServer):
+    """A threading HTTP server with a deep listen queue (a burst of decodes must not be refused)."""
+
+    request_queue_size = 256
+    daemon_threads = True
+
+
+def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8050,
+                allowed_hosts: tuple[str, ...] = ()) -> ThreadingHTTPServer:
+    """An HTTP server (not yet serving) for ``explorer``; port 0 picks a free one. It answers requests whose
+    ``Host`` is an IP address, ``localhost``, ``host``, this machine's name or one of ``allowed_hosts``
+    (421 otherwise: DNS rebinding)."""
+    names = {n.lower() for n in (host, *allowed_hosts, *LOOPBACK_NAMES, socket.gethostname(), socket.getfqdn())}
 
     class Handler(BaseHTTPRequestHandler):
         # headers and body go out in two writes; with Nagle on, the body waits ~40 ms for an ACK
@@ -286,6 +327,13 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8050) -
 
         def log_message(self, *args):  # quiet: the terminal shows the URL, not every request
             pass
+
+        def _host_ok(self) -> bool:
+            if host_allowed(self.headers.get("Host"), names, self.server.server_address[1]):
+                return True
+            self._send(HTTPStatus.MISDIRECTED_REQUEST, b"unknown Host: open the address the explorer printed",
+                       "text/plain")
+            return False
 
         def _send(self, status, body: bytes, ctype: str):
             self.send_response(status)
@@ -296,6 +344,8 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8050) -
             self.wfile.write(body)
 
         def do_GET(self):
+            if not self._host_ok():
+                return
             url = urlparse(self.path)
             if url.path.startswith("/api/"):
                 q = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -315,7 +365,7 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8050) -
             self._send(HTTPStatus.OK, path.read_bytes(), STATIC_TYPES[path.suffix])
 
     try:
-        return ThreadingHTTPServer((host, port), Handler)
+        return ExplorerServer((host, port), Handler)
     except OSError as e:
         raise ExploreError(f"cannot listen on {host}:{port} ({e.strerror or e}); is another explorer running? "
                            "pick another --port") from None
@@ -387,7 +437,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--codes", help="codes from `encode` (CODES.zarr)")
     p.add_argument("--store", help="the store the codes were made from (default: the one named in the codes)")
     p.add_argument("--report", help="report.json of the run (MAD stems, MI table, informative nodes)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only); requests must "
+                   "name it, an IP address, localhost or this machine in their Host header")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="another host name the page may be opened under (e.g. behind a proxy); repeatable")
     p.add_argument("--port", type=int, default=8050)
     p.add_argument("--device", default="cpu", help="cpu or cuda (decoding one spectrum is fast on a CPU)")
     p.add_argument("--screenshot", metavar="PNG", help="render the page in headless Chromium, save it here and exit "
@@ -406,7 +459,7 @@ def main(argv: list[str]) -> int:
                 print(f"encoding {a.store} with {a.ckpt} -> {a.codes}", flush=True)
                 encode(a.ckpt, a.store, a.codes, device=a.device)
         explorer = Explorer(a.ckpt, a.codes, a.store, a.report, a.device)
-        server = make_server(explorer, a.host, a.port)
+        server = make_server(explorer, a.host, a.port, tuple(a.allow_host))
     except (OSError, ValueError) as e:  # ExploreError, InputError, StoreError are ValueErrors
         print(f"explore: error: {e}", file=sys.stderr)
         return 2

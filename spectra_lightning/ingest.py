@@ -5,7 +5,8 @@ grid, resampled when not already on it (``SpectralGrid.resample``: linear, or a 
 box mean for much finer inputs; non-finite pixels stay masked), zero-padded (NaN in the store
 = masked: padding, CCD gap, non-finite or absent pixels) and divided by the median of its
 unmasked flux. Spectra whose raw median is below ``--min-flux`` (the paper: 50) are flagged
-(``meta/low_flux``), not dropped.
+(``meta/low_flux``), not dropped. The store holds no infinite pixel: infinite inputs and pixels beyond
+the stored dtype's range are masked and counted (``meta/n_masked_range``).
 
 Nothing lost, nothing twice: spectra are written in input order, each chunk's rows as soon as
 they are read, and committed in batches (metadata, then the store's commit point); ids already
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import ctypes
+import errno
 import glob
 import mmap
 import multiprocessing
@@ -44,21 +46,44 @@ MIN_FLUX = 50.0  # the paper's raw median-flux cut
 TASK_FILES = 8  # files per worker task: enough to amortise a task's overhead, few enough to keep workers even
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files, directories (recursive, FITS suffixes) and globs -> sorted unique paths."""
+def broken_link(path: Path) -> str | None:
+    """Why a symbolic link cannot be read (a loop, a missing target), or None when it can (or is no link)."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return f"dangling symbolic link (its target {os.readlink(path)} does not exist)"
+    return None
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], dict[str, str]]:
+    """Files, directories (recursive, FITS suffixes) and globs -> (sorted unique paths, ``{path: reason}`` of
+    the symbolic links among them that cannot be read: loops and dangling links, reported as rejects)."""
     out: set[Path] = set()
+    broken: dict[str, str] = {}
     for item in inputs:
         matches = [Path(p) for p in glob.glob(item, recursive=True)] if any(c in item for c in "*?[") else [Path(item)]
         if not matches:
             raise FileNotFoundError(f"{item}: no such file, directory or glob match")
         for p in matches:
-            if p.is_dir():
-                out.update(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(FITS_SUFFIXES))
+            if (reason := broken_link(p)) is not None:
+                broken[str(p)] = reason
+            elif p.is_dir():
+                for f in p.rglob("*"):
+                    if not f.name.lower().endswith(FITS_SUFFIXES):
+                        continue
+                    if f.is_file():
+                        out.add(f)
+                    elif (reason := broken_link(f)) is not None:
+                        broken[str(f)] = reason
             elif p.exists():
                 out.add(p)
             else:
                 raise FileNotFoundError(f"{p}: no such file or directory")
-    return sorted(out)
+    return sorted(out), broken
 
 
 def onto_grid(spec: Spectrum, grid: SpectralGrid) -> np.ndarray:
@@ -124,6 +149,17 @@ def on_grid_row(spec: Spectrum, grid: SpectralGrid, dtype: str = "float16",
     return out, n, median
 
 
+def mask_out_of_range(row: np.ndarray) -> int:
+    """Mask (NaN) the infinite pixels of a normalised row ``(L,)`` in place; returns how many. They are
+    infinite input pixels, or pixels beyond the stored dtype's range (float16: above 65,504x the median,
+    e.g. a cosmic-ray spike on a faint spectrum). The store holds no inf: NaN is its only mask."""
+    bad = np.isinf(row)
+    k = int(np.count_nonzero(bad))
+    if k:
+        row[bad] = np.nan
+    return k
+
+
 def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | set, dtype: str = "float16",
             out: np.ndarray | None = None) -> tuple:
     """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``;
@@ -147,9 +183,10 @@ def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | 
         return ("reject", "no finite flux on the grid")
     if not raw_median > 0:
         return ("reject", f"median flux on the grid is {raw_median:g} (not positive)")
+    n_range = mask_out_of_range(row)
     meta = dict(spec.meta)
     meta.update(product=spec.product, raw_median=raw_median, low_flux=int(raw_median < min_flux),
-                coverage=n_valid / grid.n_valid)
+                coverage=(n_valid - n_range) / grid.n_valid, n_masked_range=n_range)
     return ("ok", row, meta)
 
 
@@ -248,6 +285,18 @@ class LabelTable:
                 value = value[: -len(ext)] if value.endswith(ext) else value
         return value
 
+    def mark_present(self, meta: dict[str, np.ndarray]) -> None:
+        """Count as matched the rows that match spectra already in a store (``meta``: its columns)."""
+        n = len(meta.get("id", []))
+        for key, idx in self.index.items():
+            if key == "file":
+                column = meta.get("source")
+                values = [self._norm("file", str(v)) for v in column] if column is not None else []
+            else:
+                column = meta.get("object" if key == "object" else "id")
+                values = [str(v).strip() for v in column] if column is not None else []
+            self.matched.update(i for v in values[:n] if (i := idx.get(v)) is not None)
+
     def lookup(self, meta: dict) -> dict:
         candidates = {"id": meta["id"], "spectrum_id": meta["id"], "dp_id": meta["id"], "arcfile": meta["id"],
                       "file": self._norm("file", meta["source"]), "object": meta["object"]}
@@ -279,30 +328,39 @@ class LabelTable:
         return [self.rows[i][key] for i in range(len(self.rows)) if i not in self.matched]
 
 
-RESERVED = {"id", "object", "instrument", "source", "product", "raw_median", "low_flux", "coverage", "snr",
-            "mjd", "exptime", "airmass", "berv", "drs_rv", "date_obs"}
+RESERVED = {"id", "object", "instrument", "source", "product", "raw_median", "low_flux", "coverage", "n_masked_range",
+            "snr", "mjd", "exptime", "airmass", "berv", "drs_rv", "date_obs", "crc32"}
 
 
 def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", workers: int = 1,
            labels: str | None = None, min_flux: float = MIN_FLUX, dtype: str = "float16", codec: str = DEFAULT_CODEC,
            progress: bool = True, batch: int = 16 * DEFAULT_CHUNK_ROWS) -> dict:
     """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes)."""
-    from tqdm.auto import tqdm
-
     grid = SpectralGrid.named(grid) if isinstance(grid, str) else grid
-    paths = expand_inputs(inputs)
+    paths, broken = expand_inputs(inputs)
     table = LabelTable(labels) if labels else None
     try:
-        store = SpectraStore.open(output, mode="a")
-        if store.grid != grid:
-            raise StoreError(f"{output}: existing store is on grid {store.grid.describe()}, not {grid.describe()}")
+        store = SpectraStore.open(output, mode="a")  # takes the writer lock: one writer at a time
     except StoreError as e:
         if "no store there" not in str(e):
             raise
         store = SpectraStore.create(output, grid, dtype=dtype, codec=codec, attrs={"producer": "ingest", "rejects": {}})
+    with store:
+        if store.grid != grid:
+            raise StoreError(f"{output}: existing store is on grid {store.grid.describe()}, not {grid.describe()}")
+        return _ingest_into(store, paths, broken, grid, workers, table, min_flux, progress, batch)
+
+
+def _ingest_into(store: SpectraStore, paths: list[Path], broken: dict[str, str], grid: SpectralGrid, workers: int,
+                 table: "LabelTable | None", min_flux: float, progress: bool, batch: int) -> dict:
+    from tqdm.auto import tqdm
+
     known = set(store.meta.get("id", np.array([], str)).tolist())
+    if table is not None:
+        table.mark_present(store.meta)  # rows matched by an earlier run are not "unmatched" in this one
     rejects: dict[str, str] = dict(store.attrs.get("rejects", {}))
-    counts = {"ingested": 0, "already_present": 0, "skipped": 0, "rejected": 0}
+    rejects.update(broken)
+    counts = {"ingested": 0, "already_present": 0, "skipped": 0, "rejected": len(broken)}
     skipped: dict[str, str] = {}
     # rows go straight into one of two batch buffers: one fills while the writer commits the other
     # (reusing them spares a fresh 80-170 MB array and its page faults per batch)
@@ -417,7 +475,7 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
                "unmatched_labels": table.unmatched() if table else [], "skipped_files": skipped}
     store.group.attrs["rejects"] = rejects
     store.group.attrs["last_ingest"] = {k: v for k, v in summary.items() if k != "skipped_files"}
-    inputs = {str(x) for x in paths}
+    inputs = {str(x) for x in paths} | set(broken)
     return summary | {"rejects": {p: r for p, r in rejects.items() if p in inputs}}
 
 

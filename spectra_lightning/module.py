@@ -14,7 +14,9 @@ from typing import Literal
 
 import lightning as L
 import torch
+from torchmetrics import MeanMetric
 
+from .errors import ConfigError
 from .grid import SpectralGrid
 from .nets import FULL_LENGTH, ConvAutoencoder
 
@@ -47,9 +49,13 @@ def finish_batch(batch: dict) -> dict:
     """
     if "mask" not in batch:
         flux = batch["flux"].float()  # float16 ops are slow on CPUs: widen first, then work in place
-        batch["mask"] = ~torch.isnan(flux)
-        batch["flux"] = flux.nan_to_num_(0.0)
+        batch["mask"] = torch.isfinite(flux)  # NaN is the store's mask; ±inf must never reach the loss either
+        batch["flux"] = flux.masked_fill_(~batch["mask"], 0.0)
     return batch
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a non-finite loss: stop rather than train (and report) on NaN weights."""
 
 
 def kl_weight_at(step: int, kl_weight: float, warmup_start: int, warmup_steps: int) -> float:
@@ -103,15 +109,22 @@ class SpectrumAutoencoder(L.LightningModule):
         net: ConvAutoencoder | None = None,
     ):
         super().__init__()
+        for name, value, ok, want in (("kl_weight", kl_weight, kl_weight >= 0, ">= 0"), ("lr", lr, lr > 0, "> 0"),
+                                      ("latent_dim", latent_dim, latent_dim >= 1, ">= 1"),
+                                      ("noise_scale", noise_scale, noise_scale > 0, "> 0"),
+                                      ("doppler_scale", doppler_scale, doppler_scale > 0, "> 0")):
+            if not ok:
+                raise ConfigError(f"--model.{name} must be {want}, got {value}")
         self.save_hyperparameters(ignore=["net"])
         if net is None:
             wave = SpectralGrid(**grid).wavelength if grid is not None else None
             if doppler_node is not None and (wave is None or len(wave) != n_pixels):
-                raise ValueError("doppler_node needs the data's grid (the CLI links it; pass grid=... otherwise)")
+                raise ConfigError("doppler_node needs the data's grid (the CLI links it; pass grid=... otherwise)")
             net = ConvAutoencoder(n_pixels, latent_dim, depth, doppler_node, doppler_scale, wave)
         self.net = net
+        self.train_means = torch.nn.ModuleDict({k: MeanMetric() for k in ("loss", "recon", "kl")})
         if (self.net.n_pixels, self.net.latent_dim) != (n_pixels, latent_dim):
-            raise ValueError("the injected net does not match n_pixels/latent_dim")
+            raise ConfigError("the injected net does not match n_pixels/latent_dim")
 
     # -- schedule -------------------------------------------------------------
     def _steps(self, value: float) -> int:
@@ -153,19 +166,44 @@ class SpectrumAutoencoder(L.LightningModule):
         kl = kl_nodes.sum() if self.hparams.variational else torch.zeros((), device=flux.device)
         weight = self.current_kl_weight
         loss = rec + weight * kl
-        on_step = stage == "train"
         bs = flux.shape[0]
-        self.log_dict({f"{stage}/loss": loss, f"{stage}/recon": rec, f"{stage}/kl": kl},
-                      prog_bar=True, on_step=on_step, on_epoch=True, batch_size=bs, sync_dist=not on_step)
+        values = {"loss": loss, "recon": rec, "kl": kl}
         if stage == "train":
+            # step values are this rank's (no all-reduce per step); the epoch means are torchmetrics states,
+            # reduced over ranks once per epoch when Lightning computes them
+            self.log_dict({f"train/{k}_step": v for k, v in values.items()}, prog_bar=True, on_step=True,
+                          on_epoch=False, batch_size=bs)
+            for k, v in values.items():
+                self.train_means[k].update(v.detach(), bs)
+            self.log_dict({f"train/{k}_epoch": self.train_means[k] for k in values}, on_step=False, on_epoch=True)
             self.log("train/kl_weight", weight, on_step=True, on_epoch=False, batch_size=bs)
-        elif self.hparams.variational:
-            self.log_dict({f"{stage}/kl_node/{i}": v for i, v in enumerate(kl_nodes)},
-                          on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
+        else:
+            self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=True, on_step=False,
+                          on_epoch=True, batch_size=bs, sync_dist=True)
+            if self.hparams.variational:
+                self.log_dict({f"{stage}/kl_node/{i}": v for i, v in enumerate(kl_nodes)},
+                              on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         return loss, mu, logvar
 
     def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")[0]
+        loss = self._shared_step(batch, "train")[0]
+        # any rank's non-finite loss stops every rank (no rank waits forever in the next all-reduce)
+        if self.trainer.strategy.reduce_boolean_decision(bool(~torch.isfinite(loss.detach())), all=False):
+            raise NonFiniteLossError(self._non_finite_message(loss, batch))
+        return loss
+
+    def _non_finite_message(self, loss: torch.Tensor, batch: dict) -> str:
+        rows = batch["index"].detach().cpu().numpy()
+        ids = None
+        try:
+            ids = self.trainer.datamodule.store.meta.get("id")
+        except AttributeError:
+            pass
+        names = [str(ids[r]) for r in rows] if ids is not None else [f"row {r}" for r in rows]
+        shown = ", ".join(names[:8]) + (f" ... ({len(names)} in all)" if len(names) > 8 else "")
+        where = "this rank's loss" if torch.isfinite(loss) else f"the loss is {float(loss)}"
+        return (f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}; {where}); batch spectra: "
+                f"{shown}. Lower --model.lr, check those spectra (`verify`), or use precision 32")
 
     def _eval_step(self, batch, stage):
         _, mu, logvar = self._shared_step(batch, stage)

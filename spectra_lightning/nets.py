@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import ConfigError
 from .grid import C_KMS
 
 ENCODER_CHANNELS = (16, 16, 16, 32, 32, 32, 64, 64, 64, 128, 128, 128, 256, 512, 512)
@@ -31,12 +32,14 @@ class Encoder(nn.Module):
     def __init__(self, n_pixels: int = FULL_LENGTH, latent_dim: int = 128, depth: int = 15):
         super().__init__()
         if not 2 <= depth <= len(ENCODER_CHANNELS):
-            raise ValueError(f"depth must be in 2..{len(ENCODER_CHANNELS)}, got {depth}")
+            raise ConfigError(f"depth must be in 2..{len(ENCODER_CHANNELS)}, got {depth}")
         if n_pixels % downsampling(depth):
-            raise ValueError(
-                f"n_pixels={n_pixels} is not divisible by 2**(depth-1)={downsampling(depth)}; "
-                "pad the grid to a length the network accepts"
-            )
+            f = downsampling(depth)
+            deepest = max(d for d in range(2, len(ENCODER_CHANNELS) + 1) if n_pixels % downsampling(d) == 0)
+            raise ConfigError(
+                f"depth {depth} needs an input length divisible by 2**(depth-1) = {f}, and the grid has "
+                f"{n_pixels} px: use depth <= {deepest}, or a grid padded to a multiple of {f} "
+                f"(e.g. {-(-n_pixels // f) * f})")
         layers: list[nn.Module] = []
         c_in = 1
         for i in range(depth):
@@ -122,9 +125,9 @@ class ConvAutoencoder(nn.Module):
         self.doppler_node, self.doppler_scale = doppler_node, doppler_scale
         if doppler_node is not None:
             if not 0 <= doppler_node < latent_dim:
-                raise ValueError(f"doppler_node must be in 0..{latent_dim - 1}, got {doppler_node}")
+                raise ConfigError(f"doppler_node must be in 0..{latent_dim - 1}, got {doppler_node}")
             if wave is None or len(wave) != n_pixels:
-                raise ValueError("doppler_node needs the grid's wavelengths (one per input pixel)")
+                raise ConfigError("doppler_node needs the grid's wavelengths (one per input pixel)")
             self.shift = DopplerShift(wave)
         init_weights(self)
 

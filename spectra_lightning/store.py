@@ -10,6 +10,9 @@ Layout (see ``docs/store-format.md``)::
 Appends are whole spectra: rows and metadata are written first, then the
 ``n_spectra`` attribute is advanced. Readers trust only ``n_spectra`` rows, so a
 writer killed at any moment leaves a store that opens with whole spectra only.
+One writer at a time: opening for writing takes the lock beside the store (``lock.py``).
+Each row's CRC-32 is committed with its metadata (``meta/crc32``), so :func:`verify` can tell a row
+whose flux does not belong to its id.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import zlib
 from functools import cached_property
 from pathlib import Path
 
@@ -24,6 +28,7 @@ import numpy as np
 import zarr
 
 from .grid import SpectralGrid
+from .lock import WriterLock
 
 FORMAT = "spectra_lightning.store"
 VERSION = 1
@@ -67,14 +72,34 @@ class StoreError(ValueError):
     """A store that is missing, of another format, or inconsistent."""
 
 
+def row_checksums(flux: np.ndarray) -> np.ndarray:
+    """``(B,)`` CRC-32 of each row's bytes as stored (``flux (B, L)`` in the store's dtype)."""
+    flux = np.ascontiguousarray(flux)
+    return np.array([zlib.crc32(row) for row in flux], dtype=np.int64)
+
+
+def fill_masked(flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stored rows ``(B, L)`` (NaN = masked) -> network input ``(B, L)`` float32 with every non-finite
+    pixel 0, and its bool mask ``(B, L)`` (True = data)."""
+    mask = np.isfinite(flux)
+    return np.where(mask, flux, 0.0).astype(np.float32), mask
+
+
+def is_remote(path) -> bool:
+    """An fsspec URL other than ``file://`` (no local directory to build aside and rename)."""
+    path = str(path)
+    return "://" in path and not path.startswith("file://")
+
+
 class SpectraStore:
     """A handle on a store. Open with :meth:`open`, make with :meth:`create`.
 
     ``path`` may be a local path or an fsspec URL (``file://``, ``memory://``, ``s3://`` ...);
-    ``storage_options`` are passed to fsspec.
+    ``storage_options`` are passed to fsspec. A store opened for writing (``mode="a"``, or
+    :meth:`create`) holds the writer lock until :meth:`close` (or the end of a ``with`` block).
     """
 
-    def __init__(self, group: zarr.Group, path: str):
+    def __init__(self, group: zarr.Group, path: str, lock: WriterLock | None = None):
         self.group, self.path = group, str(path)
         attrs = dict(group.attrs)
         if attrs.get("format") != FORMAT:
@@ -83,7 +108,32 @@ class SpectraStore:
             raise StoreError(f"{path}: store version {attrs['version']} is newer than this code ({VERSION})")
         self.grid = SpectralGrid(**attrs["grid"])
         self.flux = group["flux"]
+        self.lock = lock
         self._staged = 0  # rows written beyond the commit point by stage()
+        self._staged_crc: list[np.ndarray] = []
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """Cheap consistency checks at open: every committed row has its flux and its metadata."""
+        n = int(self.group.attrs.get("n_spectra", 0))
+        if self.flux.shape[0] < n:
+            raise StoreError(f"{self.path}: damaged: n_spectra is {n} but flux has {self.flux.shape[0]} rows "
+                             "(run `python -m spectra_lightning verify`)")
+        short = [f"{name} ({arr.shape[0]})" for name, arr in self.group["meta"].arrays() if arr.shape[0] < n]
+        if short:
+            raise StoreError(f"{self.path}: damaged: metadata shorter than its {n} spectra: {', '.join(short)}")
+
+    def close(self) -> None:
+        """Release the writer lock (a no-op for read-only handles)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> "SpectraStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- opening and creating -------------------------------------------------
     @classmethod
@@ -91,44 +141,67 @@ class SpectraStore:
         try:
             # check it exists first: mode "a" would silently create an empty group
             group = zarr.open_group(_location(path), mode="r", storage_options=storage_options)
-            if mode != "r":
-                group = zarr.open_group(_location(path), mode=mode, storage_options=storage_options)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
             raise StoreError(f"{path}: no store there ({type(e).__name__})") from None
-        return cls(group, path)
+        if mode == "r":
+            return cls(group, path)
+        lock = WriterLock(path, storage_options).acquire()
+        try:
+            group = zarr.open_group(_location(path), mode=mode, storage_options=storage_options)
+            return cls(group, path, lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @classmethod
     def create(cls, path, grid: SpectralGrid, dtype: str = "float16", chunk_rows: int = DEFAULT_CHUNK_ROWS,
                attrs: dict | None = None, storage_options: dict | None = None,
-               codec: str = DEFAULT_CODEC) -> "SpectraStore":
+               codec: str = DEFAULT_CODEC, lock: WriterLock | None = None) -> "SpectraStore":
+        """A new, empty store holding the writer lock (``lock``: one already held for it)."""
         if dtype not in ("float16", "float32"):
             raise ValueError(f"flux dtype must be float16 or float32, got {dtype!r}")
-        group = zarr.open_group(_location(path), mode="w-", storage_options=storage_options)
-        group.create_array("flux", shape=(0, grid.length), dtype=dtype, chunks=(chunk_rows, grid.length),
-                           fill_value=np.nan, compressors=_compressors(codec))
-        group.create_group("meta")
-        group.attrs.update({"format": FORMAT, "version": VERSION, "grid": grid.describe(), "n_spectra": 0,
-                            **(attrs or {})})
-        return cls(group, path)
+        own = lock is None
+        lock = WriterLock(path, storage_options).acquire() if own else lock
+        try:
+            try:
+                group = zarr.open_group(_location(path), mode="w-", storage_options=storage_options)
+            except zarr.errors.ContainsGroupError:
+                raise StoreError(f"{path}: already exists") from None
+            group.create_array("flux", shape=(0, grid.length), dtype=dtype, chunks=(chunk_rows, grid.length),
+                               fill_value=np.nan, compressors=_compressors(codec))
+            group.create_group("meta")
+            group.attrs.update({"format": FORMAT, "version": VERSION, "grid": grid.describe(), "n_spectra": 0,
+                                **(attrs or {})})
+            return cls(group, path, lock)
+        except BaseException:
+            if own:
+                lock.release()
+            raise
 
     @classmethod
     @contextlib.contextmanager
-    def create_atomic(cls, path, grid: SpectralGrid, **kw):
-        """Create a local store beside ``path`` and move it there only when complete."""
-        final = Path(path)
-        if final.exists():
-            raise StoreError(f"{path}: already exists")
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            store = cls.create(tmp, grid, **kw)
-            yield store
-        except BaseException:
+    def create_atomic(cls, path, grid: SpectralGrid, storage_options: dict | None = None, **kw):
+        """Create a store that appears at ``path`` only when complete: built beside it and renamed
+        (local paths), or written in place under the writer lock (fsspec URLs, no rename there)."""
+        with WriterLock(path, storage_options) as lock:
+            if is_remote(path):
+                store = cls.create(path, grid, storage_options=storage_options, lock=lock, **kw)
+                yield store
+                return
+            final = Path(_location(path))
+            if final.exists():
+                raise StoreError(f"{path}: already exists")
+            tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-        store.path = str(final)
+            try:
+                store = cls.create(tmp, grid, lock=lock, **kw)
+                yield store
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            store.path = str(final)
 
     # -- reading ----------------------------------------------------------------
     @property
@@ -191,33 +264,42 @@ class SpectraStore:
         self.stage(flux)
         self.commit(meta)
 
+    def _writable(self) -> None:
+        if self.lock is None or not self.lock.held:
+            raise StoreError(f"{self.path}: opened read-only (open with mode='a' to write)")
+
     def stage(self, flux: np.ndarray) -> None:
         """Write whole spectra ``(B, L)`` after those staged so far, beyond the commit point: invisible
         (and overwritten by the next writer) until :meth:`commit`. Staging one whole chunk at a time is
         cheapest: zarr then compresses the rows as given, without first copying them into a fresh chunk
         (a write of many chunks is copied chunk by chunk, but compresses them concurrently)."""
+        self._writable()
         flux = np.asarray(flux)
         if flux.ndim != 2 or flux.shape[1] != self.grid.length:
             raise ValueError(f"flux shape {flux.shape} does not match the grid length {self.grid.length}")
         start = self.n + self._staged
         b = flux.shape[0]
+        rows = flux.astype(self.flux.dtype, copy=False)
         self.flux.resize((start + b, self.grid.length))
         # appended rows hold data, so skip zarr's is-this-chunk-all-fill check (NaN-aware, ~3x the cost of the
         # write); an all-NaN chunk, should one occur, is then stored rather than left implicit — same content
-        self.flux.with_config({"write_empty_chunks": True})[start:start + b] = flux.astype(self.flux.dtype, copy=False)
+        self.flux.with_config({"write_empty_chunks": True})[start:start + b] = rows
+        self._staged_crc.append(row_checksums(rows))
         self._staged += b
 
     def commit(self, meta: dict[str, np.ndarray]) -> None:
         """Make the staged spectra part of the store, with their metadata ``{name: (B,)}``."""
+        self._writable()
         b, start = self._staged, self.n
         _check_rows(meta, b)
+        meta = {**meta, "crc32": np.concatenate(self._staged_crc) if self._staged_crc else np.zeros(0, np.int64)}
         group = self.group["meta"]
         existing = dict(group.arrays())
         for name, col in meta.items():
             col = np.asarray(col)
             if name not in existing:
                 dtype = str if col.dtype.kind in "OUST" else col.dtype
-                fill = "" if dtype is str else (np.nan if col.dtype.kind == "f" else 0)
+                fill = "" if dtype is str else (np.nan if col.dtype.kind == "f" else (-1 if name == "crc32" else 0))
                 arr = group.create_array(name, shape=(0,), dtype=dtype, chunks=(META_CHUNK_ROWS,), fill_value=fill,
                                          attributes={"units": UNITS.get(name, "")})
                 # rows appended before this column existed get the fill value
@@ -231,4 +313,33 @@ class SpectraStore:
                 arr.resize((start + b,))
         self.group.attrs["n_spectra"] = start + b  # the commit point
         self._staged = 0
+        self._staged_crc = []
         self.__dict__.pop("meta", None)
+
+
+def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dict:
+    """Check every committed row against its stored checksum and the ids for duplicates.
+
+    Returns ``{"n_spectra", "checked", "unchecked", "mismatched": [{"row", "id"}], "duplicate_ids":
+    {id: [rows]}, "ok"}``; ``unchecked`` rows have no checksum (written before checksums existed).
+    """
+    from tqdm.auto import tqdm
+
+    n = store.n
+    meta = store.meta
+    ids = np.asarray(meta.get("id", np.arange(n).astype(str)), dtype=str)
+    crc = np.asarray(meta.get("crc32", np.full(n, -1)), dtype=np.int64)
+    mismatched = []
+    step = max(block, store.flux.chunks[0])
+    for start in tqdm(range(0, n, step), desc="verify", unit="block", disable=not progress):
+        stop = min(start + step, n)
+        have = crc[start:stop]
+        if (have < 0).all():
+            continue
+        got = row_checksums(store.flux[start:stop])
+        for j in np.flatnonzero((have >= 0) & (got != have)):
+            mismatched.append({"row": int(start + j), "id": str(ids[start + j])})
+    unique, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    duplicate_ids = {str(unique[k]): np.flatnonzero(inverse == k).tolist() for k in np.flatnonzero(counts > 1)}
+    return {"n_spectra": n, "checked": int((crc >= 0).sum()), "unchecked": int((crc < 0).sum()),
+            "mismatched": mismatched, "duplicate_ids": duplicate_ids, "ok": not mismatched and not duplicate_ids}

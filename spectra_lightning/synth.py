@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -97,6 +98,16 @@ class SynthSpec:
     spectra_per_star: int = 1
     resolution: float = RESOLUTION
     dtype: Literal["float16", "float32"] = "float16"
+
+    def __post_init__(self):
+        for name in ("rv_dist", "dtype"):
+            allowed = typing.get_args(typing.get_type_hints(SynthSpec)[name])
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"synth {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if self.n < 1 or self.spectra_per_star < 1:
+            raise ValueError(f"synth n ({self.n}) and spectra_per_star ({self.spectra_per_star}) must be >= 1")
+        if not 0 < self.snr_min <= self.snr_max:
+            raise ValueError(f"synth snr range {self.snr_min}..{self.snr_max}: need 0 < snr_min <= snr_max")
 
     def digest(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]

@@ -208,3 +208,95 @@ def test_page_in_headless_chromium(served, tmp_path):
         assert (ARTIFACTS / "explorer.png").stat().st_size > 10_000
     finally:
         browser.close()
+
+
+class _Marker:
+    """Unpickling this writes a file: a stand-in for the code a crafted checkpoint would run."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_a_checkpoint_that_carries_code_is_refused_unrun(run, tmp_path, capsys):
+    ckpt = torch.load(run["ckpt"], map_location="cpu", weights_only=True)
+    marker = tmp_path / "code-ran"
+    ckpt["hyper_parameters"]["payload"] = _Marker(marker)
+    torch.save(ckpt, tmp_path / "crafted.ckpt")
+    assert main(["explore", "--ckpt", str(tmp_path / "crafted.ckpt"), "--codes", str(run["codes"])]) == 2
+    one_error_line(capsys, "crafted.ckpt", "weights_only=True")
+    assert main(["encode", "--ckpt", str(tmp_path / "crafted.ckpt"), "--store", str(run["store"]),
+                 "--output", str(tmp_path / "c.zarr"), "--quiet"]) == 2
+    assert "weights_only=True" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_info_loads_when_the_report_skipped_a_label(run, tmp_path):
+    report = json.loads((run["run"] / "report.json").read_text()) if (run["run"] / "report.json").exists() else None
+    if report is None:  # the fixture's run has no LatentMetrics callback: analyse its codes
+        from spectra_lightning.analyze import load_codes
+        from spectra_lightning.metrics.report import latent_report
+
+        c = load_codes(run["codes"])
+        report = latent_report(c["mu"], {"teff": np.linspace(4000, 6000, len(c["mu"]))}, c["logvar"], bootstrap=0)
+    # the documented form of a label with too few finite values
+    report["mi"]["ksg"]["rv"] = {"n": 3, "n_nonfinite": 157, "n_clipped": 0, "skipped": "too few finite values"}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    explorer = Explorer(run["ckpt"], run["codes"], run["store"], report=path)
+    server = make_server(explorer, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        info = get(f"http://127.0.0.1:{server.server_address[1]}/api/info")
+        assert "rv" not in info["mi"] and "teff" in info["mi"] and info["n_codes"] == len(explorer.mu)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def request(port, path, host):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest("GET", path, skip_host=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def test_only_its_own_host_names_are_answered(served):
+    explorer, url = served
+    port = int(url.rsplit(":", 1)[1])
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", f"{socket.gethostname()}:{port}"):
+        status, _ = request(port, "/api/info", host)
+        assert status == 200, host
+    # DNS rebinding: a page of another site reaching this server carries that site's name
+    for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1:{port + 1}", "", None):
+        status, body = request(port, "/api/info", host)
+        assert status == 421 and b"Host" in body, host
+        status, _ = request(port, "/", host)
+        assert status == 421
+
+
+def test_a_burst_of_decodes_is_served(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    explorer, url = served
+    z = ",".join(repr(float(v)) for v in explorer.range[1])
+
+    def one(_):
+        try:
+            return len(get(f"{url}/api/decode?z={z}&n=50")["flux"]) > 0
+        except OSError:
+            return False
+
+    with ThreadPoolExecutor(200) as pool:  # 200 at once, well past the old listen queue of 5
+        results = list(pool.map(one, range(200)))
+    assert all(results), f"{results.count(False)} of 200 failed"

@@ -337,3 +337,77 @@ def test_workers_below_one_is_a_usage_error(tmp_path, capsys):
     assert e.value.code == 2
     assert "--workers must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_broken_symbolic_links_are_rejects_with_their_reason(tmp_path, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(real_file("harps/s1d/HARPS_GJ3470_s1d.fits"), d / "HARPS_GJ3470_s1d.fits")
+    (d / "loop_a.fits").symlink_to("loop_b.fits")
+    (d / "loop_b.fits").symlink_to("loop_a.fits")
+    (d / "dangling.fits").symlink_to("nowhere.fits")
+    (d / "up").symlink_to("..")  # a directory link back up: not followed, no endless walk
+    from spectra_lightning.cli import main
+
+    out = tmp_path / "s.zarr"
+    assert main(["ingest", str(d), "--output", str(out), "--workers", "1", "--quiet"]) == 1
+    printed = capsys.readouterr().out
+    rejects = SpectraStore.open(out).attrs["rejects"]
+    assert rejects[str(d / "loop_a.fits")] == "symbolic link loop"
+    assert rejects[str(d / "dangling.fits")].startswith("dangling symbolic link (its target nowhere.fits")
+    assert "3 rejected" in printed and list(SpectraStore.open(out).meta["id"]) == ["HARPS_GJ3470_s1d"]
+    # given explicitly, a loop is one reject, not the end of the run
+    s = ingest([str(d / "loop_a.fits"), str(d / "HARPS_GJ3470_s1d.fits")], str(tmp_path / "t.zarr"), workers=1,
+               progress=False)
+    assert s["ingested"] == 1 and s["rejected"] == 1 and s["rejects"] == {str(d / "loop_a.fits"): "symbolic link loop"}
+
+
+def test_a_rerun_counts_label_rows_matched_by_earlier_runs(tmp_path):
+    files = [real_file("harps/s1d/HARPS.2010-09-18T23:42:36.178_s1d_A.fits"), real_file("harps/s1d/HARPS_GJ3470_s1d.fits")]
+    out = tmp_path / "s.zarr"
+    first = ingest([str(f) for f in files], str(out), workers=1, progress=False, labels=str(REAL / "labels.csv"))
+    again = ingest([str(f) for f in files], str(out), workers=1, progress=False, labels=str(REAL / "labels.csv"))
+    assert again["ingested"] == 0 and again["already_present"] == 2
+    assert again["unmatched_labels"] == first["unmatched_labels"] and len(first["unmatched_labels"]) == 23
+
+
+def test_a_spike_beyond_float16_is_masked_and_counted_not_stored_as_inf(tmp_path):
+    src = real_file("harps/s1d/HARPS_GJ3470_s1d.fits")
+    with fits.open(src) as h:
+        data = h[0].data.astype(np.float64) / np.nanmedian(h[0].data) * 2.0  # a faint spectrum: median 2 adu
+        data[5000:5003] = 5e5  # a cosmic-ray hit: 250,000x the median, beyond float16's 65,504
+        header = h[0].header.copy()
+    path = tmp_path / "faint_s1d_A.fits"
+    fits.PrimaryHDU(data, header).writeto(path)
+    store, summary = one(tmp_path, path)
+    row = store.read([0])[0]
+    assert summary["ingested"] == 1 and not np.isinf(row).any()
+    assert store.meta["n_masked_range"][0] == 3 and store.meta["low_flux"][0] == 1
+    wave = header["CRVAL1"] + header["CDELT1"] * (5000 + 1 - header["CRPIX1"])
+    assert np.isnan(row[int(round(HARPS.index_of(wave)))])
+
+
+def test_a_second_writer_is_refused_while_the_first_writes(tmp_path):
+    files = [real_file("harps/s1d/HARPS_GJ3470_s1d.fits"), real_file("harps/s1d/HARPS_Sun_Ganymede_s1d.fits")]
+    out = tmp_path / "s.zarr"
+    subprocess.run(ingest_cmd(files[:1], out, "--workers", "1"), check=True)
+    # a writer that holds the store (as a long ingest would) until it is killed
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from spectra_lightning.store import "
+                               "SpectraStore; s = SpectraStore.open(sys.argv[1], mode='a'); print('held', flush=True); "
+                               "time.sleep(120)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        second = subprocess.run(ingest_cmd(files, out, "--workers", "1"), capture_output=True, text=True)
+        assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1
+        assert "being written by another writer" in second.stderr and f"pid {holder.pid}" in second.stderr
+        assert SpectraStore.open(out).n == 1  # nothing written by the refused writer
+    finally:
+        holder.kill()  # kill -9: its lock stays behind, naming a dead process
+        holder.wait()
+    assert (tmp_path / "s.zarr.lock").exists()
+    subprocess.run(ingest_cmd(files, out, "--workers", "1"), check=True)  # takes the dead writer's lock over
+    from spectra_lightning.store import verify
+
+    result = verify(SpectraStore.open(out))
+    assert result["ok"] and result["checked"] == SpectraStore.open(out).n == 2
+    assert not (tmp_path / "s.zarr.lock").exists()

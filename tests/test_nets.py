@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from spectra_lightning.errors import ConfigError
 from spectra_lightning.nets import ConvAutoencoder, n_parameters
 
 
@@ -22,7 +23,7 @@ def test_short_variants_roundtrip_shape(n_pixels, depth):
 
 
 def test_length_not_divisible_is_rejected():
-    with pytest.raises(ValueError, match="not divisible"):
+    with pytest.raises(ConfigError, match=r"divisible by 2\*\*\(depth-1\) = 16, and the grid has 1000 px: use depth <= 4"):
         ConvAutoencoder(1000, 8, 5)
 
 

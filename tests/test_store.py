@@ -1,11 +1,16 @@
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import zarr
 
 from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.store import SpectraStore, StoreError
+from spectra_lightning.lock import StoreLockedError
+from spectra_lightning.store import SpectraStore, StoreError, verify
 
 GRID = SpectralGrid.named("tiny")
 
@@ -54,6 +59,7 @@ def test_uncommitted_rows_are_invisible(tmp_path):
     # simulate a writer killed after writing rows but before the commit point
     s.flux.resize((6, GRID.length))
     s.flux[4:6] = rows(2, 5)
+    s.lock.release()  # the killed writer's lock is gone with it
     again = SpectraStore.open(tmp_path / "s.zarr", mode="a")
     assert again.n == 4 and len(again.meta["teff"]) == 4
     again.append(rows(1, 9), {"teff": np.array([9.0])})
@@ -109,3 +115,84 @@ def test_fsspec_urls(tmp_path, scheme):
     s2 = SpectraStore.open(url)
     assert s2.n == 2
     np.testing.assert_allclose(s2.read([1])[0], rows(2)[1], rtol=1e-3, equal_nan=True)
+
+
+def test_verify_finds_a_row_whose_flux_belongs_to_another_id(tmp_path, capsys):
+    from spectra_lightning.cli import main
+
+    path = tmp_path / "s.zarr"
+    with SpectraStore.create(path, GRID, chunk_rows=4) as s:
+        s.append(rows(10, 1), {"id": np.array([f"r{i}" for i in range(10)])})
+    assert verify(SpectraStore.open(path)) == {"n_spectra": 10, "checked": 10, "unchecked": 0, "mismatched": [],
+                                              "duplicate_ids": {}, "ok": True}
+    assert main(["verify", str(path), "--quiet"]) == 0
+    # what two unlocked writers did: another spectrum's flux under row 6's id, and one id twice
+    raw = zarr.open_group(str(path), mode="r+")
+    raw["flux"][6] = raw["flux"][2]
+    raw["meta/id"][8] = "r1"
+    result = verify(SpectraStore.open(path))
+    assert result["mismatched"] == [{"row": 6, "id": "r6"}] and result["duplicate_ids"] == {"r1": [1, 8]}
+    assert main(["verify", str(path), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "row 6 (id r6): flux does not match its checksum" in out and "INCONSISTENT" in out
+
+
+def test_a_damaged_store_is_refused_at_open(tmp_path):
+    path = tmp_path / "s.zarr"
+    with SpectraStore.create(path, GRID) as s:
+        s.append(rows(3), {"id": np.array(["a", "b", "c"])})
+    zarr.open_group(str(path), mode="r+").attrs["n_spectra"] = 5
+    with pytest.raises(StoreError, match="n_spectra is 5 but flux has 3 rows"):
+        SpectraStore.open(path)
+
+
+def test_one_writer_at_a_time(tmp_path):
+    path = tmp_path / "s.zarr"
+    first = SpectraStore.create(path, GRID)
+    assert (tmp_path / "s.zarr.lock").exists()
+    with pytest.raises(StoreLockedError, match=r"being written by another writer \(host .*pid " + str(os.getpid())):
+        SpectraStore.open(path, mode="a")
+    assert SpectraStore.open(path).n == 0  # readers are never locked out
+    with pytest.raises(StoreError, match="read-only"):
+        SpectraStore.open(path).append(rows(1), {})
+    first.close()
+    assert not (tmp_path / "s.zarr.lock").exists()
+    with SpectraStore.open(path, mode="a") as again:
+        again.append(rows(1), {"id": np.array(["x"])})
+    assert not (tmp_path / "s.zarr.lock").exists()
+
+
+def test_a_dead_writers_lock_is_taken_over_a_live_or_remote_one_is_not(tmp_path):
+    path = tmp_path / "s.zarr"
+    SpectraStore.create(path, GRID).close()
+    lock_file = tmp_path / "s.zarr.lock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_file.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "time": 0}))
+    with SpectraStore.open(path, mode="a") as s:  # the holder is gone: taken over
+        assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+        s.append(rows(1), {"id": np.array(["y"])})
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock_file.write_text(json.dumps({"host": socket.gethostname(), "pid": live.pid, "time": 0,
+                                         "command": "ingest elsewhere"}))
+        with pytest.raises(StoreLockedError, match=f"pid {live.pid}.*ingest elsewhere"):
+            SpectraStore.open(path, mode="a")
+    finally:
+        live.kill()
+        live.wait()
+    lock_file.write_text(json.dumps({"host": "another-node", "pid": dead.pid, "time": 0}))
+    with pytest.raises(StoreLockedError, match="host another-node"):  # cannot tell from here: refused
+        SpectraStore.open(path, mode="a")
+    assert SpectraStore.open(path).n == 1
+
+
+def test_the_lock_works_on_fsspec_stores():
+    url = "memory://locks/s.zarr"
+    first = SpectraStore.create(url, GRID)
+    with pytest.raises(StoreLockedError):
+        SpectraStore.open(url, mode="a")
+    first.close()
+    with SpectraStore.open(url, mode="a") as s:
+        s.append(rows(2), {"id": np.array(["a", "b"])})
+    assert verify(SpectraStore.open(url))["ok"]

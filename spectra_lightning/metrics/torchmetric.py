@@ -36,12 +36,15 @@ class LatentCodes(Metric):
         self.labels.append(lab.detach().float())
 
     def codes(self) -> dict[str, np.ndarray]:
-        """``{"mu": (N, D), "logvar": (N, D) or None, "labels": (N, K), "index": (N,)}``, unique, sorted."""
-        index = dim_zero_cat(self.index).cpu().numpy()
-        _, first = np.unique(index, return_index=True)
-        mu = dim_zero_cat(self.mu).cpu().numpy()[first]
-        logvar = dim_zero_cat(self.logvar).cpu().numpy()[first]
-        labels = dim_zero_cat(self.labels).cpu().numpy()[first]
+        """``{"mu": (N, D), "logvar": (N, D) or None, "labels": (N, K), "index": (N,)}`` of all ranks,
+        unique, sorted by index. Under DDP a collective: call it on every rank."""
+        synced = self._is_synced  # inside compute() the states are gathered already
+        with self.sync_context(should_sync=not synced, should_unsync=not synced):
+            index = dim_zero_cat(self.index).cpu().numpy()
+            _, first = np.unique(index, return_index=True)
+            mu = dim_zero_cat(self.mu).cpu().numpy()[first]
+            logvar = dim_zero_cat(self.logvar).cpu().numpy()[first]
+            labels = dim_zero_cat(self.labels).cpu().numpy()[first]
         return {"mu": mu, "logvar": None if np.isnan(logvar).all() else logvar, "labels": labels,
                 "index": index[first]}
 

@@ -1,0 +1,108 @@
+"""One clear line for every plausible mistake: no traceback, no usage dump, nothing silently accepted."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spectra_lightning.cli import main
+from spectra_lightning.store import SpectraStore
+from test_cli import tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fails_in_one_line(capsys, args, *needles, code=2):
+    """``main(args)`` exits with ``code`` and prints exactly one line on stderr, containing ``needles``."""
+    try:
+        rc = main(args)
+    except SystemExit as e:
+        rc = e.code
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
+    assert rc == code, err
+    assert len(err) == 1, "\n".join(err)
+    assert "Traceback" not in err[0]
+    for needle in needles:
+        assert needle in err[0], err[0]
+    return err[0]
+
+
+def test_fit_help_names_the_program_as_typed(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m spectra_lightning fit")
+
+
+def test_parser_errors_are_one_line_with_a_pointer_to_help(tmp_path, tiny_store, capsys):
+    cfg = tiny_config(tmp_path, tiny_store, logger=False)
+    fails_in_one_line(capsys, ["fit", "--config", str(cfg), "--model.kl_weigth=3"],
+                      "unrecognized arguments: --model.kl_weigth=3", "python -m spectra_lightning fit --help")
+
+
+@pytest.mark.parametrize("override, needles", [
+    ("--model.kl_weight=-1", ["--model.kl_weight must be >= 0, got -1"]),
+    ("--model.depth=12", ["depth 12 needs an input length divisible by", "use depth <= 10"]),
+    ("--data.init_args.batch_size=0", ["--data.init_args.batch_size must be >= 1, got 0"]),
+    ("--trainer.max_epochs=1", None),  # the control: the same command otherwise runs
+])
+def test_bad_settings_are_one_line(tmp_path, tiny_store, capsys, override, needles):
+    cfg = tiny_config(tmp_path, tiny_store, logger=False, limit_train_batches=1, limit_val_batches=1)
+    if needles is None:
+        assert main(["fit", "--config", str(cfg), override]) == 0
+        return
+    fails_in_one_line(capsys, ["fit", "--config", str(cfg), override], *needles)
+
+
+def test_a_filter_on_a_missing_column(tmp_path, tiny_store, capsys):
+    cfg = tiny_config(tmp_path, tiny_store, logger=False)
+    data = yaml.safe_load(cfg.read_text())
+    data["data"]["class_path"] = "data_modules.StreamingSpectraDataModule"
+    data["data"]["init_args"]["filters"] = ["airmass < 2"]
+    cfg.write_text(yaml.safe_dump(data))
+    fails_in_one_line(capsys, ["fit", "--config", str(cfg)], "filter 'airmass < 2': no metadata column 'airmass'")
+
+
+def test_the_paper_config_without_a_store(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SPECTRA_LIGHTNING_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    fails_in_one_line(capsys, ["fit", "--config", str(REPO / "experiments/harps_paper.yaml")],
+                      "no data: give a store (--data.init_args.store=PATH_OR_URL")
+
+
+def test_a_mistyped_store_never_becomes_synthetic_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fails_in_one_line(capsys, ["fit", "--config", str(REPO / "experiments/quickstart.yaml"),
+                               "--data.init_args.store=nope.zarr", "--trainer.logger=false"], "nope.zarr: no store there")
+    assert not (tmp_path / "nope.zarr").exists()
+
+
+def test_a_missing_or_foreign_checkpoint(tmp_path, tiny_store, capsys):
+    cfg = tiny_config(tmp_path, tiny_store, logger=False)
+    fails_in_one_line(capsys, ["fit", "--config", str(cfg), f"--ckpt_path={tmp_path / 'gone.ckpt'}"],
+                      "gone.ckpt: no such checkpoint file")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    fails_in_one_line(capsys, ["fit", "--config", str(cfg), f"--ckpt_path={tmp_path / 'junk.ckpt'}"],
+                      "junk.ckpt: not a loadable checkpoint")
+
+
+def test_resuming_on_a_store_of_another_grid(tmp_path, tiny_store, capsys):
+    cfg = tiny_config(tmp_path, tiny_store, logger=False, max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    assert main(["fit", "--config", str(cfg)]) == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    if not ckpt.exists():
+        ckpt = next((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    from spectra_lightning.synth import SynthSpec, synthesize
+
+    other = tmp_path / "other.zarr"
+    synthesize(str(other), SynthSpec(n=40, seed=1, grid="quickstart"), progress=False)
+    capsys.readouterr()
+    fails_in_one_line(capsys, ["fit", "--config", str(cfg), f"--data.init_args.store={other}", f"--ckpt_path={ckpt}",
+                               "--trainer.max_epochs=2"], "the checkpoint was trained with n_pixels 512", "8192")
+    assert SpectraStore.open(other).n == 40
+
+
+def test_synth_refuses_an_unknown_rv_distribution(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["synth", "--output", str(tmp_path / "s.zarr"), "--rv-dist", "gaussianish"])
+    assert e.value.code == 2 and "invalid choice: 'gaussianish'" in capsys.readouterr().err
+    assert not (tmp_path / "s.zarr").exists()
