@@ -127,7 +127,7 @@ class SpectraDataModule(L.LightningDataModule):
         except StoreError:
             if self.synth is None:
                 raise
-            return SpectralGrid.named(self.synth.grid)
+            return SpectralGrid.parse(self.synth.grid)
 
     @property
     def n_pixels(self) -> int:

@@ -80,14 +80,17 @@ class Augment:
     Args:
         doppler_kms: shift each spectrum by v ~ U(-a, a) km/s (λ -> λ(1+v/c), linear
             resampling; the ``rv`` label moves by v).
+        rest_frame: the stored spectra are in their rest frame (e.g. MILES): the ``rv`` label is then
+            the injected v itself, whether or not the store has an ``rv`` column.
         noise: add Gaussian noise of σ ~ U(0, noise) (relative to the unit median); the
             ``snr`` label becomes 1/√(1/snr² + σ²).
         mask_segments, mask_length: hide that many random segments of that many pixels
             (mask False: excluded from the loss).
     """
 
-    def __init__(self, doppler_kms: float = 0.0, noise: float = 0.0, mask_segments: int = 0, mask_length: int = 256):
-        self.doppler_kms, self.noise = doppler_kms, noise
+    def __init__(self, doppler_kms: float = 0.0, noise: float = 0.0, mask_segments: int = 0, mask_length: int = 256,
+                 rest_frame: bool = False):
+        self.doppler_kms, self.noise, self.rest_frame = doppler_kms, noise, rest_frame
         self.mask_segments, self.mask_length = mask_segments, mask_length
 
     @property
@@ -105,7 +108,8 @@ class Augment:
                 src = wave / (1.0 + v[i] / C_KMS)  # observed λ came from rest λ/(1+v/c)
                 flux[i] = np.interp(src, wave, flux[i], left=np.nan, right=np.nan)
             if "rv" in label_names:
-                labels[:, label_names.index("rv")] += v
+                j = label_names.index("rv")
+                labels[:, j] = v if self.rest_frame else labels[:, j] + v
         if self.noise:
             sigma = rng.uniform(0, self.noise, b).astype(np.float32)
             flux += rng.standard_normal(flux.shape).astype(np.float32) * sigma[:, None]
@@ -188,7 +192,8 @@ class ShardStream(IterableDataset):
         order = epoch_rows(self.rows, store.block_rows,
                            self.seed, self.epoch, self.shuffle, self.probabilities)
         rows, weight = piece(order, rank * workers + worker, world * workers)
-        rng = np.random.default_rng([self.seed, self.epoch, rank, worker, 1])
+        # validation (no shuffle) draws the same augmentation every epoch: a fixed set to read the latent space on
+        rng = np.random.default_rng([self.seed, self.epoch if self.shuffle else 0, rank, worker, 1])
         wave = store.grid.wavelength
         buffer_rows, buffer_w, buffer_flux = [], [], []
         pending_rows, pending_w, pending_flux = [], [], []
@@ -260,19 +265,22 @@ class StreamingSpectraDataModule(SpectraDataModule):
         one_per_object: keep the highest-SNR spectrum of each star.
         balance_by, balance_bins: sample training spectra flat in a label's bins
             (with replacement; then "exactly once per epoch" gives way to the weights).
-        doppler_kms, noise, mask_segments, mask_length: training augmentations (:class:`Augment`).
+        doppler_kms, noise, mask_segments, mask_length, rest_frame: training augmentations (:class:`Augment`).
+        val_doppler_kms: shift the validation spectra too, by a velocity drawn once (the same every epoch),
+            so that the latent space can be read against a known ``rv`` on a rest-frame library.
     """
 
     def __init__(self, *args, shuffle_buffer: int = 1024, prefetch_factor: int = 2, filters: list[str] | None = None,
                  one_per_object: bool = False, balance_by: str | None = None, balance_bins: int = 10,
                  doppler_kms: float = 0.0, noise: float = 0.0, mask_segments: int = 0, mask_length: int = 256,
-                 **kwargs):
+                 rest_frame: bool = False, val_doppler_kms: float = 0.0, **kwargs):
         kwargs.setdefault("in_memory", False)
         super().__init__(*args, **kwargs)
         self.shuffle_buffer, self.prefetch_factor = shuffle_buffer, prefetch_factor
         self.filters, self.one_per_object = list(filters or []), one_per_object
         self.balance_by, self.balance_bins = balance_by, balance_bins
-        self.augment = Augment(doppler_kms, noise, mask_segments, mask_length)
+        self.augment = Augment(doppler_kms, noise, mask_segments, mask_length, rest_frame)
+        self.val_augment = Augment(val_doppler_kms, rest_frame=rest_frame) if val_doppler_kms else None
         self.selection: dict = {}
 
     def select(self, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -307,7 +315,7 @@ class StreamingSpectraDataModule(SpectraDataModule):
             probabilities = balance_weights(values[rows].astype(float), self.balance_bins)
         dataset = ShardStream(self.store_path, rows, self.store.labels(self.labels), self.labels, self.batch_size,
                               seed=self.split_seed, shuffle=shuffle, shuffle_buffer=self.shuffle_buffer,
-                              augment=self.augment if shuffle else None, probabilities=probabilities,
+                              augment=self.augment if shuffle else self.val_augment, probabilities=probabilities,
                               storage_options=self.storage_options)
         kwargs = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
         if self.num_workers:

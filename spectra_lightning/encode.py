@@ -39,6 +39,14 @@ def load_model(ckpt: str | Path, device: torch.device) -> SpectrumAutoencoder:
     return model.eval().to(device)
 
 
+def check_grid(model: SpectrumAutoencoder, store: SpectraStore, store_path) -> None:
+    """A store on another grid than the model was trained on is refused (one line)."""
+    trained = model.hparams.get("grid")
+    if store.grid.length != model.hparams.n_pixels or (trained is not None and trained != store.grid.describe()):
+        raise StoreError(f"{store_path}: the store's grid {store.grid.describe()} is not the one the model was "
+                         f"trained on ({trained or f'{model.hparams.n_pixels} px'})")
+
+
 def fingerprint(model: torch.nn.Module) -> str:
     """A short hash of the weights: equal for the same trained model, different otherwise."""
     h = hashlib.sha256()
@@ -55,9 +63,7 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
     dev = pick_device(device)
     model = load_model(ckpt, dev)
     store = SpectraStore.open(store_path)
-    if store.grid.length != model.hparams.n_pixels:
-        raise StoreError(f"{store_path}: grid length {store.grid.length} does not match the model's "
-                         f"input length {model.hparams.n_pixels}")
+    check_grid(model, store, store_path)
     n, d = store.n, model.hparams.latent_dim
     out = Path(output)
     if out.exists():

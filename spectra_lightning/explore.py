@@ -28,10 +28,10 @@ import torch
 from scipy.spatial import cKDTree
 
 from .analyze import load_codes
-from .encode import fingerprint, load_model
+from .encode import check_grid, fingerprint, load_model
 from .grid import GRIDS, SpectralGrid
 from .metrics.latent import informative_nodes, mad
-from .store import SpectraStore, fill_masked
+from .store import SpectraStore, StoreError, fill_masked
 
 STATIC = Path(__file__).with_name("explorer_static")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
@@ -127,9 +127,10 @@ class Explorer:
         s = SpectraStore.open(store)
         if s.n != n:
             raise ExploreError(f"{store}: {s.n} spectra but the codes have {n}; pass the store the codes were made from")
-        if s.grid.length != self.model.hparams.n_pixels:
-            raise ExploreError(f"{store}: grid length {s.grid.length} does not match the model's input "
-                               f"length {self.model.hparams.n_pixels}")
+        try:
+            check_grid(self.model, s, store)
+        except StoreError as e:
+            raise ExploreError(str(e)) from None
         return s
 
     def _grid(self, attrs: dict) -> SpectralGrid:

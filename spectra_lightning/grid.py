@@ -189,6 +189,35 @@ class SpectralGrid:
         except KeyError:
             raise ValueError(f"unknown grid {name!r}; choose one of {sorted(GRIDS)}") from None
 
+    @classmethod
+    def parse(cls, spec: "str | SpectralGrid") -> "SpectralGrid":
+        """A named grid (``harps``, ``miles`` ...) or an explicit one, ``START:STOP:STEP[:LENGTH]`` in Å
+        (linear, STOP inclusive; LENGTH, the padded length, defaults to the on-grid pixels). Explicit
+        grids mask no CCD gap: that mask belongs to HARPS."""
+        if isinstance(spec, SpectralGrid):
+            return spec
+        text = str(spec).strip()
+        if text in GRIDS:
+            return GRIDS[text]
+        parts = text.split(":")
+        usage = (f"grid {text!r}: expected a name ({', '.join(sorted(GRIDS))}) or START:STOP:STEP[:LENGTH] in Å, "
+                 "e.g. 3540.5:7409.6:0.9")
+        if len(parts) not in (3, 4):
+            raise ValueError(usage)
+        try:
+            start, stop, step = (float(p) for p in parts[:3])
+            length = int(parts[3]) if len(parts) == 4 else None
+        except ValueError:
+            raise ValueError(usage) from None
+        if not (np.isfinite([start, stop, step]).all() and stop > start and step > 0):
+            raise ValueError(f"grid {text!r}: need START < STOP and STEP > 0 (Å)")
+        n = int(np.floor((stop - start) / step + 1e-6)) + 1
+        if n > 10_000_000:
+            raise ValueError(f"grid {text!r}: {n:,} pixels is more than any spectrograph needs; check STEP")
+        if length is not None and length < n:
+            raise ValueError(f"grid {text!r}: LENGTH {length} is shorter than its {n} on-grid pixels")
+        return cls(start, stop, step, length if length is not None else n, mask_gap=False)
+
 
 GRIDS = {
     # the paper's grid
@@ -197,4 +226,6 @@ GRIDS = {
     "quickstart": SpectralGrid(5000.0, 5655.0, 0.08, 8192),
     # tests: 5150–5405 Å at 0.5 Å = 511 px padded to 512
     "tiny": SpectralGrid(5150.0, 5405.0, 0.5, 512),
+    # the MILES library (R ≈ 2,000): 3540.5–7409.6 Å at 0.9 Å = 4,300 px padded to 4,352 = 17 x 2**8; no CCD gap
+    "miles": SpectralGrid(3540.5, 7409.6, 0.9, 4352, mask_gap=False),
 }

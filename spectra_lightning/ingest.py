@@ -5,7 +5,9 @@ grid, resampled when not already on it (``SpectralGrid.resample``: linear, or a 
 box mean for much finer inputs; non-finite pixels stay masked), zero-padded (NaN in the store
 = masked: padding, CCD gap, non-finite or absent pixels) and divided by the median of its
 unmasked flux. Spectra whose raw median is below ``--min-flux`` (the paper: 50) are flagged
-(``meta/low_flux``), not dropped. The store holds no infinite pixel: infinite inputs and pixels beyond
+(``meta/low_flux``), not dropped — only for products whose flux is detector counts (ESO ADP, DRS s1d and
+e2ds; ``meta/counts`` = 1): a normalised or flux-calibrated library (MILES, the normalised HARPS sets)
+has a median near 1 that says nothing about the exposure. The store holds no infinite pixel: infinite inputs and pixels beyond
 the stored dtype's range are masked and counted (``meta/n_masked_range``).
 
 Nothing lost, nothing twice: spectra are written in input order, each chunk's rows as soon as
@@ -43,6 +45,9 @@ from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, Stor
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 MIN_FLUX = 50.0  # the paper's raw median-flux cut
+# products whose flux is detector counts: only for these does a median below MIN_FLUX mean a faint exposure
+# (generic 1-D images and tables — MILES, normalised HARPS sets, other archives — carry arbitrary units)
+COUNT_PRODUCTS = ("adp", "s1d", "e2ds")
 TASK_FILES = 8  # files per worker task: enough to amortise a task's overhead, few enough to keep workers even
 
 
@@ -185,7 +190,9 @@ def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | 
         return ("reject", f"median flux on the grid is {raw_median:g} (not positive)")
     n_range = mask_out_of_range(row)
     meta = dict(spec.meta)
-    meta.update(product=spec.product, raw_median=raw_median, low_flux=int(raw_median < min_flux),
+    counts = spec.product in COUNT_PRODUCTS
+    meta.update(product=spec.product, raw_median=raw_median, counts=int(counts),
+                low_flux=int(counts and raw_median < min_flux),
                 coverage=(n_valid - n_range) / grid.n_valid, n_masked_range=n_range)
     return ("ok", row, meta)
 
@@ -249,6 +256,31 @@ def _shared_slots(groups: int, length: int, dtype) -> np.ndarray | None:
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
 
 
+_MILES_ID = re.compile(r"(?:^|_)m(\d{4})V?$")
+MILES_MISSING = (99999.0, 9999.0)  # MILES_params.db's "no value" for Teff and for logg / [Fe/H]
+
+
+def miles_id(spectrum_id: str) -> str:
+    """``MILES_res2.50_star_m0001V`` (a MILES file's id) -> ``m0001``; "" for other ids."""
+    m = _MILES_ID.search(str(spectrum_id))
+    return f"m{m.group(1)}" if m else ""
+
+
+def read_miles_params(text: str) -> tuple[list[dict], list[str]]:
+    """The MILES parameter table as sdss-mangadap ships it (``MILES_params.db``: ``#`` comments, then
+    ``NNNN Teff logg [Fe/H]`` per star, 99999 / 9999 for no value) -> rows keyed by ``miles_id``."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or line.lstrip().startswith("#"):
+            continue
+        if len(parts) != 4 or not parts[0].isdigit():
+            raise ValueError(f"MILES parameter table: unexpected line {line.strip()!r} (want: NNNN Teff logg [Fe/H])")
+        values = [("" if float(v) in MILES_MISSING else v) for v in parts[1:]]
+        rows.append({"miles_id": f"m{int(parts[0]):04d}", "teff": values[0], "logg": values[1], "feh": values[2]})
+    return rows, ["miles_id", "teff", "logg", "feh"]
+
+
 class LabelTable:
     """An external label table joined on spectrum id, file name or object name.
 
@@ -256,11 +288,18 @@ class LabelTable:
     ``~3600``), others stay text. Columns are stored as ``meta/<column>``.
     """
 
-    KEYS = ("id", "spectrum_id", "dp_id", "arcfile", "file", "object")
+    KEYS = ("id", "spectrum_id", "dp_id", "arcfile", "file", "miles_id", "object")
 
     def __init__(self, path: str | Path):
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
+        try:
+            with open(path, newline="") as f:
+                text = f.read()
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read the label table ({e.strerror or e})") from None
+        if text.lstrip().startswith("#MILES"):  # MILES_params.db as sdss-mangadap ships it
+            self.rows, self.columns = read_miles_params(text)
+        else:
+            reader = csv.DictReader(text.splitlines())
             self.rows = list(reader)
             self.columns = [c for c in (reader.fieldnames or []) if c]
         if not self.rows:
@@ -279,6 +318,8 @@ class LabelTable:
     @staticmethod
     def _norm(key: str, value: str) -> str:
         value = value.strip()
+        if key == "miles_id":
+            return miles_id(value) or value
         if key in ("file", "arcfile"):
             value = Path(value).name
             for ext in (".gz", ".fits"):
@@ -292,6 +333,8 @@ class LabelTable:
             if key == "file":
                 column = meta.get("source")
                 values = [self._norm("file", str(v)) for v in column] if column is not None else []
+            elif key == "miles_id":
+                values = [miles_id(str(v)) for v in meta.get("id", [])]
             else:
                 column = meta.get("object" if key == "object" else "id")
                 values = [str(v).strip() for v in column] if column is not None else []
@@ -299,7 +342,8 @@ class LabelTable:
 
     def lookup(self, meta: dict) -> dict:
         candidates = {"id": meta["id"], "spectrum_id": meta["id"], "dp_id": meta["id"], "arcfile": meta["id"],
-                      "file": self._norm("file", meta["source"]), "object": meta["object"]}
+                      "file": self._norm("file", meta["source"]), "object": meta["object"],
+                      "miles_id": miles_id(meta["id"])}
         for key, idx in self.index.items():
             i = idx.get(candidates[key])
             if i is not None:
@@ -328,7 +372,8 @@ class LabelTable:
         return [self.rows[i][key] for i in range(len(self.rows)) if i not in self.matched]
 
 
-RESERVED = {"id", "object", "instrument", "source", "product", "raw_median", "low_flux", "coverage", "n_masked_range",
+RESERVED = {"id", "object", "instrument", "source", "product", "raw_median", "counts", "low_flux", "coverage",
+            "n_masked_range",
             "snr", "mjd", "exptime", "airmass", "berv", "drs_rv", "date_obs", "crc32"}
 
 
@@ -336,7 +381,7 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
            labels: str | None = None, min_flux: float = MIN_FLUX, dtype: str = "float16", codec: str = DEFAULT_CODEC,
            progress: bool = True, batch: int = 16 * DEFAULT_CHUNK_ROWS) -> dict:
     """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes)."""
-    grid = SpectralGrid.named(grid) if isinstance(grid, str) else grid
+    grid = SpectralGrid.parse(grid)
     paths, broken = expand_inputs(inputs)
     table = LabelTable(labels) if labels else None
     try:
@@ -484,11 +529,16 @@ def main(argv: list[str]) -> int:
                                 description="Put archive FITS spectra (ESO ADP, HARPS s1d/e2ds, generic 1-D) on the grid in a store.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="FITS files (optionally .gz), directories or globs")
     p.add_argument("--output", required=True, help="store to create or extend (path or URL)")
-    p.add_argument("--labels", help="CSV joined on id / file / object; its columns become metadata")
+    p.add_argument("--labels", help="CSV joined on id / file / miles_id / object (its columns become metadata), or "
+                   "MILES_params.db as sdss-mangadap ships it")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                    help="reading processes; the main process writes (default %(default)s)")
-    p.add_argument("--grid", default="harps", help="named grid: harps (default), quickstart, tiny")
-    p.add_argument("--min-flux", type=float, default=MIN_FLUX, help="flag spectra with raw median below this (default %(default)s)")
+    p.add_argument("--grid", default="harps",
+                   help="named grid (harps: the paper's, default; miles; quickstart; tiny) or an explicit linear one, "
+                        "START:STOP:STEP[:LENGTH] in Å, e.g. 3540.5:7409.6:0.9")
+    p.add_argument("--min-flux", type=float, default=MIN_FLUX,
+                   help="flag (meta/low_flux) spectra in detector counts (ADP, s1d, e2ds) whose raw median is below "
+                        "this (default %(default)s, the paper's); normalised or calibrated spectra are never flagged")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=list(CODECS),
                    help="compression of a new store (default lz4: fastest to stream; zstd ~8%% smaller)")

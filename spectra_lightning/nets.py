@@ -26,20 +26,27 @@ def downsampling(depth: int) -> int:
     return 2 ** (depth - 1)
 
 
+def padded_length(n_pixels: int, depth: int) -> int:
+    """The length the network works at: ``n_pixels`` zero-padded on the right to a multiple of
+    ``2**(depth-1)`` (a grid of any length works with any depth its length can carry)."""
+    if not 2 <= depth <= len(ENCODER_CHANNELS):
+        raise ConfigError(f"depth must be in 2..{len(ENCODER_CHANNELS)}, got {depth}")
+    f = downsampling(depth)
+    padded = -(-n_pixels // f) * f
+    if padded > 2 * n_pixels:  # more padding than data: the deepest layers would see padding only
+        deepest = max(d for d in range(2, len(ENCODER_CHANNELS) + 1) if -(-n_pixels // downsampling(d))
+                      * downsampling(d) <= 2 * n_pixels)
+        raise ConfigError(f"depth {depth} is too deep for {n_pixels} px (it would pad them to {padded}): "
+                          f"use depth <= {deepest}")
+    return padded
+
+
 class Encoder(nn.Module):
-    """Spectra ``(N, L)`` -> μ, log σ² each ``(N, latent_dim)``."""
+    """Spectra ``(N, L)`` -> μ, log σ² each ``(N, latent_dim)``; ``L`` is padded to :func:`padded_length`."""
 
     def __init__(self, n_pixels: int = FULL_LENGTH, latent_dim: int = 128, depth: int = 15):
         super().__init__()
-        if not 2 <= depth <= len(ENCODER_CHANNELS):
-            raise ConfigError(f"depth must be in 2..{len(ENCODER_CHANNELS)}, got {depth}")
-        if n_pixels % downsampling(depth):
-            f = downsampling(depth)
-            deepest = max(d for d in range(2, len(ENCODER_CHANNELS) + 1) if n_pixels % downsampling(d) == 0)
-            raise ConfigError(
-                f"depth {depth} needs an input length divisible by 2**(depth-1) = {f}, and the grid has "
-                f"{n_pixels} px: use depth <= {deepest}, or a grid padded to a multiple of {f} "
-                f"(e.g. {-(-n_pixels // f) * f})")
+        self.n_pixels, self.padded = n_pixels, padded_length(n_pixels, depth)
         layers: list[nn.Module] = []
         c_in = 1
         for i in range(depth):
@@ -50,23 +57,26 @@ class Encoder(nn.Module):
                        nn.LeakyReLU(NEGATIVE_SLOPE)]
             c_in = c_out
         self.conv = nn.Sequential(*layers)
-        self.bottleneck = (c_in, n_pixels // downsampling(depth))
+        self.bottleneck = (c_in, self.padded // downsampling(depth))
         flat = c_in * self.bottleneck[1]
         self.mu = nn.Linear(flat, latent_dim)
         self.logvar = nn.Linear(flat, latent_dim)
 
     def forward(self, flux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.padded != self.n_pixels:
+            flux = nn.functional.pad(flux, (0, self.padded - self.n_pixels))  # zeros: what masked pixels hold
         h = self.conv(flux.unsqueeze(1)).flatten(1)
         return self.mu(h), self.logvar(h)
 
 
 class Decoder(nn.Module):
-    """Codes ``(N, latent_dim)`` -> spectra ``(N, L)``; mirrors :class:`Encoder`."""
+    """Codes ``(N, latent_dim)`` -> spectra ``(N, L)``; mirrors :class:`Encoder` (and crops its padding)."""
 
     def __init__(self, n_pixels: int = FULL_LENGTH, latent_dim: int = 128, depth: int = 15):
         super().__init__()
         rev = list(reversed(ENCODER_CHANNELS[:depth])) + [1]
-        self.bottleneck = (rev[0], n_pixels // downsampling(depth))
+        self.n_pixels = n_pixels
+        self.bottleneck = (rev[0], padded_length(n_pixels, depth) // downsampling(depth))
         self.linear = nn.Linear(latent_dim, rev[0] * self.bottleneck[1])
         layers: list[nn.Module] = [nn.ConvTranspose1d(rev[0], rev[1], 3, stride=1, padding=1),
                                    nn.LeakyReLU(NEGATIVE_SLOPE)]
@@ -78,7 +88,7 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.linear(z).view(z.shape[0], *self.bottleneck)
-        return self.deconv(h).squeeze(1)
+        return self.deconv(h).squeeze(1)[:, :self.n_pixels]
 
 
 class DopplerShift(nn.Module):

@@ -249,7 +249,7 @@ def synthesize(path: str, spec: SynthSpec, block: int = 256, progress: bool = Tr
     """Write ``spec`` as a store at ``path`` (atomically: built aside, then renamed)."""
     from .store import SpectraStore
 
-    grid = SpectralGrid.named(spec.grid)
+    grid = SpectralGrid.parse(spec.grid)
     labels = draw_labels(spec)
     meta = {k: labels[k] for k in LABELS}
     meta["id"] = np.array([f"synth-{spec.seed}-{i:07d}" for i in range(spec.n)])

@@ -41,7 +41,7 @@ def test_parser_errors_are_one_line_with_a_pointer_to_help(tmp_path, tiny_store,
 
 @pytest.mark.parametrize("override, needles", [
     ("--model.kl_weight=-1", ["--model.kl_weight must be >= 0, got -1"]),
-    ("--model.depth=12", ["depth 12 needs an input length divisible by", "use depth <= 10"]),
+    ("--model.depth=12", ["depth 12 is too deep for 512 px", "use depth <= 11"]),
     ("--data.init_args.batch_size=0", ["--data.init_args.batch_size must be >= 1, got 0"]),
     ("--trainer.max_epochs=1", None),  # the control: the same command otherwise runs
 ])

@@ -22,7 +22,10 @@ def test_harps_grid_constants():
 def test_named_grids_fit_the_network(name):
     g = GRIDS[name]
     assert g.length % 2**4 == 0 and g.length >= g.n_pixels
-    assert g.gap_mask.sum() > 0  # every shipped grid crosses the CCD gap
+    if not g.mask_gap:  # the MILES grid: another instrument, no HARPS CCD gap
+        assert name == "miles" and g.gap_mask.sum() == 0 and g.n_valid == g.n_pixels
+        return
+    assert g.gap_mask.sum() > 0  # every HARPS grid crosses the CCD gap
     inside = g.wavelength[g.gap_mask]
     assert inside.min() >= CCD_GAP[0] - 1e-6 and inside.max() <= CCD_GAP[1] + 1e-6
 
@@ -92,3 +95,14 @@ def test_resample_linear_without_overlap_is_all_masked():
     g = SpectralGrid(5000.0, 5010.0, 0.1, 128, mask_gap=False)
     wave = np.linspace(6000, 6010, 50)  # off-grid input entirely outside the grid
     assert np.isnan(g.resample(wave, np.ones(50), method="linear")).all()
+
+
+def test_explicit_grids_parse_and_bad_specs_say_why():
+    g = SpectralGrid.parse("3540.5:7409.6:0.9")
+    assert (g.n_pixels, g.length, g.mask_gap) == (4300, 4300, False)
+    assert SpectralGrid.parse("3540.5:7409.6:0.9:4352") == GRIDS["miles"]
+    assert SpectralGrid.parse("harps") is GRIDS["harps"]
+    for bad, why in (("nope", "expected a name"), ("1:2:x", "expected a name"), ("7:5:1", "START < STOP"),
+                     ("5000:6000:0.5:10", "LENGTH 10 is shorter than its 2001")):
+        with pytest.raises(ValueError, match=why):
+            SpectralGrid.parse(bad)

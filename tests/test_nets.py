@@ -22,9 +22,21 @@ def test_short_variants_roundtrip_shape(n_pixels, depth):
     assert recon.shape == (3, n_pixels) and mu.shape == (3, 8)
 
 
-def test_length_not_divisible_is_rejected():
-    with pytest.raises(ConfigError, match=r"divisible by 2\*\*\(depth-1\) = 16, and the grid has 1000 px: use depth <= 4"):
-        ConvAutoencoder(1000, 8, 5)
+def test_any_length_is_padded_to_one_the_depth_accepts():
+    net = ConvAutoencoder(1000, 8, 5)  # 1000 px is not a multiple of 2**4: padded to 1008 inside, cropped after
+    assert net.encoder.padded == 1008
+    flux = torch.randn(2, 1000)
+    recon, mu, _ = net(flux)
+    assert recon.shape == (2, 1000) and mu.shape == (2, 8)
+    # the padding is zeros: the same as giving the zero-padded input to an unpadded network of 1008 px
+    wide = ConvAutoencoder(1008, 8, 5)
+    wide.load_state_dict(net.state_dict())
+    np.testing.assert_allclose(wide(torch.nn.functional.pad(flux, (0, 8)))[0][:, :1000].detach(), recon.detach(),
+                               atol=1e-6)
+    with pytest.raises(ConfigError, match="depth 12 is too deep for 1000 px .* use depth <= 11"):
+        ConvAutoencoder(1000, 8, 12)
+    with pytest.raises(ConfigError, match="depth must be in 2..15"):
+        ConvAutoencoder(1000, 8, 16)
 
 
 def test_doppler_shift_moves_a_line_by_v_over_c():

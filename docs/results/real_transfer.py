@@ -1,13 +1,13 @@
-"""Run a trained quickstart encoder on the real spectra in ../shared/data/real/.
+"""Run a trained encoder on the real spectra in ../shared/data/real/.
 
     python docs/results/real_transfer.py --run runs/quickstart [--out docs/results]
+    python docs/results/real_transfer.py --run runs/miles --labels teff --name miles_transfer
 
-Ingests every real spectrum onto the quickstart grid (5000–5655 Å at 0.08 Å) with
-``labels.csv`` joined, encodes them with the run's checkpoint, and writes
-``real_transfer.csv`` (each spectrum's rv/teff-node codes beside its labels),
-``real_transfer.png`` (the codes against the labels, synthetic validation codes behind)
-and prints a markdown table. The rv and teff nodes are the carriers named in the run's
-``report.json``.
+Ingests every real spectrum onto the run's grid (the store it was trained on: quickstart, 5000–5655 Å at
+0.08 Å; miles, 3540–7410 Å at 0.9 Å; masked outside each spectrum's coverage) with ``labels.csv`` joined,
+encodes them with the run's checkpoint, and writes ``NAME.csv`` (each spectrum's codes on the label nodes
+beside its labels), ``NAME.png`` (the codes against the labels, training-set validation codes behind)
+and prints the Spearman ρ per node. The nodes are the carriers named in the run's ``report.json``.
 """
 
 from __future__ import annotations
@@ -37,15 +37,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", default="runs/quickstart")
     p.add_argument("--out", default=str(Path(__file__).parent))
+    p.add_argument("--labels", nargs="+", default=["rv", "teff"], help="labels whose carrier nodes to read")
+    p.add_argument("--name", default="real_transfer", help="output file stem")
+    p.add_argument("--min-coverage", type=float, default=0.5,
+                   help="use spectra covering at least this share of the grid (default %(default)s)")
     a = p.parse_args()
     run = resolve_run(a.run)
     report = json.loads(Path(run["report"]).read_text())
-    nodes = {label: report["carriers"][label]["nodes"] for label in ("rv", "teff")}
+    nodes = {label: report["carriers"][label]["nodes"] for label in a.labels}
+    grid = SpectraStore.open(run["store"]).grid
     out = Path(a.out)
     with tempfile.TemporaryDirectory() as tmp:
         store_path, codes_path = Path(tmp) / "real.zarr", Path(tmp) / "codes.zarr"
         ingest([str(REAL / "harps"), str(REAL / "other")], str(store_path), labels=str(REAL / "labels.csv"),
-               grid="quickstart", workers=2, progress=False)
+               grid=grid, workers=2, progress=False)
         encode(run["ckpt"], store_path, codes_path, progress=False)
         import zarr
 
@@ -58,22 +63,24 @@ def main() -> None:
     smu = zarr.open_group(str(run["codes"]), mode="r")["mu"][:][rows] if run["codes"].exists() else None
     smeta = synth.meta
 
-    teff = meta.get("teff_K", np.full(store.n, np.nan))
-    rv = meta.get("rv_kms", np.full(store.n, np.nan))
+    real_labels = {"teff": meta.get("teff_K", np.full(store.n, np.nan)), "rv": meta.get("rv_kms", np.full(store.n, np.nan)),
+                   "logg": meta.get("logg_cgs", np.full(store.n, np.nan)),
+                   "feh": meta.get("feh_dex", np.full(store.n, np.nan))}
     coverage = np.isfinite(flux[:, store.grid.valid]).mean(1)
     table = []
     for i in range(store.n):
         table.append({"id": meta["id"][i], "object": meta["object"][i], "instrument": meta["instrument"][i],
-                      "coverage": round(float(coverage[i]), 3), "teff_K": teff[i], "rv_kms": rv[i],
+                      "coverage": round(float(coverage[i]), 3),
+                      **{label: real_labels[label][i] for label in a.labels},
                       **{f"{label}_node{n}": round(float(mu[i, n]), 4) for label, ns in nodes.items() for n in ns}})
-    with open(out / "real_transfer.csv", "w", newline="") as f:
+    with open(out / f"{a.name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(table[0]))
         w.writeheader()
         w.writerows(table)
 
-    covered = coverage > 0.5
-    lines = [f"{store.n} real spectra ingested onto the quickstart grid, {int(covered.sum())} cover > 50 % of it.", ""]
-    pairs = [("teff", teff, n) for n in nodes["teff"]] + [("rv", rv, n) for n in nodes["rv"]]
+    covered = coverage >= a.min_coverage
+    lines = [f"{store.n} real spectra ingested onto the run's grid, {int(covered.sum())} cover >= {a.min_coverage:.0%} of it.", ""]
+    pairs = [(label, real_labels[label], n) for label in a.labels for n in nodes[label]]
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
     for ax, (label, values, node) in zip(axes[0], pairs):
         ok = covered & np.isfinite(values)
@@ -81,15 +88,15 @@ def main() -> None:
         lines.append(f"- {label} node {node}: Spearman ρ = {rho:.2f} over {int(ok.sum())} real spectra with a "
                      f"{label} label")
         if smu is not None:
-            sv = smeta[label][rows]
-            ax.scatter(sv, smu[:, node], s=3, c="0.8", label="synthetic (training store)")
+            sv = smeta[label][rows] if label in smeta else np.full(len(rows), np.nan)
+            ax.scatter(sv, smu[:, node], s=3, c="0.8", label="training store")
         ax.scatter(values[ok], mu[ok, node], s=25, c="C3", label="real")
         for i in np.flatnonzero(ok):
             ax.annotate(str(meta["object"][i])[:12], (values[i], mu[i, node]), fontsize=6)
         ax.set(xlabel=f"{label} (label)", ylabel=f"node {node} code", title=f"{label}: ρ = {rho:.2f}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "real_transfer.png", dpi=110)
+    fig.savefig(out / f"{a.name}.png", dpi=110)
     print("\n".join(lines))
 
 
