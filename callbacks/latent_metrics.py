@@ -134,7 +134,8 @@ class LatentMetrics(L.Callback):
                 z = np.repeat(median[None], len(values), axis=0)
                 z[:, node] = values
                 dec = pl_module.net.decode(torch.as_tensor(z, dtype=torch.float32, device=pl_module.device))
-                figs[f"traversal_node{node}"] = plots.traversal(wave, dec.float().cpu().numpy(), values, node, windows)
+                figs[f"traversal_node{node}"] = plots.traversal(wave, dec.float().cpu().numpy(), values, node, windows,
+                                                                valid)
             pl_module.train(was_training)
         paths = plots.save_figures(figs, Path(trainer.default_root_dir) / "figures" / tag)
         for logger in trainer.loggers:

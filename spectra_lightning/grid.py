@@ -200,7 +200,7 @@ class SpectralGrid:
         if text in GRIDS:
             return GRIDS[text]
         parts = text.split(":")
-        usage = (f"grid {text!r}: expected a name ({', '.join(sorted(GRIDS))}) or START:STOP:STEP[:LENGTH] in Å, "
+        usage = (f"unknown grid {text!r}: expected a name ({', '.join(sorted(GRIDS))}) or START:STOP:STEP[:LENGTH] in Å, "
                  "e.g. 3540.5:7409.6:0.9")
         if len(parts) not in (3, 4):
             raise ValueError(usage)

@@ -117,19 +117,32 @@ def reconstructions(wave: np.ndarray, flux: np.ndarray, mask: np.ndarray, recon:
     return fig
 
 
-def traversal(wave: np.ndarray, decoded: np.ndarray, values: np.ndarray, node: int, windows: dict) -> plt.Figure:
-    """Spectra decoded from the mean code while one node sweeps its range, overplotted."""
+# Lines marked on the full-range panel of a traversal (air Å): where a reader looks first.
+MARKED_LINES = {"Ca II K": 3933.7, "Ca II H": 3968.5, "Hδ": 4101.7, "Hγ": 4340.5, "Hβ": 4861.3, "Mg b": 5172.7,
+                "Na D": 5892.9, "Hα": 6562.8}
+
+
+def traversal(wave: np.ndarray, decoded: np.ndarray, values: np.ndarray, node: int, windows: dict,
+              valid: np.ndarray | None = None) -> plt.Figure:
+    """Spectra decoded from the mean code while one node sweeps its range, overplotted; the full-range
+    panel (the grid's ``valid`` pixels when given, padding left out) marks the Balmer lines, Mg b, Na D."""
     cols = 1 + len(windows)
-    fig, axes = plt.subplots(1, cols, figsize=(4 * cols + 2, 2.6), squeeze=False,
-                             gridspec_kw={"width_ratios": [2.5] + [1] * len(windows)})
+    fig, axes = plt.subplots(1, cols, figsize=(4 * cols + 4, 2.8), squeeze=False,
+                             gridspec_kw={"width_ratios": [3.5] + [1] * len(windows)})
     colors = plt.cm.viridis(np.linspace(0, 1, len(values)))
-    spans = [("full", (wave.min(), wave.max()))] + list(windows.items())
+    full = (wave[valid].min(), wave[valid].max()) if valid is not None and valid.any() else (wave.min(), wave.max())
+    spans = [("full", full)] + list(windows.items())
     for c, (name, (lo, hi)) in enumerate(spans):
         sel = (wave >= lo) & (wave <= hi)
         for spec, col in zip(decoded, colors):
             axes[0, c].plot(wave[sel], spec[sel], c=col, lw=0.6)
         axes[0, c].set_title(f"node {node}: {name}" if c == 0 else name, fontsize=9)
         axes[0, c].tick_params(labelsize=7)
+    top = axes[0, 0].get_ylim()[1]
+    for label, w in MARKED_LINES.items():
+        if full[0] <= w <= full[1]:
+            axes[0, 0].axvline(w, c="0.5", lw=0.5, ls=":")
+            axes[0, 0].text(w, top, label, fontsize=6, rotation=90, va="top", ha="right", color="0.3")
     sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(values.min(), values.max()))
     fig.colorbar(sm, ax=axes[0, -1], label=f"z[{node}]")
     fig.tight_layout()

@@ -103,7 +103,8 @@ def test_an_explicit_grid_and_a_bad_one(tmp_path, capsys):
                         ("5000:6000:0.1:100", "LENGTH 100 is shorter than its 10001")):
         assert main(["ingest", str(src), "--grid", bad, "--output", str(tmp_path / "bad.zarr"), "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("ingest: error: grid") and reason in err[0], err
+        assert len(err) == 1 and err[0].startswith("ingest: error:") and f"grid '{bad}'" in err[0], err
+        assert reason in err[0], err
         assert not (tmp_path / "bad.zarr").exists()
 
 

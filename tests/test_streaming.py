@@ -141,6 +141,29 @@ def test_doppler_augmentation_moves_lines_by_v_over_c_and_updates_rv():
         pytest.approx(line * v / C_KMS, abs=1e-3)
 
 
+def test_rest_frame_velocities_become_the_rv_label_and_validation_shifts_are_fixed(tiny_store):
+    flux = np.ones((3, 50), np.float32)
+    labels = np.array([[np.nan, 5000.0], [12.0, 6000.0], [np.nan, 4000.0]], np.float32)
+    wave = np.linspace(5000.0, 5010.0, 50)
+    rng = np.random.default_rng(7)
+    _, got = Augment(doppler_kms=300.0, rest_frame=True)(flux, labels, ["rv", "teff"], wave, rng)
+    v = np.random.default_rng(7).uniform(-300.0, 300.0, 3)
+    np.testing.assert_allclose(got[:, 0], v, rtol=1e-6)  # the injected v is the label, NaN or not before
+    np.testing.assert_array_equal(got[:, 1], labels[:, 1])
+    _, shifted = Augment(doppler_kms=300.0)(flux, labels, ["rv", "teff"], wave, np.random.default_rng(7))
+    assert np.isnan(shifted[0, 0]) and shifted[1, 0] == pytest.approx(12.0 + v[1])
+    dm = StreamingSpectraDataModule(store=str(tiny_store), batch_size=8, val_fraction=0.3, val_doppler_kms=100.0,
+                                    rest_frame=True, labels=["rv", "teff"])
+    dm.setup()
+    epochs = []
+    for epoch in (0, 3):
+        loader = dm.val_dataloader()
+        loader.dataset.epoch = epoch
+        epochs.append(np.concatenate([b["labels"][:, 0].numpy() for b in loader.dataset]))
+    assert np.abs(epochs[0]).max() <= 100.0 and np.std(epochs[0]) > 20.0
+    np.testing.assert_array_equal(epochs[0], epochs[1])  # the same validation velocities every epoch
+
+
 def test_noise_and_masking_augmentations():
     flux = np.ones((4, 1000), np.float32)
     labels = np.full((4, 1), 50.0, np.float32)
