@@ -115,7 +115,7 @@ class SpectraCLI(LightningCLI):
         if ckpt and ckpt not in ("last", "best", "hpc", "registry"):
             if not Path(ckpt).is_file():
                 raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
-            checkpoint_hparams(ckpt)  # loadable at all?
+            self._checkpoint_hparams = checkpoint_hparams(ckpt)  # loadable at all? (kept for the grid check)
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
@@ -172,7 +172,9 @@ class SpectraCLI(LightningCLI):
 
     def _check_checkpoint_grid(self, ckpt: str) -> None:
         """A checkpoint trained on another grid cannot go on with this store: say so, not a size mismatch."""
-        saved = checkpoint_hparams(ckpt)
+        saved = getattr(self, "_checkpoint_hparams", None)
+        if saved is None:
+            saved = checkpoint_hparams(ckpt)
         for key in ("n_pixels", "grid"):
             if saved.get(key) is not None and saved[key] != self.model.hparams.get(key):
                 raise ConfigError(f"--ckpt_path {ckpt}: the checkpoint was trained with {key} {saved[key]}, "

@@ -7,8 +7,8 @@ box mean for much finer inputs; non-finite pixels stay masked), zero-padded (NaN
 unmasked flux. Spectra whose raw median is below ``--min-flux`` (the paper: 50) are flagged
 (``meta/low_flux``), not dropped — only for products whose flux is detector counts (ESO ADP, DRS s1d and
 e2ds; ``meta/counts`` = 1): a normalised or flux-calibrated library (MILES, the normalised HARPS sets)
-has a median near 1 that says nothing about the exposure. The store holds no infinite pixel: infinite inputs and pixels beyond
-the stored dtype's range are masked and counted (``meta/n_masked_range``).
+has a median near 1 that says nothing about the exposure. The store holds no infinite pixel: infinite
+inputs and pixels beyond the stored dtype's range are masked and counted (``meta/n_masked_range``).
 
 Nothing lost, nothing twice: spectra are written in input order, each chunk's rows as soon as
 they are read, and committed in batches (metadata, then the store's commit point); ids already
@@ -326,21 +326,8 @@ class LabelTable:
                 value = value[: -len(ext)] if value.endswith(ext) else value
         return value
 
-    def mark_present(self, meta: dict[str, np.ndarray]) -> None:
-        """Count as matched the rows that match spectra already in a store (``meta``: its columns)."""
-        n = len(meta.get("id", []))
-        for key, idx in self.index.items():
-            if key == "file":
-                column = meta.get("source")
-                values = [self._norm("file", str(v)) for v in column] if column is not None else []
-            elif key == "miles_id":
-                values = [miles_id(str(v)) for v in meta.get("id", [])]
-            else:
-                column = meta.get("object" if key == "object" else "id")
-                values = [str(v).strip() for v in column] if column is not None else []
-            self.matched.update(i for v in values[:n] if (i := idx.get(v)) is not None)
-
-    def lookup(self, meta: dict) -> dict:
+    def match(self, meta: dict) -> int | None:
+        """The table row of a spectrum (``meta``: its id, source and object), marked as matched; None if none."""
         candidates = {"id": meta["id"], "spectrum_id": meta["id"], "dp_id": meta["id"], "arcfile": meta["id"],
                       "file": self._norm("file", meta["source"]), "object": meta["object"],
                       "miles_id": miles_id(meta["id"])}
@@ -348,11 +335,24 @@ class LabelTable:
             i = idx.get(candidates[key])
             if i is not None:
                 self.matched.add(i)
-                values = self._values(self.rows[i])
-                if not meta["object"] and self.rows[i].get("object"):
-                    values["object"] = self.rows[i]["object"].strip()  # files without an OBJECT card
-                return values
-        return self._values(None)
+                return i
+        return None
+
+    def mark_present(self, meta: dict[str, np.ndarray]) -> None:
+        """Count as matched the rows that match spectra already in a store (``meta``: its columns)."""
+        n = len(meta.get("id", []))
+        blank = np.full(n, "")
+        for sid, source, obj in zip(meta.get("id", blank), meta.get("source", blank), meta.get("object", blank)):
+            self.match({"id": str(sid), "source": str(source), "object": str(obj).strip()})
+
+    def lookup(self, meta: dict) -> dict:
+        i = self.match(meta)
+        if i is None:
+            return self._values(None)
+        values = self._values(self.rows[i])
+        if not meta["object"] and self.rows[i].get("object"):
+            values["object"] = self.rows[i]["object"].strip()  # files without an OBJECT card
+        return values
 
     def _values(self, row) -> dict:
         out = {}
@@ -373,8 +373,7 @@ class LabelTable:
 
 
 RESERVED = {"id", "object", "instrument", "source", "product", "raw_median", "counts", "low_flux", "coverage",
-            "n_masked_range",
-            "snr", "mjd", "exptime", "airmass", "berv", "drs_rv", "date_obs", "crc32"}
+            "n_masked_range", "snr", "mjd", "exptime", "airmass", "berv", "drs_rv", "date_obs", "crc32"}
 
 
 def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", workers: int = 1,
