@@ -26,11 +26,11 @@ import numpy as np
 from report import publish
 import torch
 
-from data_modules import StreamingSpectraDataModule
-from data_modules.streaming import epoch_rows
+from spectra_lightning.data_modules import StreamingSpectraDataModule
+from spectra_lightning.data_modules.streaming import epoch_rows
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import ingest
-from spectra_lightning.module import finish_batch
+from spectra_lightning.batch import finish_batch
 from spectra_lightning.nets import ConvAutoencoder
 from spectra_lightning.store import SpectraStore
 
@@ -169,7 +169,7 @@ def main():
     lines = [f"## Streaming DataModule vs np.memmap ({date.today()})", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. {a.n} spectra × "
              f"327,680 px built from the real spectra, 16-row chunks; one training epoch, batch 32, warm page cache; baseline in the same run.", "",
-             "Loaders deliver the stored float16 rows (NaN = masked); `module.finish_batch` expands them to float32 "
+             "Loaders deliver the stored float16 rows (NaN = masked); `batch.finish_batch` expands them to float32 "
              "+ mask after the transfer, on the GPU in a GPU run. \"+ finish on CPU\" is that expansion done here, "
              "as a CPU-only run pays it. The memmap baseline delivers float32 + mask.", "",
              "| reader | spectra/s delivered | ÷ memmap | spectra/s + finish on CPU | ÷ memmap |", "|---|---|---|---|---|"]

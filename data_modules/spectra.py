@@ -1,7 +1,7 @@
 """A simple DataModule: a store, split by star, served by a map-style dataset.
 
 Good for stores that fit in memory (the synthetic default) or on local disk; the
-streaming module for archive-scale stores is ``data_modules.streaming``.
+streaming module for archive-scale stores is ``spectra_lightning.data_modules.streaming``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from spectra_lightning.batch import Item
 from spectra_lightning.errors import ConfigError
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.store import SpectraStore, StoreError, fill_masked
@@ -29,7 +30,7 @@ def cache_dir() -> Path:
 
 
 class StoreDataset(Dataset):
-    """Rows of a store; items ``{"flux": (L,), "mask": (L,), "index": (), "labels": (K,)}``."""
+    """Rows of a store as map-style :class:`~spectra_lightning.batch.Item` s (collated into a ``Batch``)."""
 
     def __init__(self, store: SpectraStore, rows: np.ndarray, labels: np.ndarray, in_memory: bool):
         self.store, self.rows, self.labels = store, rows, labels
@@ -38,7 +39,7 @@ class StoreDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> Item:
         row = self.rows[i]
         flux = self.cache[i] if self.cache is not None else self.store.read([row])[0]
         flux, mask = fill_masked(flux)

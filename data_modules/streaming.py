@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from spectra_lightning.batch import Batch
 from spectra_lightning.errors import ConfigError
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.grid import C_KMS
@@ -145,9 +147,10 @@ def piece(order: np.ndarray, part: int, parts: int) -> tuple[np.ndarray, np.ndar
     return order[idx % max(len(order), 1)], weight
 
 
-class ShardStream(IterableDataset):
-    """Batches ``{"flux", "index", "labels", "weight"}`` streamed from a store split; ``flux (B, L)``
-    in the stored dtype with NaN = masked (``module.finish_batch`` adds the mask on the device).
+class BlockStream(IterableDataset):
+    """Streaming-wire :class:`~spectra_lightning.batch.Batch` es from a store split, read block by block
+    (a block: rows stored together, see the module docstring); ``flux (B, L)`` in the stored dtype with
+    NaN = masked.
 
     ``epoch`` must be set before each epoch (:class:`StreamLoader` does it); rank and world size
     come from ``torch.distributed`` when initialised.
@@ -184,7 +187,7 @@ class ShardStream(IterableDataset):
             self._store = SpectraStore.open(self.store_path, storage_options=self.storage_options)
         return self._store
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Batch]:
         rank, world = self.world()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
@@ -195,57 +198,55 @@ class ShardStream(IterableDataset):
         # validation (no shuffle) draws the same augmentation every epoch: a fixed set to read the latent space on
         rng = np.random.default_rng([self.seed, self.epoch if self.shuffle else 0, rank, worker, 1])
         wave = store.grid.wavelength
-        buffer_rows, buffer_w, buffer_flux = [], [], []
-        pending_rows, pending_w, pending_flux = [], [], []
+        batch: list[tuple] = []
+        for item in self._shuffled(self._items(store, rows, weight), rng):
+            batch.append(item)
+            if len(batch) == self.batch_size:
+                yield self._collate(batch, wave, rng)
+                batch = []
+        if batch:
+            yield self._collate(batch, wave, rng)
 
-        def emit(r, w, f):
-            r, w = np.asarray(r), np.asarray(w, np.float32)
-            labels = self.labels[r]
-            if self.augment is not None and self.augment.active:
-                flux, labels = self.augment(np.stack(f).astype(np.float32), labels, self.label_names, wave, rng)
-            else:
-                flux = np.stack(f)  # the stored dtype (float16): the model expands it on the device
-            # NaN = masked, no "mask": module.finish_batch makes float32 + mask after the transfer
-            return {"flux": torch.from_numpy(flux), "index": torch.from_numpy(r.astype(np.int64)),
-                    "labels": torch.from_numpy(np.ascontiguousarray(labels, np.float32)), "weight": torch.from_numpy(w)}
+    def _shuffled(self, items: Iterator[tuple], rng: np.random.Generator) -> Iterator[tuple]:
+        """``items`` through a buffer of ``shuffle_buffer``: each new one swaps with a random one held."""
+        if not self.shuffle_buffer:
+            yield from items
+            return
+        buffer: list[tuple] = []
+        for item in items:
+            buffer.append(item)
+            if len(buffer) < self.shuffle_buffer:
+                continue
+            j = int(rng.integers(len(buffer)))
+            buffer[j], buffer[-1] = buffer[-1], buffer[j]
+            yield buffer.pop()
+        for j in rng.permutation(len(buffer)) if buffer else []:
+            yield buffer[j]
 
-        for block_rows, block_w, block_flux in self._blocks(store, rows, weight):
-            for r, w, f in zip(block_rows, block_w, block_flux):
-                if self.shuffle_buffer:
-                    buffer_rows.append(r), buffer_w.append(w), buffer_flux.append(f)
-                    if len(buffer_rows) < self.shuffle_buffer:
-                        continue
-                    j = int(rng.integers(len(buffer_rows)))
-                    for lst in (buffer_rows, buffer_w, buffer_flux):
-                        lst[j], lst[-1] = lst[-1], lst[j]
-                    r, w, f = buffer_rows.pop(), buffer_w.pop(), buffer_flux.pop()
-                pending_rows.append(r), pending_w.append(w), pending_flux.append(f)
-                if len(pending_rows) == self.batch_size:
-                    yield emit(pending_rows, pending_w, pending_flux)
-                    pending_rows, pending_w, pending_flux = [], [], []
-        rest = rng.permutation(len(buffer_rows)) if buffer_rows else []
-        for j in rest:
-            pending_rows.append(buffer_rows[j]), pending_w.append(buffer_w[j]), pending_flux.append(buffer_flux[j])
-            if len(pending_rows) == self.batch_size:
-                yield emit(pending_rows, pending_w, pending_flux)
-                pending_rows, pending_w, pending_flux = [], [], []
-        if pending_rows:
-            yield emit(pending_rows, pending_w, pending_flux)
+    def _collate(self, items: list[tuple], wave: np.ndarray, rng: np.random.Generator) -> Batch:
+        """``(row, weight, flux (L,))`` items -> a streaming-wire :class:`Batch` (augmented in training)."""
+        rows, weights, fluxes = zip(*items)
+        r, w = np.asarray(rows), np.asarray(weights, np.float32)
+        labels = self.labels[r]
+        if self.augment is not None and self.augment.active:
+            flux, labels = self.augment(np.stack(fluxes).astype(np.float32), labels, self.label_names, wave, rng)
+        else:
+            flux = np.stack(fluxes)  # the stored dtype (float16): batch.finish_batch widens it on the device
+        return {"flux": torch.from_numpy(flux), "index": torch.from_numpy(r.astype(np.int64)),
+                "labels": torch.from_numpy(np.ascontiguousarray(labels, np.float32)), "weight": torch.from_numpy(w)}
 
     @staticmethod
-    def _blocks(store: SpectraStore, rows: np.ndarray, weight: np.ndarray):
-        """Runs of consecutive rows read as one contiguous slice each (a block at a time)."""
+    def _items(store: SpectraStore, rows: np.ndarray, weight: np.ndarray) -> Iterator[tuple]:
+        """``(row, weight, flux (L,))`` in order, each run of consecutive rows read as one contiguous slice."""
         if not len(rows):
             return
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         for r, w in zip(np.split(rows, breaks), np.split(weight, breaks)):
-            yield r, w, store.flux[int(r[0]):int(r[-1]) + 1]
-
-
+            yield from zip(r, w, store.flux[int(r[0]):int(r[-1]) + 1])
 class StreamLoader(DataLoader):
-    """A DataLoader over a :class:`ShardStream` that tells it the epoch before each pass."""
+    """A DataLoader over a :class:`BlockStream` that tells it the epoch before each pass."""
 
-    def __init__(self, dataset: ShardStream, epoch_fn, **kwargs):
+    def __init__(self, dataset: BlockStream, epoch_fn, **kwargs):
         dataset.num_workers = max(1, kwargs.get("num_workers", 0))
         super().__init__(dataset, batch_size=None, **kwargs)
         self.epoch_fn = epoch_fn
@@ -313,7 +314,7 @@ class StreamingSpectraDataModule(SpectraDataModule):
             if values is None:
                 raise ConfigError(f"balance_by: no metadata column {self.balance_by!r}")
             probabilities = balance_weights(values[rows].astype(float), self.balance_bins)
-        dataset = ShardStream(self.store_path, rows, self.store.labels(self.labels), self.labels, self.batch_size,
+        dataset = BlockStream(self.store_path, rows, self.store.labels(self.labels), self.labels, self.batch_size,
                               seed=self.split_seed, shuffle=shuffle, shuffle_buffer=self.shuffle_buffer,
                               augment=self.augment if shuffle else self.val_augment, probabilities=probabilities,
                               storage_options=self.storage_options)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import logging
 import os
 import re
 import sys
 import time
+import types
 import typing
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,7 +26,7 @@ import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from data_modules import SpectraDataModule
+from spectra_lightning.data_modules import SpectraDataModule
 
 from .errors import ConfigError
 from .lock import StoreLockedError
@@ -149,7 +152,7 @@ class SpectraCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         if not sys.stdout.isatty() and config.get("enable_progress_bar", True) is not False:
-            from callbacks import EpochLines
+            from spectra_lightning.callbacks import EpochLines
 
             callbacks = [*callbacks, EpochLines()]  # logs get one line per epoch, not a bar's redraws
         return super()._instantiate_trainer(config, callbacks)
@@ -304,6 +307,40 @@ tools:
 """
 
 
+# configs written before 0.2 name the classes by the folders' old top-level package names
+MOVED_PACKAGES = {"callbacks": "spectra_lightning.callbacks", "data_modules": "spectra_lightning.data_modules"}
+
+
+class _MovedPackage(types.ModuleType):
+    """Stands in for a package that moved: ``callbacks.X`` warns once and is ``spectra_lightning.callbacks.X``."""
+
+    def __init__(self, old: str, new: str):
+        super().__init__(old)
+        self.__path__: list[str] = []  # a package, so `old.submodule` fails as "no module" rather than oddly
+        self._new = new
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        warnings.warn(f"'{self.__name__}.{name}' is now '{self._new}.{name}': update the config", FutureWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module(self._new), name)
+
+
+def alias_moved_packages() -> None:
+    """Let old configs' class paths resolve, unless another installed package owns the old name."""
+    here = Path(__file__).resolve().parent.parent
+    for old, new in MOVED_PACKAGES.items():
+        if old in sys.modules:
+            continue
+        try:
+            spec = importlib.util.find_spec(old)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or (spec.origin and Path(spec.origin).resolve().parent.parent == here):
+            sys.modules[old] = _MovedPackage(old, new)
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point; ``args`` defaults to ``sys.argv[1:]`` (tests pass a list)."""
     from_argv = args is None
@@ -317,6 +354,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"spectra_lightning: unknown command {args[0]!r}\n\n{OVERVIEW}", file=sys.stderr)
         return 2
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # no "Seed set to 0" line
+    alias_moved_packages()
     had_run_dir = RUN_DIR_ENV in os.environ
     SpectraCLI.run_label = ",".join(f"{key.split('.')[-1]}={value}" for key, value in
                                     (a.split("=", 1) for a in args if a.startswith(("--model.", "--data.")) and "=" in a))

@@ -1,57 +1,48 @@
-"""The LightningModule: masked L1 reconstruction + λ·KL, with a linear KL warm-up.
+"""The LightningModule: masked reconstruction error + λ·KL, with a linear KL warm-up.
 
-Batches are dicts ``{"flux": (B, L), "mask": (B, L) bool, "index": (B,), "labels": (B, K)}``
-(or float16 ``flux`` with NaN = masked and no ``mask``, completed on the device by :func:`finish_batch`)
-and optionally ``"weight": (B,)`` (0 for padding repeats; see ``data_modules``); labels never
-reach the loss. Validation, test and predict steps
-return ``{"mu", "logvar", "index", "labels"}`` so callbacks read the codes without a
-second pass over the data.
+Batches follow :mod:`spectra_lightning.batch` (completed on the device by ``finish_batch``); labels
+never reach the loss. Validation, test and predict steps return ``{"mu", "logvar", "index", "labels"}``
+so callbacks read the codes without a second pass over the data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
 from torchmetrics import MeanMetric
 
+from .batch import Batch, finish_batch
 from .errors import ConfigError
-from .grid import SpectralGrid
-from .nets import FULL_LENGTH, ConvAutoencoder
+from .grid import HARPS_LENGTH, SpectralGrid
+from .nets import ConvAutoencoder, reparameterise
 
-LOGVAR_RANGE = (-12.0, 8.0)  # keeps exp(logvar) finite in fp16/bf16 and early training
+# Written into every checkpoint. 0: before the key existed (2026-11); 1: adds it. Bump it when a change
+# needs old checkpoints converted, and convert them in `on_load_checkpoint`.
+CHECKPOINT_FORMAT = 1
+NORMALISATIONS = {"sum": "sum", "mean": "mean", "paper": "mean"}  # "paper": the old name of "mean"
 
 
-def kl_per_node(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, σ²) ‖ N(0, 1)) per spectrum and node, ``(B, D)`` in nats."""
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)) of each spectrum's each node, ``(B, D)`` in nats, from μ, log σ² ``(B, D)``."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
 def masked_error(recon: torch.Tensor, flux: torch.Tensor, mask: torch.Tensor, normalisation: str,
                  reconstruction: str = "l1", noise_scale: float = 0.02) -> torch.Tensor:
-    """Per-spectrum reconstruction error over unmasked pixels ``(B,)``, summed (``sum``) or
-    averaged (``paper``): ``l1`` = |r| (the paper's), ``gaussian`` = r²/(2σ²)·σ, i.e. a Gaussian
-    negative log-likelihood rescaled by σ so that it matches |r| in size for residuals of ~σ."""
+    """Per-spectrum reconstruction error ``(B,)`` over unmasked pixels of ``(B, L)`` inputs, summed (``sum``)
+    or averaged over pixels (``mean``): ``l1`` = |r| (the paper's), ``gaussian`` = r²/(2σ²)·σ, i.e. a
+    Gaussian negative log-likelihood rescaled by σ so that it matches |r| in size for residuals of ~σ."""
     r = recon - flux
     err = (r.abs() if reconstruction == "l1" else r.pow(2) / (2 * noise_scale)) * mask
     total = err.sum(1)
-    if normalisation == "paper":
+    if NORMALISATIONS[normalisation] == "mean":
         return total / mask.sum(1).clamp_min(1)
     return total
-
-
-def finish_batch(batch: dict) -> dict:
-    """Give a batch its float32 ``flux`` (masked pixels 0) and bool ``mask`` where it has none.
-
-    Streaming loaders send the stored float16 rows with NaN = masked and no mask: half the
-    bytes through workers, pinned memory and PCIe; the expansion happens here, on the device.
-    """
-    if "mask" not in batch:
-        flux = batch["flux"].float()  # float16 ops are slow on CPUs: widen first, then work in place
-        batch["mask"] = torch.isfinite(flux)  # NaN is the store's mask; ±inf must never reach the loss either
-        batch["flux"] = flux.masked_fill_(~batch["mask"], 0.0)
-    return batch
 
 
 class NonFiniteLossError(RuntimeError):
@@ -76,9 +67,9 @@ class SpectrumAutoencoder(L.LightningModule):
         kl_weight: λ, the KL weight after warm-up.
         kl_warmup_start, kl_warmup_steps: the ramp of λ, in optimizer steps; a float
             below 1 is a fraction of the run's total steps.
-        normalisation: ``sum`` — L1 summed over each spectrum's unmasked pixels, KL summed
-            over nodes (λ ≈ 3 works); ``paper`` — L1 averaged over pixels (the authors'
-            successor code; λ ≈ 0.3 at full size). Both averaged over the batch.
+        normalisation: ``sum`` — the error summed over each spectrum's unmasked pixels, KL summed
+            over nodes (λ ≈ 3 works); ``mean`` (alias ``paper``) — the error averaged over pixels (the
+            authors' successor code; λ ≈ 0.3 at full size). Both averaged over the batch.
         reconstruction: ``l1`` (the paper's; its optimum is the per-pixel median, which drops a
             line whose position varies by more than its width) or ``gaussian`` (squared error, the
             mean: a line moving with RV stays as a shallow trough the decoder can sharpen).
@@ -86,27 +77,35 @@ class SpectrumAutoencoder(L.LightningModule):
         doppler_node, doppler_scale: make latent node ``doppler_node`` a radial velocity of
             ``doppler_scale`` km/s per unit that shifts the decoded spectrum (see ``nets.DopplerShift``).
         grid: the data's grid (``SpectralGrid.describe()``), linked from the DataModule by the CLI.
-        lr: Adam learning rate.
-        net: an injected network; built from the arguments above when None.
+        lr: learning rate of the default optimizer (Adam) when ``optimizer`` is not given.
+        net: an injected network: in YAML a ``class_path`` and ``init_args`` without ``n_pixels`` (the grid's
+            length is passed as the first argument), in Python a module or ``n_pixels -> module``. It needs
+            ``n_pixels``, ``latent_dim``, ``encode`` and ``decode`` as :class:`~spectra_lightning.nets.ConvAutoencoder`.
+            None: a ``ConvAutoencoder`` from ``latent_dim``, ``depth`` and the Doppler options.
+        optimizer: ``class_path``/``init_args`` of a ``torch.optim`` optimizer (default Adam(lr)).
+        scheduler: optionally, an LR scheduler the same way (stepped per epoch; ``ReduceLROnPlateau``
+            watches ``val/loss``).
     """
 
     def __init__(
         self,
         latent_dim: int = 32,
         depth: int = 15,
-        n_pixels: int = FULL_LENGTH,
+        n_pixels: int = HARPS_LENGTH,
         variational: bool = True,
         kl_weight: float = 3.0,
         kl_warmup_start: float = 0,
         kl_warmup_steps: float = 0.3,
-        normalisation: Literal["sum", "paper"] = "sum",
+        normalisation: Literal["sum", "mean", "paper"] = "sum",
         reconstruction: Literal["l1", "gaussian"] = "l1",
         noise_scale: float = 0.02,
         doppler_node: int | None = None,
         doppler_scale: float = 30.0,
         grid: dict | None = None,
         lr: float = 1e-3,
-        net: ConvAutoencoder | None = None,
+        net: Callable[[int], nn.Module] | None = None,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()
         for name, value, ok, want in (("kl_weight", kl_weight, kl_weight >= 0, ">= 0"), ("lr", lr, lr > 0, "> 0"),
@@ -115,16 +114,26 @@ class SpectrumAutoencoder(L.LightningModule):
                                       ("doppler_scale", doppler_scale, doppler_scale > 0, "> 0")):
             if not ok:
                 raise ConfigError(f"--model.{name} must be {want}, got {value}")
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        if not isinstance(self.hparams.get("net"), dict):  # the CLI's class_path/init_args rebuild it; a module can't
+            self.hparams.pop("net", None)
+        self.optimizer, self.scheduler = optimizer, scheduler
         if net is None:
             wave = SpectralGrid(**grid).wavelength if grid is not None else None
             if doppler_node is not None and (wave is None or len(wave) != n_pixels):
                 raise ConfigError("doppler_node needs the data's grid (the CLI links it; pass grid=... otherwise)")
             net = ConvAutoencoder(n_pixels, latent_dim, depth, doppler_node, doppler_scale, wave)
+        else:
+            if not isinstance(net, nn.Module):
+                net = net(n_pixels)
+            got = (getattr(net, "n_pixels", None), getattr(net, "latent_dim", None))
+            if got != (n_pixels, latent_dim):
+                raise ConfigError(f"--model.net ({type(net).__name__}) has n_pixels, latent_dim = {got}, but the data "
+                                  f"has {n_pixels} px and --model.latent_dim is {latent_dim}")
+            if doppler_node is not None and getattr(net, "doppler_node", None) != doppler_node:
+                raise ConfigError("--model.doppler_node is set but the injected net has no such node: set it on the net")
         self.net = net
         self.train_means = torch.nn.ModuleDict({k: MeanMetric() for k in ("loss", "recon", "kl")})
-        if (self.net.n_pixels, self.net.latent_dim) != (n_pixels, latent_dim):
-            raise ConfigError("the injected net does not match n_pixels/latent_dim")
 
     # -- schedule -------------------------------------------------------------
     def _steps(self, value: float) -> int:
@@ -145,14 +154,13 @@ class SpectrumAutoencoder(L.LightningModule):
         return finish_batch(batch) if isinstance(batch, dict) else batch
 
     def forward(self, flux: torch.Tensor):
-        """``(B, L)`` -> reconstruction ``(B, L)``, μ ``(B, D)``, clamped log σ² ``(B, D)``."""
-        mu, logvar = self.net.encoder(flux)
-        logvar = logvar.clamp(*LOGVAR_RANGE)
+        """``(B, L)`` -> reconstruction ``(B, L)``, μ ``(B, D)``, log σ² ``(B, D)``; a sample is decoded in
+        training (VAE), μ otherwise."""
+        mu, logvar = self.net.encode(flux)
         sample = self.hparams.variational and self.training
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-        return self.net.decode(z), mu, logvar
+        return self.net.decode(reparameterise(mu, logvar) if sample else mu), mu, logvar
 
-    def _shared_step(self, batch: dict, stage: str):
+    def _shared_step(self, batch: Batch, stage: str):
         flux, mask = batch["flux"], batch["mask"]
         recon, mu, logvar = self(flux)
         # weight 0 marks padding repeats that equalise DDP ranks: they add nothing
@@ -162,7 +170,7 @@ class SpectrumAutoencoder(L.LightningModule):
         h = self.hparams
         rec = (masked_error(recon, flux, mask.to(flux.dtype), h.normalisation, h.reconstruction, h.noise_scale)
                * w).sum() / norm
-        kl_nodes = (kl_per_node(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
+        kl_nodes = (kl_divergence(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
         kl = kl_nodes.sum() if self.hparams.variational else torch.zeros((), device=flux.device)
         weight = self.current_kl_weight
         loss = rec + weight * kl
@@ -205,7 +213,7 @@ class SpectrumAutoencoder(L.LightningModule):
         return (f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}; {where}); batch spectra: "
                 f"{shown}. Lower --model.lr, check those spectra (`verify`), or use precision 32")
 
-    def _eval_step(self, batch, stage):
+    def _eval_step(self, batch: Batch, stage: str) -> dict:
         _, mu, logvar = self._shared_step(batch, stage)
         return {"mu": mu.detach(), "logvar": logvar.detach(), "index": batch["index"], "labels": batch.get("labels")}
 
@@ -220,4 +228,23 @@ class SpectrumAutoencoder(L.LightningModule):
         return {"mu": mu, "logvar": logvar, "index": batch["index"]}
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        optimizer = self.optimizer(self.parameters()) if self.optimizer else torch.optim.Adam(self.parameters(),
+                                                                                             lr=self.hparams.lr)
+        if self.scheduler is None:
+            return optimizer
+        scheduler = self.scheduler(optimizer)
+        config = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    # -- checkpoints -------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["spectra_lightning_format"] = CHECKPOINT_FORMAT
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        version = checkpoint.get("spectra_lightning_format", 0)
+        if version > CHECKPOINT_FORMAT:
+            raise ConfigError(f"checkpoint format {version} is newer than this spectra_lightning reads "
+                              f"({CHECKPOINT_FORMAT}): upgrade spectra_lightning")
+        # 0 -> 1 changed nothing stored: format-0 checkpoints load as they are

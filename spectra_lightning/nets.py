@@ -13,12 +13,17 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .grid import C_KMS
+from .grid import C_KMS, HARPS_LENGTH
 
 ENCODER_CHANNELS = (16, 16, 16, 32, 32, 32, 64, 64, 64, 128, 128, 128, 256, 512, 512)
 ENCODER_KERNELS = (7, 5, 5) + (3,) * 12
 NEGATIVE_SLOPE = 0.1
-FULL_LENGTH = 327_680
+LOGVAR_RANGE = (-12.0, 8.0)  # keeps exp(logvar) finite in fp16/bf16 and early training
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """A sample ``z ~ N(μ, σ²)`` ``(B, D)``, differentiable in μ and log σ² (each ``(B, D)``)."""
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
 
 def downsampling(depth: int) -> int:
@@ -42,9 +47,10 @@ def padded_length(n_pixels: int, depth: int) -> int:
 
 
 class Encoder(nn.Module):
-    """Spectra ``(N, L)`` -> μ, log σ² each ``(N, latent_dim)``; ``L`` is padded to :func:`padded_length`."""
+    """Spectra ``(B, L)`` -> μ, log σ² each ``(B, D)``; ``L`` is padded to :func:`padded_length`, log σ² is
+    clamped to :data:`LOGVAR_RANGE`."""
 
-    def __init__(self, n_pixels: int = FULL_LENGTH, latent_dim: int = 128, depth: int = 15):
+    def __init__(self, n_pixels: int = HARPS_LENGTH, latent_dim: int = 128, depth: int = 15):
         super().__init__()
         self.n_pixels, self.padded = n_pixels, padded_length(n_pixels, depth)
         layers: list[nn.Module] = []
@@ -66,13 +72,13 @@ class Encoder(nn.Module):
         if self.padded != self.n_pixels:
             flux = nn.functional.pad(flux, (0, self.padded - self.n_pixels))  # zeros: what masked pixels hold
         h = self.conv(flux.unsqueeze(1)).flatten(1)
-        return self.mu(h), self.logvar(h)
+        return self.mu(h), self.logvar(h).clamp(*LOGVAR_RANGE)
 
 
 class Decoder(nn.Module):
-    """Codes ``(N, latent_dim)`` -> spectra ``(N, L)``; mirrors :class:`Encoder` (and crops its padding)."""
+    """Codes ``(B, D)`` -> spectra ``(B, L)``; mirrors :class:`Encoder` (and crops its padding)."""
 
-    def __init__(self, n_pixels: int = FULL_LENGTH, latent_dim: int = 128, depth: int = 15):
+    def __init__(self, n_pixels: int = HARPS_LENGTH, latent_dim: int = 128, depth: int = 15):
         super().__init__()
         rev = list(reversed(ENCODER_CHANNELS[:depth])) + [1]
         self.n_pixels = n_pixels
@@ -92,7 +98,7 @@ class Decoder(nn.Module):
 
 
 class DopplerShift(nn.Module):
-    """Move rest-frame spectra ``(N, L)`` on a uniform grid to velocities ``v (N,)`` km/s:
+    """Move rest-frame spectra ``(B, L)`` on a uniform grid to velocities ``v (B,)`` km/s:
     ``out(λ) = in(λ / (1 + v/c))`` by linear interpolation (beyond the edges: the edge pixel).
 
     Args:
@@ -117,16 +123,18 @@ class DopplerShift(nn.Module):
 
 
 class ConvAutoencoder(nn.Module):
-    """Encoder + decoder; ``forward`` returns ``(reconstruction (N, L), μ, log σ²)``.
+    """Encoder + decoder; ``forward`` returns ``(reconstruction (B, L), μ (B, D), log σ² (B, D))``.
 
-    The caller decides whether to decode μ or a reparameterised sample (see ``module.py``).
+    The interface ``SpectrumAutoencoder`` needs of any injected network: attributes ``n_pixels`` and
+    ``latent_dim``, :meth:`encode` and :meth:`decode`. The caller decides whether to decode μ or a
+    sample (:func:`reparameterise`).
     With ``doppler_node`` set, :meth:`decode` treats that latent node as a radial velocity
     (``v = doppler_scale · z[:, node]`` km/s) and shifts the decoder's (rest-frame) output by it
     (spender-style: the velocity is physics, not something the decoder must learn to draw).
     ``wave`` (the grid's ``(L,)`` wavelengths) is needed then.
     """
 
-    def __init__(self, n_pixels: int = FULL_LENGTH, latent_dim: int = 128, depth: int = 15,
+    def __init__(self, n_pixels: int = HARPS_LENGTH, latent_dim: int = 128, depth: int = 15,
                  doppler_node: int | None = None, doppler_scale: float = 30.0, wave: np.ndarray | None = None):
         super().__init__()
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
@@ -141,17 +149,20 @@ class ConvAutoencoder(nn.Module):
             self.shift = DopplerShift(wave)
         init_weights(self)
 
+    def encode(self, flux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spectra ``(B, L)`` -> μ, clamped log σ², each ``(B, D)``."""
+        return self.encoder(flux)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes ``(N, D)`` -> spectra ``(N, L)`` (Doppler shifted when ``doppler_node`` is set)."""
+        """Codes ``(B, D)`` -> spectra ``(B, L)`` (Doppler shifted when ``doppler_node`` is set)."""
         out = self.decoder(z)
         if self.doppler_node is None:
             return out
         return self.shift(out, self.doppler_scale * z[:, self.doppler_node])
 
     def forward(self, flux: torch.Tensor, sample: bool = False):
-        mu, logvar = self.encoder(flux)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-        return self.decode(z), mu, logvar
+        mu, logvar = self.encode(flux)
+        return self.decode(reparameterise(mu, logvar) if sample else mu), mu, logvar
 
 
 def init_weights(module: nn.Module) -> None:

@@ -1,22 +1,21 @@
 """Shared fixtures: no network, W&B offline into tmp, tiny synthetic stores."""
 
 import os
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "data" / "real"
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _offline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("env")
+    saved = dict(os.environ)
     os.environ.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp),
                        "WANDB_CACHE_DIR": str(tmp / "cache"), "WANDB_CONFIG_DIR": str(tmp / "config"),
                        "SPECTRA_LIGHTNING_CACHE": str(tmp / "synth-cache")})
     os.environ.pop("WANDB_API_KEY", None)
     yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
@@ -26,11 +25,4 @@ def tiny_store(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("stores") / "tiny.zarr"
     synthesize(str(path), SynthSpec(n=160, seed=3, grid="tiny", spectra_per_star=2), progress=False)
-    return path
-
-
-def real_file(rel: str) -> Path:
-    path = REAL / rel
-    if not path.exists():
-        pytest.skip(f"real spectra not available: {path} (needs ../shared beside the repo)")
     return path

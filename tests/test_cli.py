@@ -4,26 +4,13 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from spectra_lightning.cli import main
 from spectra_lightning.store import SpectraStore
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(tmp_path, store, **trainer):
-    cfg = {
-        "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-                    "enable_model_summary": False, "default_root_dir": str(tmp_path / "run"), **trainer},
-        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-        "data": {"class_path": "data_modules.SpectraDataModule",
-                 "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25}},
-    }
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+from helpers import REPO, tiny_config
 
 
 def test_overview_and_help(capsys):
@@ -123,3 +110,25 @@ def test_missing_store_is_one_clear_line(tmp_path, tiny_store, capsys):
     assert main(["fit", "--config", str(cfg), f"--data.init_args.store={tmp_path / 'nope.zarr'}"]) == 2
     err = capsys.readouterr().err
     assert "nope.zarr: no store there" in err and "Traceback" not in err
+
+
+def test_network_optimizer_and_scheduler_from_yaml(tmp_path, tiny_store):
+    from spectra_lightning.encode import load_model
+
+    cfg = tiny_config(tmp_path, tiny_store, logger=False, max_epochs=2)
+    c = yaml.safe_load(cfg.read_text())
+    # no n_pixels: the data's grid length is passed to the class
+    c["model"]["net"] = {"class_path": "spectra_lightning.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 3}}
+    c["model"]["optimizer"] = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01, "weight_decay": 0.25}}
+    c["model"]["scheduler"] = {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 1, "gamma": 0.5}}
+    cfg.write_text(yaml.safe_dump(c))
+    assert main(["fit", "--config", str(cfg)]) == 0
+    ckpt = next((tmp_path / "run/checkpoints").glob("*.ckpt"))
+    saved = torch.load(ckpt, weights_only=True)
+    (group,) = saved["optimizer_states"][0]["param_groups"]
+    (sched,) = saved["lr_schedulers"]
+    assert sched["last_epoch"] >= 1 and group["weight_decay"] == 0.25
+    assert group["lr"] == pytest.approx(0.01 * 0.5 ** sched["last_epoch"])  # halved per epoch
+    model = load_model(ckpt, torch.device("cpu"))
+    assert model.net.depth == 3 and model.net.n_pixels == 512  # rebuilt from the checkpoint's own config
+    assert sum(isinstance(m, torch.nn.Conv1d) for m in model.net.encoder.modules()) == 3

@@ -56,7 +56,7 @@ def test_bad_settings_are_one_line(tmp_path, tiny_store, capsys, override, needl
 def test_a_filter_on_a_missing_column(tmp_path, tiny_store, capsys):
     cfg = tiny_config(tmp_path, tiny_store, logger=False)
     data = yaml.safe_load(cfg.read_text())
-    data["data"]["class_path"] = "data_modules.StreamingSpectraDataModule"
+    data["data"]["class_path"] = "spectra_lightning.data_modules.StreamingSpectraDataModule"
     data["data"]["init_args"]["filters"] = ["airmass < 2"]
     cfg.write_text(yaml.safe_dump(data))
     fails_in_one_line(capsys, ["fit", "--config", str(cfg)], "filter 'airmass < 2': no metadata column 'airmass'")

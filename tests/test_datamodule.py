@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from data_modules import SpectraDataModule
-from data_modules.split import assign_splits
+from spectra_lightning.data_modules import SpectraDataModule
+from spectra_lightning.data_modules.split import assign_splits
 from spectra_lightning.synth import LABELS
 
 

@@ -32,7 +32,7 @@ def run(tmp_path_factory, tiny_store):
                        "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                                       "init_args": {"save_last": True}}]},
            "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-           "data": {"class_path": "data_modules.SpectraDataModule",
+           "data": {"class_path": "spectra_lightning.data_modules.SpectraDataModule",
                     "init_args": {"store": str(tiny_store), "batch_size": 16, "val_fraction": 0.3}}}
     (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["fit", "--config", str(tmp / "cfg.yaml")]) == 0

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import real_file
+from helpers import real_file
 from spectra_lightning import grid_kernel
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import on_grid_row

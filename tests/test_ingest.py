@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import REAL, real_file
+from helpers import REAL, real_file
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import ingest
 from spectra_lightning.store import SpectraStore

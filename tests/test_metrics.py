@@ -146,7 +146,8 @@ def test_report_schema_and_nan_labels():
     snr[:7] = np.nan
     r = latent_report(mu, {"teff": teff, "snr": snr}, bootstrap=3)
     json.dumps(r)  # valid JSON, no NaN
-    assert r["n_spectra"] == n and r["mad"]["informative"] == [1, 0] or r["mad"]["informative"] == [0, 1]
+    assert r["n_spectra"] == n
+    assert r["mad"]["informative"] == [0, 1]  # by MAD: uniform Teff/800 (≈0.78) before N(0, 1) (≈0.67)
     assert r["mi"]["ksg"]["teff"]["best_node"] == 0 and r["mi"]["ksg"]["teff"]["n"] == n
     assert r["mi"]["ksg"]["snr"]["n"] == n - 7 and r["mi"]["ksg"]["snr"]["n_nonfinite"] == 7
     assert len(r["mi"]["ksg"]["teff"]["values"]) == 3 and len(r["mi"]["ksg"]["teff"]["se"]) == 3

@@ -10,7 +10,7 @@ import yaml
 import zarr
 from astropy.io import fits
 
-from conftest import real_file
+from helpers import real_file
 from spectra_lightning.cli import main
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import ingest
@@ -77,7 +77,7 @@ def test_the_paper_filter_keeps_normalised_spectra_and_drops_faint_counts(tmp_pa
     flags = dict(zip(m["id"], zip(m["product"], m["counts"], m["low_flux"])))
     assert flags["HARPS_Sun"] == ("image1d", 0, 0) and flags["HARPS_GJ163"] == ("image1d", 0, 0)
     assert flags["HARPS_GJ3470_s1d"] == ("s1d", 1, 0) and flags["faint_s1d_A"] == ("s1d", 1, 1)
-    from data_modules.streaming import apply_filters
+    from spectra_lightning.data_modules.streaming import apply_filters
 
     kept = apply_filters(m, np.arange(len(m["id"])), ["low_flux == 0"])
     assert sorted(m["id"][kept]) == ["HARPS_GJ163", "HARPS_GJ3470_s1d", "HARPS_Sun"]

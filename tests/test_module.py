@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 import torch
 
-from spectra_lightning.module import SpectrumAutoencoder, kl_per_node, kl_weight_at, masked_error
+from spectra_lightning.module import SpectrumAutoencoder, kl_divergence, kl_weight_at, masked_error
 
 
 def small(**kw):
@@ -15,9 +17,9 @@ def batch(b=3, length=64):
 
 
 def test_kl_is_zero_at_the_prior_and_positive_elsewhere():
-    assert torch.allclose(kl_per_node(torch.zeros(2, 3), torch.zeros(2, 3)), torch.zeros(2, 3))
+    assert torch.allclose(kl_divergence(torch.zeros(2, 3), torch.zeros(2, 3)), torch.zeros(2, 3))
     # analytic: KL(N(1, e^{-1}) || N(0,1)) = 0.5 (1 + e^-1 - 1 + 1)
-    kl = kl_per_node(torch.ones(1, 1), -torch.ones(1, 1))
+    kl = kl_divergence(torch.ones(1, 1), -torch.ones(1, 1))
     assert kl.item() == pytest.approx(0.5 * (1 + torch.exp(torch.tensor(-1.0)).item()))
 
 
@@ -80,3 +82,48 @@ def test_eval_step_returns_codes():
     model.eval()
     out = model.validation_step(batch(), 0)
     assert out["mu"].shape == (3, 4) and out["logvar"].shape == (3, 4) and out["index"].tolist() == [0, 1, 2]
+
+
+def test_mean_normalisation_keeps_the_old_name_paper():
+    flux, recon, mask = torch.zeros(2, 8), torch.ones(2, 8), torch.ones(2, 8)
+    mask[1, 4:] = 0
+    assert torch.equal(masked_error(recon, flux, mask, "mean"), torch.tensor([1.0, 1.0]))
+    assert torch.equal(masked_error(recon, flux, mask, "paper"), masked_error(recon, flux, mask, "mean"))
+
+
+def test_a_checkpoint_written_before_the_format_key_loads_and_encodes_the_same(tmp_path):
+    """tests/data/format0_tiny_doppler.ckpt: written 2026-11-29 by the code before CHECKPOINT_FORMAT (a 4-node VAE
+    with a Doppler node on the 512-px tiny grid, two steps); the .npz holds what it gave then for three inputs."""
+    import numpy as np
+
+    from spectra_lightning.encode import load_model
+    from spectra_lightning.module import CHECKPOINT_FORMAT
+
+    data = Path(__file__).parent / "data"
+    old = torch.load(data / "format0_tiny_doppler.ckpt", weights_only=True)
+    assert "spectra_lightning_format" not in old
+    model = load_model(data / "format0_tiny_doppler.ckpt", torch.device("cpu"))
+    want = np.load(data / "format0_tiny_doppler.npz")
+    with torch.no_grad():
+        recon, mu, logvar = model(torch.from_numpy(want["flux"]))
+    np.testing.assert_allclose(mu.numpy(), want["mu"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logvar.numpy(), want["logvar"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(recon.numpy(), want["recon"], rtol=1e-5, atol=1e-6)
+    # saved again, it carries the format; a newer format than this code reads is refused in one line
+    ckpt = {**old, "spectra_lightning_format": CHECKPOINT_FORMAT + 1}
+    torch.save(ckpt, tmp_path / "future.ckpt")
+    with pytest.raises(ValueError, match="newer than this spectra_lightning reads"):
+        load_model(tmp_path / "future.ckpt", torch.device("cpu"))
+
+
+def test_an_injected_network_is_used_and_checked():
+    from spectra_lightning.errors import ConfigError
+    from spectra_lightning.nets import ConvAutoencoder
+
+    net = ConvAutoencoder(64, 4, depth=3)
+    model = SpectrumAutoencoder(latent_dim=4, n_pixels=64, net=net)
+    assert model.net is net
+    built = SpectrumAutoencoder(latent_dim=4, n_pixels=64, net=lambda n: ConvAutoencoder(n, 4, depth=2))
+    assert built.net.n_pixels == 64 and built.net.depth == 2
+    with pytest.raises(ConfigError, match=r"n_pixels, latent_dim = \(64, 4\), but the data has 128 px"):
+        SpectrumAutoencoder(latent_dim=4, n_pixels=128, net=net)

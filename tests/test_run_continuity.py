@@ -35,7 +35,7 @@ def write_config(path, store, trainer=None, data=None, model=None, callbacks=())
                     "callbacks": [{"class_path": c} if isinstance(c, str) else c for c in callbacks],
                     **(trainer or {})},
         "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0, **(model or {})},
-        "data": {"class_path": "data_modules.SpectraDataModule",
+        "data": {"class_path": "spectra_lightning.data_modules.SpectraDataModule",
                  "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25, **(data or {})}},
     }
     path.write_text(yaml.safe_dump(cfg))
@@ -74,7 +74,7 @@ def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp
 
 
 def test_two_rank_report_covers_the_whole_validation_split(tmp_path):
-    from data_modules.split import assign_splits
+    from spectra_lightning.data_modules.split import assign_splits
     from spectra_lightning.synth import SynthSpec, synthesize
 
     tiny_store = tmp_path / "one_per_star.zarr"
@@ -83,7 +83,7 @@ def test_two_rank_report_covers_the_whole_validation_split(tmp_path):
     meta = SpectraStore.open(tiny_store).meta
     val_fraction = next(f for f in np.arange(0.25, 0.45, 0.01) if len(assign_splits(meta, f, 0.0, seed=0)["val"]) % 2)
     checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
-    metrics = {"class_path": "callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}
+    metrics = {"class_path": "spectra_lightning.callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}
     cfg = write_config(tmp_path / "ddp.yaml", tiny_store,
                        {"max_epochs": 2, "logger": False, "strategy": "ddp", "devices": 2,
                         "default_root_dir": str(tmp_path / "run"), "enable_progress_bar": False},
@@ -145,8 +145,8 @@ def test_an_infinite_pixel_never_reaches_the_loss_and_a_non_finite_loss_stops_th
     row[201] = -np.inf
     flux[3] = row
     common = {"max_epochs": 1, "logger": False, "default_root_dir": str(tmp_path / "run"), "enable_progress_bar": False}
-    metrics = {"class_path": "callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}
-    for data_class, doppler in (("data_modules.StreamingSpectraDataModule", 0), ("data_modules.SpectraDataModule", None)):
+    metrics = {"class_path": "spectra_lightning.callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}
+    for data_class, doppler in (("spectra_lightning.data_modules.StreamingSpectraDataModule", 0), ("spectra_lightning.data_modules.SpectraDataModule", None)):
         cfg = write_config(tmp_path / "inf.yaml", store, common, model={"doppler_node": doppler},
                            data={"val_fraction": 0.25}, callbacks=[metrics])
         data = yaml.safe_load(cfg.read_text())

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from data_modules import StreamingSpectraDataModule
-from data_modules.streaming import Augment, ShardStream, apply_filters, balance_weights, epoch_rows, one_per_object, piece
+from spectra_lightning.data_modules import StreamingSpectraDataModule
+from spectra_lightning.data_modules.streaming import Augment, BlockStream, apply_filters, balance_weights, epoch_rows, one_per_object, piece
 from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.module import finish_batch
+from spectra_lightning.batch import finish_batch
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.synth import C_KMS, render
 
@@ -75,7 +75,7 @@ def test_workers_see_every_spectrum_exactly_once(dm):
 def test_simulated_ranks_get_equal_steps_and_disjoint_spectra(dm, monkeypatch):
     per_rank = []
     for rank in range(3):
-        monkeypatch.setattr(ShardStream, "world", staticmethod(lambda r=rank: (r, 3)))
+        monkeypatch.setattr(BlockStream, "world", staticmethod(lambda r=rank: (r, 3)))
         per_rank.append(batches(dm))
     assert len({len(b) for b in per_rank}) == 1
     real = np.concatenate([b["index"][b["weight"] > 0].numpy() for bs in per_rank for b in bs])
@@ -182,7 +182,7 @@ def cli_config(tmp_path, store, **trainer):
                     "enable_model_summary": False, "default_root_dir": str(tmp_path / "run"),
                     "callbacks": [{"class_path": "stream_probe.IndexRecorder"}], **trainer},
         "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-        "data": {"class_path": "data_modules.StreamingSpectraDataModule",
+        "data": {"class_path": "spectra_lightning.data_modules.StreamingSpectraDataModule",
                  "init_args": {"store": str(store), "batch_size": 8, "val_fraction": 0.2, "num_workers": 1,
                                "shuffle_buffer": 16}},
     }

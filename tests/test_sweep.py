@@ -64,9 +64,9 @@ def tiny_sweep(tmp_path, store, values=(0.1, 1.0), latents=(2, 3)):
         "seed_everything": 0,
         "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "enable_progress_bar": False,
                     "enable_model_summary": False, "logger": False, "limit_train_batches": 3,
-                    "callbacks": [{"class_path": "callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}]},
+                    "callbacks": [{"class_path": "spectra_lightning.callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}]},
         "model": {"latent_dim": 4, "depth": 5, "kl_warmup_steps": 0},
-        "data": {"class_path": "data_modules.SpectraDataModule",
+        "data": {"class_path": "spectra_lightning.data_modules.SpectraDataModule",
                  "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.3}},
     }
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
