@@ -59,21 +59,31 @@ def main():
         mm[:] = data.astype(np.float32)
         mm.flush()
         mm = np.load(tmp / "m.npy", mmap_mode="r")
-        base = rate(lambda s: np.array(mm[s:s + 64]), n)
-        lines = [f"## Store layouts: rows per chunk ({date.today()})", "",
-                 f"Machine: {platform.machine()}, {os.cpu_count()} cores. {n} real-based spectra × {length:,} px, "
-                 "float16 Blosc-lz4 (bit-shuffle), read in 64-row blocks; float32 memmap of the same rows in the same run.", "",
-                 "| layout | spectra/s | ÷ memmap | ÷ 1-row chunks in 64-row shards |", "|---|---|---|---|",
-                 f"| np.memmap float32 | {base:.0f} | 1.00 | — |"]
+        base = rate(lambda s: np.array(mm[s : s + 64]), n)
+        lines = [
+            f"## Store layouts: rows per chunk ({date.today()})",
+            "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores. {n} real-based spectra × {length:,} px, "
+            "float16 Blosc-lz4 (bit-shuffle), read in 64-row blocks; float32 memmap of the same rows in the same run.",
+            "",
+            "| layout | spectra/s | ÷ memmap | ÷ 1-row chunks in 64-row shards |",
+            "|---|---|---|---|",
+            f"| np.memmap float32 | {base:.0f} | 1.00 | — |",
+        ]
         first = None
         for chunk, shard in LAYOUTS:
             name = f"{chunk}-row chunks" + (f" in {shard}-row shards" if shard else "")
             arr = zarr.open_group(str(tmp / f"{chunk}_{shard}.zarr"), mode="w").create_array(
-                "flux", shape=data.shape, dtype="float16", chunks=(chunk, length),
-                shards=(shard, length) if shard else None, fill_value=np.nan,
-                compressors=zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"))
+                "flux",
+                shape=data.shape,
+                dtype="float16",
+                chunks=(chunk, length),
+                shards=(shard, length) if shard else None,
+                fill_value=np.nan,
+                compressors=zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
+            )
             arr[:] = data
-            r = rate(lambda s: arr[s:s + 64], n)
+            r = rate(lambda s: arr[s : s + 64], n)
             first = first or r
             lines.append(f"| {name} | {r:.0f} | {r / base:.2f} | {r / first:.2f} |")
             print(lines[-1], flush=True)

@@ -19,7 +19,6 @@ import threading
 import time
 import urllib.request
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,9 +50,11 @@ def browser_ms(url: str, moves: int) -> float:
             b.js("window.explorer.latency = []")
             for i in range(moves):
                 version = b.js("window.explorer.version")
-                b.js(f"(() => {{ const s = document.getElementById('s0');"
-                     f" s.value = +s.min + (+s.max - +s.min) * {(i % 10) / 9};"
-                     f" s.dispatchEvent(new Event('input')); }})()")
+                b.js(
+                    f"(() => {{ const s = document.getElementById('s0');"
+                    f" s.value = +s.min + (+s.max - +s.min) * {(i % 10) / 9};"
+                    f" s.dispatchEvent(new Event('input')); }})()"
+                )
                 b.wait_for(f"window.explorer.version > {version} && !window.explorer.inflight")
             return float(np.median(b.js("window.explorer.latency")))
         finally:

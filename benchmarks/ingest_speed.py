@@ -30,8 +30,8 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from report import publish
 from astropy.io import fits
+from report import publish
 
 from spectra_lightning import grid_kernel
 from spectra_lightning.ingest import expand_inputs, ingest
@@ -90,16 +90,23 @@ def main():
     a = p.parse_args()
     if not REAL.exists():
         raise SystemExit(f"needs the real spectra at {REAL}")
-    lines = [f"## Ingest rate ({date.today()})", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-             f"numba kernels {'on' if grid_kernel.available else 'off'}. HARPS grid (327,680 px), float16 lz4 "
-             f"store. Bare read and ingest alternate in {a.repeats} rounds; medians. CPU = this process and its "
-             "worker processes, per file.", "",
-             "| input | run | files/s | MB/s | CPU ms/file | files/s per worker ÷ bare read |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"## Ingest rate ({date.today()})",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numba kernels {'on' if grid_kernel.available else 'off'}. HARPS grid (327,680 px), float16 lz4 "
+        f"store. Bare read and ingest alternate in {a.repeats} rounds; medians. CPU = this process and its "
+        "worker processes, per file.",
+        "",
+        "| input | run | files/s | MB/s | CPU ms/file | files/s per worker ÷ bare read |",
+        "|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for label, copies, adp_only in ((f"{a.copies} HARPS 1-D files (ADP, s1d, normalised)", a.copies, False),
-                                        (f"{a.copies // 2} ADP files", a.copies // 2, True)):
+        for label, copies, adp_only in (
+            (f"{a.copies} HARPS 1-D files (ADP, s1d, normalised)", a.copies, False),
+            (f"{a.copies // 2} ADP files", a.copies // 2, True),
+        ):
             src = tmp / ("adp" if adp_only else "mixed")
             make_copies(src, copies, adp_only)
             paths = expand_inputs([str(src)])[0]
@@ -118,7 +125,8 @@ def main():
                     c, t = cpu_seconds(), time.perf_counter()
                     s = ingest([str(src)], str(out), workers=workers, progress=False)
                     runs.setdefault((f"ingest --workers {workers}", workers), []).append(
-                        (time.perf_counter() - t, cpu_seconds() - c))
+                        (time.perf_counter() - t, cpu_seconds() - c)
+                    )
                     assert s["ingested"] == len(paths), s
                     shutil.rmtree(out)
             base = float(np.median([el for el, _ in runs[BARE]]))
@@ -126,8 +134,10 @@ def main():
                 el, cpu = float(np.median([r[0] for r in rs])), float(np.median([r[1] for r in rs]))
                 rate = len(paths) / el
                 ratio = "—" if (name, workers) == BARE else f"{rate / workers / (len(paths) / base):.2f}"
-                lines.append(f"| {label} ({mb:.0f} MB) | {name} | {rate:.1f} | {mb / el:.1f} | "
-                             f"{1e3 * cpu / len(paths):.1f} | {ratio} |")
+                lines.append(
+                    f"| {label} ({mb:.0f} MB) | {name} | {rate:.1f} | {mb / el:.1f} | "
+                    f"{1e3 * cpu / len(paths):.1f} | {ratio} |"
+                )
                 print(lines[-1], flush=True)
             shutil.rmtree(src)
     publish(lines, a.out)

@@ -23,14 +23,13 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from report import publish
 import torch
+from report import publish
 
+from spectra_lightning.batch import finish_batch
 from spectra_lightning.data_modules import StreamingSpectraDataModule
 from spectra_lightning.data_modules.streaming import epoch_rows
-from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import ingest
-from spectra_lightning.batch import finish_batch
 from spectra_lightning.nets import ConvAutoencoder
 from spectra_lightning.store import SpectraStore
 
@@ -49,8 +48,16 @@ def build(tmp: Path, n: int, codecs: tuple[str, ...]) -> tuple[dict[str, Path], 
     # the layout before 16-row chunks, in the same run: 1-spectrum chunks in 64-row shards (lz4)
     stores[PREVIOUS] = SpectraStore.create(tmp / "bench-previous.zarr", grid, codec="lz4")
     old = stores[PREVIOUS].group
-    old.create_array("flux", shape=(0, grid.length), dtype="float16", chunks=(1, grid.length), shards=(64, grid.length),
-                     fill_value=np.nan, compressors=old["flux"].compressors, overwrite=True)
+    old.create_array(
+        "flux",
+        shape=(0, grid.length),
+        dtype="float16",
+        chunks=(1, grid.length),
+        shards=(64, grid.length),
+        fill_value=np.nan,
+        compressors=old["flux"].compressors,
+        overwrite=True,
+    )
     stores[PREVIOUS].close()  # releases the writer lock, taken again by the reopen
     stores[PREVIOUS] = SpectraStore.open(tmp / "bench-previous.zarr", mode="a")
     mm = np.lib.format.open_memmap(tmp / "bench.npy", mode="w+", dtype=np.float32, shape=(n, grid.length))
@@ -58,11 +65,13 @@ def build(tmp: Path, n: int, codecs: tuple[str, ...]) -> tuple[dict[str, Path], 
     for start in range(0, n, 64):
         b = min(64, n - start)
         rows = base[np.arange(start, start + b) % len(base)] * (1 + 0.01 * rng.standard_normal((b, grid.length)))
-        meta = {"id": np.array([f"b{i}" for i in range(start, start + b)]),
-                "object": np.array([f"star{i}" for i in range(start, start + b)])}
+        meta = {
+            "id": np.array([f"b{i}" for i in range(start, start + b)]),
+            "object": np.array([f"star{i}" for i in range(start, start + b)]),
+        }
         for store in stores.values():
             store.append(rows.astype(np.float32), meta)
-        mm[start:start + b] = np.nan_to_num(rows.astype(np.float16).astype(np.float32), nan=0.0)
+        mm[start : start + b] = np.nan_to_num(rows.astype(np.float16).astype(np.float32), nan=0.0)
     mm.flush()
     for store in stores.values():
         store.close()
@@ -78,8 +87,9 @@ def du(path: Path) -> float:
 def time_datamodule(store: Path, workers: int) -> tuple[float, float, int]:
     """Seconds for one epoch as the loader delivers it (float16, NaN = masked), and with
     ``finish_batch`` (float32 + mask) done on this CPU as a CPU-only run would; spectra."""
-    dm = StreamingSpectraDataModule(store=str(store), batch_size=32, val_fraction=0.0, num_workers=workers,
-                                    shuffle_buffer=256, labels=[])
+    dm = StreamingSpectraDataModule(
+        store=str(store), batch_size=32, val_fraction=0.0, num_workers=workers, shuffle_buffer=256, labels=[]
+    )
     dm.setup("fit")
     loader = dm.train_dataloader()
     for _ in loader:  # warm the page cache
@@ -97,11 +107,11 @@ def time_memmap(npy: Path, rows: np.ndarray, shard: int) -> tuple[float, int]:
     mm = np.load(npy, mmap_mode="r")
     order = epoch_rows(rows, shard, seed=0, epoch=0, shuffle=True)
     for s in range(0, len(order), 32):
-        np.asarray(mm[np.sort(order[s:s + 32])])
+        np.asarray(mm[np.sort(order[s : s + 32])])
     t = time.perf_counter()
     n = 0
     for s in range(0, len(order), 32):
-        x = torch.from_numpy(np.ascontiguousarray(mm[order[s:s + 32]]))
+        x = torch.from_numpy(np.ascontiguousarray(mm[order[s : s + 32]]))
         mask = x != 0
         n += x.shape[0] + 0 * int(mask[0, 0])
     return time.perf_counter() - t, n
@@ -166,23 +176,32 @@ def main():
     rate_cpu = model_rate()
     flops = training_flops_per_spectrum()
     h100 = 0.35 * 989e12 / flops  # assumption: bf16 dense 989 TFLOP/s at 35 % utilisation
-    lines = [f"## Streaming DataModule vs np.memmap ({date.today()})", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. {a.n} spectra × "
-             f"327,680 px built from the real spectra, 16-row chunks; one training epoch, batch 32, warm page cache; baseline in the same run.", "",
-             "Loaders deliver the stored float16 rows (NaN = masked); `batch.finish_batch` expands them to float32 "
-             "+ mask after the transfer, on the GPU in a GPU run. \"+ finish on CPU\" is that expansion done here, "
-             "as a CPU-only run pays it. The memmap baseline delivers float32 + mask.", "",
-             "| reader | spectra/s delivered | ÷ memmap | spectra/s + finish on CPU | ÷ memmap |", "|---|---|---|---|---|"]
+    lines = [
+        f"## Streaming DataModule vs np.memmap ({date.today()})",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. {a.n} spectra × "
+        f"327,680 px built from the real spectra, 16-row chunks; one training epoch, batch 32, warm page cache; baseline in the same run.",
+        "",
+        "Loaders deliver the stored float16 rows (NaN = masked); `batch.finish_batch` expands them to float32 "
+        '+ mask after the transfer, on the GPU in a GPU run. "+ finish on CPU" is that expansion done here, '
+        "as a CPU-only run pays it. The memmap baseline delivers float32 + mask.",
+        "",
+        "| reader | spectra/s delivered | ÷ memmap | spectra/s + finish on CPU | ÷ memmap |",
+        "|---|---|---|---|---|",
+    ]
     for name, t, t_fin, n in results:
         fin = f"{n / t_fin:.0f} | {(n / t_fin) / (n_mm / t_mm):.2f}" if t_fin else "— | —"
         lines.append(f"| {name} | {n / t:.0f} | {(n / t) / (n_mm / t_mm):.2f} | {fin} |")
     lines += ["", "| on disk | GB | ÷ memmap |", "|---|---|---|"]
     for name, gb in sizes.items():
         lines.append(f"| {name} | {gb:.2f} | {gb / sizes['memmap (.npy float32)']:.2f} |")
-    lines += ["", f"Full-size model (7,046,997 parameters) training step on this CPU: {rate_cpu:.2f} spectra/s "
-              f"(batch 4, fp32). Training cost ≈ {flops / 1e9:.0f} GFLOP per spectrum (3 × 2 × forward MACs); an H100 "
-              f"at an assumed 35 % of its 989 TFLOP/s bf16 would consume ≈ {h100:.0f} spectra/s, i.e. "
-              f"{h100 * bytes_per / 2 / 1e9:.2f} GB/s of float16 store reads per GPU."]
+    lines += [
+        "",
+        f"Full-size model (7,046,997 parameters) training step on this CPU: {rate_cpu:.2f} spectra/s "
+        f"(batch 4, fp32). Training cost ≈ {flops / 1e9:.0f} GFLOP per spectrum (3 × 2 × forward MACs); an H100 "
+        f"at an assumed 35 % of its 989 TFLOP/s bf16 would consume ≈ {h100:.0f} spectra/s, i.e. "
+        f"{h100 * bytes_per / 2 / 1e9:.2f} GB/s of float16 store reads per GPU.",
+    ]
     publish(lines, a.out)
 
 

@@ -79,17 +79,25 @@ def main():
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--latents", type=int, default=128)
     p.add_argument("--labels", type=int, default=8)
-    p.add_argument("--max-pairs-large", type=int, default=256,
-                   help="at n >= 100k time this many pairs (latents x labels) and scale to the full table")
+    p.add_argument(
+        "--max-pairs-large",
+        type=int,
+        default=256,
+        help="at n >= 100k time this many pairs (latents x labels) and scale to the full table",
+    )
     p.add_argument("--out", default=None, help="append a markdown section to this file")
     a = p.parse_args()
-    lines = [f"## KSG mutual-information table vs scikit-learn ({date.today()})", "",
-             f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
-             f"numpy {np.__version__}. Table {a.latents} latents × {a.labels} labels, k = 3. "
-             "scikit-learn `mutual_info_regression` with defaults (one core) is the baseline, measured in the same run.", "",
-             "| n | pairs timed | ours, numba (s) | ours, scipy fallback (s) | scikit-learn (s) | speed-up numba "
-             "| speed-up fallback | numba, full table (s) | sklearn, full table (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## KSG mutual-information table vs scikit-learn ({date.today()})",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
+        f"numpy {np.__version__}. Table {a.latents} latents × {a.labels} labels, k = 3. "
+        "scikit-learn `mutual_info_regression` with defaults (one core) is the baseline, measured in the same run.",
+        "",
+        "| n | pairs timed | ours, numba (s) | ours, scipy fallback (s) | scikit-learn (s) | speed-up numba "
+        "| speed-up fallback | numba, full table (s) | sklearn, full table (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     if not HAVE_NUMBA:
         print("numba is not installed: only the scipy fallback is timed (pip install -e '.[fast]')")
     t = time.perf_counter()
@@ -105,13 +113,21 @@ def main():
         fallback = time_ours(z, ys)
         theirs = time_sklearn(z, ys)
         scale = (a.latents * a.labels) / (d * labels)
-        lines.append(f"| {n:,} | {d * labels} | {ours:.2f} | {fallback:.1f} | {theirs:.1f} | {theirs / ours:.1f}× | "
-                     f"{theirs / fallback:.1f}× | {ours * scale:.1f} | {theirs * scale:.1f} |")
+        lines.append(
+            f"| {n:,} | {d * labels} | {ours:.2f} | {fallback:.1f} | {theirs:.1f} | {theirs / ours:.1f}× | "
+            f"{theirs / fallback:.1f}× | {ours * scale:.1f} | {theirs * scale:.1f} |"
+        )
         print(lines[-1], flush=True)
-    lines += ["", f"Loading the numba kernel before the first table took {warm:.1f} s (compiles once, then cached).",
-              "", "Accuracy on bivariate Gaussians (n = 10,000, mean |error| over 10 seeds, nats; "
-              "both of our paths give the same values):", "",
-              "| ρ | true MI | ours | scikit-learn |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Loading the numba kernel before the first table took {warm:.1f} s (compiles once, then cached).",
+        "",
+        "Accuracy on bivariate Gaussians (n = 10,000, mean |error| over 10 seeds, nats; "
+        "both of our paths give the same values):",
+        "",
+        "| ρ | true MI | ours | scikit-learn |",
+        "|---|---|---|---|",
+    ]
     for rho, truth, e_ours, e_sk in accuracy(10_000):
         lines.append(f"| {rho} | {truth:.3f} | {e_ours:.4f} | {e_sk:.4f} |")
     publish(lines, a.out)

@@ -35,8 +35,10 @@ class EpochLines(ProgressBar):
         if not (self._enabled and trainer.is_global_zero):
             return
         metrics = trainer.callback_metrics
-        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs if trainer.max_epochs else '?'}",
-                 f"step {trainer.global_step}"]
+        parts = [
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs if trainer.max_epochs else '?'}",
+            f"step {trainer.global_step}",
+        ]
         for key in self.KEYS:
             for name in (key, f"{key}_epoch"):
                 if name in metrics:

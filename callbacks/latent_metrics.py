@@ -33,9 +33,17 @@ class LatentMetrics(L.Callback):
         final_report: write ``report.json`` + figures and print a summary when fit ends.
     """
 
-    def __init__(self, every_n_epochs: int = 1, figures_every_n_epochs: int = 5, threshold: float = 0.02,
-                 criterion: str = "auto", estimators: tuple[str, ...] = ("ksg",), n_reconstructions: int = 3,
-                 traversal_steps: int = 7, final_report: bool = True):
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        figures_every_n_epochs: int = 5,
+        threshold: float = 0.02,
+        criterion: str = "auto",
+        estimators: tuple[str, ...] = ("ksg",),
+        n_reconstructions: int = 3,
+        traversal_steps: int = 7,
+        final_report: bool = True,
+    ):
         super().__init__()
         self.every_n_epochs, self.figures_every_n_epochs = every_n_epochs, figures_every_n_epochs
         self.report_kwargs = {"threshold": threshold, "criterion": criterion}
@@ -83,8 +91,14 @@ class LatentMetrics(L.Callback):
         scalars: dict[str, float] = {}
         if trainer.is_global_zero:  # analysed once; the scalars are then shared with the other ranks
             labels = self._labels(codes)
-            report = latent_report(codes["mu"], labels, codes["logvar"], pair_labels=False,
-                                   estimators=self.estimators, **self.report_kwargs)
+            report = latent_report(
+                codes["mu"],
+                labels,
+                codes["logvar"],
+                pair_labels=False,
+                estimators=self.estimators,
+                **self.report_kwargs,
+            )
             scalars = self._scalars(report)
             if self._due(trainer, self.figures_every_n_epochs):
                 self._figures(trainer, pl_module, report, codes, f"epoch_{trainer.current_epoch:03d}")
@@ -127,15 +141,21 @@ class LatentMetrics(L.Callback):
                 flux = self.examples["flux"].to(pl_module.device)
                 recon, _, _ = pl_module(flux)
                 figs["reconstructions"] = plots.reconstructions(
-                    wave, flux.float().cpu().numpy(), self.examples["mask"].cpu().numpy(), recon.float().cpu().numpy(), windows)
+                    wave,
+                    flux.float().cpu().numpy(),
+                    self.examples["mask"].cpu().numpy(),
+                    recon.float().cpu().numpy(),
+                    windows,
+                )
             median = np.median(mu, axis=0)
             for node in report["mad"]["informative"][:6]:
                 values = np.percentile(mu[:, node], np.linspace(1, 99, self.traversal_steps))
                 z = np.repeat(median[None], len(values), axis=0)
                 z[:, node] = values
                 dec = pl_module.net.decode(torch.as_tensor(z, dtype=torch.float32, device=pl_module.device))
-                figs[f"traversal_node{node}"] = plots.traversal(wave, dec.float().cpu().numpy(), values, node, windows,
-                                                                valid)
+                figs[f"traversal_node{node}"] = plots.traversal(
+                    wave, dec.float().cpu().numpy(), values, node, windows, valid
+                )
             pl_module.train(was_training)
         paths = plots.save_figures(figs, Path(trainer.default_root_dir) / "figures" / tag)
         for logger in trainer.loggers:
@@ -152,15 +172,21 @@ class LatentMetrics(L.Callback):
         labels = self._labels(codes)
         report = latent_report(codes["mu"], labels, codes["logvar"], **self.report_kwargs)
         val_loss = trainer.callback_metrics.get("val/loss")
-        report["fit"] = {"epoch": trainer.current_epoch, "global_step": trainer.global_step,
-                         "val_loss": float(val_loss) if val_loss is not None else None,
-                         **{k: pl_module.hparams.get(k) for k in ("latent_dim", "kl_weight", "normalisation", "variational")}}
+        report["fit"] = {
+            "epoch": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "val_loss": float(val_loss) if val_loss is not None else None,
+            **{k: pl_module.hparams.get(k) for k in ("latent_dim", "kl_weight", "normalisation", "variational")},
+        }
         run_dir = Path(trainer.default_root_dir)
         (run_dir / "report.json").write_text(json.dumps(report, indent=1))
         self._figures(trainer, pl_module, report, codes, "final")
         print(format_summary(report), flush=True)
         if self.seconds:
             epoch = trainer.callback_metrics.get("val/metrics_fraction")
-            print(f"latent metrics: {np.mean(self.seconds):.2f} s per evaluated epoch"
-                  + (f" ({100 * float(epoch):.1f} % of the last epoch)" if epoch is not None else ""), flush=True)
+            print(
+                f"latent metrics: {np.mean(self.seconds):.2f} s per evaluated epoch"
+                + (f" ({100 * float(epoch):.1f} % of the last epoch)" if epoch is not None else ""),
+                flush=True,
+            )
         print(f"report:  {run_dir / 'report.json'}\nfigures: {run_dir / 'figures' / 'final'}", flush=True)

@@ -43,8 +43,12 @@ class StoreDataset(Dataset):
         row = self.rows[i]
         flux = self.cache[i] if self.cache is not None else self.store.read([row])[0]
         flux, mask = fill_masked(flux)
-        return {"flux": torch.from_numpy(flux), "mask": torch.from_numpy(mask),
-                "index": torch.tensor(row, dtype=torch.long), "labels": torch.from_numpy(self.labels[row])}
+        return {
+            "flux": torch.from_numpy(flux),
+            "mask": torch.from_numpy(mask),
+            "index": torch.tensor(row, dtype=torch.long),
+            "labels": torch.from_numpy(self.labels[row]),
+        }
 
 
 class EpochShuffle(RandomSampler):
@@ -89,7 +93,7 @@ class SpectraDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
         split_seed: int = 0,
-        labels: list[str] = list(LABELS),
+        labels: list[str] = list(LABELS),  # noqa: B006 - a list default shows in --help; never mutated
         in_memory: bool = True,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -98,8 +102,9 @@ class SpectraDataModule(L.LightningDataModule):
         super().__init__()
         store = store if store is not None else (os.environ.get("SPECTRA_LIGHTNING_STORE") if synth is None else None)
         if store is None and synth is None:
-            raise ConfigError("no data: give a store (--data.init_args.store=PATH_OR_URL or $SPECTRA_LIGHTNING_STORE) "
-                              "or a synth spec")
+            raise ConfigError(
+                "no data: give a store (--data.init_args.store=PATH_OR_URL or $SPECTRA_LIGHTNING_STORE) or a synth spec"
+            )
         if batch_size < 1:
             raise ConfigError(f"--data.init_args.batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
@@ -147,7 +152,7 @@ class SpectraDataModule(L.LightningDataModule):
 
     def prepare_data(self):
         try:
-            self.store
+            _ = self.store  # opening checks it
         except StoreError:
             if self.synth is None:
                 raise
@@ -174,14 +179,20 @@ class SpectraDataModule(L.LightningDataModule):
 
     def _build(self):
         labels = self.store.labels(self.labels)
-        self.datasets = {name: StoreDataset(self.store, rows, labels, self.in_memory)
-                         for name, rows in self.splits.items() if len(rows)}
+        self.datasets = {
+            name: StoreDataset(self.store, rows, labels, self.in_memory)
+            for name, rows in self.splits.items()
+            if len(rows)
+        }
 
     # The split travels in checkpoints: a resumed run trains on exactly the same stars.
     def state_dict(self) -> dict:
         ids = self.store.meta.get("id", np.arange(self.store.n).astype(str))
-        return {"split_ids": {k: [str(ids[i]) for i in v] for k, v in self.splits.items()},
-                "split_seed": self.split_seed, "fractions": list(self.fractions)}
+        return {
+            "split_ids": {k: [str(ids[i]) for i in v] for k, v in self.splits.items()},
+            "split_seed": self.split_seed,
+            "fractions": list(self.fractions),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         saved = state.get("split_ids")
@@ -194,8 +205,10 @@ class SpectraDataModule(L.LightningDataModule):
         pos = {str(v): i for i, v in enumerate(ids)}
         missing = [i for v in saved.values() for i in v if i not in pos]
         if missing:
-            raise ConfigError(f"{self.store_path}: {len(missing)} spectra of the checkpoint's split are not in the "
-                             f"store (e.g. {missing[0]!r})")
+            raise ConfigError(
+                f"{self.store_path}: {len(missing)} spectra of the checkpoint's split are not in the "
+                f"store (e.g. {missing[0]!r})"
+            )
         self.splits = {k: np.array(sorted(pos[i] for i in v), dtype=np.int64) for k, v in saved.items()}
         self._build()
         if self._split_path is not None:
@@ -203,9 +216,14 @@ class SpectraDataModule(L.LightningDataModule):
 
     def save_split(self, path: Path, restored: bool = False):
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"store": self.store_path, "seed": self.split_seed, "fractions": self.fractions,
-                   "selection": getattr(self, "selection", {}), "restored_from_checkpoint": restored,
-                   **self.state_dict()}
+        payload = {
+            "store": self.store_path,
+            "seed": self.split_seed,
+            "fractions": self.fractions,
+            "selection": getattr(self, "selection", {}),
+            "restored_from_checkpoint": restored,
+            **self.state_dict(),
+        }
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(payload))
         tmp.replace(path)  # never half-written
@@ -222,7 +240,8 @@ class SpectraDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"{self.store_path}: no training batch: the train split has {n} spectra ({per_rank} per rank over "
                 f"{world} rank{'s' * (world > 1)}), fewer than --data.init_args.batch_size={self.batch_size}; lower "
-                "the batch size, use fewer devices or a smaller val_fraction")
+                "the batch size, use fewer devices or a smaller val_fraction"
+            )
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         if name not in self.datasets:
@@ -233,9 +252,15 @@ class SpectraDataModule(L.LightningDataModule):
             self.check_batches(len(dataset), drop_last)
         # the order is a function of (seed, epoch) alone, so a resumed run continues the same sequence
         sampler = EpochShuffle(dataset, self.split_seed) if shuffle else None
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

@@ -41,7 +41,9 @@ def split_keys(meta: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(np.char.strip(obj) == "", np.asarray(ids, dtype=str), obj)
 
 
-def assign_splits(meta: dict[str, np.ndarray], val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+def assign_splits(
+    meta: dict[str, np.ndarray], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
     """``{"train"|"val"|"test": sorted row indices}`` with whole stars in one set each."""
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
         raise ConfigError(f"bad split fractions val={val_fraction}, test={test_fraction}")

@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from spectra_lightning.batch import Batch
 from spectra_lightning.errors import ConfigError
-from spectra_lightning.store import SpectraStore
 from spectra_lightning.grid import C_KMS
+from spectra_lightning.store import SpectraStore
 
 from .spectra import SpectraDataModule
 
@@ -90,8 +90,14 @@ class Augment:
             (mask False: excluded from the loss).
     """
 
-    def __init__(self, doppler_kms: float = 0.0, noise: float = 0.0, mask_segments: int = 0, mask_length: int = 256,
-                 rest_frame: bool = False):
+    def __init__(
+        self,
+        doppler_kms: float = 0.0,
+        noise: float = 0.0,
+        mask_segments: int = 0,
+        mask_length: int = 256,
+        rest_frame: bool = False,
+    ):
         self.doppler_kms, self.noise, self.rest_frame = doppler_kms, noise, rest_frame
         self.mask_segments, self.mask_length = mask_segments, mask_length
 
@@ -99,8 +105,9 @@ class Augment:
     def active(self) -> bool:
         return bool(self.doppler_kms or self.noise or self.mask_segments)
 
-    def __call__(self, flux: np.ndarray, labels: np.ndarray, label_names: list[str], wave: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, flux: np.ndarray, labels: np.ndarray, label_names: list[str], wave: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``flux (B, L)`` float32 with NaN = masked, ``labels (B, K)`` -> augmented copies."""
         flux, labels = flux.copy(), labels.copy()
         b = len(flux)
@@ -121,12 +128,13 @@ class Augment:
         for _ in range(self.mask_segments):
             start = rng.integers(0, flux.shape[1] - self.mask_length, b)
             for i in range(b):
-                flux[i, start[i]:start[i] + self.mask_length] = np.nan
+                flux[i, start[i] : start[i] + self.mask_length] = np.nan
         return flux, labels
 
 
-def epoch_rows(rows: np.ndarray, block_rows: int, seed: int, epoch: int, shuffle: bool,
-               probabilities: np.ndarray | None = None) -> np.ndarray:
+def epoch_rows(
+    rows: np.ndarray, block_rows: int, seed: int, epoch: int, shuffle: bool, probabilities: np.ndarray | None = None
+) -> np.ndarray:
     """This epoch's row order: blocks of ``block_rows`` stored rows permuted (or resampled by ``probabilities``)."""
     rng = np.random.default_rng([seed, epoch])
     if probabilities is not None:
@@ -156,10 +164,20 @@ class BlockStream(IterableDataset):
     come from ``torch.distributed`` when initialised.
     """
 
-    def __init__(self, store_path: str, rows: np.ndarray, labels: np.ndarray, label_names: list[str],
-                 batch_size: int, seed: int = 0, shuffle: bool = True, shuffle_buffer: int = 1024,
-                 augment: Augment | None = None, probabilities: np.ndarray | None = None,
-                 storage_options: dict | None = None):
+    def __init__(
+        self,
+        store_path: str,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        label_names: list[str],
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        shuffle_buffer: int = 1024,
+        augment: Augment | None = None,
+        probabilities: np.ndarray | None = None,
+        storage_options: dict | None = None,
+    ):
         self.store_path, self.storage_options = store_path, storage_options
         self.rows, self.labels, self.label_names = rows, labels, label_names
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
@@ -192,8 +210,7 @@ class BlockStream(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         store = self.store()
-        order = epoch_rows(self.rows, store.block_rows,
-                           self.seed, self.epoch, self.shuffle, self.probabilities)
+        order = epoch_rows(self.rows, store.block_rows, self.seed, self.epoch, self.shuffle, self.probabilities)
         rows, weight = piece(order, rank * workers + worker, world * workers)
         # validation (no shuffle) draws the same augmentation every epoch: a fixed set to read the latent space on
         rng = np.random.default_rng([self.seed, self.epoch if self.shuffle else 0, rank, worker, 1])
@@ -232,8 +249,12 @@ class BlockStream(IterableDataset):
             flux, labels = self.augment(np.stack(fluxes).astype(np.float32), labels, self.label_names, wave, rng)
         else:
             flux = np.stack(fluxes)  # the stored dtype (float16): batch.finish_batch widens it on the device
-        return {"flux": torch.from_numpy(flux), "index": torch.from_numpy(r.astype(np.int64)),
-                "labels": torch.from_numpy(np.ascontiguousarray(labels, np.float32)), "weight": torch.from_numpy(w)}
+        return {
+            "flux": torch.from_numpy(flux),
+            "index": torch.from_numpy(r.astype(np.int64)),
+            "labels": torch.from_numpy(np.ascontiguousarray(labels, np.float32)),
+            "weight": torch.from_numpy(w),
+        }
 
     @staticmethod
     def _items(store: SpectraStore, rows: np.ndarray, weight: np.ndarray) -> Iterator[tuple]:
@@ -242,7 +263,9 @@ class BlockStream(IterableDataset):
             return
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         for r, w in zip(np.split(rows, breaks), np.split(weight, breaks)):
-            yield from zip(r, w, store.flux[int(r[0]):int(r[-1]) + 1])
+            yield from zip(r, w, store.flux[int(r[0]) : int(r[-1]) + 1])
+
+
 class StreamLoader(DataLoader):
     """A DataLoader over a :class:`BlockStream` that tells it the epoch before each pass."""
 
@@ -271,10 +294,23 @@ class StreamingSpectraDataModule(SpectraDataModule):
             so that the latent space can be read against a known ``rv`` on a rest-frame library.
     """
 
-    def __init__(self, *args, shuffle_buffer: int = 1024, prefetch_factor: int = 2, filters: list[str] | None = None,
-                 one_per_object: bool = False, balance_by: str | None = None, balance_bins: int = 10,
-                 doppler_kms: float = 0.0, noise: float = 0.0, mask_segments: int = 0, mask_length: int = 256,
-                 rest_frame: bool = False, val_doppler_kms: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        *args,
+        shuffle_buffer: int = 1024,
+        prefetch_factor: int = 2,
+        filters: list[str] | None = None,
+        one_per_object: bool = False,
+        balance_by: str | None = None,
+        balance_bins: int = 10,
+        doppler_kms: float = 0.0,
+        noise: float = 0.0,
+        mask_segments: int = 0,
+        mask_length: int = 256,
+        rest_frame: bool = False,
+        val_doppler_kms: float = 0.0,
+        **kwargs,
+    ):
         kwargs.setdefault("in_memory", False)
         super().__init__(*args, **kwargs)
         self.shuffle_buffer, self.prefetch_factor = shuffle_buffer, prefetch_factor
@@ -296,9 +332,13 @@ class StreamingSpectraDataModule(SpectraDataModule):
                 rows = one_per_object(meta, rows, split_keys(meta))
             out[name] = rows
             self.selection[name] = {"before": int(before), "after": int(len(rows))}
-        self.selection.update(filters=self.filters, one_per_object=self.one_per_object,
-                              balance_by=self.balance_by, balance_bins=self.balance_bins,
-                              augment=vars(self.augment))
+        self.selection.update(
+            filters=self.filters,
+            one_per_object=self.one_per_object,
+            balance_by=self.balance_by,
+            balance_bins=self.balance_bins,
+            augment=vars(self.augment),
+        )
         return out
 
     def _build(self):
@@ -314,10 +354,19 @@ class StreamingSpectraDataModule(SpectraDataModule):
             if values is None:
                 raise ConfigError(f"balance_by: no metadata column {self.balance_by!r}")
             probabilities = balance_weights(values[rows].astype(float), self.balance_bins)
-        dataset = BlockStream(self.store_path, rows, self.store.labels(self.labels), self.labels, self.batch_size,
-                              seed=self.split_seed, shuffle=shuffle, shuffle_buffer=self.shuffle_buffer,
-                              augment=self.augment if shuffle else self.val_augment, probabilities=probabilities,
-                              storage_options=self.storage_options)
+        dataset = BlockStream(
+            self.store_path,
+            rows,
+            self.store.labels(self.labels),
+            self.labels,
+            self.batch_size,
+            seed=self.split_seed,
+            shuffle=shuffle,
+            shuffle_buffer=self.shuffle_buffer,
+            augment=self.augment if shuffle else self.val_augment,
+            probabilities=probabilities,
+            storage_options=self.storage_options,
+        )
         kwargs = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
         if self.num_workers:
             kwargs["prefetch_factor"] = self.prefetch_factor

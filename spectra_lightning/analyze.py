@@ -10,105 +10,15 @@ ids (or row order when the codes carry none); every other numeric column is a la
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .codes import InputError, load_codes, load_labels
 from .metrics.mi import PAPER_BINS
 from .metrics.report import format_summary, latent_report
-
-
-class InputError(ValueError):
-    """Codes or labels that cannot be analysed; the message names the file and the reason."""
-
-
-def read_table(path: Path) -> tuple[list[str], dict[str, list[str]]]:
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            header = reader.fieldnames or []
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"{path}: cannot read as CSV ({e})") from None
-    if not header:
-        raise InputError(f"{path}: empty CSV")
-    return header, {h: [r[h] for r in rows] for h in header}
-
-
-def _numeric(values: list[str]) -> np.ndarray | None:
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        v = (v or "").strip()
-        try:
-            out[i] = float(v) if v else np.nan
-        except ValueError:
-            return None
-    return out
-
-
-def load_codes(path: str | Path) -> dict:
-    """``{"mu": (N, D), "logvar": (N, D) or None, "id": (N,) or None, "attrs": dict}`` (``attrs``: what
-    ``encode`` recorded — store, grid, model fingerprint; empty for ``.npy``/``.csv``)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.suffix == ".npy":
-        mu = np.load(path)
-        if mu.ndim != 2:
-            raise InputError(f"{path}: codes must be a 2-D array (N, D), got shape {mu.shape}")
-        return {"mu": mu.astype(np.float64), "logvar": None, "id": None, "attrs": {}}
-    if path.suffix == ".csv":
-        header, cols = read_table(path)
-        ids = np.array(cols["id"], dtype=str) if "id" in cols else None
-        nodes = [h for h in header if h != "id"]
-        arrays = [_numeric(cols[h]) for h in nodes]
-        if not nodes or any(a is None for a in arrays):
-            raise InputError(f"{path}: every column but 'id' must be numeric")
-        return {"mu": np.column_stack(arrays), "logvar": None, "id": ids, "attrs": {}}
-    import zarr
-
-    try:
-        g = zarr.open_group(str(path), mode="r")
-        mu = g["mu"][:]
-    except Exception as e:
-        raise InputError(f"{path}: not a codes store, .npy or .csv ({type(e).__name__})") from None
-    names = set(g.array_keys())
-    ids = g["id"][:].astype(object).astype(str) if "id" in names else None
-    return {"mu": mu.astype(np.float64), "logvar": g["logvar"][:].astype(np.float64) if "logvar" in names else None,
-            "id": ids, "attrs": dict(g.attrs)}
-
-
-def load_labels(path: str | Path, ids: np.ndarray | None, n: int, columns: list[str] | None = None) -> dict:
-    """Labels aligned to the codes: ``{name: (N,)}`` (NaN where a spectrum has no value)."""
-    header, cols = read_table(Path(path))
-    if ids is not None and "id" in cols:
-        pos = {v: i for i, v in enumerate(cols["id"])}
-        rows = np.array([pos.get(i, -1) for i in ids])
-        matched = int((rows >= 0).sum())
-        if matched == 0:
-            raise InputError(f"{path}: none of its ids match the codes' ids (e.g. codes {ids[:2].tolist()} vs "
-                             f"labels {cols['id'][:2]})")
-    else:
-        if len(next(iter(cols.values()))) != n:
-            raise InputError(f"{path}: {len(next(iter(cols.values())))} rows for {n} codes and no ids to match on")
-        rows = np.arange(n)
-    wanted = columns or [h for h in header if h != "id"]
-    out = {}
-    for name in wanted:
-        if name not in cols:
-            raise InputError(f"{path}: no label column {name!r} (has {', '.join(header)})")
-        values = _numeric(cols[name])
-        if values is None:
-            if columns:
-                raise InputError(f"{path}: label column {name!r} is not numeric")
-            continue
-        out[name] = np.where(rows >= 0, values[np.clip(rows, 0, None)], np.nan)
-    if not out:
-        raise InputError(f"{path}: no numeric label columns")
-    return out
 
 
 def labels_from_store(store_path: str, n: int) -> dict:
@@ -143,8 +53,10 @@ def analyze(codes_path, labels_path, output, figures: bool = True, label_columns
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m spectra_lightning analyze",
-                                description="MAD and mutual information of latent codes against labels -> report.json + figures.")
+    p = argparse.ArgumentParser(
+        prog="python -m spectra_lightning analyze",
+        description="MAD and mutual information of latent codes against labels -> report.json + figures.",
+    )
     p.add_argument("--codes", required=True, help="codes: CODES.zarr from encode, .npy (N, D) or .csv")
     p.add_argument("--labels", help="CSV with an 'id' column (or rows in code order); numeric columns are labels")
     p.add_argument("--label-columns", help="comma-separated subset of label columns")
@@ -158,10 +70,19 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-figures", action="store_true")
     a = p.parse_args(argv)
     try:
-        report = analyze(a.codes, a.labels, a.output, figures=not a.no_figures,
-                         label_columns=a.label_columns.split(",") if a.label_columns else None,
-                         threshold=a.threshold, criterion=a.criterion, k=a.k,
-                         bins=tuple(int(b) for b in a.bins.split(",")), sigma=a.sigma, bootstrap=a.bootstrap)
+        report = analyze(
+            a.codes,
+            a.labels,
+            a.output,
+            figures=not a.no_figures,
+            label_columns=a.label_columns.split(",") if a.label_columns else None,
+            threshold=a.threshold,
+            criterion=a.criterion,
+            k=a.k,
+            bins=tuple(int(b) for b in a.bins.split(",")),
+            sigma=a.sigma,
+            bootstrap=a.bootstrap,
+        )
     except (InputError, OSError, ValueError) as e:
         print(f"analyze: error: {e}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from spectra_lightning.data_modules import SpectraDataModule
 
-from .errors import ConfigError
+from .errors import ConfigError, MovedWarning
 from .lock import StoreLockedError
 from .module import NonFiniteLossError, SpectrumAutoencoder
 from .store import StoreError
@@ -53,8 +53,14 @@ def user_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-_BOILERPLATE = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Problem with given class_path",
-                "Parser key")
+_BOILERPLATE = (
+    "Does not validate against",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "Problem with given class_path",
+    "Parser key",
+)
 
 
 def one_line(message: str) -> str:
@@ -87,7 +93,7 @@ def checkpoint_hparams(path: str) -> dict:
     """The hyper-parameters in a checkpoint, read without unpickling code (``weights_only``)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # noqa: BLE001 - any failure means the same to the user: not a usable checkpoint
+    except Exception as e:
         raise ConfigError(f"--ckpt_path {path}: not a loadable checkpoint ({type(e).__name__})") from None
     return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
 
@@ -180,8 +186,10 @@ class SpectraCLI(LightningCLI):
             saved = checkpoint_hparams(ckpt)
         for key in ("n_pixels", "grid"):
             if saved.get(key) is not None and saved[key] != self.model.hparams.get(key):
-                raise ConfigError(f"--ckpt_path {ckpt}: the checkpoint was trained with {key} {saved[key]}, "
-                                  f"but the data ({self.datamodule.store_path}) has {self.model.hparams.get(key)}")
+                raise ConfigError(
+                    f"--ckpt_path {ckpt}: the checkpoint was trained with {key} {saved[key]}, "
+                    f"but the data ({self.datamodule.store_path}) has {self.model.hparams.get(key)}"
+                )
 
     def _record_run(self, ckpt: str | None) -> None:
         run_dir = Path(self.trainer.default_root_dir)
@@ -202,9 +210,11 @@ class SpectraCLI(LightningCLI):
         if self.trainer.num_training_batches == 0:
             dm = self.trainer.datamodule
             n = len(getattr(dm, "splits", {}).get("train", [])) if dm is not None else "?"
-            raise ConfigError(f"nothing was trained: no training batch (train split {n} spectra, batch size "
-                              f"{getattr(dm, 'batch_size', '?')}, {self.trainer.world_size} rank(s), "
-                              f"limit_train_batches={self.trainer.limit_train_batches})")
+            raise ConfigError(
+                f"nothing was trained: no training batch (train split {n} spectra, batch size "
+                f"{getattr(dm, 'batch_size', '?')}, {self.trainer.world_size} rank(s), "
+                f"limit_train_batches={self.trainer.limit_train_batches})"
+            )
         if not self.trainer.is_global_zero:
             return
         run_dir = Path(self.trainer.default_root_dir)
@@ -218,8 +228,11 @@ class SpectraCLI(LightningCLI):
             if type(logger).__name__.endswith("WandbLogger"):
                 exp = logger.experiment
                 if getattr(exp, "dir", None):
-                    mode = "offline: upload with `wandb sync " + str(Path(exp.dir).parent) + "`" \
-                        if getattr(exp.settings, "mode", "") == "offline" or exp.offline else "online: " + str(exp.url)
+                    mode = (
+                        "offline: upload with `wandb sync " + str(Path(exp.dir).parent) + "`"
+                        if getattr(exp.settings, "mode", "") == "offline" or exp.offline
+                        else "online: " + str(exp.url)
+                    )
                     lines.append(f"W&B run:       {mode}")
         if (run_dir / "checkpoints").is_dir():
             lines.append(f"explore:       {PROG} explore --run {run_dir}")
@@ -237,10 +250,13 @@ def read_run_file(run_dir) -> dict:
 
 
 SYNTH_HELP = {
-    "n": "spectra to write", "seed": "the only source of randomness",
+    "n": "spectra to write",
+    "seed": "the only source of randomness",
     "rv_dist": "radial velocities: uniform on ±rv-max, or archive (a 20 km/s core and a 50 km/s halo, cut at ±rv-max)",
-    "rv_max": "largest |RV|, km/s", "snr_min": "lowest signal-to-noise ratio (log-uniform)",
-    "snr_max": "highest signal-to-noise ratio", "giant_fraction": "share of giants among the stars",
+    "rv_max": "largest |RV|, km/s",
+    "snr_min": "lowest signal-to-noise ratio (log-uniform)",
+    "snr_max": "highest signal-to-noise ratio",
+    "giant_fraction": "share of giants among the stars",
     "spectra_per_star": "epochs per star (same labels, new noise)",
     "resolution": "resolving power R of the instrument profile (HARPS: 115,000)",
     "dtype": "stored flux dtype",
@@ -252,18 +268,27 @@ def synth_main(argv: list[str]) -> int:
     from .synth import SynthSpec, synthesize
 
     defaults = SynthSpec()
-    p = argparse.ArgumentParser(prog="python -m spectra_lightning synth",
-                                description="Write HARPS-like synthetic spectra with known labels to a Zarr store.")
+    p = argparse.ArgumentParser(
+        prog="python -m spectra_lightning synth",
+        description="Write HARPS-like synthetic spectra with known labels to a Zarr store.",
+    )
     p.add_argument("--output", required=True, help="store path to create (must not exist)")
     hints = typing.get_type_hints(SynthSpec)
     for f in fields(SynthSpec):
         if f.name == "grid":
-            p.add_argument("--grid", default=defaults.grid, help="named grid: harps, quickstart or tiny (default %(default)s)")
+            p.add_argument(
+                "--grid", default=defaults.grid, help="named grid: harps, quickstart or tiny (default %(default)s)"
+            )
             continue
         choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(getattr(defaults, f.name)),
-                       default=getattr(defaults, f.name), choices=choices,
-                       help=(SYNTH_HELP.get(f.name, "") + " (default %(default)s)").strip())
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=type(getattr(defaults, f.name)),
+            default=getattr(defaults, f.name),
+            choices=choices,
+            help=(SYNTH_HELP.get(f.name, "") + " (default %(default)s)").strip(),
+        )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     try:
@@ -276,8 +301,16 @@ def synth_main(argv: list[str]) -> int:
 
 
 # Tool commands, imported only when called: "module:function" under spectra_lightning.
-TOOLS = {"synth": "cli:synth_main", "verify": "verify:main", "ingest": "ingest:main", "encode": "encode:main", "analyze": "analyze:main",
-         "sweep": "sweep:main", "sweep-report": "sweep:report_main", "explore": "explore:main"}
+TOOLS = {
+    "synth": "cli:synth_main",
+    "verify": "verify:main",
+    "ingest": "ingest:main",
+    "encode": "encode:main",
+    "analyze": "analyze:main",
+    "sweep": "sweep:main",
+    "sweep-report": "sweep:report_main",
+    "explore": "explore:main",
+}
 
 
 def run_tool(name: str, argv: list[str]) -> int:
@@ -322,8 +355,9 @@ class _MovedPackage(types.ModuleType):
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        warnings.warn(f"'{self.__name__}.{name}' is now '{self._new}.{name}': update the config", FutureWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"'{self.__name__}.{name}' is now '{self._new}.{name}': update the config", MovedWarning, stacklevel=2
+        )
         return getattr(importlib.import_module(self._new), name)
 
 
@@ -356,12 +390,21 @@ def main(args: list[str] | None = None) -> int:
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # no "Seed set to 0" line
     alias_moved_packages()
     had_run_dir = RUN_DIR_ENV in os.environ
-    SpectraCLI.run_label = ",".join(f"{key.split('.')[-1]}={value}" for key, value in
-                                    (a.split("=", 1) for a in args if a.startswith(("--model.", "--data.")) and "=" in a))
+    SpectraCLI.run_label = ",".join(
+        f"{key.split('.')[-1]}={value}"
+        for key, value in (a.split("=", 1) for a in args if a.startswith(("--model.", "--data.")) and "=" in a)
+    )
     try:
-        SpectraCLI(SpectrumAutoencoder, SpectraDataModule, subclass_mode_data=True, args=None if from_argv else args,
-                   save_config_kwargs={"overwrite": True}, parser_class=SpectraParser, parser_kwargs={"prog": PROG})
-    except Exception as e:  # noqa: BLE001 - only the user's errors are caught (re-raised otherwise)
+        SpectraCLI(
+            SpectrumAutoencoder,
+            SpectraDataModule,
+            subclass_mode_data=True,
+            args=None if from_argv else args,
+            save_config_kwargs={"overwrite": True},
+            parser_class=SpectraParser,
+            parser_kwargs={"prog": PROG},
+        )
+    except Exception as e:
         err = user_error(e)
         if err is None:
             raise

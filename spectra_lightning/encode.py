@@ -8,7 +8,6 @@ weights, so that tools can refuse codes made by another model).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
@@ -16,44 +15,8 @@ import numpy as np
 import torch
 import zarr
 
-from .module import SpectrumAutoencoder
-from .store import SpectraStore, StoreError, fill_masked
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def load_model(ckpt: str | Path, device: torch.device) -> SpectrumAutoencoder:
-    if not Path(ckpt).is_file():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
-    try:
-        # weights_only: a checkpoint is data; unpickling arbitrary objects would run a crafted file's code
-        model = SpectrumAutoencoder.load_from_checkpoint(str(ckpt), map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a corrupt, foreign or code-carrying file: one line for all
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{ckpt}: not a loadable spectra_lightning checkpoint (loaded with weights_only=True: "
-                         f"{type(e).__name__}: {reason})") from None
-    return model.eval().to(device)
-
-
-def check_grid(model: SpectrumAutoencoder, store: SpectraStore, store_path) -> None:
-    """A store on another grid than the model was trained on is refused (one line)."""
-    trained = model.hparams.get("grid")
-    if store.grid.length != model.hparams.n_pixels or (trained is not None and trained != store.grid.describe()):
-        raise StoreError(f"{store_path}: the store's grid {store.grid.describe()} is not the one the model was "
-                         f"trained on ({trained or f'{model.hparams.n_pixels} px'})")
-
-
-def fingerprint(model: torch.nn.Module) -> str:
-    """A short hash of the weights: equal for the same trained model, different otherwise."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+from .checkpoints import check_grid, fingerprint, load_model, pick_device
+from .store import SpectraStore, fill_masked
 
 
 def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto", progress: bool = True) -> Path:
@@ -71,8 +34,11 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
     tmp = out.with_name(f".{out.name}.tmp")
     group = zarr.open_group(str(tmp), mode="w")
     mu = group.create_array("mu", shape=(n, d), dtype="float32", chunks=(min(n, 65536) or 1, d))
-    logvar = group.create_array("logvar", shape=(n, d), dtype="float32", chunks=(min(n, 65536) or 1, d)) \
-        if model.hparams.variational else None
+    logvar = (
+        group.create_array("logvar", shape=(n, d), dtype="float32", chunks=(min(n, 65536) or 1, d))
+        if model.hparams.variational
+        else None
+    )
     ids = store.meta.get("id", np.arange(n).astype(str))
     group.create_array("id", shape=(n,), dtype=str, chunks=(min(n, 65536) or 1,))[:] = np.asarray(ids, dtype=str)
     with torch.no_grad():
@@ -80,19 +46,29 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
             rows = np.arange(start, min(start + batch_size, n))
             flux = fill_masked(store.read(rows))[0]
             m, lv = model.net.encode(torch.as_tensor(flux, device=dev))
-            mu[start:start + len(rows)] = m.float().cpu().numpy()
+            mu[start : start + len(rows)] = m.float().cpu().numpy()
             if logvar is not None:
-                logvar[start:start + len(rows)] = lv.float().cpu().numpy()
-    group.attrs.update({"format": "spectra_lightning.codes", "checkpoint": str(ckpt), "store": str(store_path),
-                        "latent_dim": d, "variational": bool(model.hparams.variational),
-                        "grid": store.grid.describe(), "model_fingerprint": fingerprint(model)})
+                logvar[start : start + len(rows)] = lv.float().cpu().numpy()
+    group.attrs.update(
+        {
+            "format": "spectra_lightning.codes",
+            "checkpoint": str(ckpt),
+            "store": str(store_path),
+            "latent_dim": d,
+            "variational": bool(model.hparams.variational),
+            "grid": store.grid.describe(),
+            "model_fingerprint": fingerprint(model),
+        }
+    )
     tmp.rename(out)
     return out
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m spectra_lightning encode",
-                                description="Write the latent codes (μ, log σ²) of every spectrum in a store.")
+    p = argparse.ArgumentParser(
+        prog="python -m spectra_lightning encode",
+        description="Write the latent codes (μ, log σ²) of every spectrum in a store.",
+    )
     p.add_argument("--ckpt", required=True, help="checkpoint of a trained model")
     p.add_argument("--store", required=True, help="store path or URL")
     p.add_argument("--output", required=True, help="codes store to create (CODES.zarr)")

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from .analyze import load_codes
-from .encode import check_grid, fingerprint, load_model
+from .checkpoints import check_grid, fingerprint, load_model
+from .codes import load_codes
 from .grid import GRIDS, SpectralGrid
 from .metrics.latent import informative_nodes, mad
 from .store import SpectraStore, StoreError, fill_masked
@@ -36,8 +36,13 @@ from .store import SpectraStore, StoreError, fill_masked
 STATIC = Path(__file__).with_name("explorer_static")
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 # zoom presets: (name, centre Å, half-width Å), air wavelengths
-PRESETS = [("Ca II H&K", 3951.0, 30.0), ("Hβ", 4861.3, 12.0), ("Mg b", 5177.0, 15.0),
-           ("Na D", 5892.9, 8.0), ("Hα", 6562.8, 12.0)]
+PRESETS = [
+    ("Ca II H&K", 3951.0, 30.0),
+    ("Hβ", 4861.3, 12.0),
+    ("Mg b", 5177.0, 15.0),
+    ("Na D", 5892.9, 8.0),
+    ("Hα", 6562.8, 12.0),
+]
 MAX_SCATTER = 20_000  # points sent to the scatter plot (a fixed random subset beyond that)
 
 
@@ -93,12 +98,16 @@ class Explorer:
         n, d = self.mu.shape
         hp = self.model.hparams
         if d != hp.latent_dim:
-            raise ExploreError(f"{codes}: codes have {d} latent nodes but {ckpt} has {hp.latent_dim}: "
-                               "they come from another model (run `encode` with this checkpoint)")
+            raise ExploreError(
+                f"{codes}: codes have {d} latent nodes but {ckpt} has {hp.latent_dim}: "
+                "they come from another model (run `encode` with this checkpoint)"
+            )
         attrs = c["attrs"]
         if attrs.get("model_fingerprint") not in (None, fingerprint(self.model)):
-            raise ExploreError(f"{codes}: codes were made by another model than {ckpt} "
-                               f"(its checkpoint was {attrs.get('checkpoint')}); run `encode` with this checkpoint")
+            raise ExploreError(
+                f"{codes}: codes were made by another model than {ckpt} "
+                f"(its checkpoint was {attrs.get('checkpoint')}); run `encode` with this checkpoint"
+            )
         self.ids = c["id"] if c["id"] is not None else np.arange(n).astype(str)
         named = attrs.get("store")
         self.store = self._open_store(store or (named if named and Path(named).exists() else None), n)
@@ -126,7 +135,9 @@ class Explorer:
             return None
         s = SpectraStore.open(store)
         if s.n != n:
-            raise ExploreError(f"{store}: {s.n} spectra but the codes have {n}; pass the store the codes were made from")
+            raise ExploreError(
+                f"{store}: {s.n} spectra but the codes have {n}; pass the store the codes were made from"
+            )
         try:
             check_grid(self.model, s, store)
         except StoreError as e:
@@ -153,8 +164,7 @@ class Explorer:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ExploreError(f"{path}: not a JSON report ({e})") from None
         if report.get("latent_dim") != d or "mad" not in report:
-            raise ExploreError(f"{path}: a report of a {report.get('latent_dim')}-node latent space, "
-                               f"the model has {d}")
+            raise ExploreError(f"{path}: a report of a {report.get('latent_dim')}-node latent space, the model has {d}")
         return report
 
     # -- queries -------------------------------------------------------------------
@@ -238,29 +248,41 @@ class Explorer:
         with self._lock, torch.no_grad():
             x = torch.as_tensor(fill_masked(flux[None])[0], device=self.device)
             recon = self.model(x)[0][0].float().cpu().numpy()  # eval mode: decodes μ
-        return {**self.curves({"flux": flux, "recon": recon}, lo, hi, n), "meta": self.describe(i),
-                "code": [round(float(v), 5) for v in self.mu[i, self.nodes]]}
+        return {
+            **self.curves({"flux": flux, "recon": recon}, lo, hi, n),
+            "meta": self.describe(i),
+            "code": [round(float(v), 5) for v in self.mu[i, self.nodes]],
+        }
 
     def info(self) -> dict:
         report = self.report or {}
         # a label the report skipped (too few finite values) has counts and a reason but no values
-        mi = {label: {"values": [round(v, 4) for v in entry["values"]], "best_node": entry.get("best_node")}
-              for label, entry in report.get("mi", {}).get("ksg", {}).items()
-              if isinstance(entry, dict) and entry.get("values") is not None}
+        mi = {
+            label: {"values": [round(v, 4) for v in entry["values"]], "best_node": entry.get("best_node")}
+            for label, entry in report.get("mi", {}).get("ksg", {}).items()
+            if isinstance(entry, dict) and entry.get("values") is not None
+        }
         lo, hi = float(self.wave[self.grid.pad_left]), float(self.wave[self.grid.pad_left + self.grid.n_pixels - 1])
         return {
-            "latent_dim": int(self.mu.shape[1]), "n_codes": int(len(self.mu)), "nodes": self.nodes,
+            "latent_dim": int(self.mu.shape[1]),
+            "n_codes": int(len(self.mu)),
+            "nodes": self.nodes,
             "range": {"p1": self.range[0].tolist(), "median": self.range[1].tolist(), "p99": self.range[2].tolist()},
-            "mad": [round(float(v), 5) for v in self.mad_values], "mi": mi,
-            "carriers": report.get("carriers", {}), "wave_range": [lo, hi],
+            "mad": [round(float(v), 5) for v in self.mad_values],
+            "mi": mi,
+            "carriers": report.get("carriers", {}),
+            "wave_range": [lo, hi],
             "presets": [{"name": name, "lo": c - w, "hi": c + w} for name, c, w in PRESETS if lo <= c <= hi],
-            "colors": self.color_columns(), "has_store": self.store is not None,
-            "checkpoint": self.ckpt, "store": self.store.path if self.store is not None else None,
+            "colors": self.color_columns(),
+            "has_store": self.store is not None,
+            "checkpoint": self.ckpt,
+            "store": self.store.path if self.store is not None else None,
         }
 
     # -- the HTTP API ----------------------------------------------------------------
     def handle(self, route: str, q: dict) -> dict:
         """Answer ``/api/<route>`` with query parameters ``q`` (single values)."""
+
         def num(name, default=None, kind=float):
             return kind(q[name]) if q.get(name) not in (None, "") else default
 
@@ -275,8 +297,11 @@ class Explorer:
         if route == "neighbours":
             return {"neighbours": self.neighbours(values(), num("k", 10, int))}
         if route == "scatter":
-            return self.scatter(num("x", self.nodes[0], int), num("y", self.nodes[min(1, len(self.nodes) - 1)], int),
-                                q.get("color") or None)
+            return self.scatter(
+                num("x", self.nodes[0], int),
+                num("y", self.nodes[min(1, len(self.nodes) - 1)], int),
+                q.get("color") or None,
+            )
         if route == "spectrum":
             return self.spectrum(num("index", 0, int), lo, hi, n)
         raise KeyError(route)
@@ -315,8 +340,9 @@ class ExplorerServer(ThreadingHTTPServer):
     daemon_threads = True
 
 
-def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8050,
-                allowed_hosts: tuple[str, ...] = ()) -> ThreadingHTTPServer:
+def make_server(
+    explorer: Explorer, host: str = "127.0.0.1", port: int = 8050, allowed_hosts: tuple[str, ...] = ()
+) -> ThreadingHTTPServer:
     """An HTTP server (not yet serving) for ``explorer``; port 0 picks a free one. It answers requests whose
     ``Host`` is an IP address, ``localhost``, ``host``, this machine's name or one of ``allowed_hosts``
     (421 otherwise: DNS rebinding)."""
@@ -332,8 +358,9 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8050,
         def _host_ok(self) -> bool:
             if host_allowed(self.headers.get("Host"), names, self.server.server_address[1]):
                 return True
-            self._send(HTTPStatus.MISDIRECTED_REQUEST, b"unknown Host: open the address the explorer printed",
-                       "text/plain")
+            self._send(
+                HTTPStatus.MISDIRECTED_REQUEST, b"unknown Host: open the address the explorer printed", "text/plain"
+            )
             return False
 
         def _send(self, status, body: bytes, ctype: str):
@@ -368,8 +395,9 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8050,
     try:
         return ExplorerServer((host, port), Handler)
     except OSError as e:
-        raise ExploreError(f"cannot listen on {host}:{port} ({e.strerror or e}); is another explorer running? "
-                           "pick another --port") from None
+        raise ExploreError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); is another explorer running? pick another --port"
+        ) from None
 
 
 def screenshot(server: ThreadingHTTPServer, path, width: int = 1500, height: int = 1000) -> None:
@@ -389,9 +417,11 @@ def screenshot(server: ThreadingHTTPServer, path, width: int = 1500, height: int
             try:
                 browser.goto(f"http://{server.server_address[0]}:{server.server_address[1]}/")
                 browser.wait_for("window.explorer && window.explorer.ready && !window.explorer.inflight")
-                browser.wait_for("document.querySelectorAll('#neighbours tbody tr').length > 0 && "
-                                 "(!window.explorer.info.has_store || document.querySelectorAll('#meta tr').length > 0)",
-                                 timeout=20)
+                browser.wait_for(
+                    "document.querySelectorAll('#neighbours tbody tr').length > 0 && "
+                    "(!window.explorer.info.has_store || document.querySelectorAll('#meta tr').length > 0)",
+                    timeout=20,
+                )
                 browser.screenshot(path)
             finally:
                 browser.close()
@@ -409,8 +439,11 @@ def resolve_run(path) -> dict:
     path = Path(path)
     if not path.is_dir():
         raise ExploreError(f"{path}: no such run directory")
-    runs = [path] if (path / "checkpoints").is_dir() else \
-        sorted((p for p in path.iterdir() if (p / "checkpoints").is_dir()), key=lambda p: p.name)
+    runs = (
+        [path]
+        if (path / "checkpoints").is_dir()
+        else sorted((p for p in path.iterdir() if (p / "checkpoints").is_dir()), key=lambda p: p.name)
+    )
     if not runs:
         raise ExploreError(f"{path}: not a run directory (no checkpoints/ in it or its subfolders)")
     run = runs[-1]
@@ -421,31 +454,55 @@ def resolve_run(path) -> dict:
     try:
         store = json.loads((run / "split.json").read_text())["store"]
     except (OSError, KeyError, json.JSONDecodeError):
-        raise ExploreError(f"{run}: no split.json naming the training store; pass --ckpt, --codes and --store") from None
+        raise ExploreError(
+            f"{run}: no split.json naming the training store; pass --ckpt, --codes and --store"
+        ) from None
     report = run / "report.json"
-    return {"run": run, "ckpt": ckpt, "store": store, "report": report if report.exists() else None,
-            "codes": run / "codes.zarr"}
+    return {
+        "run": run,
+        "ckpt": ckpt,
+        "store": store,
+        "report": report if report.exists() else None,
+        "codes": run / "codes.zarr",
+    }
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m spectra_lightning explore",
         description="Serve a local web page: sliders over the informative latent nodes decode spectra live; "
-                    "a node scatter, the nearest real spectra, MAD stems and the MI table beside them.")
-    p.add_argument("--run", help="a run directory of `fit` (or runs/<config>: its newest run); finds the "
-                                 "checkpoint, store and report, and encodes the store once into RUN/codes.zarr")
+        "a node scatter, the nearest real spectra, MAD stems and the MI table beside them.",
+    )
+    p.add_argument(
+        "--run",
+        help="a run directory of `fit` (or runs/<config>: its newest run); finds the "
+        "checkpoint, store and report, and encodes the store once into RUN/codes.zarr",
+    )
     p.add_argument("--ckpt", help="checkpoint of a trained model")
     p.add_argument("--codes", help="codes from `encode` (CODES.zarr)")
     p.add_argument("--store", help="the store the codes were made from (default: the one named in the codes)")
     p.add_argument("--report", help="report.json of the run (MAD stems, MI table, informative nodes)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only); requests must "
-                   "name it, an IP address, localhost or this machine in their Host header")
-    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="another host name the page may be opened under (e.g. behind a proxy); repeatable")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: loopback only); requests must "
+        "name it, an IP address, localhost or this machine in their Host header",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name the page may be opened under (e.g. behind a proxy); repeatable",
+    )
     p.add_argument("--port", type=int, default=8050)
     p.add_argument("--device", default="cpu", help="cpu or cuda (decoding one spectrum is fast on a CPU)")
-    p.add_argument("--screenshot", metavar="PNG", help="render the page in headless Chromium, save it here and exit "
-                                                       "(for reports; needs a `chromium` on the PATH)")
+    p.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        help="render the page in headless Chromium, save it here and exit "
+        "(for reports; needs a `chromium` on the PATH)",
+    )
     a = p.parse_args(argv)
     if not a.run and not (a.ckpt and a.codes):
         p.error("give --run RUN_DIR, or --ckpt and --codes")
@@ -473,8 +530,11 @@ def main(argv: list[str]) -> int:
             return 2
         print(f"wrote {a.screenshot}")
         return 0
-    print(f"explorer: {len(explorer.nodes)} informative nodes {explorer.nodes} over {len(explorer.mu):,} codes "
-          f"-> http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    print(
+        f"explorer: {len(explorer.nodes)} informative nodes {explorer.nodes} over {len(explorer.mu):,} codes "
+        f"-> http://{host}:{port}/  (Ctrl-C to stop)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -482,4 +542,3 @@ def main(argv: list[str]) -> int:
     finally:
         server.server_close()
     return 0
-

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +22,10 @@ HARPS_STEP = 0.01  # Å per pixel
 HARPS_LENGTH = 327_680  # padded length, 20 * 2**14
 # The CCD gap as in the paper's mask: padded indices 159453–162893 inclusive on the
 # HARPS grid, i.e. these wavelengths; shorter grids mask their pixels inside it.
-CCD_GAP = (HARPS_WAVE_MIN + (159_453 - 7_589) * HARPS_STEP,
-           HARPS_WAVE_MIN + (162_893 - 7_589) * HARPS_STEP)  # (5303.64, 5338.04) Å
+CCD_GAP = (
+    HARPS_WAVE_MIN + (159_453 - 7_589) * HARPS_STEP,
+    HARPS_WAVE_MIN + (162_893 - 7_589) * HARPS_STEP,
+)  # (5303.64, 5338.04) Å
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class SpectralGrid:
     length: int = HARPS_LENGTH
     mask_gap: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not (self.wave_max > self.wave_min and self.step > 0):
             raise ValueError(f"invalid grid: {self}")
         if self.length < self.n_pixels:
@@ -79,8 +82,8 @@ class SpectralGrid:
     def valid(self) -> np.ndarray:
         """``(L,)`` bool, True for pixels that can hold data (not padding, not gap)."""
         v = np.zeros(self.length, bool)
-        v[self.pad_left:self.pad_left + self.n_pixels] = True
-        return v & ~self.gap_mask
+        v[self.pad_left : self.pad_left + self.n_pixels] = True
+        return np.asarray(v & ~self.gap_mask)
 
     @cached_property
     def n_valid(self) -> int:
@@ -128,12 +131,15 @@ class SpectralGrid:
         if method != "linear":
             raise ValueError(f"unknown resampling method {method!r}")
         offset = (wave[0] - self.wave_min) / self.step
-        if abs(offset - round(offset)) < 1e-4 and abs(wave[-1] - wave[0] - (wave.size - 1) * self.step) < 1e-4 * self.step:
+        if (
+            abs(offset - round(offset)) < 1e-4
+            and abs(wave[-1] - wave[0] - (wave.size - 1) * self.step) < 1e-4 * self.step
+        ):
             # already on the grid (e.g. ESO ADP, DRS s1d): copy, no interpolation
             start = int(round(offset)) + self.pad_left
             lo, hi = max(start, 0), min(start + wave.size, self.length)
             if hi > lo:
-                out[lo:hi] = flux[lo - start:hi - start]
+                out[lo:hi] = flux[lo - start : hi - start]
             out[~self.valid] = np.nan
             return out
         t = target[inside]
@@ -148,8 +154,9 @@ class SpectralGrid:
         edge = np.flatnonzero((frac < 1e-6) | (frac > 1 - 1e-6))
         if edge.size:
             fe, je = frac[edge], j[edge]
-            values[edge] = (np.where(fe > 1 - 1e-6, 0.0, flux[je]) * (1 - fe)
-                            + np.where(fe < 1e-6, 0.0, flux[je + 1]) * fe)
+            values[edge] = (
+                np.where(fe > 1 - 1e-6, 0.0, flux[je]) * (1 - fe) + np.where(fe < 1e-6, 0.0, flux[je + 1]) * fe
+            )
         out[inside] = values
         return out
 
@@ -175,22 +182,22 @@ class SpectralGrid:
             j -= (wave[j] > t) & (j > 0)  # rounding can put t one interval off
             j += (t >= wave[j + 1]) & (j < n - 2)
             if np.all((wave[j] <= t) & ((t < wave[j + 1]) | (j == n - 2))):
-                return j
+                return np.asarray(j)
         return np.clip(np.searchsorted(wave, t, side="right") - 1, 0, n - 2)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """JSON-able description, stored in store attributes and checkpoints."""
         return asdict(self)
 
     @classmethod
-    def named(cls, name: str) -> "SpectralGrid":
+    def named(cls, name: str) -> SpectralGrid:
         try:
             return GRIDS[name]
         except KeyError:
             raise ValueError(f"unknown grid {name!r}; choose one of {sorted(GRIDS)}") from None
 
     @classmethod
-    def parse(cls, spec: "str | SpectralGrid") -> "SpectralGrid":
+    def parse(cls, spec: str | SpectralGrid) -> SpectralGrid:
         """A named grid (``harps``, ``miles`` ...) or an explicit one, ``START:STOP:STEP[:LENGTH]`` in Å
         (linear, STOP inclusive; LENGTH, the padded length, defaults to the on-grid pixels). Explicit
         grids mask no CCD gap: that mask belongs to HARPS."""
@@ -200,8 +207,10 @@ class SpectralGrid:
         if text in GRIDS:
             return GRIDS[text]
         parts = text.split(":")
-        usage = (f"unknown grid {text!r}: expected a name ({', '.join(sorted(GRIDS))}) or START:STOP:STEP[:LENGTH] in Å, "
-                 "e.g. 3540.5:7409.6:0.9")
+        usage = (
+            f"unknown grid {text!r}: expected a name ({', '.join(sorted(GRIDS))}) or START:STOP:STEP[:LENGTH] in Å, "
+            "e.g. 3540.5:7409.6:0.9"
+        )
         if len(parts) not in (3, 4):
             raise ValueError(usage)
         try:

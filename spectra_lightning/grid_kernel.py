@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .jit import available, njit  # noqa: F401 (available: tests switch paths per module)
+from .jit import available, njit
 
 EDGE = 1e-6  # a neighbour whose interpolation weight is below this cannot mask the pixel (as resample)
 
@@ -107,7 +107,7 @@ def _select(a, k):
     while hi > lo:
         rounds += 1
         if rounds > 64:  # adversarial order: finish by sorting what is left
-            a[lo:hi + 1] = np.sort(a[lo:hi + 1])
+            a[lo : hi + 1] = np.sort(a[lo : hi + 1])
             return
         mid = (lo + hi) // 2
         if a[mid] < a[lo]:

@@ -124,8 +124,9 @@ def _buffers(length: int) -> tuple[np.ndarray, np.ndarray]:
     return bufs
 
 
-def on_grid_row(spec: Spectrum, grid: SpectralGrid, dtype: str = "float16",
-                out: np.ndarray | None = None) -> tuple[np.ndarray, int, float]:
+def on_grid_row(
+    spec: Spectrum, grid: SpectralGrid, dtype: str = "float16", out: np.ndarray | None = None
+) -> tuple[np.ndarray, int, float]:
     """``spec`` on the grid divided by the median of its unmasked flux -> (row ``(L,)`` in ``dtype``,
     written into ``out`` when given, unmasked pixels, raw median); the row is undefined when no pixel
     is unmasked.
@@ -136,8 +137,15 @@ def on_grid_row(spec: Spectrum, grid: SpectralGrid, dtype: str = "float16",
     placed = None
     if grid_kernel.available and spec.wave.ndim == 1 and grid.auto_method(spec.wave) == "linear":
         placed = _buffers(grid.length)[0]
-        if not grid_kernel.place_linear(np.ascontiguousarray(spec.wave, float), np.ascontiguousarray(spec.flux),
-                                        grid.valid, grid.wave_min, grid.step, grid.pad_left, placed):
+        if not grid_kernel.place_linear(
+            np.ascontiguousarray(spec.wave, float),
+            np.ascontiguousarray(spec.flux),
+            grid.valid,
+            grid.wave_min,
+            grid.step,
+            grid.pad_left,
+            placed,
+        ):
             placed = None  # not ascending: the numpy path sorts
     if placed is None:
         placed = onto_grid(spec, grid)
@@ -165,8 +173,14 @@ def mask_out_of_range(row: np.ndarray) -> int:
     return k
 
 
-def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | set, dtype: str = "float16",
-            out: np.ndarray | None = None) -> tuple:
+def process(
+    path: Path,
+    grid: SpectralGrid,
+    min_flux: float,
+    known: frozenset | set,
+    dtype: str = "float16",
+    out: np.ndarray | None = None,
+) -> tuple:
     """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``;
     the flux is written into ``out`` when given."""
     try:
@@ -184,16 +198,24 @@ def process(path: Path, grid: SpectralGrid, min_flux: float, known: frozenset | 
         finite_wave = spec.wave[np.isfinite(spec.wave)]
         lo, hi = (finite_wave.min(), finite_wave.max()) if finite_wave.size else (np.nan, np.nan)
         if hi < grid.wave_min or lo > grid.wave_max:
-            return ("reject", f"wavelength {lo:.1f}–{hi:.1f} Å lies outside the grid {grid.wave_min:g}–{grid.wave_max:g} Å")
+            return (
+                "reject",
+                f"wavelength {lo:.1f}–{hi:.1f} Å lies outside the grid {grid.wave_min:g}–{grid.wave_max:g} Å",
+            )
         return ("reject", "no finite flux on the grid")
     if not raw_median > 0:
         return ("reject", f"median flux on the grid is {raw_median:g} (not positive)")
     n_range = mask_out_of_range(row)
     meta = dict(spec.meta)
     counts = spec.product in COUNT_PRODUCTS
-    meta.update(product=spec.product, raw_median=raw_median, counts=int(counts),
-                low_flux=int(counts and raw_median < min_flux),
-                coverage=(n_valid - n_range) / grid.n_valid, n_masked_range=n_range)
+    meta.update(
+        product=spec.product,
+        raw_median=raw_median,
+        counts=int(counts),
+        low_flux=int(counts and raw_median < min_flux),
+        coverage=(n_valid - n_range) / grid.n_valid,
+        n_masked_range=n_range,
+    )
     return ("ok", row, meta)
 
 
@@ -328,9 +350,15 @@ class LabelTable:
 
     def match(self, meta: dict) -> int | None:
         """The table row of a spectrum (``meta``: its id, source and object), marked as matched; None if none."""
-        candidates = {"id": meta["id"], "spectrum_id": meta["id"], "dp_id": meta["id"], "arcfile": meta["id"],
-                      "file": self._norm("file", meta["source"]), "object": meta["object"],
-                      "miles_id": miles_id(meta["id"])}
+        candidates = {
+            "id": meta["id"],
+            "spectrum_id": meta["id"],
+            "dp_id": meta["id"],
+            "arcfile": meta["id"],
+            "file": self._norm("file", meta["source"]),
+            "object": meta["object"],
+            "miles_id": miles_id(meta["id"]),
+        }
         for key, idx in self.index.items():
             i = idx.get(candidates[key])
             if i is not None:
@@ -372,13 +400,40 @@ class LabelTable:
         return [self.rows[i][key] for i in range(len(self.rows)) if i not in self.matched]
 
 
-RESERVED = {"id", "object", "instrument", "source", "product", "raw_median", "counts", "low_flux", "coverage",
-            "n_masked_range", "snr", "mjd", "exptime", "airmass", "berv", "drs_rv", "date_obs", "crc32"}
+RESERVED = {
+    "id",
+    "object",
+    "instrument",
+    "source",
+    "product",
+    "raw_median",
+    "counts",
+    "low_flux",
+    "coverage",
+    "n_masked_range",
+    "snr",
+    "mjd",
+    "exptime",
+    "airmass",
+    "berv",
+    "drs_rv",
+    "date_obs",
+    "crc32",
+}
 
 
-def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", workers: int = 1,
-           labels: str | None = None, min_flux: float = MIN_FLUX, dtype: str = "float16", codec: str = DEFAULT_CODEC,
-           progress: bool = True, batch: int = 16 * DEFAULT_CHUNK_ROWS) -> dict:
+def ingest(
+    inputs: list[str],
+    output: str,
+    grid: SpectralGrid | str = "harps",
+    workers: int = 1,
+    labels: str | None = None,
+    min_flux: float = MIN_FLUX,
+    dtype: str = "float16",
+    codec: str = DEFAULT_CODEC,
+    progress: bool = True,
+    batch: int = 16 * DEFAULT_CHUNK_ROWS,
+) -> dict:
     """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes)."""
     grid = SpectralGrid.parse(grid)
     paths, broken = expand_inputs(inputs)
@@ -395,8 +450,17 @@ def ingest(inputs: list[str], output: str, grid: SpectralGrid | str = "harps", w
         return _ingest_into(store, paths, broken, grid, workers, table, min_flux, progress, batch)
 
 
-def _ingest_into(store: SpectraStore, paths: list[Path], broken: dict[str, str], grid: SpectralGrid, workers: int,
-                 table: "LabelTable | None", min_flux: float, progress: bool, batch: int) -> dict:
+def _ingest_into(
+    store: SpectraStore,
+    paths: list[Path],
+    broken: dict[str, str],
+    grid: SpectralGrid,
+    workers: int,
+    table: LabelTable | None,
+    min_flux: float,
+    progress: bool,
+    batch: int,
+) -> dict:
     from tqdm.auto import tqdm
 
     known = set(store.meta.get("id", np.array([], str)).tolist())
@@ -514,9 +578,16 @@ def _ingest_into(store: SpectraStore, paths: list[Path], broken: dict[str, str],
     if committing:
         committing.pop().result()
     elapsed = time.perf_counter() - t0
-    summary = {**counts, "files": len(paths), "seconds": elapsed, "files_per_s": len(paths) / max(elapsed, 1e-9),
-               "mb_per_s": sum(sizes) / 1e6 / max(elapsed, 1e-9), "n_spectra": store.n,
-               "unmatched_labels": table.unmatched() if table else [], "skipped_files": skipped}
+    summary = {
+        **counts,
+        "files": len(paths),
+        "seconds": elapsed,
+        "files_per_s": len(paths) / max(elapsed, 1e-9),
+        "mb_per_s": sum(sizes) / 1e6 / max(elapsed, 1e-9),
+        "n_spectra": store.n,
+        "unmatched_labels": table.unmatched() if table else [],
+        "skipped_files": skipped,
+    }
     store.group.attrs["rejects"] = rejects
     store.group.attrs["last_ingest"] = {k: v for k, v in summary.items() if k != "skipped_files"}
     inputs = {str(x) for x in paths} | set(broken)
@@ -524,43 +595,81 @@ def _ingest_into(store: SpectraStore, paths: list[Path], broken: dict[str, str],
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m spectra_lightning ingest",
-                                description="Put archive FITS spectra (ESO ADP, HARPS s1d/e2ds, generic 1-D) on the grid in a store.")
+    p = argparse.ArgumentParser(
+        prog="python -m spectra_lightning ingest",
+        description="Put archive FITS spectra (ESO ADP, HARPS s1d/e2ds, generic 1-D) on the grid in a store.",
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="FITS files (optionally .gz), directories or globs")
     p.add_argument("--output", required=True, help="store to create or extend (path or URL)")
-    p.add_argument("--labels", help="CSV joined on id / file / miles_id / object (its columns become metadata), or "
-                   "MILES_params.db as sdss-mangadap ships it")
-    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                   help="reading processes; the main process writes (default %(default)s)")
-    p.add_argument("--grid", default="harps",
-                   help="named grid (harps: the paper's, default; miles; quickstart; tiny) or an explicit linear one, "
-                        "START:STOP:STEP[:LENGTH] in Å, e.g. 3540.5:7409.6:0.9")
-    p.add_argument("--min-flux", type=float, default=MIN_FLUX,
-                   help="flag (meta/low_flux) spectra in detector counts (ADP, s1d, e2ds) whose raw median is below "
-                        "this (default %(default)s, the paper's); normalised or calibrated spectra are never flagged")
+    p.add_argument(
+        "--labels",
+        help="CSV joined on id / file / miles_id / object (its columns become metadata), or "
+        "MILES_params.db as sdss-mangadap ships it",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="reading processes; the main process writes (default %(default)s)",
+    )
+    p.add_argument(
+        "--grid",
+        default="harps",
+        help="named grid (harps: the paper's, default; miles; quickstart; tiny) or an explicit linear one, "
+        "START:STOP:STEP[:LENGTH] in Å, e.g. 3540.5:7409.6:0.9",
+    )
+    p.add_argument(
+        "--min-flux",
+        type=float,
+        default=MIN_FLUX,
+        help="flag (meta/low_flux) spectra in detector counts (ADP, s1d, e2ds) whose raw median is below "
+        "this (default %(default)s, the paper's); normalised or calibrated spectra are never flagged",
+    )
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    p.add_argument("--codec", default=DEFAULT_CODEC, choices=list(CODECS),
-                   help="compression of a new store (default lz4: fastest to stream; zstd ~8%% smaller)")
-    p.add_argument("--batch", type=int, default=16 * DEFAULT_CHUNK_ROWS,
-                   help="spectra per committed append (default %(default)s; each append rewrites the metadata)")
+    p.add_argument(
+        "--codec",
+        default=DEFAULT_CODEC,
+        choices=list(CODECS),
+        help="compression of a new store (default lz4: fastest to stream; zstd ~8%% smaller)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=16 * DEFAULT_CHUNK_ROWS,
+        help="spectra per committed append (default %(default)s; each append rewrites the metadata)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     if a.workers < 1:
         p.error(f"--workers must be at least 1, got {a.workers}")
     try:
-        s = ingest(a.inputs, a.output, a.grid, a.workers, a.labels, a.min_flux, a.dtype, a.codec, progress=not a.quiet,
-                   batch=a.batch)
+        s = ingest(
+            a.inputs,
+            a.output,
+            a.grid,
+            a.workers,
+            a.labels,
+            a.min_flux,
+            a.dtype,
+            a.codec,
+            progress=not a.quiet,
+            batch=a.batch,
+        )
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
         return 2
-    print(f"ingested {s['ingested']} spectra into {a.output} ({s['n_spectra']} in the store); "
-          f"{s['already_present']} already present, {s['skipped']} skipped (calibration/CCF), "
-          f"{s['rejected']} rejected; {s['files_per_s']:.1f} files/s, {s['mb_per_s']:.1f} MB/s")
+    print(
+        f"ingested {s['ingested']} spectra into {a.output} ({s['n_spectra']} in the store); "
+        f"{s['already_present']} already present, {s['skipped']} skipped (calibration/CCF), "
+        f"{s['rejected']} rejected; {s['files_per_s']:.1f} files/s, {s['mb_per_s']:.1f} MB/s"
+    )
     for path, reason in list(s["rejects"].items())[:20]:
         print(f"  rejected {path}: {reason}")
     if len(s["rejects"]) > 20:
         print(f"  ... and {len(s['rejects']) - 20} more (store attribute 'rejects')")
     if s["unmatched_labels"]:
-        print(f"  {len(s['unmatched_labels'])} label rows matched no spectrum: {', '.join(s['unmatched_labels'][:5])}"
-              + (" ..." if len(s["unmatched_labels"]) > 5 else ""))
+        print(
+            f"  {len(s['unmatched_labels'])} label rows matched no spectrum: {', '.join(s['unmatched_labels'][:5])}"
+            + (" ..." if len(s["unmatched_labels"]) > 5 else "")
+        )
     return 1 if s["rejects"] else 0

@@ -53,11 +53,12 @@ def _alive(pid: int, start: str | None) -> bool:
 
 def _describe(holder: dict) -> str:
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("time", 0)))
-    return (f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, since {since}"
-            + (f", `{holder['command']}`" if holder.get("command") else ""))
+    return f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, since {since}" + (
+        f", `{holder['command']}`" if holder.get("command") else ""
+    )
 
 
-_HELD: set["WriterLock"] = set()
+_HELD: set[WriterLock] = set()
 
 
 @atexit.register
@@ -84,12 +85,20 @@ class WriterLock:
 
             self._fs, self._root = fsspec.core.url_to_fs(self.path, **self.storage_options)
         elif self.store.startswith("file://"):
-            self.path = self.path[len("file://"):]
+            self.path = self.path[len("file://") :]
 
     # -- the holder record ------------------------------------------------------
     def _record(self) -> bytes:
-        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid()),
-                           "time": time.time(), "command": " ".join(sys.argv)[:300], "token": self.token}).encode()
+        return json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "start": _process_start(os.getpid()),
+                "time": time.time(),
+                "command": " ".join(sys.argv)[:300],
+                "token": self.token,
+            }
+        ).encode()
 
     def _read(self) -> dict | None:
         try:
@@ -160,7 +169,7 @@ class WriterLock:
             os.unlink(mutex)
 
     # -- public -------------------------------------------------------------------
-    def acquire(self) -> "WriterLock":
+    def acquire(self) -> WriterLock:
         if self.held:
             return self
         for _ in range(20):
@@ -172,7 +181,8 @@ class WriterLock:
             if not self._stale(holder):
                 raise StoreLockedError(
                     f"{self.store}: being written by another writer ({_describe(holder)}); wait for it to finish, "
-                    f"or delete {self.path} if that process is gone")
+                    f"or delete {self.path} if that process is gone"
+                )
             if self._take_over(holder):
                 break
             time.sleep(0.05)
@@ -198,7 +208,7 @@ class WriterLock:
         except FileNotFoundError:
             pass
 
-    def __enter__(self) -> "WriterLock":
+    def __enter__(self) -> WriterLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -46,8 +46,12 @@ class AutoWandbLogger(WandbLogger):
     def log_hyperparams(self, params, *args, **kwargs) -> None:
         if self.full_config is not None:
             # model/datamodule hparams are already in the nested config: no flattened duplicates
-            params = {k: v for k, v in dict(params).items() if k not in self.full_config.get("model", {})
-                      and k not in self.full_config.get("data", {}).get("init_args", {})}
+            params = {
+                k: v
+                for k, v in dict(params).items()
+                if k not in self.full_config.get("model", {})
+                and k not in self.full_config.get("data", {}).get("init_args", {})
+            }
             if not params:
                 return
         super().log_hyperparams(params, *args, **kwargs)

@@ -32,8 +32,14 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-def masked_error(recon: torch.Tensor, flux: torch.Tensor, mask: torch.Tensor, normalisation: str,
-                 reconstruction: str = "l1", noise_scale: float = 0.02) -> torch.Tensor:
+def masked_error(
+    recon: torch.Tensor,
+    flux: torch.Tensor,
+    mask: torch.Tensor,
+    normalisation: str,
+    reconstruction: str = "l1",
+    noise_scale: float = 0.02,
+) -> torch.Tensor:
     """Per-spectrum reconstruction error ``(B,)`` over unmasked pixels of ``(B, L)`` inputs, summed (``sum``)
     or averaged over pixels (``mean``): ``l1`` = |r| (the paper's), ``gaussian`` = r²/(2σ²)·σ, i.e. a
     Gaussian negative log-likelihood rescaled by σ so that it matches |r| in size for residuals of ~σ."""
@@ -108,10 +114,13 @@ class SpectrumAutoencoder(L.LightningModule):
         scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()
-        for name, value, ok, want in (("kl_weight", kl_weight, kl_weight >= 0, ">= 0"), ("lr", lr, lr > 0, "> 0"),
-                                      ("latent_dim", latent_dim, latent_dim >= 1, ">= 1"),
-                                      ("noise_scale", noise_scale, noise_scale > 0, "> 0"),
-                                      ("doppler_scale", doppler_scale, doppler_scale > 0, "> 0")):
+        for name, value, ok, want in (
+            ("kl_weight", kl_weight, kl_weight >= 0, ">= 0"),
+            ("lr", lr, lr > 0, "> 0"),
+            ("latent_dim", latent_dim, latent_dim >= 1, ">= 1"),
+            ("noise_scale", noise_scale, noise_scale > 0, "> 0"),
+            ("doppler_scale", doppler_scale, doppler_scale > 0, "> 0"),
+        ):
             if not ok:
                 raise ConfigError(f"--model.{name} must be {want}, got {value}")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -128,10 +137,14 @@ class SpectrumAutoencoder(L.LightningModule):
                 net = net(n_pixels)
             got = (getattr(net, "n_pixels", None), getattr(net, "latent_dim", None))
             if got != (n_pixels, latent_dim):
-                raise ConfigError(f"--model.net ({type(net).__name__}) has n_pixels, latent_dim = {got}, but the data "
-                                  f"has {n_pixels} px and --model.latent_dim is {latent_dim}")
+                raise ConfigError(
+                    f"--model.net ({type(net).__name__}) has n_pixels, latent_dim = {got}, but the data "
+                    f"has {n_pixels} px and --model.latent_dim is {latent_dim}"
+                )
             if doppler_node is not None and getattr(net, "doppler_node", None) != doppler_node:
-                raise ConfigError("--model.doppler_node is set but the injected net has no such node: set it on the net")
+                raise ConfigError(
+                    "--model.doppler_node is set but the injected net has no such node: set it on the net"
+                )
         self.net = net
         self.train_means = torch.nn.ModuleDict({k: MeanMetric() for k in ("loss", "recon", "kl")})
 
@@ -147,7 +160,9 @@ class SpectrumAutoencoder(L.LightningModule):
         if not self.hparams.variational:
             return 0.0
         h = self.hparams
-        return kl_weight_at(self.global_step, h.kl_weight, self._steps(h.kl_warmup_start), self._steps(h.kl_warmup_steps))
+        return kl_weight_at(
+            self.global_step, h.kl_weight, self._steps(h.kl_warmup_start), self._steps(h.kl_warmup_steps)
+        )
 
     # -- steps -------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -168,8 +183,9 @@ class SpectrumAutoencoder(L.LightningModule):
         w = torch.ones(flux.shape[0], device=flux.device) if w is None else w.to(flux.dtype)
         norm = w.sum().clamp_min(1.0)
         h = self.hparams
-        rec = (masked_error(recon, flux, mask.to(flux.dtype), h.normalisation, h.reconstruction, h.noise_scale)
-               * w).sum() / norm
+        rec = (
+            masked_error(recon, flux, mask.to(flux.dtype), h.normalisation, h.reconstruction, h.noise_scale) * w
+        ).sum() / norm
         kl_nodes = (kl_divergence(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
         kl = kl_nodes.sum() if self.hparams.variational else torch.zeros((), device=flux.device)
         weight = self.current_kl_weight
@@ -179,18 +195,34 @@ class SpectrumAutoencoder(L.LightningModule):
         if stage == "train":
             # step values are this rank's (no all-reduce per step); the epoch means are torchmetrics states,
             # reduced over ranks once per epoch when Lightning computes them
-            self.log_dict({f"train/{k}_step": v for k, v in values.items()}, prog_bar=True, on_step=True,
-                          on_epoch=False, batch_size=bs)
+            self.log_dict(
+                {f"train/{k}_step": v for k, v in values.items()},
+                prog_bar=True,
+                on_step=True,
+                on_epoch=False,
+                batch_size=bs,
+            )
             for k, v in values.items():
                 self.train_means[k].update(v.detach(), bs)
             self.log_dict({f"train/{k}_epoch": self.train_means[k] for k in values}, on_step=False, on_epoch=True)
             self.log("train/kl_weight", weight, on_step=True, on_epoch=False, batch_size=bs)
         else:
-            self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=True, on_step=False,
-                          on_epoch=True, batch_size=bs, sync_dist=True)
+            self.log_dict(
+                {f"{stage}/{k}": v for k, v in values.items()},
+                prog_bar=True,
+                on_step=False,
+                on_epoch=True,
+                batch_size=bs,
+                sync_dist=True,
+            )
             if self.hparams.variational:
-                self.log_dict({f"{stage}/kl_node/{i}": v for i, v in enumerate(kl_nodes)},
-                              on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
+                self.log_dict(
+                    {f"{stage}/kl_node/{i}": v for i, v in enumerate(kl_nodes)},
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=bs,
+                    sync_dist=True,
+                )
         return loss, mu, logvar
 
     def training_step(self, batch, batch_idx):
@@ -210,8 +242,10 @@ class SpectrumAutoencoder(L.LightningModule):
         names = [str(ids[r]) for r in rows] if ids is not None else [f"row {r}" for r in rows]
         shown = ", ".join(names[:8]) + (f" ... ({len(names)} in all)" if len(names) > 8 else "")
         where = "this rank's loss" if torch.isfinite(loss) else f"the loss is {float(loss)}"
-        return (f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}; {where}); batch spectra: "
-                f"{shown}. Lower --model.lr, check those spectra (`verify`), or use precision 32")
+        return (
+            f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}; {where}); batch spectra: "
+            f"{shown}. Lower --model.lr, check those spectra (`verify`), or use precision 32"
+        )
 
     def _eval_step(self, batch: Batch, stage: str) -> dict:
         _, mu, logvar = self._shared_step(batch, stage)
@@ -228,8 +262,11 @@ class SpectrumAutoencoder(L.LightningModule):
         return {"mu": mu, "logvar": logvar, "index": batch["index"]}
 
     def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameters()) if self.optimizer else torch.optim.Adam(self.parameters(),
-                                                                                             lr=self.hparams.lr)
+        optimizer = (
+            self.optimizer(self.parameters())
+            if self.optimizer
+            else torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        )
         if self.scheduler is None:
             return optimizer
         scheduler = self.scheduler(optimizer)
@@ -245,6 +282,8 @@ class SpectrumAutoencoder(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         version = checkpoint.get("spectra_lightning_format", 0)
         if version > CHECKPOINT_FORMAT:
-            raise ConfigError(f"checkpoint format {version} is newer than this spectra_lightning reads "
-                              f"({CHECKPOINT_FORMAT}): upgrade spectra_lightning")
+            raise ConfigError(
+                f"checkpoint format {version} is newer than this spectra_lightning reads "
+                f"({CHECKPOINT_FORMAT}): upgrade spectra_lightning"
+            )
         # 0 -> 1 changed nothing stored: format-0 checkpoints load as they are

@@ -39,10 +39,14 @@ def padded_length(n_pixels: int, depth: int) -> int:
     f = downsampling(depth)
     padded = -(-n_pixels // f) * f
     if padded > 2 * n_pixels:  # more padding than data: the deepest layers would see padding only
-        deepest = max(d for d in range(2, len(ENCODER_CHANNELS) + 1) if -(-n_pixels // downsampling(d))
-                      * downsampling(d) <= 2 * n_pixels)
-        raise ConfigError(f"depth {depth} is too deep for {n_pixels} px (it would pad them to {padded}): "
-                          f"use depth <= {deepest}")
+        deepest = max(
+            d
+            for d in range(2, len(ENCODER_CHANNELS) + 1)
+            if -(-n_pixels // downsampling(d)) * downsampling(d) <= 2 * n_pixels
+        )
+        raise ConfigError(
+            f"depth {depth} is too deep for {n_pixels} px (it would pad them to {padded}): use depth <= {deepest}"
+        )
     return padded
 
 
@@ -59,8 +63,7 @@ class Encoder(nn.Module):
             k = ENCODER_KERNELS[i]
             c_out = ENCODER_CHANNELS[i]
             stride = 1 if i == depth - 1 else 2
-            layers += [nn.Conv1d(c_in, c_out, k, stride=stride, padding=k // 2),
-                       nn.LeakyReLU(NEGATIVE_SLOPE)]
+            layers += [nn.Conv1d(c_in, c_out, k, stride=stride, padding=k // 2), nn.LeakyReLU(NEGATIVE_SLOPE)]
             c_in = c_out
         self.conv = nn.Sequential(*layers)
         self.bottleneck = (c_in, self.padded // downsampling(depth))
@@ -84,17 +87,18 @@ class Decoder(nn.Module):
         self.n_pixels = n_pixels
         self.bottleneck = (rev[0], padded_length(n_pixels, depth) // downsampling(depth))
         self.linear = nn.Linear(latent_dim, rev[0] * self.bottleneck[1])
-        layers: list[nn.Module] = [nn.ConvTranspose1d(rev[0], rev[1], 3, stride=1, padding=1),
-                                   nn.LeakyReLU(NEGATIVE_SLOPE)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose1d(rev[0], rev[1], 3, stride=1, padding=1),
+            nn.LeakyReLU(NEGATIVE_SLOPE),
+        ]
         for c_in, c_out in zip(rev[1:-1], rev[2:]):
-            layers += [nn.ConvTranspose1d(c_in, c_out, 4, stride=2, padding=1),
-                       nn.LeakyReLU(NEGATIVE_SLOPE)]
+            layers += [nn.ConvTranspose1d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE)]
         layers.append(nn.Conv1d(1, 1, 3, padding=1))
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.linear(z).view(z.shape[0], *self.bottleneck)
-        return self.deconv(h).squeeze(1)[:, :self.n_pixels]
+        return self.deconv(h).squeeze(1)[:, : self.n_pixels]
 
 
 class DopplerShift(nn.Module):
@@ -109,8 +113,7 @@ class DopplerShift(nn.Module):
         super().__init__()
         wave = np.asarray(wave, np.float64)
         # in pixel units: source position = i - (λ_i / step)·β/(1+β); only the small term is a product
-        self.register_buffer("wave_px", torch.tensor(wave / (wave[1] - wave[0]), dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer("wave_px", torch.tensor(wave / (wave[1] - wave[0]), dtype=torch.float32), persistent=False)
 
     def forward(self, flux: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         beta = (v.float() / C_KMS)[:, None]
@@ -134,8 +137,15 @@ class ConvAutoencoder(nn.Module):
     ``wave`` (the grid's ``(L,)`` wavelengths) is needed then.
     """
 
-    def __init__(self, n_pixels: int = HARPS_LENGTH, latent_dim: int = 128, depth: int = 15,
-                 doppler_node: int | None = None, doppler_scale: float = 30.0, wave: np.ndarray | None = None):
+    def __init__(
+        self,
+        n_pixels: int = HARPS_LENGTH,
+        latent_dim: int = 128,
+        depth: int = 15,
+        doppler_node: int | None = None,
+        doppler_scale: float = 30.0,
+        wave: np.ndarray | None = None,
+    ):
         super().__init__()
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
         self.encoder = Encoder(n_pixels, latent_dim, depth)
@@ -175,8 +185,12 @@ def init_weights(module: nn.Module) -> None:
     """
     for m in module.modules():
         if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, a=NEGATIVE_SLOPE, nonlinearity="leaky_relu",
-                                    mode="fan_in" if not isinstance(m, nn.ConvTranspose1d) else "fan_out")
+            nn.init.kaiming_normal_(
+                m.weight,
+                a=NEGATIVE_SLOPE,
+                nonlinearity="leaky_relu",
+                mode="fan_in" if not isinstance(m, nn.ConvTranspose1d) else "fan_out",
+            )
             nn.init.zeros_(m.bias)
 
 

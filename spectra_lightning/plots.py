@@ -9,14 +9,20 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
 
 # Well-known regions (air Å) for zoomed reconstructions and traversals.
-ZOOM_WINDOWS = {"Ca II H&K": (3925.0, 3975.0), "Hβ": (4851.0, 4871.0), "Mg b": (5160.0, 5190.0),
-                "Fe I 5270-5330": (5265.0, 5300.0), "Fe I 5400": (5390.0, 5435.0),
-                "Na D": (5885.0, 5900.0), "Hα": (6552.0, 6573.0)}
+ZOOM_WINDOWS = {
+    "Ca II H&K": (3925.0, 3975.0),
+    "Hβ": (4851.0, 4871.0),
+    "Mg b": (5160.0, 5190.0),
+    "Fe I 5270-5330": (5265.0, 5300.0),
+    "Fe I 5400": (5390.0, 5435.0),
+    "Na D": (5885.0, 5900.0),
+    "Hα": (6552.0, 6573.0),
+}
 
 
 def windows_in(wave: np.ndarray, valid: np.ndarray | None = None, n: int = 3) -> dict:
@@ -38,7 +44,9 @@ def mad_stems(report: dict) -> plt.Figure:
     ax.scatter(x, v, c=colors, s=14, zorder=3)
     ax.axhline(report["mad"]["threshold"], ls="--", c="k", lw=0.8, label=f"threshold {report['mad']['threshold']}")
     ax.set_yscale("log")
-    ax.set(xlabel="latent node", ylabel="MAD of μ", title=f"{len(info)} informative nodes ({report['mad']['criterion']})")
+    ax.set(
+        xlabel="latent node", ylabel="MAD of μ", title=f"{len(info)} informative nodes ({report['mad']['criterion']})"
+    )
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
@@ -51,8 +59,16 @@ def mi_heatmap(report: dict, estimator: str = "ksg") -> plt.Figure:
     info = set(report["mad"]["informative"])
     data = np.array([[table[k]["values"][i] or 0.0 for i in order] for k in table])
     fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(order) + 2), 0.45 * len(table) + 1.6))
-    sns.heatmap(data, ax=ax, cmap="viridis", annot=len(order) <= 16, fmt=".2f", cbar_kws={"label": "MI (nats)"},
-                xticklabels=[f"{i}*" if i in info else str(i) for i in order], yticklabels=list(table))
+    sns.heatmap(
+        data,
+        ax=ax,
+        cmap="viridis",
+        annot=len(order) <= 16,
+        fmt=".2f",
+        cbar_kws={"label": "MI (nats)"},
+        xticklabels=[f"{i}*" if i in info else str(i) for i in order],
+        yticklabels=list(table),
+    )
     ax.set(xlabel="latent node (by MAD; * informative)", title=f"MI node × label ({estimator})")
     fig.tight_layout()
     return fig
@@ -64,8 +80,16 @@ def indicator_heatmap(report: dict, label: str) -> plt.Figure:
     order = np.argsort(-np.array(report["mad"]["values"], float))[: min(32, report["latent_dim"])]
     data = np.array(h["indicator"])[:, order]
     fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(order) + 2), 3.2))
-    sns.heatmap(data, ax=ax, cmap="magma", vmin=0, vmax=1, xticklabels=list(order), yticklabels=h["bins"],
-                cbar_kws={"label": "MI / max"})
+    sns.heatmap(
+        data,
+        ax=ax,
+        cmap="magma",
+        vmin=0,
+        vmax=1,
+        xticklabels=list(order),
+        yticklabels=h["bins"],
+        cbar_kws={"label": "MI / max"},
+    )
     ax.set(xlabel="latent node (by MAD)", ylabel="histogram bins", title=f"MI indicator: {label}")
     fig.tight_layout()
     return fig
@@ -77,8 +101,17 @@ def pair_mi_matrix(report: dict) -> plt.Figure:
     m = np.array(report["pair_mi"]["matrix"], dtype=float) if nodes else np.zeros((0, 0))
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * max(len(nodes), 2), 0.8 + 0.55 * max(len(nodes), 2)))
     if len(nodes):
-        sns.heatmap(m, ax=ax, annot=True, fmt=".2f", cmap="rocket_r", xticklabels=nodes, yticklabels=nodes,
-                    mask=~np.isfinite(m), cbar_kws={"label": "MI (nats)"})
+        sns.heatmap(
+            m,
+            ax=ax,
+            annot=True,
+            fmt=".2f",
+            cmap="rocket_r",
+            xticklabels=nodes,
+            yticklabels=nodes,
+            mask=~np.isfinite(m),
+            cbar_kws={"label": "MI (nats)"},
+        )
     ax.set_title("MI between informative nodes")
     fig.tight_layout()
     return fig
@@ -95,16 +128,24 @@ def node_scatter(mu: np.ndarray, labels: dict, x_node: int, y: str | int, color:
     return fig
 
 
-def reconstructions(wave: np.ndarray, flux: np.ndarray, mask: np.ndarray, recon: np.ndarray,
-                    windows: dict) -> plt.Figure:
+def reconstructions(
+    wave: np.ndarray, flux: np.ndarray, mask: np.ndarray, recon: np.ndarray, windows: dict
+) -> plt.Figure:
     """A few spectra ``(n, L)`` and their reconstructions, whole and in zoom windows."""
     n = len(flux)
     cols = 1 + len(windows)
-    fig, axes = plt.subplots(n, cols, figsize=(4 * cols + 2, 1.9 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": [2.5] + [1] * len(windows)})
+    fig, axes = plt.subplots(
+        n,
+        cols,
+        figsize=(4 * cols + 2, 1.9 * n),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [2.5] + [1] * len(windows)},
+    )
     for r in range(n):
         f = np.where(mask[r], flux[r], np.nan)
-        for c, (name, (lo, hi)) in enumerate([("full", (wave[mask[r]].min(), wave[mask[r]].max()))] + list(windows.items())):
+        for c, (name, (lo, hi)) in enumerate(
+            [("full", (wave[mask[r]].min(), wave[mask[r]].max()))] + list(windows.items())
+        ):
             ax = axes[r, c]
             sel = (wave >= lo) & (wave <= hi)
             ax.plot(wave[sel], f[sel], c="k", lw=0.6, label="data")
@@ -118,17 +159,27 @@ def reconstructions(wave: np.ndarray, flux: np.ndarray, mask: np.ndarray, recon:
 
 
 # Lines marked on the full-range panel of a traversal (air Å): where a reader looks first.
-MARKED_LINES = {"Ca II K": 3933.7, "Ca II H": 3968.5, "Hδ": 4101.7, "Hγ": 4340.5, "Hβ": 4861.3, "Mg b": 5172.7,
-                "Na D": 5892.9, "Hα": 6562.8}
+MARKED_LINES = {
+    "Ca II K": 3933.7,
+    "Ca II H": 3968.5,
+    "Hδ": 4101.7,
+    "Hγ": 4340.5,
+    "Hβ": 4861.3,
+    "Mg b": 5172.7,
+    "Na D": 5892.9,
+    "Hα": 6562.8,
+}
 
 
-def traversal(wave: np.ndarray, decoded: np.ndarray, values: np.ndarray, node: int, windows: dict,
-              valid: np.ndarray | None = None) -> plt.Figure:
+def traversal(
+    wave: np.ndarray, decoded: np.ndarray, values: np.ndarray, node: int, windows: dict, valid: np.ndarray | None = None
+) -> plt.Figure:
     """Spectra decoded from the mean code while one node sweeps its range, overplotted; the full-range
     panel (the grid's ``valid`` pixels when given, padding left out) marks the Balmer lines, Mg b, Na D."""
     cols = 1 + len(windows)
-    fig, axes = plt.subplots(1, cols, figsize=(4 * cols + 4, 2.8), squeeze=False,
-                             gridspec_kw={"width_ratios": [3.5] + [1] * len(windows)})
+    fig, axes = plt.subplots(
+        1, cols, figsize=(4 * cols + 4, 2.8), squeeze=False, gridspec_kw={"width_ratios": [3.5] + [1] * len(windows)}
+    )
     colors = plt.cm.viridis(np.linspace(0, 1, len(values)))
     full = (wave[valid].min(), wave[valid].max()) if valid is not None and valid.any() else (wave.min(), wave.max())
     spans = [("full", full)] + list(windows.items())

@@ -52,12 +52,35 @@ CALIBRATION_OBJECTS = ("WAVE", "LAMP", "FLAT", "BIAS", "DARK", "THAR")
 # Every primary-header card the readers use. An ESO archive header has ~3,000 cards and astropy's
 # fits.open parses all of them (70-80 % of the time it takes to open an ADP or DRS s1d file); the
 # readers parse only these (same values, tested against the full parse for every real file).
-PRIMARY_CARDS = ("ARCFILE", "OBJECT", "INSTRUME", "DATE-OBS", "MJD-OBS", "EXPTIME", "AIRMASS", "SNR",
-                 "SN50", "CRVAL1", "CDELT1", "CD1_1", "CRPIX1", "CUNIT1", "CTYPE1", "ESO TEL AIRM START",
-                 "ESO TEL AIRM END", "ESO DRS SPE EXT SN50", "ESO DRS BERV", "ESO DRS CCF RVC", "ESO DRS CCF MASK",
-                 "ESO DRS CAL TH FILE", "ESO DRS BLAZE FILE")
+PRIMARY_CARDS = (
+    "ARCFILE",
+    "OBJECT",
+    "INSTRUME",
+    "DATE-OBS",
+    "MJD-OBS",
+    "EXPTIME",
+    "AIRMASS",
+    "SNR",
+    "SN50",
+    "CRVAL1",
+    "CDELT1",
+    "CD1_1",
+    "CRPIX1",
+    "CUNIT1",
+    "CTYPE1",
+    "ESO TEL AIRM START",
+    "ESO TEL AIRM END",
+    "ESO DRS SPE EXT SN50",
+    "ESO DRS BERV",
+    "ESO DRS CCF RVC",
+    "ESO DRS CCF MASK",
+    "ESO DRS CAL TH FILE",
+    "ESO DRS BLAZE FILE",
+)
 _SHORT_CARDS = np.array([k.ljust(8).encode() for k in PRIMARY_CARDS if " " not in k], "S8")
-_HIERARCH_CARDS = re.compile(r"HIERARCH +(?:" + "|".join(r" +".join(k.split()) for k in PRIMARY_CARDS if " " in k) + r") *=")
+_HIERARCH_CARDS = re.compile(
+    r"HIERARCH +(?:" + "|".join(r" +".join(k.split()) for k in PRIMARY_CARDS if " " in k) + r") *="
+)
 
 
 @dataclass
@@ -167,7 +190,7 @@ def primary_cards(header_text: str) -> fits.Header:
         while i + 1 < len(keys) and keys[i + 1] == b"CONTINUE":
             i += 1
             take.append(i)
-    return fits.Header.fromstring("".join(header_text[80 * i:80 * i + 80] for i in take))
+    return fits.Header.fromstring("".join(header_text[80 * i : 80 * i + 80] for i in take))
 
 
 @contextmanager
@@ -262,7 +285,9 @@ def _read(primary: fits.Header, hdu0, extensions, path: Path) -> Spectrum:
     wave = _linear_wcs(primary, data.size)
     if wave is None:
         raise RejectError("1-D image without CRVAL1/CDELT1 wavelength keywords")
-    unit = primary.get("CUNIT1") or (primary.get("CTYPE1") if str(primary.get("CTYPE1", "")).lower().startswith("ang") else None)
+    unit = primary.get("CUNIT1") or (
+        primary.get("CTYPE1") if str(primary.get("CTYPE1", "")).lower().startswith("ang") else None
+    )
     is_s1d = meta["instrument"].upper().startswith("HARPS") and "ESO DRS BERV" in primary
     return Spectrum(to_angstrom(wave, unit, "CRVAL1/CDELT1"), data, None, "s1d" if is_s1d else "image1d", meta)
 

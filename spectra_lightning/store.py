@@ -36,14 +36,26 @@ DEFAULT_CHUNK_ROWS = 16  # ~5 MB per chunk at full size; see docs/store-format.m
 # metadata rows per chunk: an append rewrites the last chunk of every column, so small enough that this
 # stays cheap (an append of 256 rows to 65,536-row chunks cost ~3x more), large enough to read in few requests
 META_CHUNK_ROWS = 4096
-UNITS = {"rv": "km/s", "teff": "K", "logg": "dex (cgs)", "feh": "dex", "vsini": "km/s", "snr": "",
-         "mjd": "d", "exptime": "s", "airmass": "", "berv": "km/s", "drs_rv": "km/s", "raw_median": "adu"}
+UNITS = {
+    "rv": "km/s",
+    "teff": "K",
+    "logg": "dex (cgs)",
+    "feh": "dex",
+    "vsini": "km/s",
+    "snr": "",
+    "mjd": "d",
+    "exptime": "s",
+    "airmass": "",
+    "berv": "km/s",
+    "drs_rv": "km/s",
+    "raw_median": "adu",
+}
 
 
 def _location(path) -> str:
     """Local paths and ``file://`` URLs go to zarr's LocalStore; other URLs to fsspec."""
     path = str(path)
-    return path[len("file://"):] if path.startswith("file://") else path
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 # Blosc codecs for the flux, all with bit-shuffle (float16 rows of a smooth continuum compress well).
@@ -117,8 +129,10 @@ class SpectraStore:
         """Cheap consistency checks at open: every committed row has its flux and its metadata."""
         n = int(self.group.attrs.get("n_spectra", 0))
         if self.flux.shape[0] < n:
-            raise StoreError(f"{self.path}: damaged: n_spectra is {n} but flux has {self.flux.shape[0]} rows "
-                             "(run `python -m spectra_lightning verify`)")
+            raise StoreError(
+                f"{self.path}: damaged: n_spectra is {n} but flux has {self.flux.shape[0]} rows "
+                "(run `python -m spectra_lightning verify`)"
+            )
         short = [f"{name} ({arr.shape[0]})" for name, arr in self.group["meta"].arrays() if arr.shape[0] < n]
         if short:
             raise StoreError(f"{self.path}: damaged: metadata shorter than its {n} spectra: {', '.join(short)}")
@@ -129,7 +143,7 @@ class SpectraStore:
             self.lock.release()
             self.lock = None
 
-    def __enter__(self) -> "SpectraStore":
+    def __enter__(self) -> SpectraStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -137,7 +151,7 @@ class SpectraStore:
 
     # -- opening and creating -------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> "SpectraStore":
+    def open(cls, path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> SpectraStore:
         try:
             # check it exists first: mode "a" would silently create an empty group
             group = zarr.open_group(_location(path), mode="r", storage_options=storage_options)
@@ -154,9 +168,17 @@ class SpectraStore:
             raise
 
     @classmethod
-    def create(cls, path, grid: SpectralGrid, dtype: str = "float16", chunk_rows: int = DEFAULT_CHUNK_ROWS,
-               attrs: dict | None = None, storage_options: dict | None = None,
-               codec: str = DEFAULT_CODEC, lock: WriterLock | None = None) -> "SpectraStore":
+    def create(
+        cls,
+        path,
+        grid: SpectralGrid,
+        dtype: str = "float16",
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        attrs: dict | None = None,
+        storage_options: dict | None = None,
+        codec: str = DEFAULT_CODEC,
+        lock: WriterLock | None = None,
+    ) -> SpectraStore:
         """A new, empty store holding the writer lock (``lock``: one already held for it)."""
         if dtype not in ("float16", "float32"):
             raise ValueError(f"flux dtype must be float16 or float32, got {dtype!r}")
@@ -167,11 +189,18 @@ class SpectraStore:
                 group = zarr.open_group(_location(path), mode="w-", storage_options=storage_options)
             except zarr.errors.ContainsGroupError:
                 raise StoreError(f"{path}: already exists") from None
-            group.create_array("flux", shape=(0, grid.length), dtype=dtype, chunks=(chunk_rows, grid.length),
-                               fill_value=np.nan, compressors=_compressors(codec))
+            group.create_array(
+                "flux",
+                shape=(0, grid.length),
+                dtype=dtype,
+                chunks=(chunk_rows, grid.length),
+                fill_value=np.nan,
+                compressors=_compressors(codec),
+            )
             group.create_group("meta")
-            group.attrs.update({"format": FORMAT, "version": VERSION, "grid": grid.describe(), "n_spectra": 0,
-                                **(attrs or {})})
+            group.attrs.update(
+                {"format": FORMAT, "version": VERSION, "grid": grid.describe(), "n_spectra": 0, **(attrs or {})}
+            )
             return cls(group, path, lock)
         except BaseException:
             if own:
@@ -283,7 +312,7 @@ class SpectraStore:
         self.flux.resize((start + b, self.grid.length))
         # appended rows hold data, so skip zarr's is-this-chunk-all-fill check (NaN-aware, ~3x the cost of the
         # write); an all-NaN chunk, should one occur, is then stored rather than left implicit — same content
-        self.flux.with_config({"write_empty_chunks": True})[start:start + b] = rows
+        self.flux.with_config({"write_empty_chunks": True})[start : start + b] = rows
         self._staged_crc.append(row_checksums(rows))
         self._staged += b
 
@@ -300,14 +329,20 @@ class SpectraStore:
             if name not in existing:
                 dtype = str if col.dtype.kind in "OUST" else col.dtype
                 fill = "" if dtype is str else (np.nan if col.dtype.kind == "f" else (-1 if name == "crc32" else 0))
-                arr = group.create_array(name, shape=(0,), dtype=dtype, chunks=(META_CHUNK_ROWS,), fill_value=fill,
-                                         attributes={"units": UNITS.get(name, "")})
+                arr = group.create_array(
+                    name,
+                    shape=(0,),
+                    dtype=dtype,
+                    chunks=(META_CHUNK_ROWS,),
+                    fill_value=fill,
+                    attributes={"units": UNITS.get(name, "")},
+                )
                 # rows appended before this column existed get the fill value
                 arr.resize((start,))
                 existing[name] = arr
             arr = existing[name]
             arr.resize((start + b,))
-            arr.with_config({"write_empty_chunks": True})[start:start + b] = col
+            arr.with_config({"write_empty_chunks": True})[start : start + b] = col
         for name, arr in existing.items():
             if name not in meta:
                 arr.resize((start + b,))
@@ -341,5 +376,11 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
             mismatched.append({"row": int(start + j), "id": str(ids[start + j])})
     unique, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     duplicate_ids = {str(unique[k]): np.flatnonzero(inverse == k).tolist() for k in np.flatnonzero(counts > 1)}
-    return {"n_spectra": n, "checked": int((crc >= 0).sum()), "unchecked": int((crc < 0).sum()),
-            "mismatched": mismatched, "duplicate_ids": duplicate_ids, "ok": not mismatched and not duplicate_ids}
+    return {
+        "n_spectra": n,
+        "checked": int((crc >= 0).sum()),
+        "unchecked": int((crc < 0).sum()),
+        "mismatched": mismatched,
+        "duplicate_ids": duplicate_ids,
+        "ok": not mismatched and not duplicate_ids,
+    }

@@ -106,9 +106,11 @@ def read_results(path: Path) -> list[dict]:
 def summarise(run_dir: Path) -> dict:
     """The numbers a sweep table needs from a finished run's report.json."""
     report = json.loads((run_dir / "report.json").read_text())
-    row = {"n_informative": len(report["mad"]["informative"]),
-           "mad": json.dumps([round(v, 5) for v in report["mad"]["values"]]),
-           "val_loss": report.get("fit", {}).get("val_loss")}
+    row = {
+        "n_informative": len(report["mad"]["informative"]),
+        "mad": json.dumps([round(v, 5) for v in report["mad"]["values"]]),
+        "val_loss": report.get("fit", {}).get("val_loss"),
+    }
     for label in LABELS:
         e = report["mi"].get("ksg", {}).get(label, {})
         row[f"mi_{label}"] = e.get("best")
@@ -116,12 +118,20 @@ def summarise(run_dir: Path) -> dict:
     return row
 
 
-FIELDS = ["run", "status", "returncode", "seconds", "params", "n_informative", "val_loss", "mad"] + \
-    [f"{p}_{label}" for label in LABELS for p in ("mi", "node")]
+FIELDS = ["run", "status", "returncode", "seconds", "params", "n_informative", "val_loss", "mad"] + [
+    f"{p}_{label}" for label in LABELS for p in ("mi", "node")
+]
 
 
-def run_sweep(path: str, out_dir: str | None = None, parallel: int = 1, count: int | None = None,
-              dry_run: bool = False, seed: int = 0, extra: list[str] | None = None) -> list[dict]:
+def run_sweep(
+    path: str,
+    out_dir: str | None = None,
+    parallel: int = 1,
+    count: int | None = None,
+    dry_run: bool = False,
+    seed: int = 0,
+    extra: list[str] | None = None,
+) -> list[dict]:
     spec = load_sweep(path)
     name = spec.get("name") or Path(path).stem
     out = Path(out_dir or Path("runs") / "sweeps" / name)
@@ -149,8 +159,12 @@ def run_sweep(path: str, out_dir: str | None = None, parallel: int = 1, count: i
         t = time.perf_counter()
         with open(run_dir / "log.txt", "w") as log:
             rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-        row = {"run": rname, "returncode": rc, "seconds": round(time.perf_counter() - t, 1),
-               "params": json.dumps(params)}
+        row = {
+            "run": rname,
+            "returncode": rc,
+            "seconds": round(time.perf_counter() - t, 1),
+            "params": json.dumps(params),
+        }
         try:
             row |= summarise(run_dir) if rc == 0 else {}
             row["status"] = "ok" if rc == 0 else "failed"
@@ -163,9 +177,15 @@ def run_sweep(path: str, out_dir: str | None = None, parallel: int = 1, count: i
                 if new:
                     w.writeheader()
                 w.writerow(row)
-            print(f"  {row['status']:6s} {rname} ({row['seconds']} s)" +
-                  (f": {row.get('n_informative')} informative nodes" if row["status"] == "ok" else f", see {run_dir / 'log.txt'}"),
-                  flush=True)
+            print(
+                f"  {row['status']:6s} {rname} ({row['seconds']} s)"
+                + (
+                    f": {row.get('n_informative')} informative nodes"
+                    if row["status"] == "ok"
+                    else f", see {run_dir / 'log.txt'}"
+                ),
+                flush=True,
+            )
         return row
 
     with ThreadPoolExecutor(max(1, parallel)) as pool:
@@ -182,8 +202,9 @@ def latest_rows(table: Path) -> list[dict]:
 
 def report(out_dir: str | Path, threshold: float = 0.02) -> dict[str, Path]:
     """Figure 4 (informative nodes and MAD vs λ per latent size) and best-node MI vs λ."""
-    from . import plots  # noqa: F401  (sets the Agg backend)
     import matplotlib.pyplot as plt
+
+    from . import plots  # noqa: F401  (sets the Agg backend)
 
     out = Path(out_dir)
     rows = latest_rows(out / "results.csv")
@@ -222,8 +243,9 @@ def report(out_dir: str | Path, threshold: float = 0.02) -> dict[str, Path]:
         for j, label in enumerate(LABELS):
             vals = [float(r[f"mi_{label}"]) if r.get(f"mi_{label}") not in (None, "") else np.nan for r in sel]
             axes[0, c].plot([r["kl_weight"] for r in sel], vals, "o-", label=label, c=f"C{j}")
-        axes[0, c].set(xscale="log", xlabel="KL weight λ", ylabel="MI of the best informative node (nats)",
-                       title=f"latent {size}")
+        axes[0, c].set(
+            xscale="log", xlabel="KL weight λ", ylabel="MI of the best informative node (nats)", title=f"latent {size}"
+        )
         axes[0, c].legend(fontsize=8)
     fig.tight_layout()
     paths["mi"] = out / "sweep_mi.png"
@@ -242,15 +264,24 @@ def _log_to_wandb(out: Path, paths: dict[str, Path]) -> None:
     from .loggers import wandb_credentials
 
     mode = "online" if wandb_credentials() and os.environ.get("WANDB_MODE") != "offline" else "offline"
-    run = wandb.init(project="spectra-lightning", group=out.name, name=f"{out.name}-report", job_type="sweep-report",
-                     dir=str(out), mode=mode, reinit="finish_previous")
+    run = wandb.init(
+        project="spectra-lightning",
+        group=out.name,
+        name=f"{out.name}-report",
+        job_type="sweep-report",
+        dir=str(out),
+        mode=mode,
+        reinit="finish_previous",
+    )
     run.log({f"sweep/{k}": wandb.Image(str(p)) for k, p in paths.items()})
     run.finish()
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m spectra_lightning sweep",
-                                description="Run a W&B sweep YAML locally (no W&B server), then draw Figure 4.")
+    p = argparse.ArgumentParser(
+        prog="python -m spectra_lightning sweep",
+        description="Run a W&B sweep YAML locally (no W&B server), then draw Figure 4.",
+    )
     p.add_argument("sweep", help="sweep YAML, e.g. experiments/sweeps/quickstart_lambda.yaml")
     p.add_argument("--dir", help="output directory (default runs/sweeps/<name>)")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (default %(default)s)")
@@ -274,8 +305,9 @@ def main(argv: list[str]) -> int:
 
 
 def report_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m spectra_lightning sweep-report",
-                                description="Figure 4 from a sweep directory's results.csv.")
+    p = argparse.ArgumentParser(
+        prog="python -m spectra_lightning sweep-report", description="Figure 4 from a sweep directory's results.csv."
+    )
     p.add_argument("dir", help="sweep directory (holds results.csv)")
     p.add_argument("--threshold", type=float, default=0.02)
     a = p.parse_args(argv)

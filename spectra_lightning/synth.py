@@ -38,33 +38,61 @@ LINELIST_SEED = 20210208  # fixed: every synthetic store shares one line list
 
 # (air wavelength Å, species kind, excitation χ eV, base log-strength, Lorentz width Å)
 STRONG_LINES = [
-    (6562.80, "H", 10.2, 0.0, 0.480), (4861.32, "H", 10.2, -0.2, 0.400), (4340.46, "H", 10.2, -0.4, 0.360),
-    (4101.73, "H", 10.2, -0.6, 0.320), (3970.07, "H", 10.2, -0.8, 0.280), (3889.05, "H", 10.2, -1.0, 0.240),
-    (3933.66, "ion", 0.0, 2.2, 0.600), (3968.47, "ion", 0.0, 2.0, 0.600),  # Ca II K, H
-    (5889.95, "neutral", 0.0, 1.4, 0.100), (5895.92, "neutral", 0.0, 1.1, 0.100),  # Na D2, D1
-    (5167.32, "neutral", 2.7, 0.9, 0.080), (5172.68, "neutral", 2.7, 1.2, 0.088),  # Mg b
+    (6562.80, "H", 10.2, 0.0, 0.480),
+    (4861.32, "H", 10.2, -0.2, 0.400),
+    (4340.46, "H", 10.2, -0.4, 0.360),
+    (4101.73, "H", 10.2, -0.6, 0.320),
+    (3970.07, "H", 10.2, -0.8, 0.280),
+    (3889.05, "H", 10.2, -1.0, 0.240),
+    (3933.66, "ion", 0.0, 2.2, 0.600),
+    (3968.47, "ion", 0.0, 2.0, 0.600),  # Ca II K, H
+    (5889.95, "neutral", 0.0, 1.4, 0.100),
+    (5895.92, "neutral", 0.0, 1.1, 0.100),  # Na D2, D1
+    (5167.32, "neutral", 2.7, 0.9, 0.080),
+    (5172.68, "neutral", 2.7, 1.2, 0.088),  # Mg b
     (5183.60, "neutral", 2.7, 1.4, 0.100),
-    (4226.73, "neutral", 0.0, 1.4, 0.120), (6162.17, "neutral", 1.9, 0.3, 0.048),  # Ca I
-    (6122.22, "neutral", 1.9, 0.2, 0.040), (6102.72, "neutral", 1.9, 0.0, 0.032),
-    (4383.55, "neutral", 1.5, 0.4, 0.032), (4045.81, "neutral", 1.5, 0.4, 0.032),  # Fe I
-    (5269.54, "neutral", 0.9, 0.3, 0.028), (5328.04, "neutral", 0.9, 0.2, 0.024),
-    (5371.49, "neutral", 1.0, 0.1, 0.020), (5397.13, "neutral", 0.9, 0.0, 0.020),
-    (5405.77, "neutral", 1.0, 0.0, 0.020), (5429.70, "neutral", 1.0, 0.0, 0.020),
-    (5446.92, "neutral", 1.0, 0.0, 0.020), (5586.76, "neutral", 3.4, -0.2, 0.016),
-    (5615.64, "neutral", 3.3, -0.2, 0.016), (6252.56, "neutral", 2.4, -0.3, 0.016),
-    (6494.98, "neutral", 2.4, -0.2, 0.016), (5232.94, "neutral", 2.9, -0.1, 0.020),
-    (4923.92, "ion", 2.9, 0.2, 0.016), (5018.44, "ion", 2.9, 0.2, 0.016),  # Fe II
-    (5169.03, "ion", 2.9, 0.1, 0.016), (5316.62, "ion", 3.2, -0.1, 0.012),
-    (6456.38, "ion", 3.9, -0.5, 0.008), (6516.08, "ion", 2.9, -0.6, 0.008),
-    (5234.62, "ion", 3.2, -0.4, 0.008), (5197.58, "ion", 3.2, -0.4, 0.008),
-    (4981.73, "neutral", 0.8, -0.2, 0.012), (4991.07, "neutral", 0.8, -0.3, 0.012),  # Ti I
-    (4999.50, "neutral", 0.8, -0.3, 0.012), (5210.38, "neutral", 0.0, -0.2, 0.012),
-    (4501.27, "ion", 1.1, -0.1, 0.012), (4468.49, "ion", 1.1, -0.1, 0.012),  # Ti II
-    (5206.04, "neutral", 0.9, 0.0, 0.016), (5208.42, "neutral", 0.9, 0.1, 0.016),  # Cr I
-    (5476.90, "neutral", 1.8, -0.1, 0.016), (4030.75, "neutral", 0.0, 0.3, 0.020),  # Ni I, Mn I
-    (5708.40, "neutral", 4.9, -0.7, 0.012), (4554.03, "ion", 0.0, 0.2, 0.016),  # Si I, Ba II
-    (6141.71, "ion", 0.7, -0.2, 0.012), (4077.71, "ion", 0.0, 0.3, 0.020),  # Ba II, Sr II
-    (3944.01, "neutral", 0.0, 0.2, 0.020), (3961.52, "neutral", 0.0, 0.3, 0.020),  # Al I
+    (4226.73, "neutral", 0.0, 1.4, 0.120),
+    (6162.17, "neutral", 1.9, 0.3, 0.048),  # Ca I
+    (6122.22, "neutral", 1.9, 0.2, 0.040),
+    (6102.72, "neutral", 1.9, 0.0, 0.032),
+    (4383.55, "neutral", 1.5, 0.4, 0.032),
+    (4045.81, "neutral", 1.5, 0.4, 0.032),  # Fe I
+    (5269.54, "neutral", 0.9, 0.3, 0.028),
+    (5328.04, "neutral", 0.9, 0.2, 0.024),
+    (5371.49, "neutral", 1.0, 0.1, 0.020),
+    (5397.13, "neutral", 0.9, 0.0, 0.020),
+    (5405.77, "neutral", 1.0, 0.0, 0.020),
+    (5429.70, "neutral", 1.0, 0.0, 0.020),
+    (5446.92, "neutral", 1.0, 0.0, 0.020),
+    (5586.76, "neutral", 3.4, -0.2, 0.016),
+    (5615.64, "neutral", 3.3, -0.2, 0.016),
+    (6252.56, "neutral", 2.4, -0.3, 0.016),
+    (6494.98, "neutral", 2.4, -0.2, 0.016),
+    (5232.94, "neutral", 2.9, -0.1, 0.020),
+    (4923.92, "ion", 2.9, 0.2, 0.016),
+    (5018.44, "ion", 2.9, 0.2, 0.016),  # Fe II
+    (5169.03, "ion", 2.9, 0.1, 0.016),
+    (5316.62, "ion", 3.2, -0.1, 0.012),
+    (6456.38, "ion", 3.9, -0.5, 0.008),
+    (6516.08, "ion", 2.9, -0.6, 0.008),
+    (5234.62, "ion", 3.2, -0.4, 0.008),
+    (5197.58, "ion", 3.2, -0.4, 0.008),
+    (4981.73, "neutral", 0.8, -0.2, 0.012),
+    (4991.07, "neutral", 0.8, -0.3, 0.012),  # Ti I
+    (4999.50, "neutral", 0.8, -0.3, 0.012),
+    (5210.38, "neutral", 0.0, -0.2, 0.012),
+    (4501.27, "ion", 1.1, -0.1, 0.012),
+    (4468.49, "ion", 1.1, -0.1, 0.012),  # Ti II
+    (5206.04, "neutral", 0.9, 0.0, 0.016),
+    (5208.42, "neutral", 0.9, 0.1, 0.016),  # Cr I
+    (5476.90, "neutral", 1.8, -0.1, 0.016),
+    (4030.75, "neutral", 0.0, 0.3, 0.020),  # Ni I, Mn I
+    (5708.40, "neutral", 4.9, -0.7, 0.012),
+    (4554.03, "ion", 0.0, 0.2, 0.016),  # Si I, Ba II
+    (6141.71, "ion", 0.7, -0.2, 0.012),
+    (4077.71, "ion", 0.0, 0.3, 0.020),  # Ba II, Sr II
+    (3944.01, "neutral", 0.0, 0.2, 0.020),
+    (3961.52, "neutral", 0.0, 0.3, 0.020),  # Al I
 ]
 WEAK_LINES_PER_ANGSTROM = 0.9
 
@@ -120,11 +148,15 @@ def draw_labels(spec: SynthSpec) -> dict[str, np.ndarray]:
     giant = rng.random(n_star) < spec.giant_fraction
     teff = np.where(giant, rng.uniform(4000, 5300, n_star), 3800 + 3000 * rng.beta(2.2, 1.8, n_star))
     # main sequence logg falls with Teff; the red-giant branch rises with it
-    logg = np.where(giant, 1.4 + 0.0014 * (teff - 4000) + rng.normal(0, 0.25, n_star),
-                    4.75 - 0.00018 * (teff - 3800) + rng.normal(0, 0.08, n_star))
+    logg = np.where(
+        giant,
+        1.4 + 0.0014 * (teff - 4000) + rng.normal(0, 0.25, n_star),
+        4.75 - 0.00018 * (teff - 3800) + rng.normal(0, 0.08, n_star),
+    )
     feh = np.clip(rng.normal(-0.1, 0.25, n_star), -1.5, 0.5)
-    vsini = np.where(giant, rng.gamma(2.0, 1.5, n_star),
-                     rng.gamma(1.5, 1.5 + 8.0 * np.clip((teff - 6000) / 800, 0, None), n_star))
+    vsini = np.where(
+        giant, rng.gamma(2.0, 1.5, n_star), rng.gamma(1.5, 1.5 + 8.0 * np.clip((teff - 6000) / 800, 0, None), n_star)
+    )
     vsini = np.clip(vsini, 0.5, 60.0)
     if spec.rv_dist == "uniform":
         rv_star = rng.uniform(-spec.rv_max, spec.rv_max, n_star)
@@ -136,7 +168,11 @@ def draw_labels(spec: SynthSpec) -> dict[str, np.ndarray]:
     snr = np.exp(rng.uniform(np.log(spec.snr_min), np.log(spec.snr_max), spec.n))
     return {
         "rv": np.clip(rv_star[star] + jitter, -spec.rv_max, spec.rv_max),
-        "teff": teff[star], "logg": logg[star], "feh": feh[star], "vsini": vsini[star], "snr": snr,
+        "teff": teff[star],
+        "logg": logg[star],
+        "feh": feh[star],
+        "vsini": vsini[star],
+        "snr": snr,
         "star": star,
     }
 
@@ -189,8 +225,9 @@ def gaussian_sigma_kms(teff, vsini, mass, resolution: float | None = RESOLUTION)
     return np.sqrt(0.5 * thermal2 + 1.0 + (0.6 * vsini[:, None]) ** 2 + inst**2)
 
 
-def render(grid: SpectralGrid, labels: dict[str, np.ndarray], rng: np.random.Generator | None,
-           resolution: float = RESOLUTION) -> np.ndarray:
+def render(
+    grid: SpectralGrid, labels: dict[str, np.ndarray], rng: np.random.Generator | None, resolution: float = RESOLUTION
+) -> np.ndarray:
     """Spectra ``(N, L)`` float64 on ``grid`` for the given labels; NaN where masked.
 
     ``rng=None`` gives noise-free spectra (tests). Flux is divided by its median over
@@ -216,8 +253,9 @@ def render(grid: SpectralGrid, labels: dict[str, np.ndarray], rng: np.random.Gen
         s, g = sig[:, m], gamma[:, m]
         eta = (g / (g + s))[:, None]  # Lorentz share of the pseudo-Voigt
         half = max(6 * s.max(), min(g.max() * np.sqrt(a.max() / 1e-3), 30.0)) + abs(rv).max() * lines["wave"][m] / C_KMS
-        i0, i1 = np.clip(grid.index_of([lines["wave"][m] - half, lines["wave"][m] + half]).astype(int) + [0, 2],
-                         0, grid.length)
+        i0, i1 = np.clip(
+            grid.index_of([lines["wave"][m] - half, lines["wave"][m] + half]).astype(int) + [0, 2], 0, grid.length
+        )
         if i1 <= i0:
             continue
         x = wave[None, i0:i1] - (lines["wave"][m] * shift)[:, None]
@@ -255,8 +293,9 @@ def synthesize(path: str, spec: SynthSpec, block: int = 256, progress: bool = Tr
     meta["id"] = np.array([f"synth-{spec.seed}-{i:07d}" for i in range(spec.n)])
     meta["object"] = np.array([f"SYN{spec.seed}-{s:07d}" for s in labels["star"]])
     meta["low_flux"] = np.zeros(spec.n, np.int64)  # as ingest flags real spectra; never low here
-    with SpectraStore.create_atomic(path, grid, dtype=spec.dtype,
-                                    attrs={"producer": "synth", "synth": asdict(spec)}) as store:
+    with SpectraStore.create_atomic(
+        path, grid, dtype=spec.dtype, attrs={"producer": "synth", "synth": asdict(spec)}
+    ) as store:
         from tqdm.auto import tqdm
 
         for b, start in enumerate(tqdm(range(0, spec.n, block), desc="synth", unit="block", disable=not progress)):

@@ -9,9 +9,16 @@ import pytest
 def _offline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("env")
     saved = dict(os.environ)
-    os.environ.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp),
-                       "WANDB_CACHE_DIR": str(tmp / "cache"), "WANDB_CONFIG_DIR": str(tmp / "config"),
-                       "SPECTRA_LIGHTNING_CACHE": str(tmp / "synth-cache")})
+    os.environ.update(
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true",
+            "WANDB_DIR": str(tmp),
+            "WANDB_CACHE_DIR": str(tmp / "cache"),
+            "WANDB_CONFIG_DIR": str(tmp / "config"),
+            "SPECTRA_LIGHTNING_CACHE": str(tmp / "synth-cache"),
+        }
+    )
     os.environ.pop("WANDB_API_KEY", None)
     yield
     os.environ.clear()

@@ -22,11 +22,19 @@ def tiny_config(tmp_path, store, **trainer) -> Path:
     """A YAML config for a seconds-long CPU fit of a 4-node VAE on ``store``; ``trainer`` keys override."""
     cfg = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-                    "enable_model_summary": False, "default_root_dir": str(tmp_path / "run"), **trainer},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(tmp_path / "run"),
+            **trainer,
+        },
         "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-        "data": {"class_path": "spectra_lightning.data_modules.SpectraDataModule",
-                 "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25}},
+        "data": {
+            "class_path": "spectra_lightning.data_modules.SpectraDataModule",
+            "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25},
+        },
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -22,5 +22,8 @@ class IndexRecorder(L.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         out = Path(trainer.default_root_dir) / f"probe_rank{trainer.global_rank}.json"
-        out.write_text(json.dumps({"seen": self.seen, "steps": self.steps, "val_split": self.val_split,
-                                   "world": trainer.world_size}))
+        out.write_text(
+            json.dumps(
+                {"seen": self.seen, "steps": self.steps, "val_split": self.val_split, "world": trainer.world_size}
+            )
+        )

@@ -1,7 +1,6 @@
 """The real CLI, driven through ``main(args)`` as a user would from the shell."""
 
 import csv
-from pathlib import Path
 
 import pytest
 import torch
@@ -41,15 +40,27 @@ def test_fast_dev_run(tmp_path, tiny_store):
 
 def test_quickstart_yaml_fast_dev_run_with_small_synth(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ["fit", "--config", str(REPO / "experiments/quickstart.yaml"), "--trainer.fast_dev_run=true",
-            "--data.init_args.synth.n=48"]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "experiments/quickstart.yaml"),
+        "--trainer.fast_dev_run=true",
+        "--data.init_args.synth.n=48",
+    ]
     assert main(args) == 0
 
 
 def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys):
-    cfg = tiny_config(tmp_path, tiny_store, max_epochs=6, log_every_n_steps=1,
-                      logger={"class_path": "lightning.pytorch.loggers.CSVLogger",
-                              "init_args": {"save_dir": str(tmp_path / "run"), "name": "csv", "version": 0}})
+    cfg = tiny_config(
+        tmp_path,
+        tiny_store,
+        max_epochs=6,
+        log_every_n_steps=1,
+        logger={
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": str(tmp_path / "run"), "name": "csv", "version": 0},
+        },
+    )
     assert main(["fit", "--config", str(cfg), "--model.lr=0.003"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "run/csv/version_0/metrics.csv")))
     val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
@@ -60,9 +71,13 @@ def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys):
 
 
 def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store):
-    cfg = tiny_config(tmp_path, tiny_store, max_steps=2, limit_val_batches=1,
-                      logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger",
-                              "init_args": {"project": "test"}})
+    cfg = tiny_config(
+        tmp_path,
+        tiny_store,
+        max_steps=2,
+        limit_val_batches=1,
+        logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "test"}},
+    )
     assert main(["fit", "--config", str(cfg)]) == 0
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
@@ -95,8 +110,13 @@ def test_wandb_gets_the_nested_config_once_and_sweep_names(tmp_path, tiny_store,
     monkeypatch.setattr(AutoWandbLogger, "log_config", spy)
     monkeypatch.setattr(WandbLogger, "log_hyperparams", lambda self, params, *a, **k: passed.append(dict(params)))
     monkeypatch.setenv("WANDB_RUN_GROUP", "mysweep")
-    cfg = tiny_config(tmp_path, tiny_store, max_steps=1, limit_val_batches=1,
-                      logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "t"}})
+    cfg = tiny_config(
+        tmp_path,
+        tiny_store,
+        max_steps=1,
+        limit_val_batches=1,
+        logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "t"}},
+    )
     assert main(["fit", "--config", str(cfg), "--model.kl_weight=0.5", "--model.latent_dim=3"]) == 0
     config = captured["config"]
     assert config["model"]["kl_weight"] == 0.5 and config["model"]["latent_dim"] == 3
@@ -113,14 +133,20 @@ def test_missing_store_is_one_clear_line(tmp_path, tiny_store, capsys):
 
 
 def test_network_optimizer_and_scheduler_from_yaml(tmp_path, tiny_store):
-    from spectra_lightning.encode import load_model
+    from spectra_lightning.checkpoints import load_model
 
     cfg = tiny_config(tmp_path, tiny_store, logger=False, max_epochs=2)
     c = yaml.safe_load(cfg.read_text())
     # no n_pixels: the data's grid length is passed to the class
-    c["model"]["net"] = {"class_path": "spectra_lightning.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 3}}
+    c["model"]["net"] = {
+        "class_path": "spectra_lightning.nets.ConvAutoencoder",
+        "init_args": {"latent_dim": 4, "depth": 3},
+    }
     c["model"]["optimizer"] = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01, "weight_decay": 0.25}}
-    c["model"]["scheduler"] = {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 1, "gamma": 0.5}}
+    c["model"]["scheduler"] = {
+        "class_path": "torch.optim.lr_scheduler.StepLR",
+        "init_args": {"step_size": 1, "gamma": 0.5},
+    }
     cfg.write_text(yaml.safe_dump(c))
     assert main(["fit", "--config", str(cfg)]) == 0
     ckpt = next((tmp_path / "run/checkpoints").glob("*.ckpt"))

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_cli import tiny_config
 
 from spectra_lightning.cli import main
 from spectra_lightning.store import SpectraStore
-from test_cli import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,16 +35,23 @@ def test_fit_help_names_the_program_as_typed(capsys):
 
 def test_parser_errors_are_one_line_with_a_pointer_to_help(tmp_path, tiny_store, capsys):
     cfg = tiny_config(tmp_path, tiny_store, logger=False)
-    fails_in_one_line(capsys, ["fit", "--config", str(cfg), "--model.kl_weigth=3"],
-                      "unrecognized arguments: --model.kl_weigth=3", "python -m spectra_lightning fit --help")
+    fails_in_one_line(
+        capsys,
+        ["fit", "--config", str(cfg), "--model.kl_weigth=3"],
+        "unrecognized arguments: --model.kl_weigth=3",
+        "python -m spectra_lightning fit --help",
+    )
 
 
-@pytest.mark.parametrize("override, needles", [
-    ("--model.kl_weight=-1", ["--model.kl_weight must be >= 0, got -1"]),
-    ("--model.depth=12", ["depth 12 is too deep for 512 px", "use depth <= 11"]),
-    ("--data.init_args.batch_size=0", ["--data.init_args.batch_size must be >= 1, got 0"]),
-    ("--trainer.max_epochs=1", None),  # the control: the same command otherwise runs
-])
+@pytest.mark.parametrize(
+    "override, needles",
+    [
+        ("--model.kl_weight=-1", ["--model.kl_weight must be >= 0, got -1"]),
+        ("--model.depth=12", ["depth 12 is too deep for 512 px", "use depth <= 11"]),
+        ("--data.init_args.batch_size=0", ["--data.init_args.batch_size must be >= 1, got 0"]),
+        ("--trainer.max_epochs=1", None),  # the control: the same command otherwise runs
+    ],
+)
 def test_bad_settings_are_one_line(tmp_path, tiny_store, capsys, override, needles):
     cfg = tiny_config(tmp_path, tiny_store, logger=False, limit_train_batches=1, limit_val_batches=1)
     if needles is None:
@@ -65,24 +72,42 @@ def test_a_filter_on_a_missing_column(tmp_path, tiny_store, capsys):
 def test_the_paper_config_without_a_store(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SPECTRA_LIGHTNING_STORE", raising=False)
     monkeypatch.chdir(tmp_path)
-    fails_in_one_line(capsys, ["fit", "--config", str(REPO / "experiments/harps_paper.yaml")],
-                      "no data: give a store (--data.init_args.store=PATH_OR_URL")
+    fails_in_one_line(
+        capsys,
+        ["fit", "--config", str(REPO / "experiments/harps_paper.yaml")],
+        "no data: give a store (--data.init_args.store=PATH_OR_URL",
+    )
 
 
 def test_a_mistyped_store_never_becomes_synthetic_data(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    fails_in_one_line(capsys, ["fit", "--config", str(REPO / "experiments/quickstart.yaml"),
-                               "--data.init_args.store=nope.zarr", "--trainer.logger=false"], "nope.zarr: no store there")
+    fails_in_one_line(
+        capsys,
+        [
+            "fit",
+            "--config",
+            str(REPO / "experiments/quickstart.yaml"),
+            "--data.init_args.store=nope.zarr",
+            "--trainer.logger=false",
+        ],
+        "nope.zarr: no store there",
+    )
     assert not (tmp_path / "nope.zarr").exists()
 
 
 def test_a_missing_or_foreign_checkpoint(tmp_path, tiny_store, capsys):
     cfg = tiny_config(tmp_path, tiny_store, logger=False)
-    fails_in_one_line(capsys, ["fit", "--config", str(cfg), f"--ckpt_path={tmp_path / 'gone.ckpt'}"],
-                      "gone.ckpt: no such checkpoint file")
+    fails_in_one_line(
+        capsys,
+        ["fit", "--config", str(cfg), f"--ckpt_path={tmp_path / 'gone.ckpt'}"],
+        "gone.ckpt: no such checkpoint file",
+    )
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    fails_in_one_line(capsys, ["fit", "--config", str(cfg), f"--ckpt_path={tmp_path / 'junk.ckpt'}"],
-                      "junk.ckpt: not a loadable checkpoint")
+    fails_in_one_line(
+        capsys,
+        ["fit", "--config", str(cfg), f"--ckpt_path={tmp_path / 'junk.ckpt'}"],
+        "junk.ckpt: not a loadable checkpoint",
+    )
 
 
 def test_resuming_on_a_store_of_another_grid(tmp_path, tiny_store, capsys):
@@ -96,8 +121,19 @@ def test_resuming_on_a_store_of_another_grid(tmp_path, tiny_store, capsys):
     other = tmp_path / "other.zarr"
     synthesize(str(other), SynthSpec(n=40, seed=1, grid="quickstart"), progress=False)
     capsys.readouterr()
-    fails_in_one_line(capsys, ["fit", "--config", str(cfg), f"--data.init_args.store={other}", f"--ckpt_path={ckpt}",
-                               "--trainer.max_epochs=2"], "the checkpoint was trained with n_pixels 512", "8192")
+    fails_in_one_line(
+        capsys,
+        [
+            "fit",
+            "--config",
+            str(cfg),
+            f"--data.init_args.store={other}",
+            f"--ckpt_path={ckpt}",
+            "--trainer.max_epochs=2",
+        ],
+        "the checkpoint was trained with n_pixels 512",
+        "8192",
+    )
     assert SpectraStore.open(other).n == 40
 
 

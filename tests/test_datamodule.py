@@ -14,7 +14,11 @@ def test_split_is_by_star_and_deterministic():
         np.testing.assert_array_equal(a[k], b[k])
     assert sum(len(v) for v in a.values()) == 600
     stars = {k: set(meta["object"][v]) for k, v in a.items()}
-    assert not (stars["train"] & stars["val"]) and not (stars["train"] & stars["test"]) and not (stars["val"] & stars["test"])
+    assert (
+        not (stars["train"] & stars["val"])
+        and not (stars["train"] & stars["test"])
+        and not (stars["val"] & stars["test"])
+    )
     assert 0.1 < len(a["val"]) / 600 < 0.3
     c = assign_splits(meta, 0.2, 0.1, seed=2)
     assert not np.array_equal(a["val"], c["val"])

@@ -18,22 +18,35 @@ from spectra_lightning.cli import main
 from spectra_lightning.explore import Explorer, envelope, make_server, resolve_run
 from spectra_lightning.headless import Chromium, find_chromium
 
-
-ARTIFACTS = Path(os.environ.get("SPECTRA_LIGHTNING_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+ARTIFACTS = Path(
+    os.environ.get("SPECTRA_LIGHTNING_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
+)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_store):
     """A tiny model trained for a few steps by the real CLI, encoded through ``explore --run``'s resolver."""
     tmp = tmp_path_factory.mktemp("explore")
-    cfg = {"seed_everything": 0,
-           "trainer": {"max_epochs": 1, "limit_train_batches": 4, "limit_val_batches": 2, "logger": False,
-                       "enable_progress_bar": False, "default_root_dir": str(tmp / "run"), "accelerator": "cpu",
-                       "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                                      "init_args": {"save_last": True}}]},
-           "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-           "data": {"class_path": "spectra_lightning.data_modules.SpectraDataModule",
-                    "init_args": {"store": str(tiny_store), "batch_size": 16, "val_fraction": 0.3}}}
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {
+            "max_epochs": 1,
+            "limit_train_batches": 4,
+            "limit_val_batches": 2,
+            "logger": False,
+            "enable_progress_bar": False,
+            "default_root_dir": str(tmp / "run"),
+            "accelerator": "cpu",
+            "callbacks": [
+                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
+            ],
+        },
+        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+        "data": {
+            "class_path": "spectra_lightning.data_modules.SpectraDataModule",
+            "init_args": {"store": str(tiny_store), "batch_size": 16, "val_fraction": 0.3},
+        },
+    }
     (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["fit", "--config", str(tmp / "cfg.yaml")]) == 0
     found = resolve_run(tmp)  # a folder of runs resolves to its newest run
@@ -71,10 +84,10 @@ def test_decode_endpoint_is_the_decoder(served):
     with torch.no_grad():
         want = explorer.model.net.decode(z[None])[0].numpy()
     g = explorer.grid
-    want = want[g.pad_left:g.pad_left + g.n_pixels]
+    want = want[g.pad_left : g.pad_left + g.n_pixels]
     assert len(body["flux"]) == g.n_pixels
     np.testing.assert_allclose(np.array(body["flux"], dtype=np.float64), want, atol=1e-6, rtol=0)
-    np.testing.assert_allclose(body["wave"], g.wavelength[g.pad_left:g.pad_left + g.n_pixels], atol=1e-4)
+    np.testing.assert_allclose(body["wave"], g.wavelength[g.pad_left : g.pad_left + g.n_pixels], atol=1e-4)
     # moving a slider changes the spectrum; the median code gives the baseline curve
     base = np.array(get(f"{url}/api/decode")["flux"], dtype=np.float64)
     np.testing.assert_allclose(base, np.array(body["base"], dtype=np.float64))
@@ -84,7 +97,7 @@ def test_decode_endpoint_is_the_decoder(served):
 def test_zoomed_decode_keeps_the_envelope(served):
     explorer, url = served
     full = np.array(get(f"{url}/api/decode")["flux"], dtype=np.float64)
-    wave = explorer.wave[explorer.grid.pad_left:explorer.grid.pad_left + explorer.grid.n_pixels]
+    wave = explorer.wave[explorer.grid.pad_left : explorer.grid.pad_left + explorer.grid.n_pixels]
     lo, hi = wave[100], wave[300]
     body = get(f"{url}/api/decode?lo={lo}&hi={hi}&n=20")
     assert len(body["flux"]) <= 40 and lo - 1 <= body["wave"][0] and body["wave"][-1] <= hi + 1
@@ -124,7 +137,7 @@ def test_scatter_and_real_spectrum(served):
     from spectra_lightning.store import SpectraStore
 
     g = explorer.grid
-    want = SpectraStore.open(explorer.store.path).read([7])[0][g.pad_left:g.pad_left + g.n_pixels]
+    want = SpectraStore.open(explorer.store.path).read([7])[0][g.pad_left : g.pad_left + g.n_pixels]
     got = np.array([np.nan if v is None else v for v in one["flux"]])
     np.testing.assert_allclose(got, want, atol=1e-5, equal_nan=True)
     assert one["meta"]["id"] == explorer.ids[7] and len(one["recon"]) == len(one["flux"])
@@ -179,13 +192,17 @@ def test_page_in_headless_chromium(served, tmp_path):
         browser.wait_for("window.explorer && window.explorer.ready && !window.explorer.inflight")
         before = browser.js("document.getElementById('spectrum').toDataURL()")
         version = browser.js("window.explorer.version")
-        rect = browser.js("(() => { const r = document.getElementById('s0').getBoundingClientRect();"
-                          " return [r.left, r.top, r.width, r.height]; })()")
+        rect = browser.js(
+            "(() => { const r = document.getElementById('s0').getBoundingClientRect();"
+            " return [r.left, r.top, r.width, r.height]; })()"
+        )
         left, top, width, height = rect
         s0 = browser.js("(() => { const s = document.getElementById('s0'); return [+s.min, +s.max, +s.value]; })()")
         start_x = left + (s0[2] - s0[0]) / (s0[1] - s0[0]) * width
         browser.drag((start_x, top + height / 2), (left + width - 2, top + height / 2))
-        browser.wait_for(f"window.explorer.version > {version} && !window.explorer.inflight && !window.explorer.pending")
+        browser.wait_for(
+            f"window.explorer.version > {version} && !window.explorer.inflight && !window.explorer.pending"
+        )
         moved = browser.js("+document.getElementById('s0').value")
         assert moved > s0[2] + 0.5 * (s0[1] - s0[2])  # the thumb went most of the way right
         after = browser.js("document.getElementById('spectrum').toDataURL()")
@@ -227,8 +244,21 @@ def test_a_checkpoint_that_carries_code_is_refused_unrun(run, tmp_path, capsys):
     torch.save(ckpt, tmp_path / "crafted.ckpt")
     assert main(["explore", "--ckpt", str(tmp_path / "crafted.ckpt"), "--codes", str(run["codes"])]) == 2
     one_error_line(capsys, "crafted.ckpt", "weights_only=True")
-    assert main(["encode", "--ckpt", str(tmp_path / "crafted.ckpt"), "--store", str(run["store"]),
-                 "--output", str(tmp_path / "c.zarr"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "encode",
+                "--ckpt",
+                str(tmp_path / "crafted.ckpt"),
+                "--store",
+                str(run["store"]),
+                "--output",
+                str(tmp_path / "c.zarr"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "weights_only=True" in capsys.readouterr().err
     assert not marker.exists()
 
@@ -236,7 +266,7 @@ def test_a_checkpoint_that_carries_code_is_refused_unrun(run, tmp_path, capsys):
 def test_info_loads_when_the_report_skipped_a_label(run, tmp_path):
     report = json.loads((run["run"] / "report.json").read_text()) if (run["run"] / "report.json").exists() else None
     if report is None:  # the fixture's run has no LatentMetrics callback: analyse its codes
-        from spectra_lightning.analyze import load_codes
+        from spectra_lightning.codes import load_codes
         from spectra_lightning.metrics.report import latent_report
 
         c = load_codes(run["codes"])

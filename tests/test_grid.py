@@ -76,7 +76,9 @@ def test_resample_mean_is_flux_conserving_and_exact_on_grid():
     assert np.isnan(got[7]) and np.array_equal(np.delete(got, 7), np.delete(vals, 7))
 
 
-@pytest.mark.parametrize("start, step, jitter", [(3781.2345, 0.01, 0.0), (3790.004, 0.0137, 0.0), (3781.0, 0.01, 0.003)])
+@pytest.mark.parametrize(
+    "start, step, jitter", [(3781.2345, 0.01, 0.0), (3790.004, 0.0137, 0.0), (3781.0, 0.01, 0.003)]
+)
 def test_resample_linear_equals_numpy_interp(start, step, jitter):
     """Off-grid inputs (evenly spaced: located by arithmetic; uneven: by search) give np.interp."""
     g = SpectralGrid.named("harps")
@@ -86,8 +88,9 @@ def test_resample_linear_equals_numpy_interp(start, step, jitter):
     out = g.resample(wave, flux, method="linear")
     inside = g.valid & (g.wavelength >= wave[0]) & (g.wavelength <= wave[-1])
     # rtol: a neighbour with weight < 1e-6 is dropped by design (it cannot poison the pixel)
-    np.testing.assert_allclose(out[inside], np.interp(g.wavelength[inside], wave, flux), rtol=0,
-                               atol=2e-6 * np.abs(flux).max())
+    np.testing.assert_allclose(
+        out[inside], np.interp(g.wavelength[inside], wave, flux), rtol=0, atol=2e-6 * np.abs(flux).max()
+    )
     assert np.isnan(out[~inside]).all()
 
 
@@ -102,7 +105,11 @@ def test_explicit_grids_parse_and_bad_specs_say_why():
     assert (g.n_pixels, g.length, g.mask_gap) == (4300, 4300, False)
     assert SpectralGrid.parse("3540.5:7409.6:0.9:4352") == GRIDS["miles"]
     assert SpectralGrid.parse("harps") is GRIDS["harps"]
-    for bad, why in (("nope", "expected a name"), ("1:2:x", "expected a name"), ("7:5:1", "START < STOP"),
-                     ("5000:6000:0.5:10", "LENGTH 10 is shorter than its 2001")):
+    for bad, why in (
+        ("nope", "expected a name"),
+        ("1:2:x", "expected a name"),
+        ("7:5:1", "START < STOP"),
+        ("5000:6000:0.5:10", "LENGTH 10 is shorter than its 2001"),
+    ):
         with pytest.raises(ValueError, match=why):
             SpectralGrid.parse(bad)

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from helpers import real_file
 from spectra_lightning import grid_kernel
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import on_grid_row
 from spectra_lightning.products import read_spectrum
+
+from helpers import real_file
 
 pytestmark = pytest.mark.skipif(not grid_kernel.available, reason="numba is not installed (pip install -e '.[fast]')")
 HARPS = SpectralGrid.named("harps")
@@ -16,8 +17,9 @@ TINY = SpectralGrid.named("tiny")
 
 def place(grid, wave, flux):
     out = np.empty(grid.length)
-    ok = grid_kernel.place_linear(np.asarray(wave, float), np.asarray(flux), grid.valid, grid.wave_min, grid.step,
-                                  grid.pad_left, out)
+    ok = grid_kernel.place_linear(
+        np.asarray(wave, float), np.asarray(flux), grid.valid, grid.wave_min, grid.step, grid.pad_left, out
+    )
     return out if ok else None
 
 
@@ -26,9 +28,16 @@ def test_float16_cast_rounds_as_numpy():
     halves = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(float)
     halves = np.sort(halves[np.isfinite(halves)])
     ties = (halves[:-1] + halves[1:]) / 2  # exactly halfway: round to even, also between subnormals
-    values = np.concatenate([halves, ties, np.nextafter(ties, np.inf), np.nextafter(ties, -np.inf),
-                             rng.standard_normal(200_000) * 10.0 ** rng.uniform(-12, 7, 200_000),
-                             [0.0, -0.0, np.inf, -np.inf, np.nan, 65504.0, 65519.99, 65520.0, 1e300, -1e-300]])
+    values = np.concatenate(
+        [
+            halves,
+            ties,
+            np.nextafter(ties, np.inf),
+            np.nextafter(ties, -np.inf),
+            rng.standard_normal(200_000) * 10.0 ** rng.uniform(-12, 7, 200_000),
+            [0.0, -0.0, np.inf, -np.inf, np.nan, 65504.0, 65519.99, 65520.0, 1e300, -1e-300],
+        ]
+    )
     out = np.empty(values.size, np.uint16)
     grid_kernel.to_float16(values, out)
     with np.errstate(over="ignore"):
@@ -39,8 +48,14 @@ def test_float16_cast_rounds_as_numpy():
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 11, 1000, 1001, 100_000])
 def test_median_of_orderings_and_ties_equals_numpy(n):
     rng = np.random.default_rng(n)
-    cases = [rng.standard_normal(n), rng.integers(0, 3, n).astype(float), np.sort(rng.standard_normal(n)),
-             np.sort(rng.standard_normal(n))[::-1].copy(), np.ones(n), np.r_[np.zeros(n // 2), np.ones(n - n // 2)]]
+    cases = [
+        rng.standard_normal(n),
+        rng.integers(0, 3, n).astype(float),
+        np.sort(rng.standard_normal(n)),
+        np.sort(rng.standard_normal(n))[::-1].copy(),
+        np.ones(n),
+        np.r_[np.zeros(n // 2), np.ones(n - n // 2)],
+    ]
     for a in cases:
         assert grid_kernel.finite_median(a, np.empty(n))[1] == np.median(a)
 
@@ -56,8 +71,15 @@ def test_median_of_finite_pixels_equals_numpy(length):
     misjudged[::sample_stride] = 0.0
     sparse = np.full(length, np.nan)
     sparse[rng.random(length) < 0.01] = 2.0
-    cases = [rng.standard_normal(length), masked, np.sort(rng.standard_normal(length)), misjudged, sparse,
-             rng.integers(0, 3, length).astype(float), np.full(length, -np.inf)]
+    cases = [
+        rng.standard_normal(length),
+        masked,
+        np.sort(rng.standard_normal(length)),
+        misjudged,
+        sparse,
+        rng.integers(0, 3, length).astype(float),
+        np.full(length, -np.inf),
+    ]
     scratch = np.empty(length)
     for values in cases:
         finite = values[np.isfinite(values)]
@@ -68,10 +90,12 @@ def test_median_of_finite_pixels_equals_numpy(length):
 
 def test_placement_equals_numpy_linear_resampling():
     rng = np.random.default_rng(1)
-    for wave in (5100.0 + 0.37 * np.arange(900),  # off the grid, evenly spaced, overlapping both ends
-                 np.sort(rng.uniform(5140.0, 5300.0, 700)),  # uneven
-                 5150.0 + 0.5 * np.arange(300),  # on the grid: a copy
-                 np.repeat(5200.0 + 0.8 * np.arange(100), 2)):  # repeated wavelengths
+    for wave in (
+        5100.0 + 0.37 * np.arange(900),  # off the grid, evenly spaced, overlapping both ends
+        np.sort(rng.uniform(5140.0, 5300.0, 700)),  # uneven
+        5150.0 + 0.5 * np.arange(300),  # on the grid: a copy
+        np.repeat(5200.0 + 0.8 * np.arange(100), 2),
+    ):  # repeated wavelengths
         flux = rng.normal(1.0, 0.1, wave.size)
         flux[rng.choice(wave.size, 20, replace=False)] = np.nan
         for f in (flux, flux.astype(np.float32)):
@@ -88,8 +112,15 @@ def test_placement_declines_unsorted_or_nan_wavelengths():
     assert far is not None and np.isnan(far).all()
 
 
-@pytest.mark.parametrize("rel", ["harps/adp/ADP.2014-09-16T11:04:45.123.fits", "harps/s1d/HARPS_GJ3470_s1d.fits",
-                                 "harps/norm_gbs/HARPS_Sun.fits", "other/gbs/UVES.POP_Procyon.fits"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "harps/adp/ADP.2014-09-16T11:04:45.123.fits",
+        "harps/s1d/HARPS_GJ3470_s1d.fits",
+        "harps/norm_gbs/HARPS_Sun.fits",
+        "other/gbs/UVES.POP_Procyon.fits",
+    ],
+)
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_compiled_rows_equal_the_numpy_rows(rel, dtype, monkeypatch):
     spec = read_spectrum(real_file(rel))

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from helpers import REAL, real_file
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import ingest
 from spectra_lightning.store import SpectraStore
+
+from helpers import REAL, real_file
 
 HARPS = SpectralGrid.named("harps")
 C = 299_792.458
@@ -72,8 +73,9 @@ def test_float32_store_keeps_float32_precision(tmp_path):
     np.testing.assert_allclose(got[HARPS.valid], expected[HARPS.valid], rtol=1e-5)  # float16 would be ~5e-4 off
 
 
-@pytest.mark.parametrize("name", ["HARPS.2010-09-18T23:42:36.178_s1d_A.fits", "HARPS_Sun_Ganymede_s1d.fits",
-                                  "HARPS_GJ3470_s1d.fits"])
+@pytest.mark.parametrize(
+    "name", ["HARPS.2010-09-18T23:42:36.178_s1d_A.fits", "HARPS_Sun_Ganymede_s1d.fits", "HARPS_GJ3470_s1d.fits"]
+)
 def test_s1d_equals_astropy_read(tmp_path, name):
     path = real_file(f"harps/s1d/{name}")
     store, _ = one(tmp_path, path)
@@ -115,9 +117,16 @@ def test_e2ds_lines_up_with_an_s1d_of_a_similar_star(tmp_path):
         assert abs(shift) < HARPS.step, (lo, shift)
 
 
-@pytest.mark.parametrize("rel", ["other/gbs/NARVAL_HD22879.fits", "other/gbs/UVES.POP_Procyon.fits",
-                                 "other/gbs/ESPaDOnS_61CygB.fits", "other/odusseas/SOPHIE_Gl908.fits",
-                                 "other/gbs/arcturus_NOAO.fits"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "other/gbs/NARVAL_HD22879.fits",
+        "other/gbs/UVES.POP_Procyon.fits",
+        "other/gbs/ESPaDOnS_61CygB.fits",
+        "other/odusseas/SOPHIE_Gl908.fits",
+        "other/gbs/arcturus_NOAO.fits",
+    ],
+)
 def test_other_instruments_land_at_the_right_wavelengths(tmp_path, rel):
     store, _ = one(tmp_path, real_file(rel))
     f = store.read([0])[0].astype(float)
@@ -173,9 +182,15 @@ def test_reading_only_the_needed_cards_equals_reading_the_whole_header():
 def test_damaged_files_get_the_same_outcome_as_a_full_read(tmp_path, damage):
     s1d = real_file("harps/s1d/HARPS_GJ3470_s1d.fits").read_bytes()
     adp = real_file("harps/adp/ADP.2014-09-16T11:04:45.123.fits").read_bytes()
-    data = {"empty": b"", "zeros": b"\0" * 2880, "header cut": adp[:100_000], "data cut": s1d[:len(s1d) // 2],
-            "table cut": adp[:len(adp) // 2], "junk after": adp + b"junk" * 100,
-            "gzip cut": gzip.compress(s1d)[:200_000]}[damage]
+    data = {
+        "empty": b"",
+        "zeros": b"\0" * 2880,
+        "header cut": adp[:100_000],
+        "data cut": s1d[: len(s1d) // 2],
+        "table cut": adp[: len(adp) // 2],
+        "junk after": adp + b"junk" * 100,
+        "gzip cut": gzip.compress(s1d)[:200_000],
+    }[damage]
     path = tmp_path / "damaged.fits"
     path.write_bytes(data)
     fast, full = read_both_ways(path)
@@ -189,9 +204,15 @@ def test_needed_cards_are_found_among_thousands_with_long_values(tmp_path):
     hdu = fits.PrimaryHDU(np.linspace(1.0, 2.0, 500).astype(np.float32))
     for i in range(2000):  # noise before, between and after the needed cards
         hdu.header[f"HIERARCH ESO INS NOISE{i} VAL"] = i
-    values = {"OBJECT": "a very long object name " * 5, "ESO DRS CAL TH FILE": "HARPS.cal_TH_" + "x" * 80 + ".fits",
-              "CUNIT1": "nm", "CTYPE1": "WAVE", "INSTRUME": "HARPS", "DATE-OBS": "2010-09-18T23:42:36.178",
-              "ARCFILE": "HARPS.2010-09-18T23:42:36.178.fits"}
+    values = {
+        "OBJECT": "a very long object name " * 5,
+        "ESO DRS CAL TH FILE": "HARPS.cal_TH_" + "x" * 80 + ".fits",
+        "CUNIT1": "nm",
+        "CTYPE1": "WAVE",
+        "INSTRUME": "HARPS",
+        "DATE-OBS": "2010-09-18T23:42:36.178",
+        "ARCFILE": "HARPS.2010-09-18T23:42:36.178.fits",
+    }
     for i, key in enumerate(PRIMARY_CARDS):
         if key not in ("ESO DRS CCF MASK", "ESO DRS BLAZE FILE"):  # (they would make it a CCF / an e2ds)
             hdu.header[f"HIERARCH {key}" if " " in key else key] = values.get(key, 500.0 + i)
@@ -221,9 +242,15 @@ def craft_bad_files(d):
     fits.PrimaryHDU(np.ones((2, 3, 4))).writeto(d / "cube.fits")
     e2ds = real_file("harps/e2ds/HARPS.2003-12-13T06:19:48.371_e2ds_A.fits")
     shutil.copy(e2ds, d / "lonely_e2ds_A.fits")  # its wave/blaze files are not beside it
-    return {"truncated.fits": "not a readable FITS", "notfits.fits": "not a readable FITS",
-            "nocols.fits": "lacks a FLUX column", "allnan.fits": "all non-finite", "outside.fits": "outside the grid",
-            "cube.fits": "unknown layout", "lonely_e2ds_A.fits": "calibration"}
+    return {
+        "truncated.fits": "not a readable FITS",
+        "notfits.fits": "not a readable FITS",
+        "nocols.fits": "lacks a FLUX column",
+        "allnan.fits": "all non-finite",
+        "outside.fits": "outside the grid",
+        "cube.fits": "unknown layout",
+        "lonely_e2ds_A.fits": "calibration",
+    }
 
 
 def test_bad_files_are_rejected_with_reasons_and_good_ones_kept(tmp_path):
@@ -251,8 +278,13 @@ def test_rows_through_shared_memory_equal_rows_through_the_pipe(tmp_path, monkey
     d = tmp_path / "in"
     d.mkdir()
     craft_bad_files(d)  # rejects between good files leave unused slots in a task's group
-    for rel in ("harps/s1d/HARPS_GJ3470_s1d.fits", "harps/norm_gbs/HARPS_Sun.fits", "other/odusseas/UVES_Gl846.fits",
-                "harps/adp/ADP.2014-09-16T11:04:45.123.fits", "harps/norm_odusseas/HARPS_GJ163.fits"):
+    for rel in (
+        "harps/s1d/HARPS_GJ3470_s1d.fits",
+        "harps/norm_gbs/HARPS_Sun.fits",
+        "other/odusseas/UVES_Gl846.fits",
+        "harps/adp/ADP.2014-09-16T11:04:45.123.fits",
+        "harps/norm_odusseas/HARPS_GJ163.fits",
+    ):
         shutil.copy(real_file(rel), d / real_file(rel).name)
     from spectra_lightning import ingest as ingest_module
 
@@ -266,8 +298,17 @@ def test_rows_through_shared_memory_equal_rows_through_the_pipe(tmp_path, monkey
 
 
 def ingest_cmd(inputs, out, *extra):
-    return [sys.executable, "-m", "spectra_lightning", "ingest", *map(str, inputs), "--output", str(out),
-            "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "spectra_lightning",
+        "ingest",
+        *map(str, inputs),
+        "--output",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def children(pid: int) -> list[int]:
@@ -296,7 +337,7 @@ def test_kill_mid_ingest_then_rerun_gives_the_clean_result(tmp_path):
         try:
             if SpectraStore.open(killed).n >= 3:
                 break
-        except Exception:  # noqa: BLE001 — not created yet
+        except Exception:
             pass
         time.sleep(0.05)
     workers = children(proc.pid)
@@ -323,8 +364,9 @@ def test_kill_mid_ingest_then_rerun_gives_the_clean_result(tmp_path):
 
 
 def test_labels_are_joined_and_unmatched_rows_reported(tmp_path):
-    store, summary = one(tmp_path, real_file("harps/s1d/HARPS.2010-09-18T23:42:36.178_s1d_A.fits"),
-                         labels=str(REAL / "labels.csv"))
+    store, summary = one(
+        tmp_path, real_file("harps/s1d/HARPS.2010-09-18T23:42:36.178_s1d_A.fits"), labels=str(REAL / "labels.csv")
+    )
     assert store.meta["teff_K"][0] == 3203.0 and store.meta["rv_kms"][0] == pytest.approx(-9.199)
     assert len(summary["unmatched_labels"]) == 24
 
@@ -357,13 +399,17 @@ def test_broken_symbolic_links_are_rejects_with_their_reason(tmp_path, capsys):
     assert rejects[str(d / "dangling.fits")].startswith("dangling symbolic link (its target nowhere.fits")
     assert "3 rejected" in printed and list(SpectraStore.open(out).meta["id"]) == ["HARPS_GJ3470_s1d"]
     # given explicitly, a loop is one reject, not the end of the run
-    s = ingest([str(d / "loop_a.fits"), str(d / "HARPS_GJ3470_s1d.fits")], str(tmp_path / "t.zarr"), workers=1,
-               progress=False)
+    s = ingest(
+        [str(d / "loop_a.fits"), str(d / "HARPS_GJ3470_s1d.fits")], str(tmp_path / "t.zarr"), workers=1, progress=False
+    )
     assert s["ingested"] == 1 and s["rejected"] == 1 and s["rejects"] == {str(d / "loop_a.fits"): "symbolic link loop"}
 
 
 def test_a_rerun_counts_label_rows_matched_by_earlier_runs(tmp_path):
-    files = [real_file("harps/s1d/HARPS.2010-09-18T23:42:36.178_s1d_A.fits"), real_file("harps/s1d/HARPS_GJ3470_s1d.fits")]
+    files = [
+        real_file("harps/s1d/HARPS.2010-09-18T23:42:36.178_s1d_A.fits"),
+        real_file("harps/s1d/HARPS_GJ3470_s1d.fits"),
+    ]
     out = tmp_path / "s.zarr"
     first = ingest([str(f) for f in files], str(out), workers=1, progress=False, labels=str(REAL / "labels.csv"))
     again = ingest([str(f) for f in files], str(out), workers=1, progress=False, labels=str(REAL / "labels.csv"))
@@ -392,9 +438,18 @@ def test_a_second_writer_is_refused_while_the_first_writes(tmp_path):
     out = tmp_path / "s.zarr"
     subprocess.run(ingest_cmd(files[:1], out, "--workers", "1"), check=True)
     # a writer that holds the store (as a long ingest would) until it is killed
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from spectra_lightning.store import "
-                               "SpectraStore; s = SpectraStore.open(sys.argv[1], mode='a'); print('held', flush=True); "
-                               "time.sleep(120)", str(out)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from spectra_lightning.store import "
+            "SpectraStore; s = SpectraStore.open(sys.argv[1], mode='a'); print('held', flush=True); "
+            "time.sleep(120)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         second = subprocess.run(ingest_cmd(files, out, "--workers", "1"), capture_output=True, text=True)

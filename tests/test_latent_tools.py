@@ -6,7 +6,6 @@ import os
 import socket
 
 import numpy as np
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -22,8 +21,14 @@ N, D = 300, 4
 def fake_codes(seed=0):
     rng = np.random.default_rng(seed)
     teff = rng.uniform(4000, 6500, N)
-    mu = np.column_stack([(teff - 5000) / 700 + 0.05 * rng.standard_normal(N), rng.standard_normal(N),
-                          np.zeros(N), 1e-6 * rng.standard_normal(N)])
+    mu = np.column_stack(
+        [
+            (teff - 5000) / 700 + 0.05 * rng.standard_normal(N),
+            rng.standard_normal(N),
+            np.zeros(N),
+            1e-6 * rng.standard_normal(N),
+        ]
+    )
     return mu.astype(np.float32), teff.astype(np.float32)
 
 
@@ -80,13 +85,25 @@ def test_two_ranks_give_the_same_numbers_as_one():
 def fit_with_callback(tmp_path, store, epochs=2):
     cfg = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": epochs, "enable_progress_bar": False,
-                    "default_root_dir": str(tmp_path / "run"), "logger": False,
-                    "callbacks": [{"class_path": "spectra_lightning.callbacks.LatentMetrics",
-                                   "init_args": {"figures_every_n_epochs": 1, "estimators": ["ksg", "histogram"]}}]},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": epochs,
+            "enable_progress_bar": False,
+            "default_root_dir": str(tmp_path / "run"),
+            "logger": False,
+            "callbacks": [
+                {
+                    "class_path": "spectra_lightning.callbacks.LatentMetrics",
+                    "init_args": {"figures_every_n_epochs": 1, "estimators": ["ksg", "histogram"]},
+                }
+            ],
+        },
         "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-        "data": {"class_path": "spectra_lightning.data_modules.SpectraDataModule",
-                 "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.3}},
+        "data": {
+            "class_path": "spectra_lightning.data_modules.SpectraDataModule",
+            "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.3},
+        },
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -120,7 +137,7 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
     g = zarr.open_group(str(codes), mode="r")
     assert g["mu"].shape == (160, 4) and g["logvar"].shape == (160, 4)
     # codes equal the model's own μ
-    from spectra_lightning.encode import load_model
+    from spectra_lightning.checkpoints import load_model
     from spectra_lightning.store import SpectraStore
 
     model = load_model(ckpt, torch.device("cpu"))
@@ -138,8 +155,20 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
         w.writerow(["id", "teff", "rv", "note"])
         for i in order:
             w.writerow([meta["id"][i], meta["teff"][i], meta["rv"][i], "x"])
-    assert main(["analyze", "--codes", str(codes), "--labels", str(tmp_path / "labels.csv"),
-                 "--output", str(tmp_path / "a2")]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "--codes",
+                str(codes),
+                "--labels",
+                str(tmp_path / "labels.csv"),
+                "--output",
+                str(tmp_path / "a2"),
+            ]
+        )
+        == 0
+    )
     r1 = json.loads((tmp_path / "a1/report.json").read_text())
     r2 = json.loads((tmp_path / "a2/report.json").read_text())
     assert set(r2["mi"]["ksg"]) == {"teff", "rv"}  # the text column is not a label
@@ -149,24 +178,75 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
     np.save(tmp_path / "codes.npy", g["mu"][:])
     with open(tmp_path / "rows.csv", "w") as f:
         f.write("teff\n" + "\n".join(str(v) for v in meta["teff"]))
-    assert main(["analyze", "--codes", str(tmp_path / "codes.npy"), "--labels", str(tmp_path / "rows.csv"),
-                 "--output", str(tmp_path / "a3"), "--no-figures"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "--codes",
+                str(tmp_path / "codes.npy"),
+                "--labels",
+                str(tmp_path / "rows.csv"),
+                "--output",
+                str(tmp_path / "a3"),
+                "--no-figures",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
 
 
 def test_analyze_and_encode_errors(tmp_path, capsys):
     np.save(tmp_path / "c.npy", np.zeros((10, 3)))
     (tmp_path / "l.csv").write_text("id,teff\na,1\nb,2\n")
-    assert main(["analyze", "--codes", str(tmp_path / "c.npy"), "--labels", str(tmp_path / "l.csv"),
-                 "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "analyze",
+                "--codes",
+                str(tmp_path / "c.npy"),
+                "--labels",
+                str(tmp_path / "l.csv"),
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "2 rows for 10 codes" in capsys.readouterr().err
     (tmp_path / "c.csv").write_text("id,z0\nq,1\nr,2\n")
-    assert main(["analyze", "--codes", str(tmp_path / "c.csv"), "--labels", str(tmp_path / "l.csv"),
-                 "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "analyze",
+                "--codes",
+                str(tmp_path / "c.csv"),
+                "--labels",
+                str(tmp_path / "l.csv"),
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "none of its ids match" in capsys.readouterr().err
     (tmp_path / "c2.csv").write_text("id,z0\na,1\nb,2\n")
-    assert main(["analyze", "--codes", str(tmp_path / "c2.csv"), "--labels", str(tmp_path / "l.csv"),
-                 "--label-columns", "logg", "--output", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "analyze",
+                "--codes",
+                str(tmp_path / "c2.csv"),
+                "--labels",
+                str(tmp_path / "l.csv"),
+                "--label-columns",
+                "logg",
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "no label column 'logg'" in capsys.readouterr().err
     assert main(["encode", "--ckpt", str(tmp_path / "missing.ckpt"), "--store", "x", "--output", "y"]) == 2
     assert "no such checkpoint" in capsys.readouterr().err

@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 from scipy.stats import median_abs_deviation
 
-from spectra_lightning.metrics import ksg_kernel
-from spectra_lightning.metrics import (best_and_gap, best_pair, clean_label, informative_nodes, ksg, mad,
-                                       mi_histogram, mi_ksg, mi_ksg_table, mi_pair_matrix)
+from spectra_lightning.metrics import (
+    best_and_gap,
+    best_pair,
+    clean_label,
+    informative_nodes,
+    ksg,
+    ksg_kernel,
+    mad,
+    mi_histogram,
+    mi_ksg,
+    mi_ksg_table,
+    mi_pair_matrix,
+)
 from spectra_lightning.metrics.report import latent_report
 
 
@@ -51,8 +61,16 @@ def test_compiled_kernel_equals_scipy_path(k, monkeypatch):
     rng = np.random.default_rng(k)
     for n in (7, 900, 4000):
         x = rng.standard_normal(n)
-        codes = np.column_stack([x, 0.99 * x + 0.14 * rng.standard_normal(n), np.sin(4 * x),
-                                 np.round(rng.standard_normal(n)), np.zeros(n), rng.standard_normal(n)])
+        codes = np.column_stack(
+            [
+                x,
+                0.99 * x + 0.14 * rng.standard_normal(n),
+                np.sin(4 * x),
+                np.round(rng.standard_normal(n)),
+                np.zeros(n),
+                rng.standard_normal(n),
+            ]
+        )
         labels = {"a": x + 0.3 * rng.standard_normal(n), "b": np.round(2 * rng.standard_normal(n))}
         k_eff = min(k, n - 2)
         compiled = mi_ksg_table(codes, labels, k=k_eff), mi_pair_matrix(codes, k=k_eff)
@@ -161,9 +179,15 @@ def test_carrier_verdicts():
     from spectra_lightning.metrics.report import carrier
 
     def rep(best, runner, pair_value, teff_values):
-        return {"mi": {"ksg": {"rv": {"best_node": 0, "runner_up": 1, "best": best, "runner_up_value": runner},
-                               "teff": {"values": teff_values}}},
-                "mi_pairs": {"ksg": {"rv": {"best_pair": [0, 1], "value": pair_value}}}}
+        return {
+            "mi": {
+                "ksg": {
+                    "rv": {"best_node": 0, "runner_up": 1, "best": best, "runner_up_value": runner},
+                    "teff": {"values": teff_values},
+                }
+            },
+            "mi_pairs": {"ksg": {"rv": {"best_pair": [0, 1], "value": pair_value}}},
+        }
 
     assert carrier(rep(2.0, 0.5, 2.2, [0.0, 0.0]), "rv")["kind"] == "single node"
     assert carrier(rep(1.4, 1.1, 2.8, [0.02, 0.05]), "rv") == {"kind": "phase pair", "nodes": [0, 1], "value": 2.8}

@@ -10,11 +10,12 @@ import yaml
 import zarr
 from astropy.io import fits
 
-from helpers import real_file
 from spectra_lightning.cli import main
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import ingest
 from spectra_lightning.store import SpectraStore
+
+from helpers import real_file
 
 REPO = Path(__file__).resolve().parents[1]
 MILES = REPO.parent / "shared" / "data" / "miles"
@@ -37,8 +38,21 @@ def miles_store(tmp_path_factory):
     for f in miles_files(SUBSET):
         (d / f.name).symlink_to(f)
     shutil.copy(MILES / "labels.csv", d / "labels.csv")
-    rc = main(["ingest", str(d), "--labels", str(d / "labels.csv"), "--grid", "miles", "--output",
-               str(tmp / "miles.zarr"), "--workers", "2", "--quiet"])
+    rc = main(
+        [
+            "ingest",
+            str(d),
+            "--labels",
+            str(d / "labels.csv"),
+            "--grid",
+            "miles",
+            "--output",
+            str(tmp / "miles.zarr"),
+            "--workers",
+            "2",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     return tmp / "miles.zarr"
 
@@ -60,15 +74,18 @@ def test_miles_ingest_joins_labels_and_flags_nothing(miles_store):
     with fits.open(MILES / f"{m['id'][5]}.fits") as h:
         flux = h[0].data.astype(float)
     g = store.grid
-    got = store.read([5])[0][g.pad_left:g.pad_left + g.n_pixels]
+    got = store.read([5])[0][g.pad_left : g.pad_left + g.n_pixels]
     np.testing.assert_allclose(got, flux / np.median(flux), rtol=1e-3)
 
 
 def test_the_paper_filter_keeps_normalised_spectra_and_drops_faint_counts(tmp_path):
     d = tmp_path / "in"
     d.mkdir()
-    for rel in ("harps/norm_gbs/HARPS_Sun.fits", "harps/norm_odusseas/HARPS_GJ163.fits",
-                "harps/s1d/HARPS_GJ3470_s1d.fits"):
+    for rel in (
+        "harps/norm_gbs/HARPS_Sun.fits",
+        "harps/norm_odusseas/HARPS_GJ163.fits",
+        "harps/s1d/HARPS_GJ3470_s1d.fits",
+    ):
         shutil.copy(real_file(rel), d / Path(rel).name)
     with fits.open(real_file("harps/s1d/HARPS_Sun_Ganymede_s1d.fits")) as h:  # the same product, 10 adu median
         fits.PrimaryHDU(h[0].data / np.nanmedian(h[0].data) * 10.0, h[0].header).writeto(d / "faint_s1d_A.fits")
@@ -87,8 +104,9 @@ def test_an_explicit_grid_and_a_bad_one(tmp_path, capsys):
     src = real_file("other/odusseas/UVES_Gl846.fits")
     out = tmp_path / "e.zarr"
     # 0.015 Å: coarser than the file's 0.01 Å, not 2x coarser, so linear interpolation (SpectralGrid.auto_method)
-    assert main(["ingest", str(src), "--grid", "5000:6000:0.015", "--output", str(out), "--workers", "1",
-                 "--quiet"]) == 0
+    assert (
+        main(["ingest", str(src), "--grid", "5000:6000:0.015", "--output", str(out), "--workers", "1", "--quiet"]) == 0
+    )
     store = SpectraStore.open(out)
     assert store.grid == SpectralGrid(5000.0, 6000.0, 0.015, 66667, mask_gap=False)
     with fits.open(src) as h:
@@ -99,8 +117,11 @@ def test_an_explicit_grid_and_a_bad_one(tmp_path, capsys):
     ok = np.isfinite(want) & np.isfinite(got)
     assert ok.sum() > 66_000
     np.testing.assert_allclose(got[ok], want[ok] / np.nanmedian(want), rtol=2e-3, atol=2e-3)
-    for bad, reason in (("5000:6000", "START:STOP:STEP[:LENGTH]"), ("6000:5000:0.1", "START < STOP"),
-                        ("5000:6000:0.1:100", "LENGTH 100 is shorter than its 10001")):
+    for bad, reason in (
+        ("5000:6000", "START:STOP:STEP[:LENGTH]"),
+        ("6000:5000:0.1", "START < STOP"),
+        ("5000:6000:0.1:100", "LENGTH 100 is shorter than its 10001"),
+    ):
         assert main(["ingest", str(src), "--grid", bad, "--output", str(tmp_path / "bad.zarr"), "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("ingest: error:") and f"grid '{bad}'" in err[0], err
@@ -111,10 +132,13 @@ def test_an_explicit_grid_and_a_bad_one(tmp_path, capsys):
 def test_the_mangadap_parameter_table_is_accepted_as_labels(tmp_path):
     files = miles_files(3)
     table = tmp_path / "MILES_params.db"  # the format sdss-mangadap ships: comments, NNNN Teff logg [Fe/H]
-    table.write_text("#MILES  Teff  log g   [Fe/H]\n#s????\n# - - - -\n"
-                     "  0001  5305   4.49    -0.75\n  0002  4167   0.95     0.02\n  0003 99999   9999    9999\n")
-    s = ingest([str(f) for f in files], str(tmp_path / "s.zarr"), grid="miles", workers=1, progress=False,
-               labels=str(table))
+    table.write_text(
+        "#MILES  Teff  log g   [Fe/H]\n#s????\n# - - - -\n"
+        "  0001  5305   4.49    -0.75\n  0002  4167   0.95     0.02\n  0003 99999   9999    9999\n"
+    )
+    s = ingest(
+        [str(f) for f in files], str(tmp_path / "s.zarr"), grid="miles", workers=1, progress=False, labels=str(table)
+    )
     m = SpectraStore.open(tmp_path / "s.zarr").meta
     assert s["unmatched_labels"] == [] and list(m["teff"][:2]) == [5305.0, 4167.0]
     assert m["logg"][1] == pytest.approx(0.95) and np.isnan(m["teff"][2]) and np.isnan(m["feh"][2])
@@ -134,8 +158,21 @@ def test_the_miles_recipe_fits_a_subset_and_the_grid_flows_into_encode(miles_sto
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert set(report["mi"]["ksg"]) == {"teff", "logg", "feh"}
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    assert main(["encode", "--ckpt", str(ckpt), "--store", str(miles_store), "--output", str(tmp_path / "c.zarr"),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--ckpt",
+                str(ckpt),
+                "--store",
+                str(miles_store),
+                "--output",
+                str(tmp_path / "c.zarr"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     codes = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
     assert codes["mu"].shape == (SUBSET, cfg["model"]["latent_dim"])
     assert SpectralGrid(**codes.attrs["grid"]) == SpectralGrid.named("miles")
@@ -145,8 +182,10 @@ def test_the_miles_recipe_fits_a_subset_and_the_grid_flows_into_encode(miles_sto
 
     synthesize(str(other), SynthSpec(n=8, grid="quickstart"), progress=False)
     capsys.readouterr()
-    assert main(["encode", "--ckpt", str(ckpt), "--store", str(other), "--output", str(tmp_path / "d.zarr"),
-                 "--quiet"]) == 2
+    assert (
+        main(["encode", "--ckpt", str(ckpt), "--store", str(other), "--output", str(tmp_path / "d.zarr"), "--quiet"])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not the one the model was trained on" in err[0]
 

@@ -96,7 +96,7 @@ def test_a_checkpoint_written_before_the_format_key_loads_and_encodes_the_same(t
     with a Doppler node on the 512-px tiny grid, two steps); the .npz holds what it gave then for three inputs."""
     import numpy as np
 
-    from spectra_lightning.encode import load_model
+    from spectra_lightning.checkpoints import load_model
     from spectra_lightning.module import CHECKPOINT_FORMAT
 
     data = Path(__file__).parent / "data"

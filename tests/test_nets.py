@@ -31,8 +31,9 @@ def test_any_length_is_padded_to_one_the_depth_accepts():
     # the padding is zeros: the same as giving the zero-padded input to an unpadded network of 1008 px
     wide = ConvAutoencoder(1008, 8, 5)
     wide.load_state_dict(net.state_dict())
-    np.testing.assert_allclose(wide(torch.nn.functional.pad(flux, (0, 8)))[0][:, :1000].detach(), recon.detach(),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        wide(torch.nn.functional.pad(flux, (0, 8)))[0][:, :1000].detach(), recon.detach(), atol=1e-6
+    )
     with pytest.raises(ConfigError, match="depth 12 is too deep for 1000 px .* use depth <= 11"):
         ConvAutoencoder(1000, 8, 12)
     with pytest.raises(ConfigError, match="depth must be in 2..15"):
@@ -61,8 +62,9 @@ def test_doppler_node_shifts_the_decoded_spectrum():
     from spectra_lightning.module import SpectrumAutoencoder
 
     grid = GRIDS["tiny"]
-    m = SpectrumAutoencoder(latent_dim=4, depth=5, n_pixels=grid.length, doppler_node=2, doppler_scale=30.0,
-                            grid=grid.describe())
+    m = SpectrumAutoencoder(
+        latent_dim=4, depth=5, n_pixels=grid.length, doppler_node=2, doppler_scale=30.0, grid=grid.describe()
+    )
     z = torch.zeros(2, 4)
     z[1, 2] = 1.0  # +30 km/s
     with torch.no_grad():

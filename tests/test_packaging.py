@@ -19,14 +19,21 @@ def test_the_wheel_claims_only_the_spectra_lightning_name(tmp_path):
         shutil.copytree(REPO / part, src / part, ignore=ignore)
     for part in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / part, src / part)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(src)], check=True, cwd=tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
+        check=True,
+        cwd=tmp_path,
+    )
     (wheel,) = out.glob("spectra_lightning-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"spectra_lightning"}
-    for module in ("spectra_lightning/callbacks/latent_metrics.py", "spectra_lightning/data_modules/streaming.py",
-                   "spectra_lightning/metrics/mi.py", "spectra_lightning/explorer_static/index.html"):
+    for module in (
+        "spectra_lightning/callbacks/latent_metrics.py",
+        "spectra_lightning/data_modules/streaming.py",
+        "spectra_lightning/metrics/mi.py",
+        "spectra_lightning/explorer_static/index.html",
+    ):
         assert module in names
 
 
@@ -35,6 +42,9 @@ def test_an_old_config_naming_top_level_packages_still_runs_with_a_warning(tmp_p
     text = cfg.read_text().replace("spectra_lightning.data_modules.", "data_modules.")
     assert "class_path: data_modules.SpectraDataModule" in text
     cfg.write_text(text)
-    with pytest.warns(FutureWarning, match=r"'data_modules.SpectraDataModule' is now "
-                                           r"'spectra_lightning.data_modules.SpectraDataModule'"):
+    with pytest.warns(
+        FutureWarning,
+        match=r"'data_modules.SpectraDataModule' is now "
+        r"'spectra_lightning.data_modules.SpectraDataModule'",
+    ):
         assert main(["fit", "--config", str(cfg), "--trainer.fast_dev_run=true"]) == 0

@@ -21,8 +21,14 @@ def run_cli(args, cwd, ok=True):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     env.pop("SPECTRA_LIGHTNING_RUN_DIR", None)
     env.pop("WANDB_SERVICE", None)  # each command its own W&B service, as from a shell
-    r = subprocess.run([sys.executable, "-m", "spectra_lightning", *args], env=env, cwd=cwd,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "spectra_lightning", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if ok:
         assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -31,12 +37,18 @@ def run_cli(args, cwd, ok=True):
 def write_config(path, store, trainer=None, data=None, model=None, callbacks=()):
     cfg = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "enable_model_summary": False, "log_every_n_steps": 1,
-                    "callbacks": [{"class_path": c} if isinstance(c, str) else c for c in callbacks],
-                    **(trainer or {})},
+        "trainer": {
+            "accelerator": "cpu",
+            "enable_model_summary": False,
+            "log_every_n_steps": 1,
+            "callbacks": [{"class_path": c} if isinstance(c, str) else c for c in callbacks],
+            **(trainer or {}),
+        },
         "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0, **(model or {})},
-        "data": {"class_path": "spectra_lightning.data_modules.SpectraDataModule",
-                 "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25, **(data or {})}},
+        "data": {
+            "class_path": "spectra_lightning.data_modules.SpectraDataModule",
+            "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25, **(data or {})},
+        },
     }
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -45,8 +57,12 @@ def write_config(path, store, trainer=None, data=None, model=None, callbacks=())
 def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp_path, tiny_store):
     logger = {"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "t"}}
     checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
-    cfg = write_config(tmp_path / "cont.yaml", tiny_store, {"max_epochs": 1, "logger": logger},
-                       callbacks=[checkpoint, "stream_probe.IndexRecorder"])
+    cfg = write_config(
+        tmp_path / "cont.yaml",
+        tiny_store,
+        {"max_epochs": 1, "logger": logger},
+        callbacks=[checkpoint, "stream_probe.IndexRecorder"],
+    )
     r = run_cli(["fit", "--config", str(cfg)], tmp_path)
     # stdout is not a terminal here: one line per epoch, no progress bar redraws
     assert "\r" not in r.stdout + r.stderr
@@ -54,8 +70,17 @@ def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp
     (run,) = (tmp_path / "runs" / "cont").iterdir()
     first = json.loads((run / "run.json").read_text())
     split = json.loads((run / "split.json").read_text())
-    run_cli(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--data.init_args.split_seed=99",
-             f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"], tmp_path)
+    run_cli(
+        [
+            "fit",
+            "--config",
+            str(cfg),
+            "--trainer.max_epochs=2",
+            "--data.init_args.split_seed=99",
+            f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        ],
+        tmp_path,
+    )
     assert [p.name for p in (tmp_path / "runs" / "cont").iterdir()] == [run.name]  # no second run directory
     record = json.loads((run / "run.json").read_text())
     assert record["wandb_id"] == first["wandb_id"] and len(record["resumed"]) == 1
@@ -84,10 +109,20 @@ def test_two_rank_report_covers_the_whole_validation_split(tmp_path):
     val_fraction = next(f for f in np.arange(0.25, 0.45, 0.01) if len(assign_splits(meta, f, 0.0, seed=0)["val"]) % 2)
     checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
     metrics = {"class_path": "spectra_lightning.callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}
-    cfg = write_config(tmp_path / "ddp.yaml", tiny_store,
-                       {"max_epochs": 2, "logger": False, "strategy": "ddp", "devices": 2,
-                        "default_root_dir": str(tmp_path / "run"), "enable_progress_bar": False},
-                       data={"val_fraction": float(val_fraction)}, callbacks=[checkpoint, metrics])
+    cfg = write_config(
+        tmp_path / "ddp.yaml",
+        tiny_store,
+        {
+            "max_epochs": 2,
+            "logger": False,
+            "strategy": "ddp",
+            "devices": 2,
+            "default_root_dir": str(tmp_path / "run"),
+            "enable_progress_bar": False,
+        },
+        data={"val_fraction": float(val_fraction)},
+        callbacks=[checkpoint, metrics],
+    )
     r = run_cli(["fit", "--config", str(cfg)], tmp_path)
     assert "sync_dist=True" not in r.stderr
     run = tmp_path / "run"
@@ -97,8 +132,19 @@ def test_two_rank_report_covers_the_whole_validation_split(tmp_path):
     assert n_val % 2 == 1
     assert report["n_spectra"] == n_val
     # the same analysis in one process, from the final weights, over the same validation spectra
-    run_cli(["encode", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--store", str(tiny_store),
-             "--output", str(tmp_path / "codes.zarr"), "--quiet"], tmp_path)
+    run_cli(
+        [
+            "encode",
+            "--ckpt",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--store",
+            str(tiny_store),
+            "--output",
+            str(tmp_path / "codes.zarr"),
+            "--quiet",
+        ],
+        tmp_path,
+    )
     import zarr
 
     codes = zarr.open_group(str(tmp_path / "codes.zarr"), mode="r")
@@ -119,10 +165,19 @@ def test_no_training_batch_under_ddp_fails_in_one_line(tmp_path):
 
     store = tmp_path / "s96.zarr"
     synthesize(str(store), SynthSpec(n=96, seed=5, grid="tiny"), progress=False)
-    cfg = write_config(tmp_path / "few.yaml", store,
-                       {"max_epochs": 1, "logger": False, "strategy": "ddp", "devices": 2,
-                        "default_root_dir": str(tmp_path / "run"), "enable_progress_bar": False},
-                       data={"batch_size": 32, "val_fraction": 0.5})
+    cfg = write_config(
+        tmp_path / "few.yaml",
+        store,
+        {
+            "max_epochs": 1,
+            "logger": False,
+            "strategy": "ddp",
+            "devices": 2,
+            "default_root_dir": str(tmp_path / "run"),
+            "enable_progress_bar": False,
+        },
+        data={"batch_size": 32, "val_fraction": 0.5},
+    )
     r = run_cli(["fit", "--config", str(cfg)], tmp_path, ok=False)
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if "error:" in line]
@@ -146,9 +201,18 @@ def test_an_infinite_pixel_never_reaches_the_loss_and_a_non_finite_loss_stops_th
     flux[3] = row
     common = {"max_epochs": 1, "logger": False, "default_root_dir": str(tmp_path / "run"), "enable_progress_bar": False}
     metrics = {"class_path": "spectra_lightning.callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}
-    for data_class, doppler in (("spectra_lightning.data_modules.StreamingSpectraDataModule", 0), ("spectra_lightning.data_modules.SpectraDataModule", None)):
-        cfg = write_config(tmp_path / "inf.yaml", store, common, model={"doppler_node": doppler},
-                           data={"val_fraction": 0.25}, callbacks=[metrics])
+    for data_class, doppler in (
+        ("spectra_lightning.data_modules.StreamingSpectraDataModule", 0),
+        ("spectra_lightning.data_modules.SpectraDataModule", None),
+    ):
+        cfg = write_config(
+            tmp_path / "inf.yaml",
+            store,
+            common,
+            model={"doppler_node": doppler},
+            data={"val_fraction": 0.25},
+            callbacks=[metrics],
+        )
         data = yaml.safe_load(cfg.read_text())
         data["data"]["class_path"] = data_class
         cfg.write_text(yaml.safe_dump(data))
@@ -158,8 +222,13 @@ def test_an_infinite_pixel_never_reaches_the_loss_and_a_non_finite_loss_stops_th
         (tmp_path / "run" / "report.json").unlink()
     capsys.readouterr()
     # a learning rate that blows the weights up: stopped with the step and the batch's spectra named
-    cfg = write_config(tmp_path / "nan.yaml", tiny_store, {**common, "default_root_dir": str(tmp_path / "nan")},
-                       model={"lr": 1e12, "kl_weight": 1e12}, callbacks=[metrics])
+    cfg = write_config(
+        tmp_path / "nan.yaml",
+        tiny_store,
+        {**common, "default_root_dir": str(tmp_path / "nan")},
+        model={"lr": 1e12, "kl_weight": 1e12},
+        callbacks=[metrics],
+    )
     rc = main(["fit", "--config", str(cfg)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "non-finite loss at step" in err[0] and "synth-3-" in err[0], err

@@ -123,8 +123,14 @@ def test_verify_finds_a_row_whose_flux_belongs_to_another_id(tmp_path, capsys):
     path = tmp_path / "s.zarr"
     with SpectraStore.create(path, GRID, chunk_rows=4) as s:
         s.append(rows(10, 1), {"id": np.array([f"r{i}" for i in range(10)])})
-    assert verify(SpectraStore.open(path)) == {"n_spectra": 10, "checked": 10, "unchecked": 0, "mismatched": [],
-                                              "duplicate_ids": {}, "ok": True}
+    assert verify(SpectraStore.open(path)) == {
+        "n_spectra": 10,
+        "checked": 10,
+        "unchecked": 0,
+        "mismatched": [],
+        "duplicate_ids": {},
+        "ok": True,
+    }
     assert main(["verify", str(path), "--quiet"]) == 0
     # what two unlocked writers did: another spectrum's flux under row 6's id, and one id twice
     raw = zarr.open_group(str(path), mode="r+")
@@ -174,8 +180,9 @@ def test_a_dead_writers_lock_is_taken_over_a_live_or_remote_one_is_not(tmp_path)
         s.append(rows(1), {"id": np.array(["y"])})
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        lock_file.write_text(json.dumps({"host": socket.gethostname(), "pid": live.pid, "time": 0,
-                                         "command": "ingest elsewhere"}))
+        lock_file.write_text(
+            json.dumps({"host": socket.gethostname(), "pid": live.pid, "time": 0, "command": "ingest elsewhere"})
+        )
         with pytest.raises(StoreLockedError, match=f"pid {live.pid}.*ingest elsewhere"):
             SpectraStore.open(path, mode="a")
     finally:

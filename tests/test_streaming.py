@@ -14,10 +14,18 @@ import pytest
 import torch
 import yaml
 
-from spectra_lightning.data_modules import StreamingSpectraDataModule
-from spectra_lightning.data_modules.streaming import Augment, BlockStream, apply_filters, balance_weights, epoch_rows, one_per_object, piece
-from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.batch import finish_batch
+from spectra_lightning.data_modules import StreamingSpectraDataModule
+from spectra_lightning.data_modules.streaming import (
+    Augment,
+    BlockStream,
+    apply_filters,
+    balance_weights,
+    epoch_rows,
+    one_per_object,
+    piece,
+)
+from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.synth import C_KMS, render
 
@@ -46,8 +54,9 @@ def batches(dm, name="train", epoch=0):
 
 @pytest.fixture
 def dm(tiny_store):
-    d = StreamingSpectraDataModule(store=str(tiny_store), batch_size=8, val_fraction=0.2, shuffle_buffer=16,
-                                   num_workers=2)
+    d = StreamingSpectraDataModule(
+        store=str(tiny_store), batch_size=8, val_fraction=0.2, shuffle_buffer=16, num_workers=2
+    )
     d.setup("fit")
     return d
 
@@ -100,8 +109,15 @@ def _setup(d):
 
 
 def test_selection_options(tiny_store):
-    d = _setup(StreamingSpectraDataModule(store=str(tiny_store), batch_size=8, val_fraction=0.2,
-                                          filters=["teff > 5000", "logg >= 3.5"], one_per_object=True))
+    d = _setup(
+        StreamingSpectraDataModule(
+            store=str(tiny_store),
+            batch_size=8,
+            val_fraction=0.2,
+            filters=["teff > 5000", "logg >= 3.5"],
+            one_per_object=True,
+        )
+    )
     meta = d.store.meta
     rows = np.concatenate(list(d.splits.values()))
     assert (meta["teff"][rows] > 5000).all() and (meta["logg"][rows] >= 3.5).all()
@@ -125,7 +141,9 @@ def test_doppler_augmentation_moves_lines_by_v_over_c_and_updates_rv():
     lab = {k: np.array([v]) for k, v in dict(teff=5777.0, logg=4.44, feh=0.0, rv=0.0, vsini=1.0, snr=100.0).items()}
     flux = render(grid, lab, None).astype(np.float32)
     aug = Augment(doppler_kms=40.0)
-    out, labels = aug(flux, np.array([[0.0, 100.0]], np.float32), ["rv", "snr"], grid.wavelength, np.random.default_rng(3))
+    out, labels = aug(
+        flux, np.array([[0.0, 100.0]], np.float32), ["rv", "snr"], grid.wavelength, np.random.default_rng(3)
+    )
     v = float(labels[0, 0])
     assert v != 0.0 and labels[0, 1] == 100.0
     w = grid.wavelength
@@ -137,8 +155,9 @@ def test_doppler_augmentation_moves_lines_by_v_over_c_and_updates_rv():
         return w[i] + 0.5 * grid.step * (y0 - y2) / (y0 - 2 * y1 + y2)
 
     line = 5371.49
-    assert centre(out[0].astype(float), line * (1 + v / C_KMS)) - centre(flux[0].astype(float), line) == \
-        pytest.approx(line * v / C_KMS, abs=1e-3)
+    assert centre(out[0].astype(float), line * (1 + v / C_KMS)) - centre(flux[0].astype(float), line) == pytest.approx(
+        line * v / C_KMS, abs=1e-3
+    )
 
 
 def test_rest_frame_velocities_become_the_rv_label_and_validation_shifts_are_fixed(tiny_store):
@@ -152,8 +171,14 @@ def test_rest_frame_velocities_become_the_rv_label_and_validation_shifts_are_fix
     np.testing.assert_array_equal(got[:, 1], labels[:, 1])
     _, shifted = Augment(doppler_kms=300.0)(flux, labels, ["rv", "teff"], wave, np.random.default_rng(7))
     assert np.isnan(shifted[0, 0]) and shifted[1, 0] == pytest.approx(12.0 + v[1])
-    dm = StreamingSpectraDataModule(store=str(tiny_store), batch_size=8, val_fraction=0.3, val_doppler_kms=100.0,
-                                    rest_frame=True, labels=["rv", "teff"])
+    dm = StreamingSpectraDataModule(
+        store=str(tiny_store),
+        batch_size=8,
+        val_fraction=0.3,
+        val_doppler_kms=100.0,
+        rest_frame=True,
+        labels=["rv", "teff"],
+    )
     dm.setup()
     epochs = []
     for epoch in (0, 3):
@@ -170,7 +195,9 @@ def test_noise_and_masking_augmentations():
     out, lab = Augment(noise=0.05)(flux, labels, ["snr"], np.arange(1000.0), np.random.default_rng(0))
     sigma = out.std(axis=1)
     np.testing.assert_allclose(lab[:, 0], 1 / np.sqrt(1 / 50.0**2 + sigma**2), rtol=0.1)
-    out, _ = Augment(mask_segments=2, mask_length=100)(flux, labels, ["snr"], np.arange(1000.0), np.random.default_rng(0))
+    out, _ = Augment(mask_segments=2, mask_length=100)(
+        flux, labels, ["snr"], np.arange(1000.0), np.random.default_rng(0)
+    )
     hidden = np.isnan(out).sum(axis=1)
     assert ((hidden >= 100) & (hidden <= 200)).all()
 
@@ -178,13 +205,27 @@ def test_noise_and_masking_augmentations():
 def cli_config(tmp_path, store, **trainer):
     cfg = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "max_epochs": 2, "enable_progress_bar": False, "logger": False,
-                    "enable_model_summary": False, "default_root_dir": str(tmp_path / "run"),
-                    "callbacks": [{"class_path": "stream_probe.IndexRecorder"}], **trainer},
+        "trainer": {
+            "accelerator": "cpu",
+            "max_epochs": 2,
+            "enable_progress_bar": False,
+            "logger": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(tmp_path / "run"),
+            "callbacks": [{"class_path": "stream_probe.IndexRecorder"}],
+            **trainer,
+        },
         "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-        "data": {"class_path": "spectra_lightning.data_modules.StreamingSpectraDataModule",
-                 "init_args": {"store": str(store), "batch_size": 8, "val_fraction": 0.2, "num_workers": 1,
-                               "shuffle_buffer": 16}},
+        "data": {
+            "class_path": "spectra_lightning.data_modules.StreamingSpectraDataModule",
+            "init_args": {
+                "store": str(store),
+                "batch_size": 8,
+                "val_fraction": 0.2,
+                "num_workers": 1,
+                "shuffle_buffer": 16,
+            },
+        },
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -194,8 +235,14 @@ def cli_config(tmp_path, store, **trainer):
 def run_cli(args, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     env.pop("SPECTRA_LIGHTNING_RUN_DIR", None)
-    r = subprocess.run([sys.executable, "-m", "spectra_lightning", *args], env=env, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "spectra_lightning", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 
@@ -223,12 +270,23 @@ def test_resume_mid_epoch_keeps_the_split(tmp_path, tiny_store):
     ckpt = next((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
     first = json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["val_split"]
     shutil.move(tmp_path / "run", tmp_path / "run1")
-    run_cli(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--trainer.limit_train_batches=5",
-             "--data.init_args.split_seed=99", f"--ckpt_path={tmp_path / 'run1' / ckpt.relative_to(tmp_path / 'run')}"],
-            tmp_path)
+    run_cli(
+        [
+            "fit",
+            "--config",
+            str(cfg),
+            "--trainer.max_epochs=2",
+            "--trainer.limit_train_batches=5",
+            "--data.init_args.split_seed=99",
+            f"--ckpt_path={tmp_path / 'run1' / ckpt.relative_to(tmp_path / 'run')}",
+        ],
+        tmp_path,
+    )
     resumed = json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["val_split"]
     assert resumed == first
     # without the checkpoint the other seed gives another split
-    run_cli(["fit", "--config", str(cfg), "--data.init_args.split_seed=99", "--trainer.default_root_dir=fresh"], tmp_path)
+    run_cli(
+        ["fit", "--config", str(cfg), "--data.init_args.split_seed=99", "--trainer.default_root_dir=fresh"], tmp_path
+    )
     fresh = json.loads((tmp_path / "fresh" / "probe_rank0.json").read_text())["val_split"]
     assert fresh != first

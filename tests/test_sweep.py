@@ -1,8 +1,6 @@
 """Every experiment YAML runs; the local sweep runner runs, resumes, survives failures; Figure 4."""
 
 import csv
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +27,32 @@ def harps_store(tmp_path_factory):
 def overrides_for(config: Path, harps_store) -> list[str]:
     """What a CPU test needs to run a config: tiny data, CPU, no W&B."""
     cfg = yaml.safe_load(config.read_text())
-    args = ["--trainer.fast_dev_run=true", "--trainer.logger=false", "--trainer.accelerator=cpu",
-            "--trainer.devices=1", "--trainer.strategy=auto", "--trainer.precision=32-true"]
+    args = [
+        "--trainer.fast_dev_run=true",
+        "--trainer.logger=false",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.strategy=auto",
+        "--trainer.precision=32-true",
+    ]
     if cfg["data"]["init_args"].get("synth"):
         args.append("--data.init_args.synth.n=48")
     else:
-        args += [f"--data.init_args.store={harps_store}", "--data.init_args.batch_size=2",
-                 "--data.init_args.val_fraction=0.5", "--data.init_args.num_workers=0"]
+        args += [
+            f"--data.init_args.store={harps_store}",
+            "--data.init_args.batch_size=2",
+            "--data.init_args.val_fraction=0.5",
+            "--data.init_args.num_workers=0",
+        ]
     return args
 
 
 @pytest.mark.parametrize("config", BASES, ids=lambda p: p.name)
 def test_every_base_config_runs(config, harps_store, tmp_path, monkeypatch):
     # an overlay (no data section, e.g. quickstart_l1.yaml) runs on top of the quickstart, as documented
-    chain = [config] if "data" in yaml.safe_load(config.read_text()) else [REPO / "experiments" / "quickstart.yaml", config]
+    chain = (
+        [config] if "data" in yaml.safe_load(config.read_text()) else [REPO / "experiments" / "quickstart.yaml", config]
+    )
     monkeypatch.chdir(tmp_path)
     configs = [a for c in chain for a in ("--config", str(c))]
     assert main(["fit", *configs, *overrides_for(chain[0], harps_store)]) == 0
@@ -53,7 +63,9 @@ def test_every_sweep_command_runs_for_one_drawn_parameter_set(sweep, harps_store
     spec = load_sweep(sweep)
     params = draw(spec, count=1)[0]
     cmd = command(spec, params)
-    assert cmd[1:4] == ["-m", "spectra_lightning", "fit"] and cmd[-len(params):] == [f"--{k}={v}" for k, v in params.items()]
+    assert cmd[1:4] == ["-m", "spectra_lightning", "fit"] and cmd[-len(params) :] == [
+        f"--{k}={v}" for k, v in params.items()
+    ]
     config = REPO / cmd[cmd.index("--config") + 1]
     monkeypatch.chdir(tmp_path)
     assert main(cmd[3:5] + [str(config)] + cmd[6:] + overrides_for(config, harps_store)) == 0
@@ -62,18 +74,40 @@ def test_every_sweep_command_runs_for_one_drawn_parameter_set(sweep, harps_store
 def tiny_sweep(tmp_path, store, values=(0.1, 1.0), latents=(2, 3)):
     base = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "max_epochs": 1, "enable_progress_bar": False,
-                    "enable_model_summary": False, "logger": False, "limit_train_batches": 3,
-                    "callbacks": [{"class_path": "spectra_lightning.callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}]},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": False,
+            "limit_train_batches": 3,
+            "callbacks": [
+                {"class_path": "spectra_lightning.callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}
+            ],
+        },
         "model": {"latent_dim": 4, "depth": 5, "kl_warmup_steps": 0},
-        "data": {"class_path": "spectra_lightning.data_modules.SpectraDataModule",
-                 "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.3}},
+        "data": {
+            "class_path": "spectra_lightning.data_modules.SpectraDataModule",
+            "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.3},
+        },
     }
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    spec = {"name": "tiny", "method": "grid",
-            "parameters": {"model.kl_weight": {"values": list(values)}, "model.latent_dim": {"values": list(latents)}},
-            "command": ["${env}", "${interpreter}", "-m", "spectra_lightning", "fit", "--config",
-                        str(tmp_path / "base.yaml"), "${args}"]}
+    spec = {
+        "name": "tiny",
+        "method": "grid",
+        "parameters": {"model.kl_weight": {"values": list(values)}, "model.latent_dim": {"values": list(latents)}},
+        "command": [
+            "${env}",
+            "${interpreter}",
+            "-m",
+            "spectra_lightning",
+            "fit",
+            "--config",
+            str(tmp_path / "base.yaml"),
+            "${args}",
+        ],
+    }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -92,23 +126,34 @@ def test_local_runner_grid_resume_failure_and_report(tmp_path, tiny_store):
     assert (out / "kl_weight=0.1,latent_dim=2" / "report.json").exists()
     # resume: a finished run is skipped, a removed one is run again
     lines = (out / "results.csv").read_text().splitlines()
-    keep = [l for l in lines if not l.startswith('"kl_weight=1.0,latent_dim=3"')]
+    keep = [line for line in lines if not line.startswith('"kl_weight=1.0,latent_dim=3"')]
     assert len(keep) == len(lines) - 1
     (out / "results.csv").write_text("\n".join(keep) + "\n")
     rows = run_sweep(str(sweep), str(out), parallel=1)
-    assert sorted(r["run"] for r in rows) == sorted(["kl_weight=1.0,latent_dim=3", "kl_weight=0.1,latent_dim=-1",
-                                                      "kl_weight=1.0,latent_dim=-1"])
+    assert sorted(r["run"] for r in rows) == sorted(
+        ["kl_weight=1.0,latent_dim=3", "kl_weight=0.1,latent_dim=-1", "kl_weight=1.0,latent_dim=-1"]
+    )
     paths = report(out)
     assert paths["figure4"].stat().st_size > 10_000 and paths["mi"].exists()
 
 
 def test_random_method_and_dry_run(tmp_path, capsys):
-    spec = {"method": "random", "parameters": {"model.kl_weight": {"min": 0.1, "max": 10.0, "distribution": "log_uniform_values"},
-                                               "model.latent_dim": {"values": [8, 32]}},
-            "command": ["${env}", "${interpreter}", "-m", "spectra_lightning", "fit", "${args}"]}
+    spec = {
+        "method": "random",
+        "parameters": {
+            "model.kl_weight": {"min": 0.1, "max": 10.0, "distribution": "log_uniform_values"},
+            "model.latent_dim": {"values": [8, 32]},
+        },
+        "command": ["${env}", "${interpreter}", "-m", "spectra_lightning", "fit", "${args}"],
+    }
     runs = draw(spec, count=20, seed=1)
     lam = np.array([r["model.kl_weight"] for r in runs])
-    assert len(runs) == 20 and (lam >= 0.1).all() and (lam <= 10).all() and {r["model.latent_dim"] for r in runs} == {8, 32}
+    assert (
+        len(runs) == 20
+        and (lam >= 0.1).all()
+        and (lam <= 10).all()
+        and {r["model.latent_dim"] for r in runs} == {8, 32}
+    )
     assert draw(spec, count=20, seed=1) == runs
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -21,7 +21,9 @@ def test_same_seed_same_bytes(tmp_path):
     assert sa.read(np.arange(40)).tobytes() == sb.read(np.arange(40)).tobytes()
     for k in sa.meta:
         np.testing.assert_array_equal(sa.meta[k], sb.meta[k])
-    other = SpectraStore.open(synthesize(str(tmp_path / "c.zarr"), SynthSpec(n=40, seed=12, grid="tiny"), progress=False))
+    other = SpectraStore.open(
+        synthesize(str(tmp_path / "c.zarr"), SynthSpec(n=40, seed=12, grid="tiny"), progress=False)
+    )
     assert not np.array_equal(other.read([0]), sa.read([0]), equal_nan=True)
 
 

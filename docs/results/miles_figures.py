@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,8 +32,13 @@ def main() -> None:
         ls = sorted(by_l)
         a.plot(ls, [int(by_l[x]["informative"]) for x in ls], "o-", label=f"latent {d}")
         b.plot(ls, [float(by_l[x]["teff_best"]) for x in ls], "o-", label=f"latent {d}: best node")
-        b.plot(ls, [float(by_l[x]["teff_runner_up"]) for x in ls], "x--", c=b.lines[-1].get_color(),
-               label=f"latent {d}: runner-up")
+        b.plot(
+            ls,
+            [float(by_l[x]["teff_runner_up"]) for x in ls],
+            "x--",
+            c=b.lines[-1].get_color(),
+            label=f"latent {d}: runner-up",
+        )
     a.set(xscale="log", yscale="log", xlabel="λ (sum units)", ylabel="informative nodes", title="MILES: Figure 4")
     b.set(xscale="log", xlabel="λ (sum units)", ylabel="KSG MI with Teff (nat)", title="Teff: best node vs runner-up")
     a.legend(fontsize=7)
@@ -48,8 +53,12 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for i, (key, rs) in enumerate(sorted(cands.items())):
         for r in rs:
-            ax.plot([i - 0.1, i + 0.1], [float(r["teff_best"]), float(r["teff_runner_up"])], "o-",
-                    c="C2" if r["teff_distinct"] == "True" else "C3")
+            ax.plot(
+                [i - 0.1, i + 0.1],
+                [float(r["teff_best"]), float(r["teff_runner_up"])],
+                "o-",
+                c="C2" if r["teff_distinct"] == "True" else "C3",
+            )
     ax.set_xticks(range(len(cands)), [f"latent {d}\nλ={lam:g}" for d, lam in sorted(cands)], fontsize=7)
     ax.set(ylabel="Teff MI (nat): best → runner-up", title="per seed; green = distinct (≥1 nat, ≥2× runner-up)")
     fig.tight_layout()
@@ -58,12 +67,16 @@ def main() -> None:
 
 
 def tables(rows: list[dict]) -> None:
-    print("| loss | λ | latent | seed | informative | Teff: node, MI | runner-up | ratio | distinct | logg best | [Fe/H] best |")
+    print(
+        "| loss | λ | latent | seed | informative | Teff: node, MI | runner-up | ratio | distinct | logg best | [Fe/H] best |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['reconstruction']} | {float(r['kl_weight']):g} | {r['latent_dim']} | {r['seed']} | {r['informative']} | "
-              f"{r['teff_node']}: {float(r['teff_best']):.2f} | {float(r['teff_runner_up']):.2f} | {r['teff_ratio']} | "
-              f"{'yes' if r['teff_distinct'] == 'True' else 'no'} | {float(r['logg_best']):.2f} | {float(r['feh_best']):.2f} |")
+        print(
+            f"| {r['reconstruction']} | {float(r['kl_weight']):g} | {r['latent_dim']} | {r['seed']} | {r['informative']} | "
+            f"{r['teff_node']}: {float(r['teff_best']):.2f} | {float(r['teff_runner_up']):.2f} | {r['teff_ratio']} | "
+            f"{'yes' if r['teff_distinct'] == 'True' else 'no'} | {float(r['logg_best']):.2f} | {float(r['feh_best']):.2f} |"
+        )
 
 
 if __name__ == "__main__":

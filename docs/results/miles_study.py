@@ -31,11 +31,20 @@ def summarise(run: Path, name: str = "") -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     r = json.loads((run / "report.json").read_text())
     m, d = cfg["model"], cfg["data"]["init_args"]
-    row = {"name": name or run.parent.name, "seed": cfg.get("seed_everything"), "latent_dim": m["latent_dim"],
-           "kl_weight": m["kl_weight"], "reconstruction": m.get("reconstruction"), "depth": m["depth"],
-           "epochs": cfg["trainer"]["max_epochs"], "doppler_node": m.get("doppler_node"),
-           "doppler_kms": d.get("doppler_kms", 0.0), "n_val": r["n_spectra"], "informative": len(r["mad"]["informative"]),
-           "informative_nodes": " ".join(map(str, r["mad"]["informative"]))}
+    row = {
+        "name": name or run.parent.name,
+        "seed": cfg.get("seed_everything"),
+        "latent_dim": m["latent_dim"],
+        "kl_weight": m["kl_weight"],
+        "reconstruction": m.get("reconstruction"),
+        "depth": m["depth"],
+        "epochs": cfg["trainer"]["max_epochs"],
+        "doppler_node": m.get("doppler_node"),
+        "doppler_kms": d.get("doppler_kms", 0.0),
+        "n_val": r["n_spectra"],
+        "informative": len(r["mad"]["informative"]),
+        "informative_nodes": " ".join(map(str, r["mad"]["informative"])),
+    }
     for label in LABELS:
         e = r["mi"]["ksg"].get(label)
         if not e or e.get("best") is None:
@@ -51,9 +60,19 @@ def summarise(run: Path, name: str = "") -> dict:
 
 def fit(store: str, out: Path, seed: int, overrides: list[str]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "spectra_lightning", "fit", "--config", str(REPO / "experiments/miles.yaml"),
-           f"--data.init_args.store={store}", f"--seed_everything={seed}", "--trainer.logger=false",
-           f"--trainer.default_root_dir={out}", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spectra_lightning",
+        "fit",
+        "--config",
+        str(REPO / "experiments/miles.yaml"),
+        f"--data.init_args.store={store}",
+        f"--seed_everything={seed}",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={out}",
+        *overrides,
+    ]
     t0 = time.time()
     with open(out.parent / f"{out.name}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)

@@ -21,14 +21,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.stats import spearmanr
 
-from spectra_lightning.encode import encode  # noqa: E402
-from spectra_lightning.explore import resolve_run  # noqa: E402
-from spectra_lightning.ingest import ingest  # noqa: E402
-from spectra_lightning.store import SpectraStore  # noqa: E402
+from spectra_lightning.encode import encode
+from spectra_lightning.explore import resolve_run
+from spectra_lightning.ingest import ingest
+from spectra_lightning.store import SpectraStore
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 
@@ -39,8 +39,12 @@ def main() -> None:
     p.add_argument("--out", default=str(Path(__file__).parent))
     p.add_argument("--labels", nargs="+", default=["rv", "teff"], help="labels whose carrier nodes to read")
     p.add_argument("--name", default="real_transfer", help="output file stem")
-    p.add_argument("--min-coverage", type=float, default=0.5,
-                   help="use spectra covering at least this share of the grid (default %(default)s)")
+    p.add_argument(
+        "--min-coverage",
+        type=float,
+        default=0.5,
+        help="use spectra covering at least this share of the grid (default %(default)s)",
+    )
     a = p.parse_args()
     run = resolve_run(a.run)
     report = json.loads(Path(run["report"]).read_text())
@@ -49,8 +53,14 @@ def main() -> None:
     out = Path(a.out)
     with tempfile.TemporaryDirectory() as tmp:
         store_path, codes_path = Path(tmp) / "real.zarr", Path(tmp) / "codes.zarr"
-        ingest([str(REAL / "harps"), str(REAL / "other")], str(store_path), labels=str(REAL / "labels.csv"),
-               grid=grid, workers=2, progress=False)
+        ingest(
+            [str(REAL / "harps"), str(REAL / "other")],
+            str(store_path),
+            labels=str(REAL / "labels.csv"),
+            grid=grid,
+            workers=2,
+            progress=False,
+        )
         encode(run["ckpt"], store_path, codes_path, progress=False)
         import zarr
 
@@ -63,30 +73,43 @@ def main() -> None:
     smu = zarr.open_group(str(run["codes"]), mode="r")["mu"][:][rows] if run["codes"].exists() else None
     smeta = synth.meta
 
-    real_labels = {"teff": meta.get("teff_K", np.full(store.n, np.nan)), "rv": meta.get("rv_kms", np.full(store.n, np.nan)),
-                   "logg": meta.get("logg_cgs", np.full(store.n, np.nan)),
-                   "feh": meta.get("feh_dex", np.full(store.n, np.nan))}
+    real_labels = {
+        "teff": meta.get("teff_K", np.full(store.n, np.nan)),
+        "rv": meta.get("rv_kms", np.full(store.n, np.nan)),
+        "logg": meta.get("logg_cgs", np.full(store.n, np.nan)),
+        "feh": meta.get("feh_dex", np.full(store.n, np.nan)),
+    }
     coverage = np.isfinite(flux[:, store.grid.valid]).mean(1)
     table = []
     for i in range(store.n):
-        table.append({"id": meta["id"][i], "object": meta["object"][i], "instrument": meta["instrument"][i],
-                      "coverage": round(float(coverage[i]), 3),
-                      **{label: real_labels[label][i] for label in a.labels},
-                      **{f"{label}_node{n}": round(float(mu[i, n]), 4) for label, ns in nodes.items() for n in ns}})
+        table.append(
+            {
+                "id": meta["id"][i],
+                "object": meta["object"][i],
+                "instrument": meta["instrument"][i],
+                "coverage": round(float(coverage[i]), 3),
+                **{label: real_labels[label][i] for label in a.labels},
+                **{f"{label}_node{n}": round(float(mu[i, n]), 4) for label, ns in nodes.items() for n in ns},
+            }
+        )
     with open(out / f"{a.name}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(table[0]))
         w.writeheader()
         w.writerows(table)
 
     covered = coverage >= a.min_coverage
-    lines = [f"{store.n} real spectra ingested onto the run's grid, {int(covered.sum())} cover >= {a.min_coverage:.0%} of it.", ""]
+    lines = [
+        f"{store.n} real spectra ingested onto the run's grid, {int(covered.sum())} cover >= {a.min_coverage:.0%} of it.",
+        "",
+    ]
     pairs = [(label, real_labels[label], n) for label in a.labels for n in nodes[label]]
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
     for ax, (label, values, node) in zip(axes[0], pairs):
         ok = covered & np.isfinite(values)
         rho = spearmanr(values[ok], mu[ok, node]).statistic if ok.sum() > 2 else np.nan
-        lines.append(f"- {label} node {node}: Spearman ρ = {rho:.2f} over {int(ok.sum())} real spectra with a "
-                     f"{label} label")
+        lines.append(
+            f"- {label} node {node}: Spearman ρ = {rho:.2f} over {int(ok.sum())} real spectra with a {label} label"
+        )
         if smu is not None:
             sv = smeta[label][rows] if label in smeta else np.full(len(rows), np.nan)
             ax.scatter(sv, smu[:, node], s=3, c="0.8", label="training store")

@@ -17,9 +17,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import yaml
 
 
 def describe(run: Path) -> dict:
@@ -27,10 +27,18 @@ def describe(run: Path) -> dict:
     m, synth = cfg["model"], cfg["data"]["init_args"].get("synth") or {}
     r = json.loads((run / "report.json").read_text())
     ksg, pairs = r["mi"]["ksg"], r.get("mi_pairs", {}).get("ksg", {})
-    row = {"run": run.name, "seed": cfg.get("seed_everything"), "variational": m["variational"], "reconstruction": m.get("reconstruction", "l1"),
-           "kl_weight": m["kl_weight"], "doppler_node": m.get("doppler_node"),
-           "resolution": synth.get("resolution", 115000), "rv_max": synth.get("rv_max"),
-           "epochs": cfg["trainer"]["max_epochs"], "informative": len(r["mad"]["informative"])}
+    row = {
+        "run": run.name,
+        "seed": cfg.get("seed_everything"),
+        "variational": m["variational"],
+        "reconstruction": m.get("reconstruction", "l1"),
+        "kl_weight": m["kl_weight"],
+        "doppler_node": m.get("doppler_node"),
+        "resolution": synth.get("resolution", 115000),
+        "rv_max": synth.get("rv_max"),
+        "epochs": cfg["trainer"]["max_epochs"],
+        "informative": len(r["mad"]["informative"]),
+    }
     for label in ("rv", "teff"):
         e = ksg[label]
         row[f"{label}_best"] = round(e["best"] or 0.0, 2)
@@ -51,11 +59,15 @@ def main() -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    names = [f"{'VAE' if r['variational'] else 'AE'} {r['reconstruction']}"
-             + (f" λ={r['kl_weight']:g}" if r["variational"] else "")
-             + (" +Doppler" if r["doppler_node"] is not None else "")
-             + (f" R={int(r['resolution']) // 1000}k ±{r['rv_max']:g}" if r["resolution"] != 115000 else "")
-             + (f", {r['epochs']} epochs" if r["epochs"] != 12 else "") + f", seed {r['seed']}" for r in rows]
+    names = [
+        f"{'VAE' if r['variational'] else 'AE'} {r['reconstruction']}"
+        + (f" λ={r['kl_weight']:g}" if r["variational"] else "")
+        + (" +Doppler" if r["doppler_node"] is not None else "")
+        + (f" R={int(r['resolution']) // 1000}k ±{r['rv_max']:g}" if r["resolution"] != 115000 else "")
+        + (f", {r['epochs']} epochs" if r["epochs"] != 12 else "")
+        + f", seed {r['seed']}"
+        for r in rows
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6), sharey=True)
     y = np.arange(len(rows))
     for ax, label in zip(axes, ("rv", "teff")):
@@ -70,8 +82,10 @@ def main() -> None:
     print("| recipe | informative | RV best / 2nd | RV pair | Teff best / 2nd | RV carrier | Teff carrier |")
     print("|---|---|---|---|---|---|---|")
     for name, r in zip(names, rows):
-        print(f"| {name} | {r['informative']} | {r['rv_best']:.2f} / {r['rv_runner_up']:.2f} | {r['rv_pair']:.2f} | "
-              f"{r['teff_best']:.2f} / {r['teff_runner_up']:.2f} | {r['rv_carrier']} | {r['teff_carrier']} |")
+        print(
+            f"| {name} | {r['informative']} | {r['rv_best']:.2f} / {r['rv_runner_up']:.2f} | {r['rv_pair']:.2f} | "
+            f"{r['teff_best']:.2f} / {r['teff_runner_up']:.2f} | {r['rv_carrier']} | {r['teff_carrier']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ Arrays in, named dicts out; ``mu`` and ``logvar`` are ``(N, D)``: N spectra, D n
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 MAD_THRESHOLD = 0.02  # the released model: MAD > 0.02 -> 6 informative nodes
@@ -14,17 +16,22 @@ KL_THRESHOLD = 0.05  # nats; a node this close to the prior carries (almost) not
 def mad(mu: np.ndarray) -> np.ndarray:
     """``(D,)`` median absolute deviation of μ over spectra (scale 1, as scipy's default)."""
     mu = np.asarray(mu, dtype=np.float64)
-    return np.median(np.abs(mu - np.median(mu, axis=0)), axis=0)
+    return np.asarray(np.median(np.abs(mu - np.median(mu, axis=0)), axis=0))
 
 
 def kl_per_node(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """``(D,)`` KL(q(z_d|x) ‖ N(0, 1)) averaged over spectra, in nats."""
     mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
-    return (0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)).mean(axis=0)
+    return np.asarray((0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)).mean(axis=0))
 
 
-def informative_nodes(mu: np.ndarray, logvar: np.ndarray | None = None, threshold: float = MAD_THRESHOLD,
-                      kl_threshold: float = KL_THRESHOLD, criterion: str = "auto") -> dict:
+def informative_nodes(
+    mu: np.ndarray,
+    logvar: np.ndarray | None = None,
+    threshold: float = MAD_THRESHOLD,
+    kl_threshold: float = KL_THRESHOLD,
+    criterion: str = "auto",
+) -> dict[str, Any]:
     """Rank nodes by MAD and pick the informative ones.
 
     Criteria:
@@ -46,12 +53,20 @@ def informative_nodes(mu: np.ndarray, logvar: np.ndarray | None = None, threshol
         criterion = "both" if kl is not None else "mad"
     if criterion in ("kl", "both") and kl is None:
         raise ValueError(f"criterion {criterion!r} needs log-variances")
-    keep = {"mad": values > threshold,
-            "kl": kl > kl_threshold if kl is not None else None,
-            "both": (values > threshold) & (kl > kl_threshold) if kl is not None else None}.get(criterion)
+    keep = {
+        "mad": values > threshold,
+        "kl": kl > kl_threshold if kl is not None else None,
+        "both": (values > threshold) & (kl > kl_threshold) if kl is not None else None,
+    }.get(criterion)
     if keep is None:
         raise ValueError(f"unknown criterion {criterion!r}; use mad, kl, both or auto")
     order = np.argsort(-values, kind="stable")
-    return {"threshold": threshold, "kl_threshold": kl_threshold, "criterion": criterion,
-            "values": values, "kl": kl, "informative": [int(i) for i in order if keep[i]],
-            "order": [int(i) for i in order]}
+    return {
+        "threshold": threshold,
+        "kl_threshold": kl_threshold,
+        "criterion": criterion,
+        "values": values,
+        "kl": kl,
+        "informative": [int(i) for i in order if keep[i]],
+        "order": [int(i) for i in order],
+    }

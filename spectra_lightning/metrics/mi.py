@@ -15,7 +15,9 @@ Pure functions over arrays. Shapes: ``codes (N, D)``, a label ``y (N,)``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -26,7 +28,7 @@ from . import ksg_kernel
 PAPER_BINS = (5, 10, 20, 40, 80, 160)
 
 
-def clean_label(y: np.ndarray, sigma: float | None = 5.0, max_iter: int = 10) -> tuple[np.ndarray, dict]:
+def clean_label(y: np.ndarray, sigma: float | None = 5.0, max_iter: int = 10) -> tuple[np.ndarray, dict[str, Any]]:
     """Boolean keep-mask for a label and the counts removed.
 
     Non-finite values are dropped, then values beyond ``sigma`` standard deviations of the
@@ -50,7 +52,7 @@ def clean_label(y: np.ndarray, sigma: float | None = 5.0, max_iter: int = 10) ->
 
 def score_grid(n: int) -> np.ndarray:
     """``(n,)`` the sorted normal scores every transformed variable is a permutation of."""
-    return ndtri((np.arange(1, n + 1) - 0.5) / n)
+    return np.asarray(ndtri((np.arange(1, n + 1) - 0.5) / n))
 
 
 def normal_ranks(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -71,7 +73,7 @@ def normal_ranks(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _count_1d(sorted_v: np.ndarray, v: np.ndarray, eps: np.ndarray) -> np.ndarray:
     """Points strictly within ``eps`` of each ``v`` (excluding itself)."""
-    return np.searchsorted(sorted_v, v + eps, "left") - np.searchsorted(sorted_v, v - eps, "right") - 1
+    return np.asarray(np.searchsorted(sorted_v, v + eps, "left") - np.searchsorted(sorted_v, v - eps, "right") - 1)
 
 
 def _count(points: np.ndarray, sorted_1d: np.ndarray | None, eps: np.ndarray) -> np.ndarray:
@@ -79,11 +81,12 @@ def _count(points: np.ndarray, sorted_1d: np.ndarray | None, eps: np.ndarray) ->
         return _count_1d(sorted_1d if sorted_1d is not None else np.sort(points), points, eps)
     tree = cKDTree(points)
     r = np.nextafter(eps, 0)  # strict inequality
-    return tree.query_ball_point(points, r, p=np.inf, return_length=True) - 1
+    return np.asarray(tree.query_ball_point(points, r, p=np.inf, return_length=True) - 1)
 
 
-def _ksg_transformed(x: np.ndarray, y: np.ndarray, k: int, ys: np.ndarray | None = None,
-                     order: np.ndarray | None = None) -> float:
+def _ksg_transformed(
+    x: np.ndarray, y: np.ndarray, k: int, ys: np.ndarray | None = None, order: np.ndarray | None = None
+) -> float:
     """KSG-1 on already transformed variables (1-D ``(N,)`` or multi-D ``(N, d)``).
 
     A 1-D ``x`` is put in sorted order first (``order`` may be given): tree queries then walk
@@ -144,8 +147,9 @@ def mi_ksg(codes: np.ndarray, y: np.ndarray, k: int = 3, seed: int = 0, n_jobs: 
     return mi_ksg_table(codes, {"y": y}, k=k, seed=seed, n_jobs=n_jobs)["y"]
 
 
-def mi_ksg_table(codes: np.ndarray, labels: dict[str, np.ndarray], k: int = 3, seed: int = 0,
-                 n_jobs: int | None = None) -> dict[str, np.ndarray]:
+def mi_ksg_table(
+    codes: np.ndarray, labels: dict[str, np.ndarray], k: int = 3, seed: int = 0, n_jobs: int | None = None
+) -> dict[str, np.ndarray]:
     """``{label: (D,)}`` KSG MI for several finite labels sharing the rows of ``codes``.
 
     Each node and label is ranked once (one sort) and reused for every pair.
@@ -157,7 +161,7 @@ def mi_ksg_table(codes: np.ndarray, labels: dict[str, np.ndarray], k: int = 3, s
     ranks = {name: normal_ranks(v, rng) for name, v in labels.items()}
     tasks = [(name, d) for name in labels for d in range(z.shape[1])]
 
-    def one(task):
+    def one(task: tuple[str, int]) -> float:
         name, d = task
         return pairs.mi(z[:, d], orders[d], ranks[name])
 
@@ -165,7 +169,7 @@ def mi_ksg_table(codes: np.ndarray, labels: dict[str, np.ndarray], k: int = 3, s
         values = list(pool.map(one, tasks))
     out, i = {}, 0
     for name in labels:
-        out[name] = np.array(values[i:i + z.shape[1]])
+        out[name] = np.array(values[i : i + z.shape[1]])
         i += z.shape[1]
     return out
 
@@ -186,7 +190,7 @@ def mi_pair_matrix(codes: np.ndarray, k: int = 3, seed: int = 0, n_jobs: int | N
     return m
 
 
-def mi_histogram(codes: np.ndarray, y: np.ndarray, bins=PAPER_BINS) -> dict:
+def mi_histogram(codes: np.ndarray, y: np.ndarray, bins: Sequence[int] = PAPER_BINS) -> dict[str, Any]:
     """Plug-in MI (nats) of 2-D histograms, per bin count and node, and the paper's indicator.
 
     Returns ``{"bins": [...], "values": (len(bins), D), "indicator": (len(bins), D)}`` where the
@@ -213,10 +217,11 @@ def _hist_mi(x: np.ndarray, y: np.ndarray, bins: int) -> float:
     return float(np.sum(p[nz] * np.log(p[nz] / (px @ py)[nz])))
 
 
-def best_pair(codes: np.ndarray, y: np.ndarray, nodes: list[int], k: int = 3, seed: int = 0,
-              n_jobs: int | None = None) -> dict:
+def best_pair(
+    codes: np.ndarray, y: np.ndarray, nodes: list[int], k: int = 3, seed: int = 0, n_jobs: int | None = None
+) -> dict[str, Any]:
     """The pair of ``nodes`` with the highest joint KSG MI with ``y``: ``{"best_pair", "value"}``."""
-    pairs = [(i, j) for a, i in enumerate(nodes) for j in nodes[a + 1:]]
+    pairs = [(i, j) for a, i in enumerate(nodes) for j in nodes[a + 1 :]]
     if not pairs:
         return {"best_pair": None, "value": None}
     with ThreadPoolExecutor(_threads(n_jobs)) as pool:
@@ -225,7 +230,7 @@ def best_pair(codes: np.ndarray, y: np.ndarray, nodes: list[int], k: int = 3, se
     return {"best_pair": [int(pairs[i][0]), int(pairs[i][1])], "value": float(values[i])}
 
 
-def best_and_gap(values: np.ndarray, nodes: list[int]) -> dict:
+def best_and_gap(values: np.ndarray, nodes: list[int]) -> dict[str, Any]:
     """Best node and runner-up among ``nodes`` and the gap ``(best - runner_up) / best``.
 
     Like MIG, normalised by the best MI instead of the label entropy (not defined for a
@@ -241,9 +246,15 @@ def best_and_gap(values: np.ndarray, nodes: list[int]) -> dict:
     return {"best_node": best, "runner_up": runner, "best": vb, "runner_up_value": vr, "gap": gap}
 
 
-def bootstrap_se(fn, codes: np.ndarray, y: np.ndarray, n_boot: int = 20, seed: int = 0) -> np.ndarray:
+def bootstrap_se(
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    codes: np.ndarray,
+    y: np.ndarray,
+    n_boot: int = 20,
+    seed: int = 0,
+) -> np.ndarray:
     """Standard error of ``fn(codes, y) -> (D,)`` over bootstrap resamples of the rows."""
     rng = np.random.default_rng(seed)
     n = len(y)
     reps = [fn(codes[idx], y[idx]) for idx in (rng.integers(0, n, n) for _ in range(n_boot))]
-    return np.std(reps, axis=0, ddof=1)
+    return np.asarray(np.std(reps, axis=0, ddof=1))

@@ -7,11 +7,22 @@ schema is documented in ``docs/report-format.md`` and kept stable.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from .latent import KL_THRESHOLD, MAD_THRESHOLD, informative_nodes
-from .mi import PAPER_BINS, best_and_gap, best_pair, bootstrap_se, clean_label, mi_histogram, mi_ksg, mi_ksg_table, mi_pair_matrix
+from .mi import (
+    PAPER_BINS,
+    best_and_gap,
+    best_pair,
+    bootstrap_se,
+    clean_label,
+    mi_histogram,
+    mi_ksg,
+    mi_ksg_table,
+    mi_pair_matrix,
+)
 
 REPORT_VERSION = 1
 
@@ -30,7 +41,7 @@ def latent_report(
     pair_labels: bool = True,
     bootstrap: int = 0,
     seed: int = 0,
-) -> dict:
+) -> dict[str, Any]:
     """Analyse codes ``mu (N, D)`` against labels ``{name: (N,)}``.
 
     Args:
@@ -48,12 +59,18 @@ def latent_report(
     n, d = mu.shape
     info = informative_nodes(mu, logvar, threshold, kl_threshold, criterion)
     nodes = info["informative"]
-    report: dict = {
+    report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "n_spectra": n,
         "latent_dim": d,
-        "mad": {"threshold": threshold, "criterion": info["criterion"], "kl_threshold": kl_threshold,
-                "values": info["values"], "kl": info["kl"], "informative": nodes},
+        "mad": {
+            "threshold": threshold,
+            "criterion": info["criterion"],
+            "kl_threshold": kl_threshold,
+            "values": info["values"],
+            "kl": info["kl"],
+            "informative": nodes,
+        },
         "mi": {},
         "gap": {},
     }
@@ -83,19 +100,29 @@ def latent_report(
             name: {**mi_histogram(mu[keep], np.asarray(labels[name], np.float64)[keep], bins), "n": counts["n"]}
             for name, (keep, counts) in usable.items()
         }
-    report["pair_mi"] = {"nodes": nodes, "matrix": mi_pair_matrix(mu[:, nodes], k=k, seed=seed) if len(nodes) > 1
-                         else np.zeros((len(nodes), len(nodes)))}
+    report["pair_mi"] = {
+        "nodes": nodes,
+        "matrix": mi_pair_matrix(mu[:, nodes], k=k, seed=seed)
+        if len(nodes) > 1
+        else np.zeros((len(nodes), len(nodes))),
+    }
     if pair_labels:
-        report["mi_pairs"] = {"ksg": {
-            name: best_pair(mu[keep], np.asarray(labels[name], np.float64)[keep], nodes, k=k, seed=seed)
-            for name, (keep, _) in usable.items()}}
+        report["mi_pairs"] = {
+            "ksg": {
+                name: best_pair(mu[keep], np.asarray(labels[name], np.float64)[keep], nodes, k=k, seed=seed)
+                for name, (keep, _) in usable.items()
+            }
+        }
     report = to_json(report)
-    report["carriers"] = {name: carrier(report, name, other="teff" if name == "rv" else "rv")
-                          for name in ("rv", "teff") if name in report["mi"].get("ksg", {})}
+    report["carriers"] = {
+        name: carrier(report, name, other="teff" if name == "rv" else "rv")
+        for name in ("rv", "teff")
+        if name in report["mi"].get("ksg", {})
+    }
     return report
 
 
-def to_json(obj):
+def to_json(obj: Any) -> Any:
     """numpy -> lists/floats, NaN/inf -> None (valid JSON)."""
     if isinstance(obj, dict):
         return {str(k): to_json(v) for k, v in obj.items()}
@@ -111,8 +138,15 @@ def to_json(obj):
     return obj
 
 
-def carrier(report: dict, label: str, other: str | None = "teff", ratio: float = 2.0,
-            pair_min: float = 2.5, other_max: float = 0.1, min_mi: float = 0.1) -> dict:
+def carrier(
+    report: dict[str, Any],
+    label: str,
+    other: str | None = "teff",
+    ratio: float = 2.0,
+    pair_min: float = 2.5,
+    other_max: float = 0.1,
+    min_mi: float = 0.1,
+) -> dict[str, Any]:
     """How ``label`` is carried: ``single node`` (best ≥ ratio × runner-up and ≥ ``min_mi``),
     ``phase pair`` (two informative nodes, neither carrying ``other`` above ``other_max`` nats,
     with joint MI ≥ ``pair_min``), ``diffuse`` (some MI, no clear carrier) or ``none``."""
@@ -131,15 +165,20 @@ def carrier(report: dict, label: str, other: str | None = "teff", ratio: float =
     return {"kind": kind, "nodes": [entry["best_node"]], "value": entry["best"]}
 
 
-def format_summary(report: dict) -> str:
+def format_summary(report: dict[str, Any]) -> str:
     """A short text table: informative nodes, best node per label, best pair per label."""
     m = report["mad"]
     kl = m.get("kl")
     rule = f"MAD > {m['threshold']}" + (f" and KL > {m['kl_threshold']} nat" if m["criterion"] == "both" else "")
-    lines = [f"latent space of {report['n_spectra']} validation spectra: {len(m['informative'])} informative "
-             f"of {report['latent_dim']} nodes ({rule})", "  node      MAD   KL (nat)"]
+    lines = [
+        f"latent space of {report['n_spectra']} validation spectra: {len(m['informative'])} informative "
+        f"of {report['latent_dim']} nodes ({rule})",
+        "  node      MAD   KL (nat)",
+    ]
     for i in m["informative"]:
-        lines.append(f"  {i:4d} {m['values'][i]:8.3f}   {kl[i]:8.2f}" if kl else f"  {i:4d} {m['values'][i]:8.3f}        -")
+        lines.append(
+            f"  {i:4d} {m['values'][i]:8.3f}   {kl[i]:8.2f}" if kl else f"  {i:4d} {m['values'][i]:8.3f}        -"
+        )
     ksg = report["mi"].get("ksg", {})
     pairs = report.get("mi_pairs", {}).get("ksg", {})
     lines.append("  label       n  best  MI(nat)  2nd  MI(nat)   gap   best pair  joint MI")
@@ -148,10 +187,16 @@ def format_summary(report: dict) -> str:
             lines.append(f"  {name:6s} {e.get('n', 0):6d}  (no informative node or too few values)")
             continue
         p = pairs.get(name, {})
-        pair = f"{p['best_pair'][0]:3d},{p['best_pair'][1]:<3d}  {p['value']:8.2f}" if p.get("best_pair") else "      -          -"
+        pair = (
+            f"{p['best_pair'][0]:3d},{p['best_pair'][1]:<3d}  {p['value']:8.2f}"
+            if p.get("best_pair")
+            else "      -          -"
+        )
         runner = f"{e['runner_up']:4d}" if e["runner_up"] is not None else "   -"
-        lines.append(f"  {name:6s} {e['n']:6d}  {e['best_node']:4d} {e['best']:8.2f} {runner} {e['runner_up_value']:8.2f} "
-                     f"{e['gap']:5.2f}   {pair}")
+        lines.append(
+            f"  {name:6s} {e['n']:6d}  {e['best_node']:4d} {e['best']:8.2f} {runner} {e['runner_up_value']:8.2f} "
+            f"{e['gap']:5.2f}   {pair}"
+        )
     for name in ("rv", "teff"):
         c = carrier(report, name, other="teff" if name == "rv" else "rv")
         if c["kind"] != "unknown":

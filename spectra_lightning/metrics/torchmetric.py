@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torchmetrics import Metric
@@ -19,23 +21,32 @@ class LatentCodes(Metric):
     """
 
     full_state_update = False
+    mu: list[torch.Tensor]
+    logvar: list[torch.Tensor]
+    labels: list[torch.Tensor]
+    index: list[torch.Tensor]
 
-    def __init__(self, label_names: list[str] | None = None, **report_kwargs):
+    def __init__(self, label_names: list[str] | None = None, **report_kwargs: Any):
         super().__init__(compute_with_cache=False)
         self.label_names = list(label_names or [])
         self.report_kwargs = report_kwargs
         for name in ("mu", "logvar", "labels", "index"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, mu: torch.Tensor, index: torch.Tensor, labels: torch.Tensor | None = None,
-               logvar: torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        mu: torch.Tensor,
+        index: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        logvar: torch.Tensor | None = None,
+    ) -> None:
         self.mu.append(mu.detach().float())
         self.index.append(index.detach().long())
         self.logvar.append((logvar if logvar is not None else torch.full_like(mu, float("nan"))).detach().float())
         lab = labels if labels is not None else mu.new_zeros((mu.shape[0], 0))
         self.labels.append(lab.detach().float())
 
-    def codes(self) -> dict[str, np.ndarray]:
+    def codes(self) -> dict[str, np.ndarray | None]:
         """``{"mu": (N, D), "logvar": (N, D) or None, "labels": (N, K), "index": (N,)}`` of all ranks,
         unique, sorted by index. Under DDP a collective: call it on every rank."""
         synced = self._is_synced  # inside compute() the states are gathered already
@@ -45,10 +56,10 @@ class LatentCodes(Metric):
             mu = dim_zero_cat(self.mu).cpu().numpy()[first]
             logvar = dim_zero_cat(self.logvar).cpu().numpy()[first]
             labels = dim_zero_cat(self.labels).cpu().numpy()[first]
-        return {"mu": mu, "logvar": None if np.isnan(logvar).all() else logvar, "labels": labels,
-                "index": index[first]}
+        return {"mu": mu, "logvar": None if np.isnan(logvar).all() else logvar, "labels": labels, "index": index[first]}
 
-    def compute(self) -> dict:
+    def compute(self) -> dict[str, Any]:
         c = self.codes()
+        assert c["mu"] is not None and c["labels"] is not None
         labels = {name: c["labels"][:, j] for j, name in enumerate(self.label_names)}
         return latent_report(c["mu"], labels, c["logvar"], **self.report_kwargs)
