@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from spectra_lightning import plots
+from spectra_lightning.metrics.latent import MAD_THRESHOLD
 from spectra_lightning.metrics.report import format_summary, latent_report
 from spectra_lightning.metrics.torchmetric import LatentCodes
 
@@ -37,7 +38,7 @@ class LatentMetrics(L.Callback):
         self,
         every_n_epochs: int = 1,
         figures_every_n_epochs: int = 5,
-        threshold: float = 0.02,
+        threshold: float = MAD_THRESHOLD,
         criterion: str = "auto",
         estimators: tuple[str, ...] = ("ksg",),
         n_reconstructions: int = 3,

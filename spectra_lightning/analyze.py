@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .codes import InputError, load_codes, load_labels
+from .metrics.latent import MAD_THRESHOLD
 from .metrics.mi import PAPER_BINS
 from .metrics.report import format_summary, latent_report
 
@@ -61,7 +62,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--labels", help="CSV with an 'id' column (or rows in code order); numeric columns are labels")
     p.add_argument("--label-columns", help="comma-separated subset of label columns")
     p.add_argument("--output", required=True, help="directory for report.json and figures/")
-    p.add_argument("--threshold", type=float, default=0.02, help="MAD threshold (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=MAD_THRESHOLD, help="MAD threshold (default %(default)s)")
     p.add_argument("--criterion", default="auto", choices=["auto", "mad", "kl", "both"])
     p.add_argument("--k", type=int, default=3, help="KSG neighbours (default %(default)s)")
     p.add_argument("--bins", default=",".join(map(str, PAPER_BINS)), help="histogram bin counts")

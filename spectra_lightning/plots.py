@@ -1,17 +1,20 @@
 """Figures of the latent space, shared by the callbacks and ``analyze``.
 
 Every function takes arrays or a report dict (see ``metrics.report``) and returns a
-matplotlib Figure; callers save or log it and close it.
+``matplotlib.figure.Figure`` built without pyplot: no global figure registry, no backend switch, so a
+notebook's own plots are untouched and nothing needs closing.
 """
 
 from __future__ import annotations
 
-import matplotlib
+from pathlib import Path
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 
 # Well-known regions (air Å) for zoomed reconstructions and traversals.
 ZOOM_WINDOWS = {
@@ -25,17 +28,23 @@ ZOOM_WINDOWS = {
 }
 
 
+def subplots(*grid: int, figsize: tuple[float, float], **kwargs):
+    """``pyplot.subplots`` without pyplot: a free-standing Figure and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **kwargs)
+
+
 def windows_in(wave: np.ndarray, valid: np.ndarray | None = None, n: int = 3) -> dict:
     """Up to ``n`` zoom windows that lie on the grid's valid pixels."""
     lo, hi = (wave[valid].min(), wave[valid].max()) if valid is not None else (wave.min(), wave.max())
     return dict([(k, w) for k, w in ZOOM_WINDOWS.items() if w[0] >= lo and w[1] <= hi][:n])
 
 
-def mad_stems(report: dict) -> plt.Figure:
+def mad_stems(report: dict) -> Figure:
     """MAD per node (log scale) with the threshold; informative nodes highlighted."""
     values = np.array(report["mad"]["values"], float)
     info = set(report["mad"]["informative"])
-    fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(values)), 3.2))
+    fig, ax = subplots(figsize=(max(6, 0.18 * len(values)), 3.2))
     x = np.arange(len(values))
     floor = max(values[values > 0].min() / 10, 1e-8) if (values > 0).any() else 1e-8
     v = np.maximum(values, floor)
@@ -52,13 +61,13 @@ def mad_stems(report: dict) -> plt.Figure:
     return fig
 
 
-def mi_heatmap(report: dict, estimator: str = "ksg") -> plt.Figure:
+def mi_heatmap(report: dict, estimator: str = "ksg") -> Figure:
     """MI (nats) of each node with each label, nodes ordered by MAD; informative nodes starred."""
     table = {k: v for k, v in report["mi"][estimator].items() if "values" in v}
     order = np.argsort(-np.array(report["mad"]["values"], float))[: min(32, report["latent_dim"])]
     info = set(report["mad"]["informative"])
     data = np.array([[table[k]["values"][i] or 0.0 for i in order] for k in table])
-    fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(order) + 2), 0.45 * len(table) + 1.6))
+    fig, ax = subplots(figsize=(max(6, 0.32 * len(order) + 2), 0.45 * len(table) + 1.6))
     sns.heatmap(
         data,
         ax=ax,
@@ -74,12 +83,12 @@ def mi_heatmap(report: dict, estimator: str = "ksg") -> plt.Figure:
     return fig
 
 
-def indicator_heatmap(report: dict, label: str) -> plt.Figure:
+def indicator_heatmap(report: dict, label: str) -> Figure:
     """The paper's MI indicator (MI / max over nodes) for one label: bin counts × nodes."""
     h = report["mi"]["histogram"][label]
     order = np.argsort(-np.array(report["mad"]["values"], float))[: min(32, report["latent_dim"])]
     data = np.array(h["indicator"])[:, order]
-    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(order) + 2), 3.2))
+    fig, ax = subplots(figsize=(max(6, 0.3 * len(order) + 2), 3.2))
     sns.heatmap(
         data,
         ax=ax,
@@ -95,11 +104,11 @@ def indicator_heatmap(report: dict, label: str) -> plt.Figure:
     return fig
 
 
-def pair_mi_matrix(report: dict) -> plt.Figure:
+def pair_mi_matrix(report: dict) -> Figure:
     """KSG MI between informative nodes: off-diagonal ~0 means they carry separate information."""
     nodes = report["pair_mi"]["nodes"]
     m = np.array(report["pair_mi"]["matrix"], dtype=float) if nodes else np.zeros((0, 0))
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * max(len(nodes), 2), 0.8 + 0.55 * max(len(nodes), 2)))
+    fig, ax = subplots(figsize=(1.0 + 0.6 * max(len(nodes), 2), 0.8 + 0.55 * max(len(nodes), 2)))
     if len(nodes):
         sns.heatmap(
             m,
@@ -117,9 +126,9 @@ def pair_mi_matrix(report: dict) -> plt.Figure:
     return fig
 
 
-def node_scatter(mu: np.ndarray, labels: dict, x_node: int, y: str | int, color: str) -> plt.Figure:
+def node_scatter(mu: np.ndarray, labels: dict, x_node: int, y: str | int, color: str) -> Figure:
     """A node against a label (``y`` a label name) or another node (``y`` an int), coloured by a label."""
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = subplots(figsize=(5, 4))
     yv = mu[:, y] if isinstance(y, (int, np.integer)) else labels[y]
     sc = ax.scatter(mu[:, x_node], yv, c=labels[color], s=5, cmap="coolwarm")
     fig.colorbar(sc, ax=ax, label=color)
@@ -128,13 +137,11 @@ def node_scatter(mu: np.ndarray, labels: dict, x_node: int, y: str | int, color:
     return fig
 
 
-def reconstructions(
-    wave: np.ndarray, flux: np.ndarray, mask: np.ndarray, recon: np.ndarray, windows: dict
-) -> plt.Figure:
+def reconstructions(wave: np.ndarray, flux: np.ndarray, mask: np.ndarray, recon: np.ndarray, windows: dict) -> Figure:
     """A few spectra ``(n, L)`` and their reconstructions, whole and in zoom windows."""
     n = len(flux)
     cols = 1 + len(windows)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         n,
         cols,
         figsize=(4 * cols + 2, 1.9 * n),
@@ -173,14 +180,14 @@ MARKED_LINES = {
 
 def traversal(
     wave: np.ndarray, decoded: np.ndarray, values: np.ndarray, node: int, windows: dict, valid: np.ndarray | None = None
-) -> plt.Figure:
+) -> Figure:
     """Spectra decoded from the mean code while one node sweeps its range, overplotted; the full-range
     panel (the grid's ``valid`` pixels when given, padding left out) marks the Balmer lines, Mg b, Na D."""
     cols = 1 + len(windows)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         1, cols, figsize=(4 * cols + 4, 2.8), squeeze=False, gridspec_kw={"width_ratios": [3.5] + [1] * len(windows)}
     )
-    colors = plt.cm.viridis(np.linspace(0, 1, len(values)))
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 1, len(values)))
     full = (wave[valid].min(), wave[valid].max()) if valid is not None and valid.any() else (wave.min(), wave.max())
     spans = [("full", full)] + list(windows.items())
     for c, (name, (lo, hi)) in enumerate(spans):
@@ -194,13 +201,13 @@ def traversal(
         if full[0] <= w <= full[1]:
             axes[0, 0].axvline(w, c="0.5", lw=0.5, ls=":")
             axes[0, 0].text(w, top, label, fontsize=6, rotation=90, va="top", ha="right", color="0.3")
-    sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(values.min(), values.max()))
+    sm = ScalarMappable(cmap="viridis", norm=Normalize(values.min(), values.max()))
     fig.colorbar(sm, ax=axes[0, -1], label=f"z[{node}]")
     fig.tight_layout()
     return fig
 
 
-def report_figures(report: dict, mu: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, plt.Figure]:
+def report_figures(report: dict, mu: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, Figure]:
     """The figures that need only codes and labels: MAD stems, MI heatmaps, pair MI, scatters."""
     figs = {"mad": mad_stems(report)}
     ksg = {k: v for k, v in report["mi"].get("ksg", {}).items() if v.get("best_node") is not None}
@@ -221,15 +228,12 @@ def report_figures(report: dict, mu: np.ndarray, labels: dict[str, np.ndarray]) 
     return figs
 
 
-def save_figures(figs: dict[str, plt.Figure], out) -> dict:
-    """Write each figure as ``out/<name>.png`` and close it; returns the paths."""
-    from pathlib import Path
-
+def save_figures(figs: dict[str, Figure], out: str | Path) -> dict[str, Path]:
+    """Write each figure as ``out/<name>.png``; returns the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, fig in figs.items():
         paths[name] = out / f"{name}.png"
         fig.savefig(paths[name], dpi=90)
-        plt.close(fig)
     return paths

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .metrics.latent import MAD_THRESHOLD
+
 LABELS = ("rv", "teff", "logg", "feh", "vsini", "snr")
 
 
@@ -200,11 +202,9 @@ def latest_rows(table: Path) -> list[dict]:
     return [r for r in rows.values() if r["status"] == "ok"]
 
 
-def report(out_dir: str | Path, threshold: float = 0.02) -> dict[str, Path]:
+def report(out_dir: str | Path, threshold: float = MAD_THRESHOLD) -> dict[str, Path]:
     """Figure 4 (informative nodes and MAD vs λ per latent size) and best-node MI vs λ."""
-    import matplotlib.pyplot as plt
-
-    from . import plots  # noqa: F401  (sets the Agg backend)
+    from .plots import subplots
 
     out = Path(out_dir)
     rows = latest_rows(out / "results.csv")
@@ -215,7 +215,7 @@ def report(out_dir: str | Path, threshold: float = 0.02) -> dict[str, Path]:
         r["kl_weight"] = float(p.get("model.kl_weight", np.nan))
         r["latent_dim"] = int(p.get("model.latent_dim", 0))
     sizes = sorted({r["latent_dim"] for r in rows})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for c, size in enumerate(sizes):
         sel = sorted((r for r in rows if r["latent_dim"] == size), key=lambda r: r["kl_weight"])
         lam = [r["kl_weight"] for r in sel]
@@ -236,8 +236,7 @@ def report(out_dir: str | Path, threshold: float = 0.02) -> dict[str, Path]:
     fig.tight_layout()
     paths = {"figure4": out / "figure4.png"}
     fig.savefig(paths["figure4"], dpi=100)
-    plt.close(fig)
-    fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4), squeeze=False)
+    fig, axes = subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4), squeeze=False)
     for c, size in enumerate(sizes):
         sel = sorted((r for r in rows if r["latent_dim"] == size), key=lambda r: r["kl_weight"])
         for j, label in enumerate(LABELS):
@@ -250,7 +249,6 @@ def report(out_dir: str | Path, threshold: float = 0.02) -> dict[str, Path]:
     fig.tight_layout()
     paths["mi"] = out / "sweep_mi.png"
     fig.savefig(paths["mi"], dpi=100)
-    plt.close(fig)
     _log_to_wandb(out, paths)
     return paths
 
@@ -309,7 +307,12 @@ def report_main(argv: list[str]) -> int:
         prog="python -m spectra_lightning sweep-report", description="Figure 4 from a sweep directory's results.csv."
     )
     p.add_argument("dir", help="sweep directory (holds results.csv)")
-    p.add_argument("--threshold", type=float, default=0.02)
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=MAD_THRESHOLD,
+        help="MAD above which a node counts as informative (default %(default)s, the paper's)",
+    )
     a = p.parse_args(argv)
     try:
         for name, path in report(a.dir, a.threshold).items():

@@ -4,6 +4,8 @@ import csv
 import json
 import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -250,3 +252,22 @@ def test_analyze_and_encode_errors(tmp_path, capsys):
     assert "no label column 'logg'" in capsys.readouterr().err
     assert main(["encode", "--ckpt", str(tmp_path / "missing.ckpt"), "--store", "x", "--output", "y"]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_figures_leave_pyplot_alone():
+    """A notebook's backend and figure list are untouched by drawing (Figures are built without pyplot)."""
+    code = """
+import matplotlib
+matplotlib.use("svg")
+import matplotlib.pyplot as plt
+import numpy as np
+from spectra_lightning import plots
+from spectra_lightning.metrics.report import latent_report
+rng = np.random.default_rng(0)
+mu = rng.standard_normal((200, 3))
+report = latent_report(mu, {"teff": mu[:, 0] + 0.1 * rng.standard_normal(200)}, estimators=("ksg",))
+figs = plots.report_figures(report, mu, {"teff": mu[:, 0]})
+print(matplotlib.get_backend(), len(plt.get_fignums()), len(figs))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["svg", "0"] and int(out[2]) >= 3
