@@ -35,7 +35,7 @@ from report import publish
 
 from spectra_lightning import grid_kernel
 from spectra_lightning.ingest import expand_inputs, ingest
-from spectra_lightning.products import read_spectrum
+from spectra_lightning.readers import read_spectrum
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "harps"
 BARE = ("bare astropy read (1 process)", 1)  # (row name, workers)

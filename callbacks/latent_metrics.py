@@ -78,13 +78,17 @@ class LatentMetrics(L.Callback):
             n = self.n_reconstructions
             self.examples = {"flux": batch["flux"][:n].detach(), "mask": batch["mask"][:n].detach()}
 
-    def _due(self, trainer, every: int) -> bool:
+    def _runs_this_epoch(self, trainer, every: int) -> bool:
         last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
         return last or (every > 0 and (trainer.current_epoch + 1) % every == 0)
 
     # -- per epoch ------------------------------------------------------------------
     def on_validation_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking or not self._due(trainer, self.every_n_epochs) or self.metric.update_count == 0:
+        if (
+            trainer.sanity_checking
+            or not self._runs_this_epoch(trainer, self.every_n_epochs)
+            or self.metric.update_count == 0
+        ):
             return
         t0 = time.perf_counter()
         codes = self.metric.codes()  # a collective: every rank gets all ranks' codes, deduplicated
@@ -101,7 +105,7 @@ class LatentMetrics(L.Callback):
                 **self.report_kwargs,
             )
             scalars = self._scalars(report)
-            if self._due(trainer, self.figures_every_n_epochs):
+            if self._runs_this_epoch(trainer, self.figures_every_n_epochs):
                 self._figures(trainer, pl_module, report, codes, f"epoch_{trainer.current_epoch:03d}")
             elapsed = time.perf_counter() - t0
             self.seconds.append(elapsed)

@@ -147,7 +147,7 @@ def epoch_rows(
     return np.concatenate([blocks[i] for i in rng.permutation(len(blocks))]) if blocks else rows
 
 
-def piece(order: np.ndarray, part: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+def worker_share(order: np.ndarray, part: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
     """Part ``part`` of ``parts`` equal pieces of ``order``, padded by wrapping; ``(rows, weight)``."""
     size = math.ceil(len(order) / parts) if len(order) else 0
     idx = np.arange(part * size, (part + 1) * size)
@@ -211,7 +211,7 @@ class BlockStream(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         store = self.store()
         order = epoch_rows(self.rows, store.block_rows, self.seed, self.epoch, self.shuffle, self.probabilities)
-        rows, weight = piece(order, rank * workers + worker, world * workers)
+        rows, weight = worker_share(order, rank * workers + worker, world * workers)
         # validation (no shuffle) draws the same augmentation every epoch: a fixed set to read the latent space on
         rng = np.random.default_rng([self.seed, self.epoch if self.shuffle else 0, rank, worker, 1])
         wave = store.grid.wavelength

@@ -63,12 +63,23 @@ def main(argv: list[str]) -> int:
     p.add_argument("--label-columns", help="comma-separated subset of label columns")
     p.add_argument("--output", required=True, help="directory for report.json and figures/")
     p.add_argument("--threshold", type=float, default=MAD_THRESHOLD, help="MAD threshold (default %(default)s)")
-    p.add_argument("--criterion", default="auto", choices=["auto", "mad", "kl", "both"])
+    p.add_argument(
+        "--criterion",
+        default="auto",
+        choices=["auto", "mad", "kl", "both"],
+        help="informative nodes by MAD > threshold (the paper's), mean KL > 0.05 nat, or both; auto: both "
+        "when the codes carry log-variances, else mad (default %(default)s)",
+    )
     p.add_argument("--k", type=int, default=3, help="KSG neighbours (default %(default)s)")
-    p.add_argument("--bins", default=",".join(map(str, PAPER_BINS)), help="histogram bin counts")
+    p.add_argument(
+        "--bins",
+        default=",".join(map(str, PAPER_BINS)),
+        help="comma-separated bin counts of the histogram MI estimator, one estimate per count "
+        "(default %(default)s, the paper's)",
+    )
     p.add_argument("--sigma", type=float, default=5.0, help="label sigma-clipping (default %(default)s)")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for KSG standard errors")
-    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--no-figures", action="store_true", help="write report.json only")
     a = p.parse_args(argv)
     try:
         report = analyze(

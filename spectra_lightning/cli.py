@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from spectra_lightning.data_modules import SpectraDataModule
@@ -77,6 +78,13 @@ def one_line(message: str) -> str:
     return f"--{'.'.join(keys)}: {reasons[0] if reasons else lines[0]}"
 
 
+class _HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with the epilog's lines kept as written (one option per line)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
 class SpectraParser(LightningArgumentParser):
     """LightningCLI's parser with errors as one line and a pointer to ``--help``, not 60 lines of usage."""
 
@@ -112,6 +120,30 @@ class SpectraCLI(LightningCLI):
         super()._add_subcommands(parser, **kwargs)
         for name, sub in parser._subcommands_action._name_parser_map.items():
             sub.prog = f"{PROG} {name}"  # not "... [options] fit": the usage shows what users type
+            sub.epilog = data_options_help()
+
+
+def data_options_help() -> str:
+    """The DataModule's options, which ``--help`` otherwise hides behind ``--data.help CLASS``."""
+    import inspect
+
+    from spectra_lightning.data_modules import SpectraDataModule, StreamingSpectraDataModule
+
+    lines, doc = [], inspect.getdoc(SpectraDataModule) or ""
+    entries: list[list[str]] = []
+    for line in doc.split("Args:", 1)[-1].splitlines():
+        m = re.match(r"^ {4}(\w+(?:, \w+)*): (.+)$", line)
+        if m:
+            entries.append([m[1].split(",")[0], m[2]])
+        elif entries and line.startswith(" " * 8):
+            entries[-1][1] += " " + line.strip()  # the entry's next line
+    for name, text in entries:
+        lines.append(f"  --data.init_args.{name:16s} {text.replace('``', '').split('. ')[0].rstrip('.')}")
+    names = f"{SpectraDataModule.__name__} (map-style) or {StreamingSpectraDataModule.__name__}"
+    return (
+        f"data options (--data.class_path: {names}):\n" + "\n".join(lines) + "\n"
+        f"all of them: {PROG} fit --data.help {SpectraDataModule.__name__} (or {StreamingSpectraDataModule.__name__})"
+    )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.n_pixels", "model.n_pixels", apply_on="instantiate")
@@ -259,12 +291,13 @@ SYNTH_HELP = {
     "giant_fraction": "share of giants among the stars",
     "spectra_per_star": "epochs per star (same labels, new noise)",
     "resolution": "resolving power R of the instrument profile (HARPS: 115,000)",
-    "dtype": "stored flux dtype",
+    "dtype": "stored flux dtype: float16 (the archive format, half the bytes) or float32",
 }
 
 
 def synth_main(argv: list[str]) -> int:
     """``synth``: write a synthetic store."""
+    from .grid import GRIDS
     from .synth import SynthSpec, synthesize
 
     defaults = SynthSpec()
@@ -277,7 +310,9 @@ def synth_main(argv: list[str]) -> int:
     for f in fields(SynthSpec):
         if f.name == "grid":
             p.add_argument(
-                "--grid", default=defaults.grid, help="named grid: harps, quickstart or tiny (default %(default)s)"
+                "--grid",
+                default=defaults.grid,
+                help=f"a named grid ({', '.join(GRIDS)}) or START:STOP:STEP[:LENGTH] in Å (default %(default)s)",
             )
             continue
         choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
@@ -402,7 +437,7 @@ def main(args: list[str] | None = None) -> int:
             args=None if from_argv else args,
             save_config_kwargs={"overwrite": True},
             parser_class=SpectraParser,
-            parser_kwargs={"prog": PROG},
+            parser_kwargs={"prog": PROG, "formatter_class": _HelpFormatter},
         )
     except Exception as e:
         err = user_error(e)

@@ -72,9 +72,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--ckpt", required=True, help="checkpoint of a trained model")
     p.add_argument("--store", required=True, help="store path or URL")
     p.add_argument("--output", required=True, help="codes store to create (CODES.zarr)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="spectra per forward pass (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     try:
         out = encode(a.ckpt, a.store, a.output, a.batch_size, a.device, progress=not a.quiet)

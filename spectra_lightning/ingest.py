@@ -1,6 +1,6 @@
 """``ingest``: archive FITS files -> spectra on the grid in a store; parallel, resumable.
 
-Each input is read (``products``), put on the grid exactly as the paper did — trimmed to the
+Each input is read (``readers``), put on the grid exactly as the paper did — trimmed to the
 grid, resampled when not already on it (``SpectralGrid.resample``: linear, or a flux-conserving
 box mean for much finer inputs; non-finite pixels stay masked), zero-padded (NaN in the store
 = masked: padding, CCD gap, non-finite or absent pixels) and divided by the median of its
@@ -40,7 +40,7 @@ import numpy as np
 
 from . import grid_kernel
 from .grid import SpectralGrid
-from .products import NotASpectrum, RejectError, Spectrum, read_spectrum
+from .readers import NotASpectrum, RejectError, Spectrum, read_spectrum
 from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, StoreError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
@@ -220,12 +220,12 @@ def process(
 
 
 # what every file's task shares, set once per process (a task then pickles only its paths)
-_JOB: tuple = (None, MIN_FLUX, frozenset(), "float16", None)
+_WORKER_SETUP: tuple = (None, MIN_FLUX, frozenset(), "float16", None)
 
 
 def _init_worker(grid, min_flux, known, dtype, slots, parent):
-    global _JOB
-    _JOB = (grid, min_flux, known, dtype, slots)
+    global _WORKER_SETUP
+    _WORKER_SETUP = (grid, min_flux, known, dtype, slots)
     _follow(parent)
     _reuse_freed_memory()
 
@@ -259,7 +259,7 @@ def _reuse_freed_memory() -> None:
 def _worker(group: int, paths: list[Path]) -> list[tuple]:
     """One task: a few files in a row (one round trip to the worker for several files). With shared
     ``slots``, each row is written into ``slots[group, j]`` and sent as None (the writer reads it there)."""
-    grid, min_flux, known, dtype, slots = _JOB
+    grid, min_flux, known, dtype, slots = _WORKER_SETUP
     if slots is None:
         return [process(p, grid, min_flux, known, dtype) for p in paths]
     results = [process(p, grid, min_flux, known, dtype, slots[group, j]) for j, p in enumerate(paths)]

@@ -279,6 +279,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m spectra_lightning sweep",
         description="Run a W&B sweep YAML locally (no W&B server), then draw Figure 4.",
+        epilog="Any other option is passed to every run's fit, e.g. --trainer.max_epochs=2 or "
+        "--trainer.accelerator=cpu; a W&B server's agent runs the same YAML with `wandb agent`.",
     )
     p.add_argument("sweep", help="sweep YAML, e.g. experiments/sweeps/quickstart_lambda.yaml")
     p.add_argument("--dir", help="output directory (default runs/sweeps/<name>)")

@@ -19,7 +19,10 @@ def test_overview_and_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["fit", "--help"])
     assert e.value.code == 0
-    assert "--model.kl_weight" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--model.kl_weight" in out
+    # the DataModule's options are listed where a user looks, one per line
+    assert "\n  --data.init_args.store " in out and "\n  --data.init_args.batch_size " in out
     assert main(["frobnicate"]) == 2
 
 

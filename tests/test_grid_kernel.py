@@ -6,7 +6,7 @@ import pytest
 from spectra_lightning import grid_kernel
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import on_grid_row
-from spectra_lightning.products import read_spectrum
+from spectra_lightning.readers import read_spectrum
 
 from helpers import real_file
 

@@ -140,7 +140,7 @@ def test_other_instruments_land_at_the_right_wavelengths(tmp_path, rel):
 
 
 def test_nm_units_are_converted():
-    from spectra_lightning.products import read_spectrum
+    from spectra_lightning.readers import read_spectrum
 
     spec = read_spectrum(real_file("other/gbs/NARVAL_HD22879.fits"))
     assert spec.wave[0] == pytest.approx(4800.0) and spec.wave[-1] == pytest.approx(6799.99, abs=0.01)
@@ -148,7 +148,7 @@ def test_nm_units_are_converted():
 
 def read_both_ways(path):
     """``read_spectrum`` parsing only the cards it needs, then the whole header: (Spectrum or reason) each."""
-    from spectra_lightning.products import RejectError, read_spectrum
+    from spectra_lightning.readers import RejectError, read_spectrum
 
     out = []
     for all_cards in (False, True):
@@ -199,7 +199,7 @@ def test_damaged_files_get_the_same_outcome_as_a_full_read(tmp_path, damage):
 
 
 def test_needed_cards_are_found_among_thousands_with_long_values(tmp_path):
-    from spectra_lightning.products import PRIMARY_CARDS
+    from spectra_lightning.readers import PRIMARY_CARDS
 
     hdu = fits.PrimaryHDU(np.linspace(1.0, 2.0, 500).astype(np.float32))
     for i in range(2000):  # noise before, between and after the needed cards

@@ -176,7 +176,7 @@ def test_report_schema_and_nan_labels():
 
 
 def test_carrier_verdicts():
-    from spectra_lightning.metrics.report import carrier
+    from spectra_lightning.metrics.report import label_carrier
 
     def rep(best, runner, pair_value, teff_values):
         return {
@@ -189,7 +189,11 @@ def test_carrier_verdicts():
             "mi_pairs": {"ksg": {"rv": {"best_pair": [0, 1], "value": pair_value}}},
         }
 
-    assert carrier(rep(2.0, 0.5, 2.2, [0.0, 0.0]), "rv")["kind"] == "single node"
-    assert carrier(rep(1.4, 1.1, 2.8, [0.02, 0.05]), "rv") == {"kind": "phase pair", "nodes": [0, 1], "value": 2.8}
-    assert carrier(rep(1.4, 1.1, 2.8, [0.5, 0.05]), "rv")["kind"] == "diffuse"  # a pair node carries Teff
-    assert carrier(rep(0.06, 0.02, 0.08, [0.0, 0.0]), "rv")["kind"] == "none"
+    assert label_carrier(rep(2.0, 0.5, 2.2, [0.0, 0.0]), "rv")["kind"] == "single node"
+    assert label_carrier(rep(1.4, 1.1, 2.8, [0.02, 0.05]), "rv") == {
+        "kind": "phase pair",
+        "nodes": [0, 1],
+        "value": 2.8,
+    }
+    assert label_carrier(rep(1.4, 1.1, 2.8, [0.5, 0.05]), "rv")["kind"] == "diffuse"  # a pair node carries Teff
+    assert label_carrier(rep(0.06, 0.02, 0.08, [0.0, 0.0]), "rv")["kind"] == "none"

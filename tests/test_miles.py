@@ -193,7 +193,7 @@ def test_the_miles_recipe_fits_a_subset_and_the_grid_flows_into_encode(miles_sto
 def test_a_harps_file_on_the_miles_grid_is_masked_outside_its_coverage():
     g = SpectralGrid.named("miles")
     from spectra_lightning.ingest import on_grid_row
-    from spectra_lightning.products import read_spectrum
+    from spectra_lightning.readers import read_spectrum
 
     spec = read_spectrum(real_file("harps/adp/ADP.2014-09-16T11:04:45.123.fits"))
     row, n, _ = on_grid_row(spec, g, "float32")

@@ -23,7 +23,7 @@ from spectra_lightning.data_modules.streaming import (
     balance_weights,
     epoch_rows,
     one_per_object,
-    piece,
+    worker_share,
 )
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.store import SpectraStore
@@ -40,7 +40,7 @@ def test_epoch_order_is_deterministic_and_pieces_cover_each_row_once():
     assert np.array_equal(np.sort(a), rows)
     shards = a // 64  # whole shards stay together
     assert (np.diff(shards) != 0).sum() == len(np.unique(shards)) - 1
-    got = [piece(a, p, 6) for p in range(6)]
+    got = [worker_share(a, p, 6) for p in range(6)]
     assert len({len(r) for r, _ in got}) == 1
     real = np.concatenate([r[w > 0] for r, w in got])
     assert Counter(real.tolist()) == Counter(rows.tolist())

@@ -115,7 +115,7 @@ def latent_report(
         }
     report = to_json(report)
     report["carriers"] = {
-        name: carrier(report, name, other="teff" if name == "rv" else "rv")
+        name: label_carrier(report, name, other="teff" if name == "rv" else "rv")
         for name in ("rv", "teff")
         if name in report["mi"].get("ksg", {})
     }
@@ -138,7 +138,7 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
-def carrier(
+def label_carrier(
     report: dict[str, Any],
     label: str,
     other: str | None = "teff",
@@ -198,7 +198,7 @@ def format_summary(report: dict[str, Any]) -> str:
             f"{e['gap']:5.2f}   {pair}"
         )
     for name in ("rv", "teff"):
-        c = carrier(report, name, other="teff" if name == "rv" else "rv")
+        c = label_carrier(report, name, other="teff" if name == "rv" else "rv")
         if c["kind"] != "unknown":
             lines.append(f"{name} is carried by: {c['kind']} {c.get('nodes')} ({c['value']:.2f} nat)")
     return "\n".join(lines)
