@@ -122,29 +122,6 @@ class SpectraCLI(LightningCLI):
             sub.prog = f"{PROG} {name}"  # not "... [options] fit": the usage shows what users type
             sub.epilog = data_options_help()
 
-
-def data_options_help() -> str:
-    """The DataModule's options, which ``--help`` otherwise hides behind ``--data.help CLASS``."""
-    import inspect
-
-    from spectra_lightning.data_modules import SpectraDataModule, StreamingSpectraDataModule
-
-    lines, doc = [], inspect.getdoc(SpectraDataModule) or ""
-    entries: list[list[str]] = []
-    for line in doc.split("Args:", 1)[-1].splitlines():
-        m = re.match(r"^ {4}(\w+(?:, \w+)*): (.+)$", line)
-        if m:
-            entries.append([m[1].split(",")[0], m[2]])
-        elif entries and line.startswith(" " * 8):
-            entries[-1][1] += " " + line.strip()  # the entry's next line
-    for name, text in entries:
-        lines.append(f"  --data.init_args.{name:16s} {text.replace('``', '').split('. ')[0].rstrip('.')}")
-    names = f"{SpectraDataModule.__name__} (map-style) or {StreamingSpectraDataModule.__name__}"
-    return (
-        f"data options (--data.class_path: {names}):\n" + "\n".join(lines) + "\n"
-        f"all of them: {PROG} fit --data.help {SpectraDataModule.__name__} (or {StreamingSpectraDataModule.__name__})"
-    )
-
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.n_pixels", "model.n_pixels", apply_on="instantiate")
         parser.link_arguments("data.grid_spec", "model.grid", apply_on="instantiate")
@@ -272,6 +249,29 @@ def data_options_help() -> str:
         for logger in self.trainer.loggers:
             if type(logger).__name__.endswith("WandbLogger") and logger._experiment is not None:
                 logger.experiment.finish()  # the run is complete: a later fit (or resume) starts cleanly
+
+
+def data_options_help() -> str:
+    """The DataModule's options, which ``--help`` otherwise hides behind ``--data.help CLASS``."""
+    import inspect
+
+    from spectra_lightning.data_modules import SpectraDataModule, StreamingSpectraDataModule
+
+    lines, doc = [], inspect.getdoc(SpectraDataModule) or ""
+    entries: list[list[str]] = []
+    for line in doc.split("Args:", 1)[-1].splitlines():
+        m = re.match(r"^ {4}(\w+(?:, \w+)*): (.+)$", line)
+        if m:
+            entries.append([m[1].split(",")[0], m[2]])
+        elif entries and line.startswith(" " * 8):
+            entries[-1][1] += " " + line.strip()  # the entry's next line
+    for name, text in entries:
+        lines.append(f"  --data.init_args.{name:16s} {text.replace('``', '').split('. ')[0].rstrip('.')}")
+    names = f"{SpectraDataModule.__name__} (map-style) or {StreamingSpectraDataModule.__name__}"
+    return (
+        f"data options (--data.class_path: {names}):\n" + "\n".join(lines) + "\n"
+        f"all of them: {PROG} fit --data.help {SpectraDataModule.__name__} (or {StreamingSpectraDataModule.__name__})"
+    )
 
 
 def read_run_file(run_dir) -> dict:

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -450,6 +451,109 @@ def ingest(
         return _ingest_into(store, paths, broken, grid, workers, table, min_flux, progress, batch)
 
 
+class ReaderPool:
+    """Files read and put on the grid in worker processes (even with one worker: this process then only
+    writes), ``TASK_FILES`` per task, results taken in input order with a bounded number of tasks in
+    flight. On Linux each task writes its rows into its own group of shared-memory slots, free again once
+    the caller has copied them (rows cross without pickling). Use as a context manager."""
+
+    def __init__(
+        self, paths: list[Path], grid: SpectralGrid, workers: int, min_flux: float, known: set[str], dtype: np.dtype
+    ):
+        self.paths, self.in_flight = paths, 2 * workers + 1
+        self.slots = _shared_slots(self.in_flight, grid.length, dtype)
+        setup = (grid, min_flux, frozenset(known), str(dtype), self.slots)
+        grid_kernel.warm()  # once here rather than in every (forked) worker
+        context = multiprocessing.get_context("fork") if self.slots is not None else None
+        self.pool = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(*setup, os.getpid())
+        )
+
+    def __iter__(self) -> Iterator[tuple[int, tuple]]:
+        """``(input index, result)`` in input order; an ``ok`` result's flux row ``(L,)`` is valid only until
+        the next item is asked for (it may live in a slot the next task reuses)."""
+        queue: deque = deque()
+        free_groups = list(range(self.in_flight))
+        for start in range(0, len(self.paths) + TASK_FILES, TASK_FILES):
+            task = range(start, min(start + TASK_FILES, len(self.paths)))
+            while queue and (len(queue) == self.in_flight or not task):
+                done, group, fut = queue.popleft()
+                for j, (i, result) in enumerate(zip(done, fut.result())):
+                    if result[0] == "ok" and result[1] is None:
+                        result = (result[0], self.slots[group, j], result[2])
+                    yield i, result
+                free_groups.append(group)
+            if task:
+                group = free_groups.pop()
+                queue.append((task, group, self.pool.submit(_worker, group, [self.paths[i] for i in task])))
+
+    def __enter__(self) -> ReaderPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+class BatchWriter:
+    """Rows into a store in input order: each chunk's rows are staged (compressed and written) as soon as the
+    chunk is full, and every ``batch`` rows are committed (metadata, then the store's commit point), by one
+    writer thread (compression and I/O release the GIL), so writing keeps pace with reading and a kill
+    leaves whole committed spectra only. Rows go straight into one of two batch buffers: one fills while the
+    writer commits the other (reusing them spares a fresh 80-170 MB array and its page faults per batch).
+    Use as a context manager: leaving it finishes a batch being written, never cuts it."""
+
+    def __init__(self, store: SpectraStore, batch: int):
+        self.store, self.batch = store, batch
+        self.buffers = [np.empty((batch, store.grid.length), store.flux.dtype) for _ in range(2)]
+        self.pending: list[dict] = []  # metadata of the rows in buffers[0]
+        self.chunk, self.position, self.staged = store.flux.chunks[0], store.n, 0  # position: row of pending[0]
+        self.thread = ThreadPoolExecutor(1)
+        self.staging: list = []
+        self.committing: list = []
+
+    def add(self, flux: np.ndarray, meta: dict, rejects: dict[str, str]) -> None:
+        """Queue one row ``(L,)`` and its metadata; ``rejects`` is what a commit records with it."""
+        self.buffers[0][len(self.pending)] = flux
+        self.pending.append(meta)
+        if len(self.pending) >= self.batch:
+            self.flush(rejects)
+        elif (self.position + len(self.pending)) % self.chunk == 0:
+            self._stage(len(self.pending))
+
+    def _stage(self, upto: int) -> None:
+        if upto > self.staged:
+            self.staging.append(self.thread.submit(self.store.stage, self.buffers[0][self.staged : upto]))
+            self.staged = upto
+
+    def _commit(self, staged: list, columns: dict, rejects: dict[str, str]) -> None:
+        for f in staged:  # done (same thread, earlier); a failed write stops the commit
+            f.result()
+        self.store.commit(columns)
+        self.store.group.attrs["rejects"] = rejects
+
+    def flush(self, rejects: dict[str, str]) -> None:
+        """Commit the queued rows (in the writer thread; the previous commit is waited for first)."""
+        if not self.pending:
+            return
+        self._stage(len(self.pending))
+        columns = {k: np.array([m[k] for m in self.pending]) for k in self.pending[0]}
+        self.position += len(self.pending)
+        self.pending, self.staged = [], 0
+        self.buffers.reverse()  # the writer has finished with the other one (waited for below)
+        if self.committing:
+            self.committing.pop().result()
+        self.committing.append(self.thread.submit(self._commit, list(self.staging), columns, dict(rejects)))
+        self.staging.clear()
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.thread.shutdown(wait=True)
+        if self.committing and exc[0] is None:
+            self.committing.pop().result()
+
+
 def _ingest_into(
     store: SpectraStore,
     paths: list[Path],
@@ -470,113 +574,35 @@ def _ingest_into(
     rejects.update(broken)
     counts = {"ingested": 0, "already_present": 0, "skipped": 0, "rejected": len(broken)}
     skipped: dict[str, str] = {}
-    # rows go straight into one of two batch buffers: one fills while the writer commits the other
-    # (reusing them spares a fresh 80-170 MB array and its page faults per batch)
-    buffers = [np.empty((batch, grid.length), store.flux.dtype) for _ in range(2)]
-    pending: list[dict] = []
-    # one writer thread (compression and I/O release the GIL) stages each chunk's rows as soon as they
-    # are read, so writing keeps pace with reading, and commits a batch (metadata, then the store's
-    # commit point) when it is full; in order, so a kill leaves whole committed spectra only
-    writer, staging, committing = ThreadPoolExecutor(1), [], []
-    chunk, position, staged = store.flux.chunks[0], store.n, 0  # position: store row of pending[0]
-
-    def stage(upto):
-        nonlocal staged
-        if upto > staged:
-            staging.append(writer.submit(store.stage, buffers[0][staged:upto]))
-            staged = upto
-
-    def commit(staged_rows, columns, rejected):
-        for f in staged_rows:  # done (same thread, earlier); a failed write stops the commit
-            f.result()
-        store.commit(columns)
-        store.group.attrs["rejects"] = rejected
-
-    def flush():
-        nonlocal staged, position
-        if not pending:
-            return
-        stage(len(pending))
-        columns = {k: np.array([m[k] for m in pending]) for k in pending[0]}
-        position += len(pending)
-        pending.clear()
-        staged = 0
-        buffers.reverse()  # the writer has finished with the other one (waited for below)
-        if committing:
-            committing.pop().result()
-        committing.append(writer.submit(commit, list(staging), columns, dict(rejects)))
-        staging.clear()
-
-    def handle(i: int, result: tuple, group: int, j: int):
-        nonlocal done_bytes
-        path, kind = paths[i], result[0]
-        if kind == "ok":
-            _, flux, meta = result
-            if flux is None:
-                flux = slots[group, j]
-            if meta["id"] in known:  # a second file with the same id in this run
-                counts["already_present"] += 1
-            else:
+    sizes = [p.stat().st_size for p in paths]
+    t0, done_bytes = time.perf_counter(), 0
+    with (
+        tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress) as bar,
+        BatchWriter(store, batch) as writer,
+        ReaderPool(paths, grid, workers, min_flux, known, store.flux.dtype) as reader,
+    ):
+        for i, result in reader:
+            path, kind = paths[i], result[0]
+            if kind == "ok" and result[2]["id"] not in known:
+                _, flux, meta = result
                 known.add(meta["id"])
                 rejects.pop(str(path), None)
                 if table is not None:
                     meta.update(table.lookup(meta))
-                buffers[0][len(pending)] = flux
-                pending.append(meta)
+                writer.add(flux, meta, rejects)
                 counts["ingested"] += 1
-                if len(pending) >= batch:
-                    flush()
-                elif (position + len(pending)) % chunk == 0:
-                    stage(len(pending))
-        elif kind == "dup":
-            counts["already_present"] += 1
-        elif kind == "skip":
-            counts["skipped"] += 1
-            skipped[str(path)] = result[1]
-        else:
-            counts["rejected"] += 1
-            rejects[str(path)] = result[1]
-        done_bytes += sizes[i]
-        bar.set_postfix_str(f"{done_bytes / max(time.perf_counter() - t0, 1e-9) / 1e6:.1f} MB/s", refresh=False)
-        bar.update(1)
-
-    sizes = [p.stat().st_size for p in paths]
-    bar = tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress)
-    t0, done_bytes = time.perf_counter(), 0
-    # files are read in worker processes (even with --workers 1: this process then only writes), a few
-    # files per task; results are taken in input order, a bounded number of tasks in flight, each task
-    # with its own group of row slots (free again once its rows are copied into the batch)
-    in_flight = 2 * workers + 1
-    slots = _shared_slots(in_flight, grid.length, store.flux.dtype)
-    free_groups = list(range(in_flight))
-    job = (grid, min_flux, frozenset(known), str(store.flux.dtype), slots)
-    grid_kernel.warm()  # once here rather than in every (forked) worker
-    context = multiprocessing.get_context("fork") if slots is not None else None
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(*job, os.getpid()))
-    queue: deque = deque()
-
-    def take_oldest():
-        task, group, fut = queue.popleft()
-        for j, (i, result) in enumerate(zip(task, fut.result())):
-            handle(i, result, group, j)
-        free_groups.append(group)
-
-    try:
-        for start in range(0, len(paths), TASK_FILES):
-            task = range(start, min(start + TASK_FILES, len(paths)))
-            if len(queue) == in_flight:
-                take_oldest()
-            group = free_groups.pop()
-            queue.append((task, group, pool.submit(_worker, group, [paths[i] for i in task])))
-        while queue:
-            take_oldest()
-        flush()
-    finally:
-        pool.shutdown(cancel_futures=True)
-        writer.shutdown(wait=True)  # a batch being written is finished, never cut
-        bar.close()
-    if committing:
-        committing.pop().result()
+            elif kind in ("ok", "dup"):  # ok: a second file with the same id in this run
+                counts["already_present"] += 1
+            elif kind == "skip":
+                counts["skipped"] += 1
+                skipped[str(path)] = result[1]
+            else:
+                counts["rejected"] += 1
+                rejects[str(path)] = result[1]
+            done_bytes += sizes[i]
+            bar.set_postfix_str(f"{done_bytes / max(time.perf_counter() - t0, 1e-9) / 1e6:.1f} MB/s", refresh=False)
+            bar.update(1)
+        writer.flush(rejects)
     elapsed = time.perf_counter() - t0
     summary = {
         **counts,
