@@ -1,4 +1,4 @@
-"""Read the latent space during training: MAD, MI, figures, and report.json at the end.
+"""Read the latent space during training: MAD and MI scalars per epoch, figures, report.json at the end.
 
 Uses the μ returned by ``validation_step`` (no second pass over the data). Scalars go
 to every logger as ``val/mad/…``, ``val/mi/<label>/…``; figures are written to
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 
 from spectra_lightning import plots
 from spectra_lightning.metrics.latent import MAD_THRESHOLD
 from spectra_lightning.metrics.report import format_summary, latent_report
 from spectra_lightning.metrics.torchmetric import LatentCodes
+
+from .latent_figures import latent_figures
 
 
 class LatentMetrics(L.Callback):
@@ -105,7 +106,9 @@ class LatentMetrics(L.Callback):
                 **self.report_kwargs,
             )
             scalars = self._scalars(report)
-            if self._runs_this_epoch(trainer, self.figures_every_n_epochs):
+            last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
+            if self._runs_this_epoch(trainer, self.figures_every_n_epochs) and not (last and self.final_report):
+                # (the last epoch's figures are drawn once, by the final report)
                 self._figures(trainer, pl_module, report, codes, f"epoch_{trainer.current_epoch:03d}")
             elapsed = time.perf_counter() - t0
             self.seconds.append(elapsed)
@@ -133,35 +136,15 @@ class LatentMetrics(L.Callback):
 
     # -- figures ----------------------------------------------------------------------
     def _figures(self, trainer, pl_module, report: dict, codes: dict, tag: str) -> dict[str, Path]:
-        grid = trainer.datamodule.grid
-        wave, valid = grid.wavelength, grid.valid
-        windows = plots.windows_in(wave, valid)
-        labels = self._labels(codes)
-        figs = plots.report_figures(report, codes["mu"], labels)
-        mu = codes["mu"]
-        with torch.no_grad():
-            was_training = pl_module.training
-            pl_module.eval()
-            if self.examples is not None:
-                flux = self.examples["flux"].to(pl_module.device)
-                recon, _, _ = pl_module(flux)
-                figs["reconstructions"] = plots.reconstructions(
-                    wave,
-                    flux.float().cpu().numpy(),
-                    self.examples["mask"].cpu().numpy(),
-                    recon.float().cpu().numpy(),
-                    windows,
-                )
-            median = np.median(mu, axis=0)
-            for node in report["mad"]["informative"][:6]:
-                values = np.percentile(mu[:, node], np.linspace(1, 99, self.traversal_steps))
-                z = np.repeat(median[None], len(values), axis=0)
-                z[:, node] = values
-                dec = pl_module.net.decode(torch.as_tensor(z, dtype=torch.float32, device=pl_module.device))
-                figs[f"traversal_node{node}"] = plots.traversal(
-                    wave, dec.float().cpu().numpy(), values, node, windows, valid
-                )
-            pl_module.train(was_training)
+        figs = latent_figures(
+            pl_module,
+            trainer.datamodule.grid,
+            report,
+            codes["mu"],
+            self._labels(codes),
+            self.examples,
+            self.traversal_steps,
+        )
         paths = plots.save_figures(figs, Path(trainer.default_root_dir) / "figures" / tag)
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):

@@ -45,7 +45,7 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
         for start in tqdm(range(0, n, batch_size), desc="encode", unit="batch", disable=not progress):
             rows = np.arange(start, min(start + batch_size, n))
             flux = fill_masked(store.read(rows))[0]
-            m, lv = model.net.encode(torch.as_tensor(flux, device=dev))
+            m, lv = model.encode(torch.as_tensor(flux, device=dev))
             mu[start : start + len(rows)] = m.float().cpu().numpy()
             if logvar is not None:
                 logvar[start : start + len(rows)] = lv.float().cpu().numpy()

@@ -183,7 +183,7 @@ class Explorer:
         """Decoded spectrum ``(L,)`` at the informative-node ``values``, exactly the decoder's output."""
         z = torch.as_tensor(self.code(values)[None], device=self.device)
         with self._lock, torch.no_grad():
-            return self.model.net.decode(z)[0].float().cpu().numpy()
+            return self.model.decode(z)[0].float().cpu().numpy()
 
     def window(self, lo: float | None, hi: float | None) -> slice:
         """Pixels between ``lo`` and ``hi`` Å, one beyond each end; the on-grid pixels (no padding)

@@ -7,6 +7,7 @@ so callbacks read the codes without a second pass over the data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -39,16 +40,29 @@ def masked_error(
     normalisation: str,
     reconstruction: str = "l1",
     noise_scale: float = 0.02,
+    blur_px: float = 0.0,
 ) -> torch.Tensor:
     """Per-spectrum reconstruction error ``(B,)`` over unmasked pixels of ``(B, L)`` inputs, summed (``sum``)
     or averaged over pixels (``mean``): ``l1`` = |r| (the paper's), ``gaussian`` = r²/(2σ²)·σ, i.e. a
-    Gaussian negative log-likelihood rescaled by σ so that it matches |r| in size for residuals of ~σ."""
+    Gaussian negative log-likelihood rescaled by σ so that it matches |r| in size for residuals of ~σ.
+    ``blur_px`` > 0 smooths the residual with a Gaussian of that σ (pixels) first: see ``loss_blur_px``."""
     r = recon - flux
+    if blur_px > 0:
+        r = gaussian_smooth(r * mask, blur_px)
     err = (r.abs() if reconstruction == "l1" else r.pow(2) / (2 * noise_scale)) * mask
     total = err.sum(1)
     if NORMALISATIONS[normalisation] == "mean":
         return total / mask.sum(1).clamp_min(1)
     return total
+
+
+def gaussian_smooth(x: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """``(B, L)`` rows convolved with a normalised Gaussian of σ = ``sigma_px`` pixels (zeros beyond the ends)."""
+    half = max(1, math.ceil(3 * sigma_px))
+    t = torch.arange(-half, half + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (t / sigma_px) ** 2)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+    return torch.nn.functional.conv1d(x.unsqueeze(1), kernel, padding=half).squeeze(1)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,6 +94,12 @@ class SpectrumAutoencoder(L.LightningModule):
             line whose position varies by more than its width) or ``gaussian`` (squared error, the
             mean: a line moving with RV stays as a shallow trough the decoder can sharpen).
         noise_scale: σ of ``gaussian``, in normalised flux.
+        loss_blur_px, loss_blur_steps: coarse-to-fine training: the training loss compares the residual
+            smoothed by a Gaussian of σ = ``loss_blur_px`` pixels, shrinking linearly to 0 over
+            ``loss_blur_steps`` optimizer steps (a float below 1: a fraction of all steps). A feature that
+            moves between spectra by more than its own width (a narrow line shifted by RV) otherwise gives
+            the loss no gradient towards its position; smoothed, it does. Generic (no physics: the same
+            smoothing for every pixel); validation losses are never smoothed.
         doppler_node, doppler_scale: make latent node ``doppler_node`` a radial velocity of
             ``doppler_scale`` km/s per unit that shifts the decoded spectrum (see ``nets.DopplerShift``).
         grid: the data's grid (``SpectralGrid.describe()``), linked from the DataModule by the CLI.
@@ -105,6 +125,8 @@ class SpectrumAutoencoder(L.LightningModule):
         normalisation: Literal["sum", "mean", "paper"] = "sum",
         reconstruction: Literal["l1", "gaussian"] = "l1",
         noise_scale: float = 0.02,
+        loss_blur_px: float = 0.0,
+        loss_blur_steps: float = 0.5,
         doppler_node: int | None = None,
         doppler_scale: float = 30.0,
         grid: dict | None = None,
@@ -156,6 +178,14 @@ class SpectrumAutoencoder(L.LightningModule):
         return int(value)
 
     @property
+    def current_blur_px(self) -> float:
+        h = self.hparams
+        if not h.get("loss_blur_px") or not self.training:
+            return 0.0
+        steps = self._steps(h.loss_blur_steps)
+        return h.loss_blur_px * max(0.0, 1.0 - self.global_step / steps) if steps > 0 else 0.0
+
+    @property
     def current_kl_weight(self) -> float:
         if not self.hparams.variational:
             return 0.0
@@ -175,6 +205,14 @@ class SpectrumAutoencoder(L.LightningModule):
         sample = self.hparams.variational and self.training
         return self.net.decode(reparameterise(mu, logvar) if sample else mu), mu, logvar
 
+    def encode(self, flux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spectra ``(B, L)`` -> μ, log σ², each ``(B, D)``."""
+        return self.net.encode(flux)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes ``(B, D)`` -> spectra ``(B, L)``."""
+        return self.net.decode(z)
+
     def _shared_step(self, batch: Batch, stage: str):
         flux, mask = batch["flux"], batch["mask"]
         recon, mu, logvar = self(flux)
@@ -184,7 +222,10 @@ class SpectrumAutoencoder(L.LightningModule):
         norm = w.sum().clamp_min(1.0)
         h = self.hparams
         rec = (
-            masked_error(recon, flux, mask.to(flux.dtype), h.normalisation, h.reconstruction, h.noise_scale) * w
+            masked_error(
+                recon, flux, mask.to(flux.dtype), h.normalisation, h.reconstruction, h.noise_scale, self.current_blur_px
+            )
+            * w
         ).sum() / norm
         kl_nodes = (kl_divergence(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
         kl = kl_nodes.sum() if self.hparams.variational else torch.zeros((), device=flux.device)
