@@ -41,16 +41,24 @@ def masked_error(
     reconstruction: str = "l1",
     noise_scale: float = 0.02,
     blur_px: float = 0.0,
+    blur_weight: float = 0.0,
 ) -> torch.Tensor:
     """Per-spectrum reconstruction error ``(B,)`` over unmasked pixels of ``(B, L)`` inputs, summed (``sum``)
     or averaged over pixels (``mean``): ``l1`` = |r| (the paper's), ``gaussian`` = r²/(2σ²)·σ, i.e. a
     Gaussian negative log-likelihood rescaled by σ so that it matches |r| in size for residuals of ~σ.
-    ``blur_px`` > 0 smooths the residual with a Gaussian of that σ (pixels) first: see ``loss_blur_px``."""
-    r = recon - flux
-    if blur_px > 0:
-        r = gaussian_smooth(r * mask, blur_px)
-    err = (r.abs() if reconstruction == "l1" else r.pow(2) / (2 * noise_scale)) * mask
-    total = err.sum(1)
+    ``blur_weight`` > 0 adds that weight times the same error of the residual smoothed by a Gaussian of σ =
+    ``blur_px`` pixels (see ``loss_blur_px``)."""
+    r = (recon - flux) * mask
+
+    def error(res: torch.Tensor) -> torch.Tensor:
+        return ((res.abs() if reconstruction == "l1" else res.pow(2) / (2 * noise_scale)) * mask).sum(1)
+
+    total = error(r)
+    if blur_weight > 0:
+        # squared error of a smoothed one-pixel residual is 1/(2σ√π) of its own: rescaled, a lone pixel costs the
+        # same at both scales, and a line that is off by less than the smoothing costs less than one far away
+        scale = 2 * math.sqrt(math.pi) * blur_px if reconstruction != "l1" else 1.0
+        total = total + blur_weight * scale * error(gaussian_smooth(r, blur_px))
     if NORMALISATIONS[normalisation] == "mean":
         return total / mask.sum(1).clamp_min(1)
     return total
@@ -94,12 +102,12 @@ class SpectrumAutoencoder(L.LightningModule):
             line whose position varies by more than its width) or ``gaussian`` (squared error, the
             mean: a line moving with RV stays as a shallow trough the decoder can sharpen).
         noise_scale: σ of ``gaussian``, in normalised flux.
-        loss_blur_px, loss_blur_steps: coarse-to-fine training: the training loss compares the residual
-            smoothed by a Gaussian of σ = ``loss_blur_px`` pixels, shrinking linearly to 0 over
-            ``loss_blur_steps`` optimizer steps (a float below 1: a fraction of all steps). A feature that
-            moves between spectra by more than its own width (a narrow line shifted by RV) otherwise gives
-            the loss no gradient towards its position; smoothed, it does. Generic (no physics: the same
-            smoothing for every pixel); validation losses are never smoothed.
+        loss_blur_px, loss_blur_steps: a coarse scale in the training loss: the error of the residual
+            smoothed by a Gaussian of σ = ``loss_blur_px`` pixels is added, with a weight falling linearly
+            from 1 to 0 over ``loss_blur_steps`` optimizer steps (a float below 1: a fraction of all steps).
+            A feature that moves between spectra by more than its own width (a narrow line shifted by RV)
+            gives the pixel-wise loss no gradient towards its position; smoothed, it does. Generic (no
+            physics: the same smoothing for every pixel); validation losses never include it.
         doppler_node, doppler_scale: make latent node ``doppler_node`` a radial velocity of
             ``doppler_scale`` km/s per unit that shifts the decoded spectrum (see ``nets.DopplerShift``).
         grid: the data's grid (``SpectralGrid.describe()``), linked from the DataModule by the CLI.
@@ -178,12 +186,12 @@ class SpectrumAutoencoder(L.LightningModule):
         return int(value)
 
     @property
-    def current_blur_px(self) -> float:
+    def current_blur_weight(self) -> float:
         h = self.hparams
         if not h.get("loss_blur_px") or not self.training:
             return 0.0
         steps = self._steps(h.loss_blur_steps)
-        return h.loss_blur_px * max(0.0, 1.0 - self.global_step / steps) if steps > 0 else 0.0
+        return max(0.0, 1.0 - self.global_step / steps) if steps > 0 else 0.0
 
     @property
     def current_kl_weight(self) -> float:
@@ -223,7 +231,14 @@ class SpectrumAutoencoder(L.LightningModule):
         h = self.hparams
         rec = (
             masked_error(
-                recon, flux, mask.to(flux.dtype), h.normalisation, h.reconstruction, h.noise_scale, self.current_blur_px
+                recon,
+                flux,
+                mask.to(flux.dtype),
+                h.normalisation,
+                h.reconstruction,
+                h.noise_scale,
+                h.get("loss_blur_px", 0.0),
+                self.current_blur_weight,
             )
             * w
         ).sum() / norm
