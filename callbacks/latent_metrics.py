@@ -32,7 +32,8 @@ class LatentMetrics(L.Callback):
         estimators: MI estimators per epoch (the final report uses both).
         n_reconstructions: validation spectra shown with their reconstructions.
         traversal_steps: decoded spectra per informative node in the traversal figure.
-        final_report: write ``report.json`` + figures and print a summary when fit ends.
+        final_report: write ``report.json`` and print a summary when fit ends.
+        final_figures: draw the figures of that report too (the slowest part on small data sets).
     """
 
     def __init__(
@@ -45,13 +46,14 @@ class LatentMetrics(L.Callback):
         n_reconstructions: int = 3,
         traversal_steps: int = 7,
         final_report: bool = True,
+        final_figures: bool = True,
     ):
         super().__init__()
         self.every_n_epochs, self.figures_every_n_epochs = every_n_epochs, figures_every_n_epochs
         self.report_kwargs = {"threshold": threshold, "criterion": criterion}
         self.estimators = tuple(estimators)
         self.n_reconstructions, self.traversal_steps = n_reconstructions, traversal_steps
-        self.final_report = final_report
+        self.final_report, self.final_figures = final_report, final_figures
         self.metric: LatentCodes | None = None
         self.examples: dict | None = None
         self.last_codes: dict | None = None
@@ -107,7 +109,8 @@ class LatentMetrics(L.Callback):
             )
             scalars = self._scalars(report)
             last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
-            if self._runs_this_epoch(trainer, self.figures_every_n_epochs) and not (last and self.final_report):
+            drawn_at_end = last and self.final_report and self.final_figures
+            if self._runs_this_epoch(trainer, self.figures_every_n_epochs) and not drawn_at_end:
                 # (the last epoch's figures are drawn once, by the final report)
                 self._figures(trainer, pl_module, report, codes, f"epoch_{trainer.current_epoch:03d}")
             elapsed = time.perf_counter() - t0
@@ -168,7 +171,8 @@ class LatentMetrics(L.Callback):
         }
         run_dir = Path(trainer.default_root_dir)
         (run_dir / "report.json").write_text(json.dumps(report, indent=1))
-        self._figures(trainer, pl_module, report, codes, "final")
+        if self.final_figures:
+            self._figures(trainer, pl_module, report, codes, "final")
         print(format_summary(report), flush=True)
         if self.seconds:
             epoch = trainer.callback_metrics.get("val/metrics_fraction")
@@ -177,4 +181,6 @@ class LatentMetrics(L.Callback):
                 + (f" ({100 * float(epoch):.1f} % of the last epoch)" if epoch is not None else ""),
                 flush=True,
             )
-        print(f"report:  {run_dir / 'report.json'}\nfigures: {run_dir / 'figures' / 'final'}", flush=True)
+        print(f"report:  {run_dir / 'report.json'}", flush=True)
+        if self.final_figures:
+            print(f"figures: {run_dir / 'figures' / 'final'}", flush=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,26 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
+TESTS = Path(__file__).resolve().parent
+
+
+def run_cli(args: list[str], cwd, ok: bool = True) -> subprocess.CompletedProcess:
+    """``python -m spectra_lightning ARGS`` in a fresh process, as from a shell (DDP runs need one); the tests
+    folder is importable there (``stream_probe``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env.pop("SPECTRA_LIGHTNING_RUN_DIR", None)
+    env.pop("WANDB_SERVICE", None)  # each command its own W&B service, as from a shell
+    r = subprocess.run(
+        [sys.executable, "-m", "spectra_lightning", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if ok:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
 
 
 def real_file(rel: str) -> Path:

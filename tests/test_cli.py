@@ -41,18 +41,6 @@ def test_fast_dev_run(tmp_path, tiny_store):
     assert main(["fit", "--config", str(cfg), "--trainer.fast_dev_run=true"]) == 0
 
 
-def test_quickstart_yaml_fast_dev_run_with_small_synth(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    args = [
-        "fit",
-        "--config",
-        str(REPO / "experiments/quickstart.yaml"),
-        "--trainer.fast_dev_run=true",
-        "--data.init_args.synth.n=48",
-    ]
-    assert main(args) == 0
-
-
 def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys):
     cfg = tiny_config(
         tmp_path,

@@ -329,7 +329,7 @@ def test_kill_mid_ingest_then_rerun_gives_the_clean_result(tmp_path):
     if not files:
         pytest.skip(f"real spectra not available: {REAL}")
     clean = tmp_path / "clean.zarr"
-    subprocess.run(ingest_cmd(files, clean, "--workers", "1"), check=True)
+    ingest([str(f) for f in files], str(clean), workers=1, progress=False)  # the uninterrupted reference
     killed = tmp_path / "killed.zarr"
     proc = subprocess.Popen(ingest_cmd(files, killed, "--workers", "1", "--batch", "1"))
     deadline = time.time() + 120
@@ -359,7 +359,7 @@ def test_kill_mid_ingest_then_rerun_gives_the_clean_result(tmp_path):
     for k in a.meta:
         np.testing.assert_array_equal(a.meta[k], b.meta[k])
     # idempotent: a third run adds nothing
-    subprocess.run(ingest_cmd(files, killed, "--workers", "1"), check=True)
+    assert ingest([str(f) for f in files], str(killed), workers=1, progress=False)["ingested"] == 0
     assert SpectraStore.open(killed).n == a.n
 
 
@@ -433,10 +433,12 @@ def test_a_spike_beyond_float16_is_masked_and_counted_not_stored_as_inf(tmp_path
     assert np.isnan(row[int(round(HARPS.index_of(wave)))])
 
 
-def test_a_second_writer_is_refused_while_the_first_writes(tmp_path):
+def test_a_second_writer_is_refused_while_the_first_writes(tmp_path, capsys):
+    from spectra_lightning.cli import main
+
     files = [real_file("harps/s1d/HARPS_GJ3470_s1d.fits"), real_file("harps/s1d/HARPS_Sun_Ganymede_s1d.fits")]
     out = tmp_path / "s.zarr"
-    subprocess.run(ingest_cmd(files[:1], out, "--workers", "1"), check=True)
+    ingest([str(files[0])], str(out), workers=1, progress=False)
     # a writer that holds the store (as a long ingest would) until it is killed
     holder = subprocess.Popen(
         [
@@ -452,15 +454,17 @@ def test_a_second_writer_is_refused_while_the_first_writes(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        second = subprocess.run(ingest_cmd(files, out, "--workers", "1"), capture_output=True, text=True)
-        assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1
-        assert "being written by another writer" in second.stderr and f"pid {holder.pid}" in second.stderr
+        capsys.readouterr()
+        assert main(["ingest", *map(str, files), "--output", str(out), "--workers", "1", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert "being written by another writer" in err and f"pid {holder.pid}" in err
         assert SpectraStore.open(out).n == 1  # nothing written by the refused writer
     finally:
         holder.kill()  # kill -9: its lock stays behind, naming a dead process
         holder.wait()
     assert (tmp_path / "s.zarr.lock").exists()
-    subprocess.run(ingest_cmd(files, out, "--workers", "1"), check=True)  # takes the dead writer's lock over
+    ingest([str(f) for f in files], str(out), workers=1, progress=False)  # takes the dead writer's lock over
     from spectra_lightning.store import verify
 
     result = verify(SpectraStore.open(out))

@@ -2,11 +2,7 @@
 cannot train fails, and a non-finite loss stops the run."""
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import yaml
@@ -14,24 +10,7 @@ import yaml
 from spectra_lightning.metrics.report import latent_report
 from spectra_lightning.store import SpectraStore
 
-TESTS = Path(__file__).resolve().parent
-
-
-def run_cli(args, cwd, ok=True):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    env.pop("SPECTRA_LIGHTNING_RUN_DIR", None)
-    env.pop("WANDB_SERVICE", None)  # each command its own W&B service, as from a shell
-    r = subprocess.run(
-        [sys.executable, "-m", "spectra_lightning", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if ok:
-        assert r.returncode == 0, r.stderr[-3000:]
-    return r
+from helpers import run_cli
 
 
 def write_config(path, store, trainer=None, data=None, model=None, callbacks=()):
@@ -93,7 +72,17 @@ def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp
     assert resumed_split["restored_from_checkpoint"] is True
     # the resumed epoch 1 sees the order an uninterrupted run sees in its epoch 1, not epoch 0's again
     resumed = json.loads((run / "probe_rank0.json").read_text())["seen"]
-    run_cli(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--trainer.default_root_dir=straight"], tmp_path)
+    run_cli(
+        [
+            "fit",
+            "--config",
+            str(cfg),
+            "--trainer.max_epochs=2",
+            "--trainer.default_root_dir=straight",
+            "--trainer.logger=false",
+        ],
+        tmp_path,
+    )
     straight = json.loads((tmp_path / "straight" / "probe_rank0.json").read_text())["seen"]
     assert list(resumed) == ["1"] and resumed["1"] == straight["1"] and straight["1"] != straight["0"]
 
@@ -108,7 +97,10 @@ def test_two_rank_report_covers_the_whole_validation_split(tmp_path):
     meta = SpectraStore.open(tiny_store).meta
     val_fraction = next(f for f in np.arange(0.25, 0.45, 0.01) if len(assign_splits(meta, f, 0.0, seed=0)["val"]) % 2)
     checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
-    metrics = {"class_path": "spectra_lightning.callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}
+    metrics = {
+        "class_path": "spectra_lightning.callbacks.LatentMetrics",
+        "init_args": {"figures_every_n_epochs": 0, "final_figures": False},
+    }
     cfg = write_config(
         tmp_path / "ddp.yaml",
         tiny_store,
@@ -132,18 +124,10 @@ def test_two_rank_report_covers_the_whole_validation_split(tmp_path):
     assert n_val % 2 == 1
     assert report["n_spectra"] == n_val
     # the same analysis in one process, from the final weights, over the same validation spectra
-    run_cli(
-        [
-            "encode",
-            "--ckpt",
-            str(run / "checkpoints" / "last.ckpt"),
-            "--store",
-            str(tiny_store),
-            "--output",
-            str(tmp_path / "codes.zarr"),
-            "--quiet",
-        ],
-        tmp_path,
+    from spectra_lightning.encode import encode
+
+    encode(
+        run / "checkpoints" / "last.ckpt", str(tiny_store), str(tmp_path / "codes.zarr"), device="cpu", progress=False
     )
     import zarr
 
@@ -200,7 +184,10 @@ def test_an_infinite_pixel_never_reaches_the_loss_and_a_non_finite_loss_stops_th
     row[201] = -np.inf
     flux[3] = row
     common = {"max_epochs": 1, "logger": False, "default_root_dir": str(tmp_path / "run"), "enable_progress_bar": False}
-    metrics = {"class_path": "spectra_lightning.callbacks.LatentMetrics", "init_args": {"figures_every_n_epochs": 0}}
+    metrics = {
+        "class_path": "spectra_lightning.callbacks.LatentMetrics",
+        "init_args": {"figures_every_n_epochs": 0, "final_figures": False},
+    }
     for data_class, doppler in (
         ("spectra_lightning.data_modules.StreamingSpectraDataModule", 0),
         ("spectra_lightning.data_modules.SpectraDataModule", None),

@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.synth import C_KMS, render
 
-TESTS = Path(__file__).resolve().parent
+from helpers import run_cli
 
 
 def test_epoch_order_is_deterministic_and_pieces_cover_each_row_once():
@@ -232,21 +230,6 @@ def cli_config(tmp_path, store, **trainer):
     return path
 
 
-def run_cli(args, tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    env.pop("SPECTRA_LIGHTNING_RUN_DIR", None)
-    r = subprocess.run(
-        [sys.executable, "-m", "spectra_lightning", *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
-
-
 def test_two_process_ddp_sees_each_training_spectrum_once_per_epoch(tmp_path, tiny_store):
     cfg = cli_config(tmp_path, tiny_store)
     run_cli(["fit", "--config", str(cfg), "--trainer.strategy=ddp", "--trainer.devices=2"], tmp_path)
@@ -264,29 +247,37 @@ def test_two_process_ddp_sees_each_training_spectrum_once_per_epoch(tmp_path, ti
     assert not (objects["train"] & objects["val"])
 
 
-def test_resume_mid_epoch_keeps_the_split(tmp_path, tiny_store):
+def test_resume_mid_epoch_keeps_the_split(tmp_path, tiny_store, monkeypatch):
+    from spectra_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
     cfg = cli_config(tmp_path, tiny_store, max_epochs=1, limit_train_batches=3)
-    run_cli(["fit", "--config", str(cfg)], tmp_path)
+    assert main(["fit", "--config", str(cfg)]) == 0
     ckpt = next((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
     first = json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["val_split"]
     shutil.move(tmp_path / "run", tmp_path / "run1")
-    run_cli(
-        [
-            "fit",
-            "--config",
-            str(cfg),
-            "--trainer.max_epochs=2",
-            "--trainer.limit_train_batches=5",
-            "--data.init_args.split_seed=99",
-            f"--ckpt_path={tmp_path / 'run1' / ckpt.relative_to(tmp_path / 'run')}",
-        ],
-        tmp_path,
-    )
+    resume = [
+        "fit",
+        "--config",
+        str(cfg),
+        "--trainer.max_epochs=2",
+        "--trainer.limit_train_batches=5",
+        "--data.init_args.split_seed=99",
+        f"--ckpt_path={tmp_path / 'run1' / ckpt.relative_to(tmp_path / 'run')}",
+    ]
+    assert main(resume) == 0
     resumed = json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["val_split"]
     assert resumed == first
-    # without the checkpoint the other seed gives another split
-    run_cli(
-        ["fit", "--config", str(cfg), "--data.init_args.split_seed=99", "--trainer.default_root_dir=fresh"], tmp_path
-    )
+    # without the checkpoint the other seed gives another split (one step is enough to record it)
+    fresh = [
+        "fit",
+        "--config",
+        str(cfg),
+        "--data.init_args.split_seed=99",
+        "--trainer.default_root_dir=fresh",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+    ]
+    assert main(fresh) == 0
     fresh = json.loads((tmp_path / "fresh" / "probe_rank0.json").read_text())["val_split"]
     assert fresh != first
