@@ -26,7 +26,9 @@ from report import publish
 from scipy.spatial import cKDTree
 
 from spectra_lightning.encode import encode
-from spectra_lightning.explore import Explorer, make_server, resolve_run
+from spectra_lightning.explore import resolve_run
+from spectra_lightning.explorer import Explorer
+from spectra_lightning.explorer_server import make_server
 from spectra_lightning.headless import Chromium, find_chromium
 
 

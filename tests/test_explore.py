@@ -15,7 +15,9 @@ import torch
 import yaml
 
 from spectra_lightning.cli import main
-from spectra_lightning.explore import Explorer, envelope, make_server, resolve_run
+from spectra_lightning.explore import resolve_run
+from spectra_lightning.explorer import Explorer, envelope
+from spectra_lightning.explorer_server import make_server
 from spectra_lightning.headless import Chromium, find_chromium
 
 ARTIFACTS = Path(

@@ -34,8 +34,9 @@ def overrides_for(config: Path, harps_store) -> list[str]:
         "--trainer.devices=1",
         "--trainer.strategy=auto",
         "--trainer.precision=32-true",
-        "--trainer.callbacks.init_args.final_figures=false",  # LatentMetrics, last in every config; figures: elsewhere
     ]
+    if (cfg.get("trainer") or {}).get("callbacks"):  # LatentMetrics is the last; figures are tested elsewhere
+        args.append("--trainer.callbacks.init_args.final_figures=false")
     if cfg["data"]["init_args"].get("synth"):
         args.append("--data.init_args.synth.n=48")
     else:
