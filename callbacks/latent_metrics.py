@@ -108,10 +108,14 @@ class LatentMetrics(L.Callback):
                 **self.report_kwargs,
             )
             scalars = self._scalars(report)
+            # every n epochs; never twice at the end (the final report draws the last epoch's figures)
             last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
-            drawn_at_end = last and self.final_report and self.final_figures
-            if self._runs_this_epoch(trainer, self.figures_every_n_epochs) and not drawn_at_end:
-                # (the last epoch's figures are drawn once, by the final report)
+            every = self.figures_every_n_epochs
+            if (
+                every > 0
+                and (trainer.current_epoch + 1) % every == 0
+                and not (last and self.final_report and self.final_figures)
+            ):
                 self._figures(trainer, pl_module, report, codes, f"epoch_{trainer.current_epoch:03d}")
             elapsed = time.perf_counter() - t0
             self.seconds.append(elapsed)

@@ -33,7 +33,10 @@ def write_config(path, store, trainer=None, data=None, model=None, callbacks=())
     return path
 
 
-def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp_path, tiny_store):
+def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp_path, tiny_store, monkeypatch, capsys):
+    from spectra_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
     logger = {"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "t"}}
     checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
     cfg = write_config(
@@ -42,24 +45,23 @@ def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp
         {"max_epochs": 1, "logger": logger},
         callbacks=[checkpoint, "stream_probe.IndexRecorder"],
     )
-    r = run_cli(["fit", "--config", str(cfg)], tmp_path)
+    assert main(["fit", "--config", str(cfg)]) == 0
+    out = capsys.readouterr()
     # stdout is not a terminal here: one line per epoch, no progress bar redraws
-    assert "\r" not in r.stdout + r.stderr
-    assert re.search(r"^epoch 1/1  step \d+  train/loss \S+  val/loss \S+  \(\d+\.\d s\)$", r.stdout, re.M), r.stdout
+    assert "\r" not in out.out + out.err
+    assert re.search(r"^epoch 1/1  step \d+  train/loss \S+  val/loss \S+  \(\d+\.\d s\)$", out.out, re.M), out.out
     (run,) = (tmp_path / "runs" / "cont").iterdir()
     first = json.loads((run / "run.json").read_text())
     split = json.loads((run / "split.json").read_text())
-    run_cli(
-        [
-            "fit",
-            "--config",
-            str(cfg),
-            "--trainer.max_epochs=2",
-            "--data.init_args.split_seed=99",
-            f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-        ],
-        tmp_path,
-    )
+    resume = [
+        "fit",
+        "--config",
+        str(cfg),
+        "--trainer.max_epochs=2",
+        "--data.init_args.split_seed=99",
+        f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+    ]
+    assert main(resume) == 0
     assert [p.name for p in (tmp_path / "runs" / "cont").iterdir()] == [run.name]  # no second run directory
     record = json.loads((run / "run.json").read_text())
     assert record["wandb_id"] == first["wandb_id"] and len(record["resumed"]) == 1
@@ -72,17 +74,8 @@ def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp
     assert resumed_split["restored_from_checkpoint"] is True
     # the resumed epoch 1 sees the order an uninterrupted run sees in its epoch 1, not epoch 0's again
     resumed = json.loads((run / "probe_rank0.json").read_text())["seen"]
-    run_cli(
-        [
-            "fit",
-            "--config",
-            str(cfg),
-            "--trainer.max_epochs=2",
-            "--trainer.default_root_dir=straight",
-            "--trainer.logger=false",
-        ],
-        tmp_path,
-    )
+    straight = ["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--trainer.default_root_dir=straight"]
+    assert main([*straight, "--trainer.logger=false"]) == 0
     straight = json.loads((tmp_path / "straight" / "probe_rank0.json").read_text())["seen"]
     assert list(resumed) == ["1"] and resumed["1"] == straight["1"] and straight["1"] != straight["0"]
 
