@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from spectra_lightning.batch import Item
 from spectra_lightning.errors import ConfigError
 from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.lock import StoreLockedError
 from spectra_lightning.store import SpectraStore, StoreError, fill_masked
 from spectra_lightning.synth import LABELS, SynthSpec, synthesize
 
@@ -156,8 +158,30 @@ class SpectraDataModule(L.LightningDataModule):
         except StoreError:
             if self.synth is None:
                 raise
-            print(f"generating synthetic store {self.store_path} ({self.synth.n} spectra)", flush=True)
-            synthesize(self.store_path, self.synth)
+            self._generate()
+
+    def _generate(self, wait_s: float = 3600.0, poll_s: float = 1.0) -> None:
+        """Make the cached synthetic store; if another process is making it (parallel sweep runs of one
+        spec), wait for that one, or take over if it ends without finishing."""
+        announced = False
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                _ = SpectraStore.open(self.store_path, storage_options=self.storage_options)
+                return  # made by the other process
+            except StoreError:
+                pass
+            try:
+                print(f"generating synthetic store {self.store_path} ({self.synth.n} spectra)", flush=True)
+                synthesize(self.store_path, self.synth)
+                return
+            except StoreLockedError as e:
+                if time.monotonic() > deadline:
+                    raise
+                if not announced:
+                    print(f"waiting: {e}", flush=True)
+                    announced = True
+                time.sleep(poll_s)
 
     def setup(self, stage: str | None = None):
         if self.splits:

@@ -3,7 +3,8 @@ import torch
 
 from spectra_lightning.data_modules import SpectraDataModule
 from spectra_lightning.data_modules.split import assign_splits
-from spectra_lightning.synth import LABELS
+from spectra_lightning.store import SpectraStore
+from spectra_lightning.synth import LABELS, SynthSpec
 
 
 def test_split_is_by_star_and_deterministic():
@@ -43,3 +44,31 @@ def test_batches_carry_flux_mask_index_labels(tiny_store):
     np.testing.assert_array_equal(np.sort(seen), dm.splits["val"])
     teff = dm.store.meta["teff"][batch["index"].numpy()]
     np.testing.assert_allclose(batch["labels"][:, LABELS.index("teff")].numpy(), teff, rtol=1e-6)
+
+
+def test_a_synthetic_store_being_made_by_another_run_is_waited_for(tmp_path, monkeypatch, capsys):
+    """Parallel sweep runs of one spec share its cached store: the second waits instead of failing."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("SPECTRA_LIGHTNING_CACHE", str(tmp_path))
+    dm = SpectraDataModule(synth=SynthSpec(n=40, seed=7, grid="tiny"), batch_size=8)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from spectra_lightning.lock import WriterLock; "
+            "l = WriterLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(2); l.release()",
+            dm.store_path,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        dm.prepare_data()  # waits ~2 s for the holder, then makes the store itself
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "waiting: " in capsys.readouterr().out
+    assert SpectraStore.open(dm.store_path).n == 40
