@@ -41,8 +41,9 @@ def real_file(rel: str) -> Path:
     return path
 
 
-def tiny_config(tmp_path, store, **trainer) -> Path:
-    """A YAML config for a seconds-long CPU fit of a 4-node VAE on ``store``; ``trainer`` keys override."""
+def tiny_config(tmp_path, store, data: dict | None = None, **trainer) -> Path:
+    """A YAML config for a seconds-long CPU fit of a 4-node VAE on ``store``; ``data`` (init args) and
+    ``trainer`` keys override."""
     cfg = {
         "seed_everything": 0,
         "trainer": {
@@ -56,7 +57,7 @@ def tiny_config(tmp_path, store, **trainer) -> Path:
         "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
         "data": {
             "class_path": "spectra_lightning.data_modules.SpectraDataModule",
-            "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25},
+            "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25, **(data or {})},
         },
     }
     path = tmp_path / "tiny.yaml"

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import yaml
 
 from spectra_lightning.cli import main
 from spectra_lightning.metrics.report import latent_report
 from spectra_lightning.metrics.torchmetric import LatentCodes
+
+from helpers import tiny_config
 
 N, D = 300, 4
 
@@ -85,30 +86,13 @@ def test_two_ranks_give_the_same_numbers_as_one():
 
 
 def fit_with_callback(tmp_path, store, epochs=2):
-    cfg = {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_epochs": epochs,
-            "enable_progress_bar": False,
-            "default_root_dir": str(tmp_path / "run"),
-            "logger": False,
-            "callbacks": [
-                {
-                    "class_path": "spectra_lightning.callbacks.LatentMetrics",
-                    "init_args": {"figures_every_n_epochs": 1, "estimators": ["ksg", "histogram"]},
-                }
-            ],
-        },
-        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-        "data": {
-            "class_path": "spectra_lightning.data_modules.SpectraDataModule",
-            "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.3},
-        },
+    metrics = {
+        "class_path": "spectra_lightning.callbacks.LatentMetrics",
+        "init_args": {"figures_every_n_epochs": 1, "estimators": ["ksg", "histogram"]},
     }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = tiny_config(
+        tmp_path, store, data={"val_fraction": 0.3}, max_epochs=epochs, logger=False, callbacks=[metrics]
+    )
     assert main(["fit", "--config", str(path)]) == 0
     return tmp_path / "run"
 
