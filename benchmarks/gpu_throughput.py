@@ -1,0 +1,157 @@
+"""Full-size training and ``encode`` throughput on a GPU, fed by the real streaming DataModule.
+
+    python benchmarks/gpu_throughput.py --out docs/benchmarks.md          # on a machine with a GPU (< 8 min, H200)
+    python benchmarks/gpu_throughput.py --grid tiny --n 64 --steps 4 --device cpu   # a CPU smoke run of the script
+
+Writes a store of ``--n`` spectra on the paper's grid (327,680 px, float16, the archive format: ``--unique``
+synthetic spectra, repeated with 1 % noise so that no two rows compress alike; the generator makes ~3 full-size
+spectra a second per core, too slow to draw thousands within the budget), then
+times ``Trainer.fit`` of the full-size network (15 layers, latent ``--latent``) streamed from it by
+``StreamingSpectraDataModule`` (``--workers`` loader processes, batch ``--batch``) in fp32 and in bf16-mixed —
+spectra per second after ``--warmup`` untimed steps — and ``encode`` of the whole store (spectra per second, the
+model from the bf16 run's checkpoint). Goals (issue #19): ≥ 2,000 spectra/s/GPU training, ≥ 10,000 spectra/s encode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from report import publish
+
+from spectra_lightning.data_modules import StreamingSpectraDataModule
+from spectra_lightning.encode import encode
+from spectra_lightning.module import SpectrumAutoencoder
+from spectra_lightning.store import SpectraStore
+from spectra_lightning.synth import SynthSpec, synthesize
+
+
+class Clock(L.Callback):
+    """Wall time from the start of step ``warmup`` to the end of the last step."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.t0, self.t1, self.spectra = warmup, None, None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx >= self.warmup:
+            self.spectra += int(batch["flux"].shape[0])
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.t1 = time.perf_counter()
+
+
+def train(store: str, run: Path, a, precision: str) -> tuple[float, Path]:
+    dm = StreamingSpectraDataModule(
+        store=store,
+        batch_size=a.batch,
+        val_fraction=0.01,
+        num_workers=a.workers,
+        pin_memory=a.device != "cpu",
+        shuffle_buffer=256,
+    )
+    dm.prepare_data()
+    model = SpectrumAutoencoder(
+        latent_dim=a.latent,
+        depth=a.depth,
+        n_pixels=dm.n_pixels,
+        grid=dm.grid_spec,
+        reconstruction="l1",
+        kl_weight=0.3,
+        normalisation="mean",
+    )
+    clock = Clock(a.warmup)
+    trainer = L.Trainer(
+        accelerator="gpu" if a.device != "cpu" else "cpu",
+        devices=1,
+        precision=precision,
+        max_steps=a.warmup + a.steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(run),
+        callbacks=[clock],
+    )
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(run / "model.ckpt")
+    return clock.spectra / (clock.t1 - clock.t0), run / "model.ckpt"
+
+
+def build_store(path: str, n: int, unique: int, grid: str) -> None:
+    src = f"{path}.src"
+    synthesize(src, SynthSpec(n=unique, seed=0, grid=grid), progress=False)
+    base = SpectraStore.open(src)
+    rows, meta = base.read(np.arange(unique)), base.meta
+    rng = np.random.default_rng(0)
+    with SpectraStore.create(path, base.grid) as store:
+        for start in range(0, n, 64):
+            idx = np.arange(start, min(start + 64, n))
+            noisy = rows[idx % unique] * (1 + 0.01 * rng.standard_normal((len(idx), rows.shape[1])))
+            cols = {k: v[idx % unique] for k, v in meta.items() if k not in ("id", "crc32")}
+            cols["id"] = np.array([f"g{i}" for i in idx])
+            cols["object"] = np.array([f"star{i}" for i in idx])
+            store.append(noisy.astype(np.float32), cols)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=8192, help="spectra in the store (default %(default)s)")
+    p.add_argument("--unique", type=int, default=128, help="distinct synthetic spectra in it (default %(default)s)")
+    p.add_argument("--grid", default="harps", help="the store's grid (default %(default)s: full size)")
+    p.add_argument("--latent", type=int, default=128)
+    p.add_argument("--depth", type=int, default=15)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--steps", type=int, default=100, help="timed steps per precision")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--dir", help="where to build the store (default: a temporary folder)")
+    p.add_argument("--out", help="append the section to this markdown file")
+    a = p.parse_args()
+    device = (
+        torch.cuda.get_device_name() if a.device != "cpu" else f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+    )
+    with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
+        store = f"{tmp}/s.zarr"
+        t0 = time.perf_counter()
+        build_store(store, a.n, min(a.unique, a.n), a.grid)
+        t_store = time.perf_counter() - t0
+        rates = {}
+        for precision in ("32-true", "bf16-mixed"):
+            rates[precision], ckpt = train(store, Path(tmp) / precision, a, precision)
+        t0 = time.perf_counter()
+        encode(ckpt, store, f"{tmp}/codes.zarr", batch_size=256, device=a.device, progress=False)
+        rates["encode"] = a.n / (time.perf_counter() - t0)
+    lines = [
+        f"## Full-size throughput on {device} ({date.today()})",
+        "",
+        f"`python benchmarks/gpu_throughput.py` with --n {a.n} --grid {a.grid} --latent {a.latent} --depth {a.depth} "
+        f"--batch {a.batch} --workers {a.workers} --steps {a.steps}: a float16 store of {a.unique} synthetic spectra "
+        f"repeated with 1 % noise (written in {t_store:.0f} s), `StreamingSpectraDataModule` feeding `Trainer.fit` ({a.warmup} warm-up steps untimed), "
+        f"then `encode` of the whole store (batch 256). torch {torch.__version__}, lightning {L.__version__}.",
+        "",
+        "| what | spectra/s | goal |",
+        "|---|---|---|",
+        f"| training, fp32 | {rates['32-true']:.0f} | ≥ 2,000 |",
+        f"| training, bf16-mixed | {rates['bf16-mixed']:.0f} | ≥ 2,000 |",
+        f"| encode (bf16-trained model, fp32 inference) | {rates['encode']:.0f} | ≥ 10,000 |",
+    ]
+    publish(lines, a.out)
+
+
+if __name__ == "__main__":
+    main()
