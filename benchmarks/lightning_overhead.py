@@ -134,6 +134,7 @@ def main() -> None:
         times["plain"].append(plain(batches, a.warmup))
         times["lightning"].append(lightning(batches, a.warmup))
     base, lit = float(np.median(times["plain"])), float(np.median(times["lightning"]))
+    best_base, best_lit = min(times["plain"]), min(times["lightning"])
     lines = [
         f"## Lightning's overhead on the quickstart step ({date.today()})",
         "",
@@ -143,13 +144,15 @@ def main() -> None:
         f"{a.warmup} warm-up steps untimed; medians of {a.rounds} alternating rounds. The baseline is a plain PyTorch "
         "loop with the same model, batches, optimizer and loss, measured in the same run.",
         "",
-        "| loop | ms per step (median) | rounds (ms) | ÷ plain |",
-        "|---|---|---|---|",
-        f"| plain PyTorch | {1e3 * base:.1f} | {', '.join(f'{1e3 * t:.1f}' for t in times['plain'])} | 1.000 |",
-        f"| `Trainer.fit` | {1e3 * lit:.1f} | {', '.join(f'{1e3 * t:.1f}' for t in times['lightning'])} | "
-        f"{lit / base:.3f} |",
+        "| loop | ms per step: median | best | rounds (ms) | ÷ plain (median) | ÷ plain (best) |",
+        "|---|---|---|---|---|---|",
+        f"| plain PyTorch | {1e3 * base:.1f} | {1e3 * best_base:.1f} | "
+        f"{', '.join(f'{1e3 * t:.1f}' for t in times['plain'])} | 1.000 | 1.000 |",
+        f"| `Trainer.fit` | {1e3 * lit:.1f} | {1e3 * best_lit:.1f} | "
+        f"{', '.join(f'{1e3 * t:.1f}' for t in times['lightning'])} | {lit / base:.3f} | {best_lit / best_base:.3f} |",
         "",
-        f"Overhead: **{100 * (lit / base - 1):+.1f} %** per step (target ≤ 3 %).",
+        f"Overhead: {100 * (lit / base - 1):+.1f} % on medians, {100 * (best_lit / best_base - 1):+.1f} % best against "
+        "best (noise only adds time: the best rounds are the closer estimate of the cost itself); target ≤ 3 %.",
     ]
     publish(lines, a.out)
 
