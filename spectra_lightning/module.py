@@ -102,6 +102,11 @@ class SpectrumAutoencoder(L.LightningModule):
             line whose position varies by more than its width) or ``gaussian`` (squared error, the
             mean: a line moving with RV stays as a shallow trough the decoder can sharpen).
         noise_scale: σ of ``gaussian``, in normalised flux.
+        kl_capacity, kl_capacity_steps: capacity annealing (Burgess et al. 2018): the training loss is
+            ``recon + λ·|KL − C|`` with C growing linearly from 0 to ``kl_capacity`` nats over
+            ``kl_capacity_steps`` steps (a float below 1: a fraction of all steps), so the code takes on
+            information in the order it lowers the reconstruction error; 0 (default): the plain ``λ·KL``.
+            Validation losses stay ``recon + λ·KL``.
         loss_blur_px, loss_blur_steps: a coarse scale in the training loss: the error of the residual
             smoothed by a Gaussian of σ = ``loss_blur_px`` pixels is added, with a weight falling linearly
             from 1 to 0 over ``loss_blur_steps`` optimizer steps (a float below 1: a fraction of all steps).
@@ -135,6 +140,8 @@ class SpectrumAutoencoder(L.LightningModule):
         noise_scale: float = 0.02,
         loss_blur_px: float = 0.0,
         loss_blur_steps: float = 0.5,
+        kl_capacity: float = 0.0,
+        kl_capacity_steps: float = 0.8,
         doppler_node: int | None = None,
         doppler_scale: float = 30.0,
         grid: dict | None = None,
@@ -184,6 +191,15 @@ class SpectrumAutoencoder(L.LightningModule):
             total = self.trainer.estimated_stepping_batches if self._trainer is not None else 0
             return int(value * total) if total and total != float("inf") else 0
         return int(value)
+
+    @property
+    def current_kl_capacity(self) -> float | None:
+        """The KL target C (nats) at this step when ``kl_capacity`` is set, else None."""
+        h = self.hparams
+        if not h.get("kl_capacity"):
+            return None
+        steps = self._steps(h.kl_capacity_steps)
+        return h.kl_capacity * min(self.global_step / steps, 1.0) if steps > 0 else h.kl_capacity
 
     @property
     def current_blur_weight(self) -> float:
@@ -245,7 +261,9 @@ class SpectrumAutoencoder(L.LightningModule):
         kl_nodes = (kl_divergence(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
         kl = kl_nodes.sum() if self.hparams.variational else torch.zeros((), device=flux.device)
         weight = self.current_kl_weight
-        loss = rec + weight * kl
+        capacity = self.current_kl_capacity if stage == "train" else None
+        # capacity annealing (Burgess et al. 2018): the KL is held near a target C that grows, not pushed to 0
+        loss = rec + weight * (kl if capacity is None else (kl - capacity).abs())
         bs = flux.shape[0]
         values = {"loss": loss, "recon": rec, "kl": kl}
         if stage == "train":

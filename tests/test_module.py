@@ -127,3 +127,42 @@ def test_an_injected_network_is_used_and_checked():
     assert built.net.n_pixels == 64 and built.net.depth == 2
     with pytest.raises(ConfigError, match=r"n_pixels, latent_dim = \(64, 4\), but the data has 128 px"):
         SpectrumAutoencoder(latent_dim=4, n_pixels=128, net=net)
+
+
+def test_capacity_annealing_holds_the_kl_near_its_target_in_training_only():
+    torch.manual_seed(0)
+    model = small(kl_weight=5.0, kl_warmup_steps=0, kl_capacity=2.0, kl_capacity_steps=0)  # C = 2 nats at once
+    b = batch()
+    model.train()
+    torch.manual_seed(1)
+    loss, mu, logvar = model._shared_step(dict(b), "train")
+    torch.manual_seed(1)
+    recon, mu2, logvar2 = model(b["flux"])
+    rec = masked_error(recon, b["flux"], b["mask"].float(), "sum").mean()
+    kl = kl_divergence(mu2, logvar2).mean(0).sum()
+    assert torch.allclose(loss, rec + 5.0 * (kl - 2.0).abs())
+    model.eval()  # validation keeps the plain objective
+    loss, _, _ = model._shared_step(dict(b), "val")
+    recon, mu3, logvar3 = model(b["flux"])
+    want = (
+        masked_error(recon, b["flux"], b["mask"].float(), "sum").mean()
+        + 5.0 * kl_divergence(mu3, logvar3).mean(0).sum()
+    )
+    assert torch.allclose(loss, want)
+    assert small().current_kl_capacity is None  # off by default
+
+
+def test_the_coarse_loss_term_grows_with_how_far_a_line_is_misplaced():
+    """Pixel-wise, a one-pixel line drawn 3 or 9 px off costs the same; the smoothed term tells them apart."""
+    flux, mask = torch.zeros(1, 200), torch.ones(1, 200)
+    flux[0, 100] = -0.5
+
+    def cost(shift, blur_weight):
+        recon = torch.zeros(1, 200)
+        recon[0, 100 + shift] = -0.5
+        return masked_error(recon, flux, mask, "sum", "gaussian", 0.02, blur_px=4.0, blur_weight=blur_weight).item()
+
+    assert cost(3, 0.0) == cost(9, 0.0) > 0
+    assert cost(0, 1.0) == 0 < cost(1, 1.0) < cost(3, 1.0) < cost(9, 1.0)
+    # rescaled so that a lone pixel costs the same at both scales: the far shift costs about twice the plain error
+    assert cost(40, 1.0) == pytest.approx(2 * cost(40, 0.0), rel=0.01)
