@@ -81,9 +81,12 @@ class LatentMetrics(L.Callback):
             n = self.n_reconstructions
             self.examples = {"flux": batch["flux"][:n].detach(), "mask": batch["mask"][:n].detach()}
 
+    @staticmethod
+    def _last_epoch(trainer) -> bool:
+        return trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
+
     def _runs_this_epoch(self, trainer, every: int) -> bool:
-        last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
-        return last or (every > 0 and (trainer.current_epoch + 1) % every == 0)
+        return self._last_epoch(trainer) or (every > 0 and (trainer.current_epoch + 1) % every == 0)
 
     # -- per epoch ------------------------------------------------------------------
     def on_validation_epoch_end(self, trainer, pl_module):
@@ -109,7 +112,7 @@ class LatentMetrics(L.Callback):
             )
             scalars = self._scalars(report)
             # every n epochs; never twice at the end (the final report draws the last epoch's figures)
-            last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
+            last = self._last_epoch(trainer)
             every = self.figures_every_n_epochs
             if (
                 every > 0
