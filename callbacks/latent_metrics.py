@@ -1,8 +1,10 @@
 """Read the latent space during training: MAD and MI scalars per epoch, figures, report.json at the end.
 
 Uses the μ returned by ``validation_step`` (no second pass over the data). Scalars go
-to every logger as ``val/mad/…``, ``val/mi/<label>/…``; figures are written to
-``<run dir>/figures/`` and logged as images to W&B when it is the logger.
+to every logger as ``val/mad/…`` (every node's MAD, the largest, the count over the threshold) and
+``val/mi/<label>/…`` (best and runner-up node and MI, gap); figures are written to
+``<run dir>/figures/`` and logged as images to W&B when it is the logger, with the final tables,
+summary and artifacts (``loggers.log_final_report``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.loggers import WandbLogger
 
 from spectra_lightning import plots
+from spectra_lightning.loggers import log_final_report, run_checkpoints
 from spectra_lightning.metrics.latent import MAD_THRESHOLD
 from spectra_lightning.metrics.report import format_summary, latent_report
 from spectra_lightning.metrics.torchmetric import LatentCodes
@@ -130,16 +134,23 @@ class LatentMetrics(L.Callback):
 
     @staticmethod
     def _scalars(report: dict) -> dict[str, float]:
+        mad = np.asarray(report["mad"]["values"], dtype=float)
         scalars = {"val/mad/n_informative": float(len(report["mad"]["informative"]))}
+        scalars.update({f"val/mad/node_{i:03d}": float(v) for i, v in enumerate(mad)})
+        if np.isfinite(mad).any():
+            scalars["val/mad/best_node"] = float(np.nanargmax(mad))
+            scalars["val/mad/best"] = float(np.nanmax(mad))
         if report["mad"]["kl"] is not None:
             scalars["val/kl_total"] = float(np.nansum(report["mad"]["kl"]))
         for name, entry in report["mi"].get("ksg", {}).items():
             if entry.get("best_node") is not None:
                 scalars[f"val/mi/{name}/best_node"] = float(entry["best_node"])
                 scalars[f"val/mi/{name}/best"] = entry["best"]
+                if entry.get("runner_up") is not None:
+                    scalars[f"val/mi/{name}/runner_up_node"] = float(entry["runner_up"])
                 scalars[f"val/mi/{name}/runner_up"] = entry["runner_up_value"]
                 scalars[f"val/mi/{name}/gap"] = entry["gap"]
-        return scalars
+        return {k: v for k, v in scalars.items() if v is not None}
 
     def _labels(self, codes: dict) -> dict[str, np.ndarray]:
         return {name: codes["labels"][:, j] for j, name in enumerate(self.metric.label_names)}
@@ -180,6 +191,9 @@ class LatentMetrics(L.Callback):
         (run_dir / "report.json").write_text(json.dumps(report, indent=1))
         if self.final_figures:
             self._figures(trainer, pl_module, report, codes, "final")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                log_final_report(logger, report, run_dir, run_checkpoints(trainer))
         print(format_summary(report), flush=True)
         if self.seconds:
             epoch = trainer.callback_metrics.get("val/metrics_fraction")

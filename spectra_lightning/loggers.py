@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import netrc
 import os
+from pathlib import Path
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
@@ -55,3 +56,77 @@ class AutoWandbLogger(WandbLogger):
             if not params:
                 return
         super().log_hyperparams(params, *args, **kwargs)
+
+
+def run_checkpoints(trainer) -> dict[str, str]:
+    """``{"best": path, "last": path}`` of the checkpoints the run's ``ModelCheckpoint`` callbacks wrote
+    (either missing when none was)."""
+    found: dict[str, str] = {}
+    for cb in trainer.checkpoint_callbacks:
+        if getattr(cb, "monitor", None) and cb.best_model_path and "best" not in found:
+            found["best"] = cb.best_model_path
+        if getattr(cb, "last_model_path", "") and "last" not in found:
+            found["last"] = cb.last_model_path
+    return {k: p for k, p in found.items() if os.path.isfile(p)}
+
+
+def report_tables(report: dict) -> dict[str, tuple[list[str], list[list]]]:
+    """The final report as two tables ``{name: (columns, rows)}``: ``mi_table`` (every node: MAD, KL,
+    informative, KSG MI with each label) and ``informative_nodes`` (each: MAD, KL, the label it shares
+    most information with and that MI)."""
+    mad = report["mad"]
+    kl = mad["kl"] or [None] * len(mad["values"])
+    ksg = {name: e["values"] for name, e in report["mi"].get("ksg", {}).items() if "values" in e}
+    informative = set(mad["informative"])
+    mi_rows = [
+        [node, mad["values"][node], kl[node], node in informative, *(ksg[name][node] for name in ksg)]
+        for node in range(len(mad["values"]))
+    ]
+    inf_rows = []
+    for node in mad["informative"]:
+        best = max(ksg, key=lambda name: ksg[name][node] or 0.0, default=None)
+        inf_rows.append([node, mad["values"][node], kl[node], best, ksg[best][node] if best else None])
+    return {
+        "mi_table": (["node", "mad", "kl_nat", "informative", *(f"mi_{name}" for name in ksg)], mi_rows),
+        "informative_nodes": (["node", "mad", "kl_nat", "best_label", "mi_nat"], inf_rows),
+    }
+
+
+def report_summary(report: dict) -> dict[str, float | int]:
+    """Run-summary keys a sweep dashboard plots directly (Figure 4: ``final/n_informative`` against
+    ``model.kl_weight`` per ``model.latent_dim``; the final MI per label)."""
+    out: dict[str, float | int] = {"final/n_informative": len(report["mad"]["informative"])}
+    for name, e in report["mi"].get("ksg", {}).items():
+        if e.get("best_node") is not None:
+            out[f"final/mi/{name}"] = e["best"]
+            out[f"final/mi/{name}/node"] = e["best_node"]
+            out[f"final/mi/{name}/runner_up"] = e["runner_up_value"]
+    return out
+
+
+def log_final_report(logger: WandbLogger, report: dict, run_dir: Path, checkpoints: dict[str, str]) -> None:
+    """Send the end of a fit to W&B (online or offline alike): the two report tables, the summary keys,
+    ``report.json`` + the run's ``config.yaml`` as a ``latent-report`` artifact, and the checkpoints as a
+    ``model`` artifact with aliases ``best`` and ``last``."""
+    import wandb
+
+    run = logger.experiment
+    run.log(
+        {f"final/{name}": wandb.Table(columns=cols, data=rows) for name, (cols, rows) in report_tables(report).items()}
+    )
+    run.summary.update(report_summary(report))
+    files = wandb.Artifact(f"report-{run.id}", type="latent-report", metadata={"n_spectra": report["n_spectra"]})
+    files.add_file(str(run_dir / "report.json"))
+    config = next(iter(sorted(run_dir.rglob("config.yaml"))), None)  # SaveConfigCallback's copy
+    if config is not None:
+        files.add_file(str(config), name="config.yaml")
+    run.log_artifact(files)
+    by_path: dict[str, list[str]] = {}
+    for alias, path in checkpoints.items():
+        by_path.setdefault(path, []).append(alias)
+    for path, aliases in by_path.items():  # one version per file; one version with both when best is last
+        model = wandb.Artifact(f"model-{run.id}", type="model")
+        model.add_file(path, name="model.ckpt")
+        if config is not None:
+            model.add_file(str(config), name="config.yaml")
+        run.log_artifact(model, aliases=aliases)

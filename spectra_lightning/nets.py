@@ -79,26 +79,81 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Codes ``(B, D)`` -> spectra ``(B, L)``; mirrors :class:`Encoder` (and crops its padding)."""
+    """Codes ``(B, D)`` -> spectra ``(B, L)``; mirrors :class:`Encoder` (and crops its padding).
 
-    def __init__(self, n_pixels: int = HARPS_LENGTH, latent_dim: int = 128, depth: int = 15):
+    ``coord_channels`` (CoordConv, Liu et al. 2018): every layer also sees the pixel position in
+    [-1, 1] as one more input channel; a generic positional prior (it knows no physics).
+    """
+
+    def __init__(
+        self, n_pixels: int = HARPS_LENGTH, latent_dim: int = 128, depth: int = 15, coord_channels: bool = False
+    ):
         super().__init__()
         rev = list(reversed(ENCODER_CHANNELS[:depth])) + [1]
-        self.n_pixels = n_pixels
+        self.n_pixels, self.coord_channels = n_pixels, coord_channels
         self.bottleneck = (rev[0], padded_length(n_pixels, depth) // downsampling(depth))
         self.linear = nn.Linear(latent_dim, rev[0] * self.bottleneck[1])
+        extra = int(coord_channels)
         layers: list[nn.Module] = [
-            nn.ConvTranspose1d(rev[0], rev[1], 3, stride=1, padding=1),
+            nn.ConvTranspose1d(rev[0] + extra, rev[1], 3, stride=1, padding=1),
             nn.LeakyReLU(NEGATIVE_SLOPE),
         ]
         for c_in, c_out in zip(rev[1:-1], rev[2:]):
-            layers += [nn.ConvTranspose1d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE)]
-        layers.append(nn.Conv1d(1, 1, 3, padding=1))
+            layers += [nn.ConvTranspose1d(c_in + extra, c_out, 4, stride=2, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE)]
+        layers.append(nn.Conv1d(1 + extra, 1, 3, padding=1))
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.linear(z).view(z.shape[0], *self.bottleneck)
-        return self.deconv(h).squeeze(1)[:, : self.n_pixels]
+        if not self.coord_channels:
+            return self.deconv(h).squeeze(1)[:, : self.n_pixels]
+        for layer in self.deconv:
+            if isinstance(layer, (nn.Conv1d, nn.ConvTranspose1d)):
+                x = torch.linspace(-1, 1, h.shape[-1], device=h.device, dtype=h.dtype)
+                h = torch.cat([h, x.expand(h.shape[0], 1, -1)], 1)
+            h = layer(h)
+        return h.squeeze(1)[:, : self.n_pixels]
+
+
+def resample(flux: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """``flux (B, L)`` read at fractional pixel positions ``pos (B, L)`` by linear interpolation
+    (beyond the edges: the edge pixel)."""
+    n = flux.shape[1]
+    pos = pos.clamp(0, n - 1)
+    i0 = pos.floor().clamp(max=n - 2).long()
+    f = (pos - i0).to(flux.dtype)
+    return flux.gather(1, i0) * (1 - f) + flux.gather(1, i0 + 1) * f
+
+
+class Warp(nn.Module):
+    """A latent-driven smooth displacement of the decoded spectrum along the pixel axis (a 1-D
+    spatial transformer): ``out(x) = in(x - d(x))`` with ``d`` interpolated linearly between
+    ``knots`` control points spread evenly over the grid, their values a linear map of the code
+    (zero at initialisation, so training starts without a warp).
+
+    A generic geometric prior: it is not told that a Doppler shift is proportional to λ, that it is
+    the same over the spectrum, nor which node(s) should drive it.
+
+    Args:
+        n_pixels: L. latent_dim: D. knots: control points (1: one uniform shift per spectrum).
+        scale: pixels per unit of the linear map's output.
+    """
+
+    def __init__(self, n_pixels: int, latent_dim: int, knots: int, scale: float = 8.0):
+        super().__init__()
+        self.knots, self.scale = knots, scale
+        self.coef = nn.Linear(latent_dim, knots)
+        x = torch.linspace(0, knots - 1, n_pixels) if knots > 1 else torch.zeros(n_pixels)
+        hat = (1 - (x[None, :] - torch.arange(knots, dtype=torch.float32)[:, None]).abs()).clamp(min=0)
+        self.register_buffer("hat", hat, persistent=False)  # (K, L): piecewise-linear basis
+
+    def displacement(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes ``(B, D)`` -> displacement ``(B, L)`` in pixels."""
+        return self.scale * self.coef(z) @ self.hat
+
+    def forward(self, flux: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(flux.shape[1], device=flux.device, dtype=torch.float32) - self.displacement(z).float()
+        return resample(flux, pos)
 
 
 class DopplerShift(nn.Module):
@@ -117,12 +172,8 @@ class DopplerShift(nn.Module):
 
     def forward(self, flux: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         beta = (v.float() / C_KMS)[:, None]
-        n = flux.shape[1]
-        pos = torch.arange(n, device=flux.device, dtype=torch.float32) - self.wave_px * (beta / (1 + beta))
-        pos = pos.clamp(0, n - 1)
-        i0 = pos.floor().clamp(max=n - 2).long()
-        f = (pos - i0).to(flux.dtype)
-        return flux.gather(1, i0) * (1 - f) + flux.gather(1, i0 + 1) * f
+        pos = torch.arange(flux.shape[1], device=flux.device, dtype=torch.float32) - self.wave_px * (beta / (1 + beta))
+        return resample(flux, pos)
 
 
 class ConvAutoencoder(nn.Module):
@@ -135,6 +186,8 @@ class ConvAutoencoder(nn.Module):
     (``v = doppler_scale · z[:, node]`` km/s) and shifts the decoder's (rest-frame) output by it
     (spender-style: the velocity is physics, not something the decoder must learn to draw).
     ``wave`` (the grid's ``(L,)`` wavelengths) is needed then.
+    Generic (physics-free) decoder priors: ``coord_channels`` (see :class:`Decoder`) and
+    ``warp_knots`` > 0 (see :class:`Warp`).
     """
 
     def __init__(
@@ -145,11 +198,16 @@ class ConvAutoencoder(nn.Module):
         doppler_node: int | None = None,
         doppler_scale: float = 30.0,
         wave: np.ndarray | None = None,
+        coord_channels: bool = False,
+        warp_knots: int = 0,
     ):
         super().__init__()
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
         self.encoder = Encoder(n_pixels, latent_dim, depth)
-        self.decoder = Decoder(n_pixels, latent_dim, depth)
+        self.decoder = Decoder(n_pixels, latent_dim, depth, coord_channels)
+        if warp_knots < 0:
+            raise ConfigError(f"warp_knots must be >= 0, got {warp_knots}")
+        self.warp = Warp(n_pixels, latent_dim, warp_knots) if warp_knots else None
         self.doppler_node, self.doppler_scale = doppler_node, doppler_scale
         if doppler_node is not None:
             if not 0 <= doppler_node < latent_dim:
@@ -158,6 +216,8 @@ class ConvAutoencoder(nn.Module):
                 raise ConfigError("doppler_node needs the grid's wavelengths (one per input pixel)")
             self.shift = DopplerShift(wave)
         init_weights(self)
+        if self.warp is not None:
+            nn.init.zeros_(self.warp.coef.weight)  # no warp until the loss asks for one
 
     def encode(self, flux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Spectra ``(B, L)`` -> μ, clamped log σ², each ``(B, D)``."""
@@ -166,6 +226,8 @@ class ConvAutoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes ``(B, D)`` -> spectra ``(B, L)`` (Doppler shifted when ``doppler_node`` is set)."""
         out = self.decoder(z)
+        if self.warp is not None:
+            out = self.warp(out, z)
         if self.doppler_node is None:
             return out
         return self.shift(out, self.doppler_scale * z[:, self.doppler_node])

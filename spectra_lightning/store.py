@@ -65,6 +65,16 @@ CODECS = {"lz4": ("lz4", 5), "zstd": ("zstd", 3), "lz4hc": ("lz4hc", 5), "none":
 DEFAULT_CODEC = "lz4"
 
 
+def _open_group(path, mode: str, storage_options: dict | None):
+    """The zarr group at ``path``. For fsspec URLs the listings the file system cached in this process
+    are dropped first: another process (an ingest) may have added arrays since."""
+    if not is_remote(path):
+        return zarr.open_group(_location(path), mode=mode, storage_options=storage_options)
+    store = zarr.storage.FsspecStore.from_url(str(path), storage_options=storage_options, read_only=mode == "r")
+    store.fs.invalidate_cache()
+    return zarr.open_group(store, mode=mode)
+
+
 def _compressors(codec: str):
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
@@ -154,14 +164,20 @@ class SpectraStore:
     def open(cls, path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> SpectraStore:
         try:
             # check it exists first: mode "a" would silently create an empty group
-            group = zarr.open_group(_location(path), mode="r", storage_options=storage_options)
+            group = _open_group(path, "r", storage_options)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
             raise StoreError(f"{path}: no store there ({type(e).__name__})") from None
+        except Exception as e:
+            if not is_remote(path):
+                raise
+            # credentials, endpoint, permissions: the object store's own words, on one line, naming the store
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise StoreError(f"{path}: cannot open ({type(e).__name__}: {reason})") from None
         if mode == "r":
             return cls(group, path)
         lock = WriterLock(path, storage_options).acquire()
         try:
-            group = zarr.open_group(_location(path), mode=mode, storage_options=storage_options)
+            group = _open_group(path, mode, storage_options)
             return cls(group, path, lock)
         except BaseException:
             lock.release()
@@ -186,8 +202,8 @@ class SpectraStore:
         lock = WriterLock(path, storage_options).acquire() if own else lock
         try:
             try:
-                group = zarr.open_group(_location(path), mode="w-", storage_options=storage_options)
-            except zarr.errors.ContainsGroupError:
+                group = _open_group(path, "w-", storage_options)
+            except (zarr.errors.ContainsGroupError, FileExistsError):  # local / fsspec stores
                 raise StoreError(f"{path}: already exists") from None
             group.create_array(
                 "flux",

@@ -15,6 +15,7 @@ def _offline(tmp_path_factory):
             "WANDB_SILENT": "true",
             "WANDB_DIR": str(tmp),
             "WANDB_CACHE_DIR": str(tmp / "cache"),
+            "WANDB_DATA_DIR": str(tmp / "data"),  # artifact staging
             "WANDB_CONFIG_DIR": str(tmp / "config"),
             "SPECTRA_LIGHTNING_CACHE": str(tmp / "synth-cache"),
         }

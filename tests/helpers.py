@@ -63,3 +63,63 @@ def tiny_config(tmp_path, store, data: dict | None = None, **trainer) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def harps_spectra() -> list[Path]:
+    """The real HARPS spectra (no CCFs) in ../shared, or a skip."""
+    files = sorted(p for p in (REAL / "harps").rglob("*.fits") if "ccf" not in str(p)) if REAL.exists() else []
+    if not files:
+        pytest.skip(f"real spectra not available: {REAL} (needs ../shared beside the repo)")
+    return files
+
+
+def ingest_cmd(inputs, out, *extra) -> list[str]:
+    """The ``ingest`` command line, for a process a test can kill."""
+    return [
+        sys.executable,
+        "-m",
+        "spectra_lightning",
+        "ingest",
+        *map(str, inputs),
+        "--output",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
+
+
+def wandb_records(run_dir: Path) -> list:
+    """Every record of an offline W&B run (``run-*.wandb``), parsed with W&B's own protobuf schema.
+
+    The file is W&B's append-only log: a 7-byte header (``:W&B``, magic, version), then 32 KiB blocks of
+    chunks, each ``crc32 (4) | length (2) | type (1) | data``: FULL=1 holds a record, FIRST=2, MIDDLE=3 and
+    LAST=4 split one across blocks; fewer than 7 bytes left in a block are padding.
+    """
+    import struct
+    import zlib
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = Path(run_dir).glob("run-*.wandb")
+    data = path.read_bytes()
+    ident, magic, version = struct.unpack("<4sHB", data[:7])
+    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0), f"{path}: not a W&B run log"
+    block, pos, records, partial = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and length == 0:
+            pos += left  # zero padding to the end of the block
+            continue
+        chunk = data[pos + 7 : pos + 7 + length]
+        assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF == crc, f"{path}: bad checksum at {pos}"
+        pos += 7 + length
+        partial = chunk if kind in (1, 2) else partial + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(partial)
+            records.append(record)
+    return records

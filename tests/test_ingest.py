@@ -16,7 +16,7 @@ from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import ingest
 from spectra_lightning.store import SpectraStore
 
-from helpers import REAL, real_file
+from helpers import REAL, harps_spectra, ingest_cmd, real_file
 
 HARPS = SpectralGrid.named("harps")
 C = 299_792.458
@@ -297,20 +297,6 @@ def test_rows_through_shared_memory_equal_rows_through_the_pipe(tmp_path, monkey
     assert np.array_equal(shared.flux[:].view(np.uint16), piped.flux[:].view(np.uint16))
 
 
-def ingest_cmd(inputs, out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "spectra_lightning",
-        "ingest",
-        *map(str, inputs),
-        "--output",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
-
-
 def children(pid: int) -> list[int]:
     """Live child processes of ``pid`` (Linux /proc; empty elsewhere)."""
     out = []
@@ -325,9 +311,7 @@ def children(pid: int) -> list[int]:
 
 
 def test_kill_mid_ingest_then_rerun_gives_the_clean_result(tmp_path):
-    files = sorted(p for p in (REAL / "harps").rglob("*.fits") if "ccf" not in str(p)) if REAL.exists() else []
-    if not files:
-        pytest.skip(f"real spectra not available: {REAL}")
+    files = harps_spectra()
     clean = tmp_path / "clean.zarr"
     ingest([str(f) for f in files], str(clean), workers=1, progress=False)  # the uninterrupted reference
     killed = tmp_path / "killed.zarr"

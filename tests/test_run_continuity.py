@@ -221,6 +221,7 @@ def test_the_recipes_keep_the_last_epoch_when_the_validation_loss_rises(tmp_path
     import torch
 
     from spectra_lightning.cli import main
+
     from helpers import REPO
 
     recipe = yaml.safe_load((REPO / "experiments/quickstart.yaml").read_text())
@@ -233,7 +234,10 @@ def test_the_recipes_keep_the_last_epoch_when_the_validation_loss_rises(tmp_path
         callbacks=checkpoints,
     )
     assert main(["fit", "--config", str(cfg)]) == 0
-    saved = {p.name: torch.load(p, map_location="cpu", weights_only=False) for p in (tmp_path / "run/checkpoints").glob("*.ckpt")}
+    saved = {
+        p.name: torch.load(p, map_location="cpu", weights_only=False)
+        for p in (tmp_path / "run/checkpoints").glob("*.ckpt")
+    }
     best = [c for name, c in saved.items() if name.startswith("epoch=")]
     assert len(best) == 1 and best[0]["epoch"] == 0  # val/loss rose after the first epoch
     assert saved["last.ckpt"]["global_step"] == 4 * best[0]["global_step"]

@@ -1,0 +1,199 @@
+"""The object-store path against a real S3 server: moto's, started on loopback by this module.
+
+The commands find the endpoint and credentials where users' tools do, in the standard AWS variables
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...); configs and the Python API can pass fsspec
+``storage_options`` instead (tested with the variables unset).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+import yaml
+
+from spectra_lightning.store import SpectraStore
+from spectra_lightning.synth import SynthSpec, synthesize
+
+from helpers import harps_spectra, ingest_cmd, run_cli
+
+s3fs = pytest.importorskip(
+    "s3fs", reason="the S3 tests need the [s3] extra (s3fs) and moto[server]: pip install -e '.[dev]'"
+)
+pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (in the dev extra)")
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+TINY = SynthSpec(n=96, seed=5, grid="tiny", spectra_per_star=2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto S3 server in its own process (so killed and DDP child processes reach it too); the
+    module's processes see it through the AWS variables."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail(f"moto's S3 server did not start on {url}")
+            time.sleep(0.1)
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**CREDENTIALS, "AWS_ENDPOINT_URL": url}.items():
+            mp.setenv(k, v)
+        yield url
+    server.kill()
+    server.wait()
+
+
+@pytest.fixture
+def bucket(s3_endpoint):
+    """A fresh bucket's name."""
+    name = f"spectra-{uuid.uuid4().hex[:8]}"
+    s3fs.S3FileSystem(skip_instance_cache=True).mkdir(name)
+    return name
+
+
+def objects(bucket: str) -> list[str]:
+    return s3fs.S3FileSystem(skip_instance_cache=True).find(bucket)
+
+
+def assert_same_store(a: SpectraStore, b: SpectraStore) -> None:
+    assert list(a.meta["id"]) == list(b.meta["id"])
+    np.testing.assert_array_equal(a.read(np.arange(a.n)), b.read(np.arange(b.n)))
+    for k in a.meta:
+        np.testing.assert_array_equal(a.meta[k], b.meta[k])
+
+
+def test_synth_writes_into_the_bucket_not_a_local_folder(tmp_path, bucket):
+    url = f"s3://{bucket}/s.zarr"
+    args = ["synth", "--output", url, "--n", str(TINY.n), "--seed", "5", "--grid", "tiny", "--spectra-per-star", "2"]
+    out = run_cli([*args, "--quiet"], tmp_path).stdout
+    assert f"to {url}" in out and not (tmp_path / "s3:").exists()
+    assert any(k.endswith("zarr.json") for k in objects(bucket))
+    synthesize(str(tmp_path / "local.zarr"), TINY, progress=False)
+    assert_same_store(SpectraStore.open(url), SpectraStore.open(tmp_path / "local.zarr"))
+    # a second synth to the same URL is refused, naming it; the store is untouched
+    again = run_cli([*args, "--quiet"], tmp_path, ok=False)
+    assert again.returncode == 2 and url in again.stderr and SpectraStore.open(url).n == TINY.n
+
+
+def test_ingest_to_the_bucket_killed_and_rerun_gives_the_clean_store(tmp_path, bucket):
+    files = harps_spectra()
+    clean = tmp_path / "clean.zarr"
+    subprocess.run(ingest_cmd(files, clean, "--workers", "1"), check=True)
+    url = f"s3://{bucket}/archive.zarr"
+    proc = subprocess.Popen(ingest_cmd(files, url, "--workers", "1", "--batch", "1"))
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if SpectraStore.open(url).n >= 3:
+                break
+        except Exception:
+            pass
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = SpectraStore.open(url)
+    assert 0 < partial.n < SpectraStore.open(clean).n  # killed mid-way: whole spectra only
+    partial.read(np.arange(partial.n))
+    subprocess.run(ingest_cmd(files, url, "--workers", "2"), check=True)  # takes over the dead writer's lock
+    assert_same_store(SpectraStore.open(clean), SpectraStore.open(url))
+    verify = run_cli(["verify", url, "--json", "--quiet"], tmp_path)
+    assert json.loads(verify.stdout)["ok"]
+
+
+def fit_config(tmp_path, store: str, storage_options: dict | None = None, **trainer) -> str:
+    data = {"store": store, "batch_size": 8, "val_fraction": 0.2, "num_workers": 1, "shuffle_buffer": 16}
+    if storage_options:
+        data["storage_options"] = storage_options
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "max_epochs": 2,
+            "enable_progress_bar": False,
+            "logger": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(tmp_path / "run"),
+            "callbacks": [{"class_path": "stream_probe.IndexRecorder"}],
+            **trainer,
+        },
+        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+        "data": {"class_path": "spectra_lightning.data_modules.StreamingSpectraDataModule", "init_args": data},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_two_process_ddp_fit_streams_from_the_bucket_and_encode_reads_it(tmp_path, bucket):
+    url = f"s3://{bucket}/tiny.zarr"
+    synthesize(url, TINY, progress=False)
+    run_cli(["fit", "--config", fit_config(tmp_path, url), "--trainer.strategy=ddp", "--trainer.devices=2"], tmp_path)
+    probes = [json.loads((tmp_path / "run" / f"probe_rank{r}.json").read_text()) for r in range(2)]
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    meta = SpectraStore.open(url).meta
+    pos = {v: i for i, v in enumerate(meta["id"])}
+    train = sorted(pos[i] for i in split["split_ids"]["train"])
+    for epoch in ("0", "1"):
+        assert sorted(probes[0]["seen"][epoch] + probes[1]["seen"][epoch]) == train  # each once, across ranks
+    # encode from the bucket gives the codes of the same store on local disk
+    ckpt = next((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    local = tmp_path / "tiny.zarr"
+    synthesize(str(local), TINY, progress=False)
+    for name, store in (("remote", url), ("local", str(local))):
+        run_cli(
+            ["encode", "--ckpt", str(ckpt), "--store", store, "--output", str(tmp_path / f"{name}.zarr"), "--quiet"],
+            tmp_path,
+        )
+    from spectra_lightning.codes import load_codes
+
+    remote, local_codes = load_codes(tmp_path / "remote.zarr"), load_codes(tmp_path / "local.zarr")
+    assert remote["mu"].shape == (TINY.n, 4)
+    np.testing.assert_array_equal(remote["mu"], local_codes["mu"])
+
+
+def test_storage_options_instead_of_the_aws_variables(tmp_path, bucket, s3_endpoint, monkeypatch):
+    url = f"s3://{bucket}/tiny.zarr"
+    synthesize(url, TINY, progress=False)
+    options = {
+        "endpoint_url": s3_endpoint,
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"region_name": "us-east-1"},
+    }
+    for k in (*CREDENTIALS, "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))  # no profile to fall back on
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    s3fs.S3FileSystem.clear_instance_cache()
+    assert SpectraStore.open(url, storage_options=options).n == TINY.n
+    run_cli(["fit", "--config", fit_config(tmp_path, url, options, max_epochs=1)], tmp_path)
+    assert json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["steps"] > 0
+    # without either, the failure names the store
+    bad = run_cli(["fit", "--config", fit_config(tmp_path, url, max_epochs=1)], tmp_path, ok=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert f"{url}: cannot open (NoCredentialsError" in bad.stderr.strip().splitlines()[-1]
