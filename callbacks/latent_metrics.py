@@ -61,13 +61,17 @@ class LatentMetrics(L.Callback):
         self.metric: LatentCodes | None = None
         self.examples: dict | None = None
         self.last_codes: dict | None = None
-        self.seconds: list[float] = []
-        self._epoch_start = time.perf_counter()
+        self.seconds: list[float] = []  # per evaluation, figures included
+        self.figure_seconds: list[float] = []
+        self._epoch_start = self._fit_start = time.perf_counter()
 
     # -- collection ---------------------------------------------------------------
     def setup(self, trainer, pl_module, stage):
         names = list(getattr(trainer.datamodule, "label_names", []) or [])
         self.metric = LatentCodes(names, estimators=self.estimators, pair_labels=False, **self.report_kwargs)
+
+    def on_train_start(self, trainer, pl_module):
+        self._fit_start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._epoch_start = time.perf_counter()
@@ -123,7 +127,9 @@ class LatentMetrics(L.Callback):
                 and (trainer.current_epoch + 1) % every == 0
                 and not (last and self.final_report and self.final_figures)
             ):
+                t_fig = time.perf_counter()
                 self._figures(trainer, pl_module, report, codes, f"epoch_{trainer.current_epoch:03d}")
+                self.figure_seconds.append(time.perf_counter() - t_fig)
             elapsed = time.perf_counter() - t0
             self.seconds.append(elapsed)
             scalars["val/metrics_seconds"] = elapsed
@@ -131,6 +137,16 @@ class LatentMetrics(L.Callback):
         scalars = trainer.strategy.broadcast(scalars, src=0)
         # every rank logs the same values: their mean over ranks (sync_dist) is that value
         pl_module.log_dict(scalars, sync_dist=True)
+
+    def cost_line(self, fit_seconds: float) -> str:
+        """What the per-epoch metrics cost: their share of the training time (``fit_seconds`` from the first
+        epoch to the end, the final report excluded)."""
+        total, figures = sum(self.seconds), sum(self.figure_seconds)
+        scalars = (total - figures) / len(self.seconds)
+        line = f"latent metrics: {scalars:.2f} s per evaluation ({len(self.seconds)})"
+        if self.figure_seconds:
+            line += f" + {figures / len(self.figure_seconds):.1f} s per figure set ({len(self.figure_seconds)})"
+        return line + f" = {100 * total / max(fit_seconds - total, 1e-9):.1f} % on top of training"
 
     @staticmethod
     def _scalars(report: dict) -> dict[str, float]:
@@ -177,6 +193,7 @@ class LatentMetrics(L.Callback):
     def on_fit_end(self, trainer, pl_module):
         if not (self.final_report and trainer.is_global_zero and self.last_codes is not None):
             return
+        fit_seconds = time.perf_counter() - self._fit_start
         codes = self.last_codes
         labels = self._labels(codes)
         report = latent_report(codes["mu"], labels, codes["logvar"], **self.report_kwargs)
@@ -196,12 +213,7 @@ class LatentMetrics(L.Callback):
                 log_final_report(logger, report, run_dir, run_checkpoints(trainer))
         print(format_summary(report), flush=True)
         if self.seconds:
-            epoch = trainer.callback_metrics.get("val/metrics_fraction")
-            print(
-                f"latent metrics: {np.mean(self.seconds):.2f} s per evaluated epoch"
-                + (f" ({100 * float(epoch):.1f} % of the last epoch)" if epoch is not None else ""),
-                flush=True,
-            )
+            print(self.cost_line(fit_seconds), flush=True)
         print(f"report:  {run_dir / 'report.json'}", flush=True)
         if self.final_figures:
             print(f"figures: {run_dir / 'figures' / 'final'}", flush=True)

@@ -129,7 +129,7 @@ class Warp(nn.Module):
     """A latent-driven smooth displacement of the decoded spectrum along the pixel axis (a 1-D
     spatial transformer): ``out(x) = in(x - d(x))`` with ``d`` interpolated linearly between
     ``knots`` control points spread evenly over the grid, their values a linear map of the code
-    (zero at initialisation, so training starts without a warp).
+    (``ConvAutoencoder(warp_init=...)``: the std of its initial weights).
 
     A generic geometric prior: it is not told that a Doppler shift is proportional to λ, that it is
     the same over the spectrum, nor which node(s) should drive it.
@@ -200,6 +200,7 @@ class ConvAutoencoder(nn.Module):
         wave: np.ndarray | None = None,
         coord_channels: bool = False,
         warp_knots: int = 0,
+        warp_init: float = 0.05,
     ):
         super().__init__()
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
@@ -216,8 +217,8 @@ class ConvAutoencoder(nn.Module):
                 raise ConfigError("doppler_node needs the grid's wavelengths (one per input pixel)")
             self.shift = DopplerShift(wave)
         init_weights(self)
-        if self.warp is not None:
-            nn.init.zeros_(self.warp.coef.weight)  # no warp until the loss asks for one
+        if self.warp is not None:  # small: training starts near no warp, yet codes get its gradient
+            nn.init.normal_(self.warp.coef.weight, std=warp_init)
 
     def encode(self, flux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Spectra ``(B, L)`` -> μ, clamped log σ², each ``(B, D)``."""

@@ -255,3 +255,29 @@ print(matplotlib.get_backend(), len(plt.get_fignums()), len(figs))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[:2] == ["svg", "0"] and int(out[2]) >= 3
+
+
+def test_envelope_draws_the_same_line_with_fewer_points():
+    from spectra_lightning.plots import envelope
+
+    x = np.arange(327_680.0)
+    y = np.sin(x / 40.0) + 1e-3 * np.random.default_rng(0).normal(size=x.size)
+    y[5000:5300] = np.nan  # a masked segment
+    y[30_000:31_000] = np.nan  # one wider than a bin
+    y[200_001] = 9.0  # one narrow feature
+    ex, ey = envelope(x, y)
+    assert len(ex) <= 2500 and np.all(np.diff(ex) > 0)
+    assert np.nanmax(ey) == 9.0 and np.nanmin(ey) == np.nanmin(y)
+    assert np.isnan(ey[(ex >= 5000) & (ex < 5300)]).any()  # the gap still breaks the line
+    np.testing.assert_array_equal(ey, y[ex.astype(int)])  # points of the line, not new values
+    small = np.arange(100.0)
+    assert envelope(small, small)[0] is small
+
+
+def test_the_cost_line_splits_scalars_from_figures_and_divides_by_training_time():
+    from spectra_lightning.callbacks import LatentMetrics
+
+    cb = LatentMetrics()
+    cb.seconds, cb.figure_seconds = [1.0, 1.0, 3.0], [2.0]  # the third evaluation drew a figure set
+    line = cb.cost_line(fit_seconds=25.0)
+    assert line == "latent metrics: 1.00 s per evaluation (3) + 2.0 s per figure set (1) = 25.0 % on top of training"
