@@ -74,3 +74,45 @@ def test_doppler_node_shifts_the_decoded_spectrum():
     torch.testing.assert_close(out[1], m.net.shift(rest[1:], torch.tensor([30.0]))[0])
     with pytest.raises(ValueError, match="grid"):
         SpectrumAutoencoder(latent_dim=4, depth=5, n_pixels=grid.length, doppler_node=2)
+
+
+def test_warp_moves_a_line_by_its_displacement_field():
+    from spectra_lightning.nets import Warp
+
+    n = 400
+    x = torch.arange(n, dtype=torch.float32)
+    line = torch.exp(-0.5 * ((x - 200.0) / 4.0) ** 2)[None]
+    warp = Warp(n, latent_dim=2, knots=1, scale=8.0)
+    with torch.no_grad():
+        warp.coef.weight.copy_(torch.tensor([[0.5, 0.0]]))  # node 0 drives it: 8 px × 0.5 × z0
+        warp.coef.bias.zero_()
+    for z0, moved in ((1.0, 4.0), (-1.5, -6.0), (0.0, 0.0)):
+        out = warp(line, torch.tensor([[z0, 3.0]]))[0]
+        centre = float((out * x).sum() / out.sum())
+        assert centre == pytest.approx(200.0 + moved, abs=0.02)
+    # more knots: the displacement is linear between them (here 0 px at the left, 6 px at the right end)
+    warp3 = Warp(n, latent_dim=1, knots=3, scale=1.0)
+    with torch.no_grad():
+        warp3.coef.weight.zero_()
+        warp3.coef.bias.copy_(torch.tensor([0.0, 3.0, 6.0]))
+    d = warp3.displacement(torch.zeros(1, 1))[0]
+    np.testing.assert_allclose(d.detach().numpy(), np.linspace(0, 6, n), atol=1e-5)
+
+
+def test_decoder_priors_are_off_by_default_and_on_when_asked():
+    plain = ConvAutoencoder(512, 4, 5)
+    coord = ConvAutoencoder(512, 4, 5, coord_channels=True)
+    warped = ConvAutoencoder(512, 4, 5, warp_knots=3)
+    assert plain.warp is None and set(plain.state_dict()) < set(warped.state_dict())
+    # CoordConv: one more input channel in each of the decoder's convolutions, nothing else
+    convs = [m for m in coord.decoder.deconv if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
+    assert n_parameters(coord) - n_parameters(plain) == sum(m.out_channels * m.kernel_size[0] for m in convs)
+    # with a zero code the coordinate channels alone make the output vary along the spectrum
+    with torch.no_grad():
+        for m in coord.modules():
+            if hasattr(m, "bias") and m.bias is not None:
+                m.bias.zero_()
+        assert coord.decode(torch.zeros(1, 4)).std() > 0
+        assert plain.decode(torch.zeros(1, 4)).std() == 0
+    with pytest.raises(ConfigError, match="warp_knots"):
+        ConvAutoencoder(512, 4, 5, warp_knots=-1)
