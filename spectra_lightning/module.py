@@ -107,6 +107,9 @@ class SpectrumAutoencoder(L.LightningModule):
             ``kl_capacity_steps`` steps (a float below 1: a fraction of all steps), so the code takes on
             information in the order it lowers the reconstruction error; 0 (default): the plain ``λ·KL``.
             Validation losses stay ``recon + λ·KL``.
+        kl_capacity_weight, kl_capacity_until: the capacity term's λ (0: ``kl_weight``), and the step at which
+            the capacity phase ends (a float below 1: a fraction of all steps; 0: never). After it the loss is
+            ``recon + kl_weight·KL``, which prunes what the capacity kept redundantly (#16: two nodes for RV).
         loss_blur_px, loss_blur_steps: a coarse scale in the training loss: the error of the residual
             smoothed by a Gaussian of σ = ``loss_blur_px`` pixels is added, with a weight falling linearly
             from 1 to 0 over ``loss_blur_steps`` optimizer steps (a float below 1: a fraction of all steps).
@@ -142,6 +145,8 @@ class SpectrumAutoencoder(L.LightningModule):
         loss_blur_steps: float = 0.5,
         kl_capacity: float = 0.0,
         kl_capacity_steps: float = 0.8,
+        kl_capacity_weight: float = 0.0,
+        kl_capacity_until: float = 0.0,
         doppler_node: int | None = None,
         doppler_scale: float = 30.0,
         grid: dict | None = None,
@@ -197,6 +202,9 @@ class SpectrumAutoencoder(L.LightningModule):
         """The KL target C (nats) at this step when ``kl_capacity`` is set, else None."""
         h = self.hparams
         if not h.get("kl_capacity"):
+            return None
+        until = self._steps(h.get("kl_capacity_until", 0.0))
+        if until and self.global_step >= until:
             return None
         steps = self._steps(h.kl_capacity_steps)
         return h.kl_capacity * min(self.global_step / steps, 1.0) if steps > 0 else h.kl_capacity
@@ -263,7 +271,10 @@ class SpectrumAutoencoder(L.LightningModule):
         weight = self.current_kl_weight
         capacity = self.current_kl_capacity if stage == "train" else None
         # capacity annealing (Burgess et al. 2018): the KL is held near a target C that grows, not pushed to 0
-        loss = rec + weight * (kl if capacity is None else (kl - capacity).abs())
+        if capacity is None:
+            loss = rec + weight * kl
+        else:
+            loss = rec + (self.hparams.get("kl_capacity_weight") or weight) * (kl - capacity).abs()
         bs = flux.shape[0]
         values = {"loss": loss, "recon": rec, "kl": kl}
         if stage == "train":

@@ -147,7 +147,8 @@ def test_the_mangadap_parameter_table_is_accepted_as_labels(tmp_path):
 def test_the_miles_recipe_fits_a_subset_and_the_grid_flows_into_encode(miles_store, tmp_path, capsys):
     cfg = yaml.safe_load((REPO / "experiments/miles.yaml").read_text())
     cfg["trainer"].update(max_epochs=2, logger=False, enable_progress_bar=False, default_root_dir=str(tmp_path / "run"))
-    cfg["trainer"]["callbacks"][1]["init_args"].update(figures_every_n_epochs=0, final_figures=False)
+    (metrics,) = [c for c in cfg["trainer"]["callbacks"] if c["class_path"].endswith("LatentMetrics")]
+    metrics["init_args"].update(figures_every_n_epochs=0, final_figures=False)
     path = tmp_path / "miles_short.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["fit", "--config", str(path), f"--data.init_args.store={miles_store}"]) == 0

@@ -152,6 +152,23 @@ def test_capacity_annealing_holds_the_kl_near_its_target_in_training_only():
     assert small().current_kl_capacity is None  # off by default
 
 
+def test_a_capacity_phase_with_its_own_weight_then_the_plain_kl(monkeypatch):
+    torch.manual_seed(0)
+    model = small(kl_weight=5.0, kl_warmup_steps=0, kl_capacity=2.0, kl_capacity_steps=0, kl_capacity_weight=30.0, kl_capacity_until=10)
+    b = batch()
+    model.train()
+    for step, want_capacity in ((9, True), (10, False)):
+        monkeypatch.setattr(type(model), "global_step", property(lambda self, s=step: s))
+        torch.manual_seed(1)
+        loss, _, _ = model._shared_step(dict(b), "train")
+        torch.manual_seed(1)
+        recon, mu, logvar = model(b["flux"])
+        rec = masked_error(recon, b["flux"], b["mask"].float(), "sum").mean()
+        kl = kl_divergence(mu, logvar).mean(0).sum()
+        want = rec + (30.0 * (kl - 2.0).abs() if want_capacity else 5.0 * kl)
+        assert torch.allclose(loss, want), step
+
+
 def test_the_coarse_loss_term_grows_with_how_far_a_line_is_misplaced():
     """Pixel-wise, a one-pixel line drawn 3 or 9 px off costs the same; the smoothed term tells them apart."""
     flux, mask = torch.zeros(1, 200), torch.ones(1, 200)

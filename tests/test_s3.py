@@ -164,10 +164,14 @@ def test_two_process_ddp_fit_streams_from_the_bucket_and_encode_reads_it(tmp_pat
     ckpt = next((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
     local = tmp_path / "tiny.zarr"
     synthesize(str(local), TINY, progress=False)
+    from spectra_lightning.cli import main
+
     for name, store in (("remote", url), ("local", str(local))):
-        run_cli(
-            ["encode", "--ckpt", str(ckpt), "--store", store, "--output", str(tmp_path / f"{name}.zarr"), "--quiet"],
-            tmp_path,
+        assert (
+            main(
+                ["encode", "--ckpt", str(ckpt), "--store", store, "--output", str(tmp_path / f"{name}.zarr"), "--quiet"]
+            )
+            == 0
         )
     from spectra_lightning.codes import load_codes
 
