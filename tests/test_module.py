@@ -154,7 +154,14 @@ def test_capacity_annealing_holds_the_kl_near_its_target_in_training_only():
 
 def test_a_capacity_phase_with_its_own_weight_then_the_plain_kl(monkeypatch):
     torch.manual_seed(0)
-    model = small(kl_weight=5.0, kl_warmup_steps=0, kl_capacity=2.0, kl_capacity_steps=0, kl_capacity_weight=30.0, kl_capacity_until=10)
+    model = small(
+        kl_weight=5.0,
+        kl_warmup_steps=0,
+        kl_capacity=2.0,
+        kl_capacity_steps=0,
+        kl_capacity_weight=30.0,
+        kl_capacity_until=10,
+    )
     b = batch()
     model.train()
     for step, want_capacity in ((9, True), (10, False)):
