@@ -123,3 +123,71 @@ def wandb_records(run_dir: Path) -> list:
             record.ParseFromString(partial)
             records.append(record)
     return records
+
+
+def streaming_config(tmp_path, store, data: dict | None = None, **trainer) -> Path:
+    """A YAML config for a short CPU fit streamed by ``StreamingSpectraDataModule`` from ``store`` (a path or
+    URL), recording the rows each rank sees (``stream_probe.IndexRecorder``)."""
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "max_epochs": 2,
+            "enable_progress_bar": False,
+            "logger": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(tmp_path / "run"),
+            "callbacks": [{"class_path": "stream_probe.IndexRecorder"}],
+            **trainer,
+        },
+        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+        "data": {
+            "class_path": "spectra_lightning.data_modules.StreamingSpectraDataModule",
+            "init_args": {
+                "store": str(store),
+                "batch_size": 8,
+                "val_fraction": 0.2,
+                "num_workers": 1,
+                "shuffle_buffer": 16,
+                **(data or {}),
+            },
+        },
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def kill_when_rows(proc: subprocess.Popen, store, rows: int, timeout: float = 180) -> list[int]:
+    """``kill -9`` a writer once ``store`` holds at least ``rows`` spectra (or it ends, or ``timeout`` s pass);
+    returns its child processes as they were just before."""
+    import signal
+    import time
+
+    from spectra_lightning.store import SpectraStore
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if SpectraStore.open(store).n >= rows:
+                break
+        except Exception:
+            pass  # not created yet, or caught mid-commit
+        time.sleep(0.05)
+    workers = children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return workers
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc; empty elsewhere)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # fields after "(comm)": state, ppid, ...
+            out.append(int(stat.parent.name))
+    return out

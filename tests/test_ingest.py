@@ -2,7 +2,6 @@
 
 import gzip
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.ingest import ingest
 from spectra_lightning.store import SpectraStore
 
-from helpers import REAL, harps_spectra, ingest_cmd, real_file
+from helpers import REAL, harps_spectra, ingest_cmd, kill_when_rows, real_file
 
 HARPS = SpectralGrid.named("harps")
 C = 299_792.458
@@ -297,36 +296,12 @@ def test_rows_through_shared_memory_equal_rows_through_the_pipe(tmp_path, monkey
     assert np.array_equal(shared.flux[:].view(np.uint16), piped.flux[:].view(np.uint16))
 
 
-def children(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (Linux /proc; empty elsewhere)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:  # fields after "(comm)": state, ppid, ...
-            out.append(int(stat.parent.name))
-    return out
-
-
 def test_kill_mid_ingest_then_rerun_gives_the_clean_result(tmp_path):
     files = harps_spectra()
     clean = tmp_path / "clean.zarr"
     ingest([str(f) for f in files], str(clean), workers=1, progress=False)  # the uninterrupted reference
     killed = tmp_path / "killed.zarr"
-    proc = subprocess.Popen(ingest_cmd(files, killed, "--workers", "1", "--batch", "1"))
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if SpectraStore.open(killed).n >= 3:
-                break
-        except Exception:
-            pass
-        time.sleep(0.05)
-    workers = children(proc.pid)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    workers = kill_when_rows(subprocess.Popen(ingest_cmd(files, killed, "--workers", "1", "--batch", "1")), killed, 3)
     if sys.platform.startswith("linux"):  # its reading processes follow it, not left waiting forever
         assert workers
         deadline = time.time() + 10

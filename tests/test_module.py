@@ -129,17 +129,25 @@ def test_an_injected_network_is_used_and_checked():
         SpectrumAutoencoder(latent_dim=4, n_pixels=128, net=net)
 
 
+def train_loss_and_terms(model, b):
+    """The training step's loss, and its reconstruction and KL terms recomputed with the same noise draw."""
+    torch.manual_seed(1)
+    loss, _, _ = model._shared_step(dict(b), "train")
+    torch.manual_seed(1)
+    recon, mu, logvar = model(b["flux"])
+    return (
+        loss,
+        masked_error(recon, b["flux"], b["mask"].float(), "sum").mean(),
+        kl_divergence(mu, logvar).mean(0).sum(),
+    )
+
+
 def test_capacity_annealing_holds_the_kl_near_its_target_in_training_only():
     torch.manual_seed(0)
     model = small(kl_weight=5.0, kl_warmup_steps=0, kl_capacity=2.0, kl_capacity_steps=0)  # C = 2 nats at once
     b = batch()
     model.train()
-    torch.manual_seed(1)
-    loss, mu, logvar = model._shared_step(dict(b), "train")
-    torch.manual_seed(1)
-    recon, mu2, logvar2 = model(b["flux"])
-    rec = masked_error(recon, b["flux"], b["mask"].float(), "sum").mean()
-    kl = kl_divergence(mu2, logvar2).mean(0).sum()
+    loss, rec, kl = train_loss_and_terms(model, b)
     assert torch.allclose(loss, rec + 5.0 * (kl - 2.0).abs())
     model.eval()  # validation keeps the plain objective
     loss, _, _ = model._shared_step(dict(b), "val")
@@ -166,12 +174,7 @@ def test_a_capacity_phase_with_its_own_weight_then_the_plain_kl(monkeypatch):
     model.train()
     for step, want_capacity in ((9, True), (10, False)):
         monkeypatch.setattr(type(model), "global_step", property(lambda self, s=step: s))
-        torch.manual_seed(1)
-        loss, _, _ = model._shared_step(dict(b), "train")
-        torch.manual_seed(1)
-        recon, mu, logvar = model(b["flux"])
-        rec = masked_error(recon, b["flux"], b["mask"].float(), "sum").mean()
-        kl = kl_divergence(mu, logvar).mean(0).sum()
+        loss, rec, kl = train_loss_and_terms(model, b)
         want = rec + (30.0 * (kl - 2.0).abs() if want_capacity else 5.0 * kl)
         assert torch.allclose(loss, want), step
 

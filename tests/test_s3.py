@@ -8,7 +8,6 @@ The commands find the endpoint and credentials where users' tools do, in the sta
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -17,12 +16,11 @@ import uuid
 
 import numpy as np
 import pytest
-import yaml
 
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.synth import SynthSpec, synthesize
 
-from helpers import harps_spectra, ingest_cmd, run_cli
+from helpers import harps_spectra, ingest_cmd, kill_when_rows, run_cli, streaming_config
 
 s3fs = pytest.importorskip(
     "s3fs", reason="the S3 tests need the [s3] extra (s3fs) and moto[server]: pip install -e '.[dev]'"
@@ -105,17 +103,7 @@ def test_ingest_to_the_bucket_killed_and_rerun_gives_the_clean_store(tmp_path, b
     clean = tmp_path / "clean.zarr"
     subprocess.run(ingest_cmd(files, clean, "--workers", "1"), check=True)
     url = f"s3://{bucket}/archive.zarr"
-    proc = subprocess.Popen(ingest_cmd(files, url, "--workers", "1", "--batch", "1"))
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if SpectraStore.open(url).n >= 3:
-                break
-        except Exception:
-            pass
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when_rows(subprocess.Popen(ingest_cmd(files, url, "--workers", "1", "--batch", "1")), url, 3)
     partial = SpectraStore.open(url)
     assert 0 < partial.n < SpectraStore.open(clean).n  # killed mid-way: whole spectra only
     partial.read(np.arange(partial.n))
@@ -125,34 +113,13 @@ def test_ingest_to_the_bucket_killed_and_rerun_gives_the_clean_store(tmp_path, b
     assert json.loads(verify.stdout)["ok"]
 
 
-def fit_config(tmp_path, store: str, storage_options: dict | None = None, **trainer) -> str:
-    data = {"store": store, "batch_size": 8, "val_fraction": 0.2, "num_workers": 1, "shuffle_buffer": 16}
-    if storage_options:
-        data["storage_options"] = storage_options
-    cfg = {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "max_epochs": 2,
-            "enable_progress_bar": False,
-            "logger": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path / "run"),
-            "callbacks": [{"class_path": "stream_probe.IndexRecorder"}],
-            **trainer,
-        },
-        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-        "data": {"class_path": "spectra_lightning.data_modules.StreamingSpectraDataModule", "init_args": data},
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
-
-
 def test_two_process_ddp_fit_streams_from_the_bucket_and_encode_reads_it(tmp_path, bucket):
     url = f"s3://{bucket}/tiny.zarr"
     synthesize(url, TINY, progress=False)
-    run_cli(["fit", "--config", fit_config(tmp_path, url), "--trainer.strategy=ddp", "--trainer.devices=2"], tmp_path)
+    run_cli(
+        ["fit", "--config", str(streaming_config(tmp_path, url)), "--trainer.strategy=ddp", "--trainer.devices=2"],
+        tmp_path,
+    )
     probes = [json.loads((tmp_path / "run" / f"probe_rank{r}.json").read_text()) for r in range(2)]
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     meta = SpectraStore.open(url).meta
@@ -195,9 +162,11 @@ def test_storage_options_instead_of_the_aws_variables(tmp_path, bucket, s3_endpo
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     s3fs.S3FileSystem.clear_instance_cache()
     assert SpectraStore.open(url, storage_options=options).n == TINY.n
-    run_cli(["fit", "--config", fit_config(tmp_path, url, options, max_epochs=1)], tmp_path)
+    run_cli(
+        ["fit", "--config", str(streaming_config(tmp_path, url, {"storage_options": options}, max_epochs=1))], tmp_path
+    )
     assert json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["steps"] > 0
     # without either, the failure names the store
-    bad = run_cli(["fit", "--config", fit_config(tmp_path, url, max_epochs=1)], tmp_path, ok=False)
+    bad = run_cli(["fit", "--config", str(streaming_config(tmp_path, url, max_epochs=1))], tmp_path, ok=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert f"{url}: cannot open (NoCredentialsError" in bad.stderr.strip().splitlines()[-1]

@@ -10,7 +10,6 @@ import fsspec
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from spectra_lightning.batch import finish_batch
 from spectra_lightning.data_modules import StreamingSpectraDataModule
@@ -27,7 +26,7 @@ from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.synth import C_KMS, render
 
-from helpers import run_cli
+from helpers import run_cli, streaming_config
 
 
 def test_epoch_order_is_deterministic_and_pieces_cover_each_row_once():
@@ -200,38 +199,8 @@ def test_noise_and_masking_augmentations():
     assert ((hidden >= 100) & (hidden <= 200)).all()
 
 
-def cli_config(tmp_path, store, **trainer):
-    cfg = {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "max_epochs": 2,
-            "enable_progress_bar": False,
-            "logger": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp_path / "run"),
-            "callbacks": [{"class_path": "stream_probe.IndexRecorder"}],
-            **trainer,
-        },
-        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
-        "data": {
-            "class_path": "spectra_lightning.data_modules.StreamingSpectraDataModule",
-            "init_args": {
-                "store": str(store),
-                "batch_size": 8,
-                "val_fraction": 0.2,
-                "num_workers": 1,
-                "shuffle_buffer": 16,
-            },
-        },
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 def test_two_process_ddp_sees_each_training_spectrum_once_per_epoch(tmp_path, tiny_store):
-    cfg = cli_config(tmp_path, tiny_store)
+    cfg = streaming_config(tmp_path, tiny_store)
     run_cli(["fit", "--config", str(cfg), "--trainer.strategy=ddp", "--trainer.devices=2"], tmp_path)
     probes = [json.loads((tmp_path / "run" / f"probe_rank{r}.json").read_text()) for r in range(2)]
     assert all(p["world"] == 2 for p in probes)
@@ -251,7 +220,7 @@ def test_resume_mid_epoch_keeps_the_split(tmp_path, tiny_store, monkeypatch):
     from spectra_lightning.cli import main
 
     monkeypatch.chdir(tmp_path)
-    cfg = cli_config(tmp_path, tiny_store, max_epochs=1, limit_train_batches=3)
+    cfg = streaming_config(tmp_path, tiny_store, max_epochs=1, limit_train_batches=3)
     assert main(["fit", "--config", str(cfg)]) == 0
     ckpt = next((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
     first = json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["val_split"]
