@@ -289,7 +289,10 @@ class SpectrumAutoencoder(L.LightningModule):
             )
             for k, v in values.items():
                 self.train_means[k].update(v.detach(), bs)
-            self.log_dict({f"train/{k}_epoch": self.train_means[k] for k in values}, on_step=False, on_epoch=True)
+            if getattr(self._trainer, "is_last_batch", True):
+                # the Metric objects are logged once an epoch: Lightning moves a logged Metric's result state
+                # on every `log` call, ~4 % of a quickstart step when done per step (docs/benchmarks.md)
+                self.log_dict({f"train/{k}_epoch": self.train_means[k] for k in values}, on_step=False, on_epoch=True)
             self.log("train/kl_weight", weight, on_step=True, on_epoch=False, batch_size=bs)
         else:
             self.log_dict(

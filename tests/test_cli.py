@@ -1,7 +1,9 @@
 """The real CLI, driven through ``main(args)`` as a user would from the shell."""
 
 import csv
+import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -149,3 +151,20 @@ def test_network_optimizer_and_scheduler_from_yaml(tmp_path, tiny_store):
     model = load_model(ckpt, torch.device("cpu"))
     assert model.net.depth == 3 and model.net.n_pixels == 512  # rebuilt from the checkpoint's own config
     assert sum(isinstance(m, torch.nn.Conv1d) for m in model.net.encoder.modules()) == 3
+
+
+def test_the_epoch_loss_is_the_mean_of_the_epoch_steps(tmp_path, tiny_store):
+    """Logged once an epoch (a Metric logged every step costs ~4 % of a step), still over every step."""
+    logger = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(tmp_path / "run"), "name": "csv", "version": 0},
+    }
+    cfg = tiny_config(tmp_path, tiny_store, max_epochs=2, log_every_n_steps=1, logger=logger)
+    assert main(["fit", "--config", str(cfg)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "run/csv/version_0/metrics.csv")))
+    n_train = len(json.loads(next((tmp_path / "run").rglob("split.json")).read_text())["split_ids"]["train"])
+    for epoch in ("0", "1"):
+        steps = [float(r["train/loss_step"]) for r in rows if r["epoch"] == epoch and r.get("train/loss_step")]
+        (mean,) = [float(r["train/loss_epoch"]) for r in rows if r["epoch"] == epoch and r.get("train/loss_epoch")]
+        # training batches are whole (drop_last): 16 spectra each, so the epoch mean is the plain mean
+        assert len(steps) == n_train // 16 > 2 and mean == pytest.approx(np.mean(steps), rel=1e-5)
