@@ -228,11 +228,9 @@ class SpectraCLI(LightningCLI):
             return
         run_dir = Path(self.trainer.default_root_dir)
         lines = [f"run directory: {run_dir}", f"config:        {Path(log_dir or run_dir) / 'config.yaml'}"]
-        for cb in self.trainer.checkpoint_callbacks:
-            if cb.best_model_path:
-                lines.append(f"best checkpoint: {cb.best_model_path}")
-            if getattr(cb, "last_model_path", "") and Path(cb.last_model_path).exists():
-                lines.append(f"last checkpoint: {cb.last_model_path}")
+        from .loggers import run_checkpoints
+
+        lines += [f"{kind} checkpoint: {path}" for kind, path in run_checkpoints(self.trainer).items()]
         for logger in self.trainer.loggers:
             if type(logger).__name__.endswith("WandbLogger"):
                 exp = logger.experiment

@@ -60,13 +60,16 @@ class AutoWandbLogger(WandbLogger):
 
 def run_checkpoints(trainer) -> dict[str, str]:
     """``{"best": path, "last": path}`` of the checkpoints the run's ``ModelCheckpoint`` callbacks wrote
-    (either missing when none was)."""
+    (either missing when none was). "last" is a ``save_last`` file or the file of a callback without a
+    monitor (the recipes' ``last.ckpt``, rewritten every epoch)."""
     found: dict[str, str] = {}
     for cb in trainer.checkpoint_callbacks:
-        if getattr(cb, "monitor", None) and cb.best_model_path and "best" not in found:
-            found["best"] = cb.best_model_path
-        if getattr(cb, "last_model_path", "") and "last" not in found:
-            found["last"] = cb.last_model_path
+        monitor = getattr(cb, "monitor", None)
+        if monitor and cb.best_model_path:
+            found.setdefault("best", cb.best_model_path)
+        last = getattr(cb, "last_model_path", "") or ("" if monitor else cb.best_model_path)
+        if last:
+            found.setdefault("last", last)
     return {k: p for k, p in found.items() if os.path.isfile(p)}
 
 

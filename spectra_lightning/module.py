@@ -117,7 +117,13 @@ class SpectrumAutoencoder(L.LightningModule):
             gives the pixel-wise loss no gradient towards its position; smoothed, it does. Generic (no
             physics: the same smoothing for every pixel); validation losses never include it.
         doppler_node, doppler_scale: make latent node ``doppler_node`` a radial velocity of
-            ``doppler_scale`` km/s per unit that shifts the decoded spectrum (see ``nets.DopplerShift``).
+            ``doppler_scale`` km/s per unit that shifts the decoded spectrum (see ``nets.DopplerShift``):
+            a physics prior.
+        warp_knots, warp_init: let the decoder resample its output along the wavelength axis by a smooth
+            displacement field linear in the code (``nets.Warp``, ``warp_knots`` control points; 0: none;
+            coefficients start at N(0, ``warp_init``²)): a generic geometric prior, told nothing of Doppler
+            physics nor which node drives it.
+        coord_channels: give every decoder layer the pixel position as an extra channel (CoordConv).
         grid: the data's grid (``SpectralGrid.describe()``), linked from the DataModule by the CLI.
         lr: learning rate of the default optimizer (Adam) when ``optimizer`` is not given.
         net: an injected network: in YAML a ``class_path`` and ``init_args`` without ``n_pixels`` (the grid's
@@ -149,6 +155,9 @@ class SpectrumAutoencoder(L.LightningModule):
         kl_capacity_until: float = 0.0,
         doppler_node: int | None = None,
         doppler_scale: float = 30.0,
+        warp_knots: int = 0,
+        warp_init: float = 0.05,
+        coord_channels: bool = False,
         grid: dict | None = None,
         lr: float = 1e-3,
         net: Callable[[int], nn.Module] | None = None,
@@ -173,7 +182,9 @@ class SpectrumAutoencoder(L.LightningModule):
             wave = SpectralGrid(**grid).wavelength if grid is not None else None
             if doppler_node is not None and (wave is None or len(wave) != n_pixels):
                 raise ConfigError("doppler_node needs the data's grid (the CLI links it; pass grid=... otherwise)")
-            net = ConvAutoencoder(n_pixels, latent_dim, depth, doppler_node, doppler_scale, wave)
+            net = ConvAutoencoder(
+                n_pixels, latent_dim, depth, doppler_node, doppler_scale, wave, coord_channels, warp_knots, warp_init
+            )
         else:
             if not isinstance(net, nn.Module):
                 net = net(n_pixels)
@@ -186,6 +197,10 @@ class SpectrumAutoencoder(L.LightningModule):
             if doppler_node is not None and getattr(net, "doppler_node", None) != doppler_node:
                 raise ConfigError(
                     "--model.doppler_node is set but the injected net has no such node: set it on the net"
+                )
+            if warp_knots or coord_channels:
+                raise ConfigError(
+                    "--model.warp_knots / coord_channels build the default net: set them on the injected net"
                 )
         self.net = net
         self.train_means = torch.nn.ModuleDict({k: MeanMetric() for k in ("loss", "recon", "kl")})

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import yaml
 
@@ -191,3 +192,21 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid:  # fields after "(comm)": state, ppid, ...
             out.append(int(stat.parent.name))
     return out
+
+
+class LastCheckpointProbe(L.Callback):
+    """At the start of every epoch after the first, appends "<epoch> <epoch stored in last.ckpt>" to
+    ``out`` (what a run killed then would resume from)."""
+
+    def __init__(self, out: str):
+        self.out = out
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            return
+        import torch
+
+        last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        saved = torch.load(last, map_location="cpu", weights_only=False)["epoch"] if last.exists() else None
+        with open(self.out, "a") as f:
+            f.write(f"{trainer.current_epoch} {saved}\n")

@@ -33,8 +33,9 @@ def test_print_config_of_quickstart(capsys):
         main(["fit", "--config", str(REPO / "experiments/quickstart.yaml"), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     written = yaml.safe_load((REPO / "experiments/quickstart.yaml").read_text())
-    for key in ("kl_weight", "reconstruction", "doppler_node"):
+    for key in ("kl_weight", "reconstruction", "warp_knots", "kl_capacity"):
         assert printed["model"][key] == written["model"][key]
+    assert printed["model"]["doppler_node"] is None  # the default builds in no Doppler physics
     assert printed["data"]["init_args"]["synth"]["grid"] == "quickstart"
 
 

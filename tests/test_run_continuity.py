@@ -215,9 +215,10 @@ def test_an_infinite_pixel_never_reaches_the_loss_and_a_non_finite_loss_stops_th
     assert not (tmp_path / "nan" / "report.json").exists()
 
 
-def test_the_recipes_keep_the_last_epoch_when_the_validation_loss_rises(tmp_path, tiny_store):
-    """Lightning 2.6's ``save_last`` alone copies only a new best; the recipes add a checkpoint that
-    writes ``last.ckpt`` every epoch, so a run whose λ ramps up (val/loss rising) resumes where it ended."""
+def test_the_recipes_rewrite_last_ckpt_every_epoch_even_when_the_validation_loss_rises(tmp_path, tiny_store):
+    """Lightning 2.6's ``save_last`` copies only a new best (and ``save_top_k: 0`` + ``save_last`` writes it
+    only at the end); the recipes' second checkpoint rewrites ``last.ckpt`` every epoch, so a run whose λ
+    ramps up (val/loss rising) and is killed mid-way resumes from the epoch before."""
     import torch
 
     from spectra_lightning.cli import main
@@ -226,18 +227,22 @@ def test_the_recipes_keep_the_last_epoch_when_the_validation_loss_rises(tmp_path
 
     recipe = yaml.safe_load((REPO / "experiments/quickstart.yaml").read_text())
     checkpoints = [c for c in recipe["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+    probe = {"class_path": "helpers.LastCheckpointProbe", "init_args": {"out": str(tmp_path / "probe.txt")}}
     cfg = write_config(
         tmp_path / "c.yaml",
         tiny_store,
         trainer={"max_epochs": 4, "default_root_dir": str(tmp_path / "run"), "enable_progress_bar": False},
         model={"lr": 1e-9, "kl_weight": 10.0, "kl_warmup_steps": 0.99},  # weights ~frozen, λ rising
-        callbacks=checkpoints,
+        callbacks=[*checkpoints, probe],
     )
     assert main(["fit", "--config", str(cfg)]) == 0
+    # what a kill at the start of each epoch would have left
+    assert (tmp_path / "probe.txt").read_text().split("\n")[:-1] == ["1 0", "2 1", "3 2"]
     saved = {
         p.name: torch.load(p, map_location="cpu", weights_only=False)
         for p in (tmp_path / "run/checkpoints").glob("*.ckpt")
     }
     best = [c for name, c in saved.items() if name.startswith("epoch=")]
+    assert sorted(saved) == sorted(["last.ckpt", *[n for n in saved if n.startswith("epoch=0-")]]), sorted(saved)
     assert len(best) == 1 and best[0]["epoch"] == 0  # val/loss rose after the first epoch
     assert saved["last.ckpt"]["global_step"] == 4 * best[0]["global_step"]

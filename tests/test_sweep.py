@@ -68,9 +68,10 @@ def test_every_sweep_command_runs_for_one_drawn_parameter_set(sweep, harps_store
     assert cmd[1:4] == ["-m", "spectra_lightning", "fit"] and cmd[-len(params) :] == [
         f"--{k}={v}" for k, v in params.items()
     ]
-    config = REPO / cmd[cmd.index("--config") + 1]
+    # the sweep's configs are relative to the repository (where agents run); the test runs elsewhere
+    args = [str(REPO / a) if prev == "--config" else a for prev, a in zip(cmd[2:], cmd[3:])]
     monkeypatch.chdir(tmp_path)
-    assert main(cmd[3:5] + [str(config)] + cmd[6:] + overrides_for(config, harps_store)) == 0
+    assert main(args + overrides_for(REPO / cmd[cmd.index("--config") + 1], harps_store)) == 0
 
 
 def tiny_sweep(tmp_path, store, values=(0.1, 1.0), latents=(2, 3)):
