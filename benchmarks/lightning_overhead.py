@@ -15,6 +15,7 @@ bar. The first ``--warmup`` steps of each are not timed. Overhead = time per ste
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import tempfile
@@ -135,9 +136,9 @@ def lightning(batches: list[dict], warmup: int, cls: type[SpectrumAutoencoder] =
 
 
 LOOPS = {
-    "plain": ("plain PyTorch", lambda batches, warmup: plain(batches, warmup)),
-    "bare": ("`Trainer.fit`, a bare step (loss only)", lambda batches, warmup: lightning(batches, warmup, BareStep)),
-    "module": ("`Trainer.fit`, the project's module", lambda batches, warmup: lightning(batches, warmup)),
+    "plain": ("plain PyTorch", plain),
+    "bare": ("`Trainer.fit`, a bare step (loss only)", functools.partial(lightning, cls=BareStep)),
+    "module": ("`Trainer.fit`, the project's module", lightning),
 }
 
 
@@ -152,7 +153,7 @@ def main() -> None:
     names = list(LOOPS)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(a.rounds):  # rotate which goes first: a load that drifts hits all alike
-        for name in names[r % 3 :] + names[: r % 3]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(LOOPS[name][1](batches, a.warmup))
             print(f"round {r + 1}: {name} {1e3 * times[name][-1]:.1f} ms/step", flush=True)
     best_base = min(times["plain"])

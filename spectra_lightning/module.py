@@ -183,7 +183,15 @@ class SpectrumAutoencoder(L.LightningModule):
             if doppler_node is not None and (wave is None or len(wave) != n_pixels):
                 raise ConfigError("doppler_node needs the data's grid (the CLI links it; pass grid=... otherwise)")
             net = ConvAutoencoder(
-                n_pixels, latent_dim, depth, doppler_node, doppler_scale, wave, coord_channels, warp_knots, warp_init
+                n_pixels,
+                latent_dim,
+                depth,
+                doppler_node=doppler_node,
+                doppler_scale=doppler_scale,
+                wave=wave,
+                coord_channels=coord_channels,
+                warp_knots=warp_knots,
+                warp_init=warp_init,
             )
         else:
             if not isinstance(net, nn.Module):
