@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +28,23 @@ def test_overview_and_help(capsys):
     # the DataModule's options are listed where a user looks, one per line
     assert "\n  --data.init_args.store " in out and "\n  --data.init_args.batch_size " in out
     assert main(["frobnicate"]) == 2
+
+
+def test_the_data_tools_start_without_torch_or_lightning(tmp_path):
+    # `synth`, `ingest` and `verify` are run by hand and in scripts: they must not pay for importing
+    # torch and Lightning (seconds), which only the training commands need
+    store = str(tmp_path / "s.zarr")
+    code = f"""
+import contextlib, sys
+from spectra_lightning.cli import main
+main(["synth", "--output", {store!r}, "--n", "4", "--grid", "tiny", "--quiet"])
+main(["verify", {store!r}, "--quiet"])
+with contextlib.suppress(SystemExit):
+    main(["ingest", "--help"])
+print(sorted(m for m in ("torch", "lightning") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_print_config_of_quickstart(capsys):

@@ -1,0 +1,338 @@
+"""The training commands (``fit``/``validate``/``test``/``predict``): a LightningCLI subclass with one
+directory per run, one-line user errors and the moved-package aliases of old configs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import sys
+import time
+import types
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+from jsonargparse import DefaultHelpFormatter
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from spectra_lightning.data_modules import SpectraDataModule
+
+from .cli import PROG
+from .errors import ConfigError, MovedWarning
+from .lock import StoreLockedError
+from .module import NonFiniteLossError, SpectrumAutoencoder
+from .store import StoreError
+
+RUN_DIR_ENV = "SPECTRA_LIGHTNING_RUN_DIR"  # shared with DDP child processes
+RUN_FILE = "run.json"  # in each run directory: the W&B run id, and when it was started and resumed
+# errors that are the user's to fix: printed as one line, never as a traceback
+USER_ERRORS = (ConfigError, StoreError, StoreLockedError, NonFiniteLossError)
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The first of :data:`USER_ERRORS` in ``exc``'s chain (jsonargparse wraps errors raised while it
+    instantiates a class into its own, multi-line ones)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, USER_ERRORS):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+_BOILERPLATE = (
+    "Does not validate against",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "Problem with given class_path",
+    "Parser key",
+)
+
+
+def one_line(message: str) -> str:
+    """A jsonargparse message in one line: the full key and the innermost specific reason, e.g.
+    ``--data.synth.rv_dist: Expected a typing.Literal['uniform', 'archive']. Got value: gauss``."""
+    lines = [line.strip().removeprefix("- ").strip() for line in str(message).strip().splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "invalid arguments"
+    keys = [m.group(1) for line in lines if (m := re.match(r'Parser key "(.+?)":', line))]
+    reasons = [line for line in lines if not line.startswith(_BOILERPLATE) and "NoneType" not in line]
+    if not keys:
+        return lines[0] if not reasons or reasons[0] in lines[0] else f"{lines[0]} {reasons[0]}"
+    return f"--{'.'.join(keys)}: {reasons[0] if reasons else lines[0]}"
+
+
+class _HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with the epilog's lines kept as written (one option per line)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+class SpectraParser(LightningArgumentParser):
+    """LightningCLI's parser with errors as one line and a pointer to ``--help``, not 60 lines of usage."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {one_line(message)} (see `{prog} --help`)\n")
+        sys.exit(2)
+
+
+def checkpoint_hparams(path: str) -> dict:
+    """The hyper-parameters in a checkpoint, read without unpickling code (``weights_only``)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise ConfigError(f"--ckpt_path {path}: not a loadable checkpoint ({type(e).__name__})") from None
+    return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
+
+
+class SpectraCLI(LightningCLI):
+    """LightningCLI with the grid length linked into the model and one directory per run.
+
+    A run directory ``runs/<config name>/<YYYYmmdd-HHMMSS>`` (or ``--trainer.default_root_dir``)
+    holds the resolved config, the split, checkpoints, figures and the W&B files. ``fit --ckpt_path``
+    with a checkpoint of a run directory continues that run: same directory, checkpoints, W&B run.
+    """
+
+    run_label = ""  # set by main(): the dotted overrides, e.g. "kl_weight=0.3,latent_dim=8"
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        for name, sub in parser._subcommands_action._name_parser_map.items():
+            sub.prog = f"{PROG} {name}"  # not "... [options] fit": the usage shows what users type
+            sub.epilog = data_options_help()
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.n_pixels", "model.n_pixels", apply_on="instantiate")
+        parser.link_arguments("data.grid_spec", "model.grid", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyper-parameters here: make a missing or foreign file one line
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt and ckpt not in ("last", "best", "hpc", "registry"):
+            if not Path(ckpt).is_file():
+                raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
+            self._checkpoint_hparams = checkpoint_hparams(ckpt)  # loadable at all? (kept for the grid check)
+        super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        ckpt = cfg.get("ckpt_path")
+        resumed = self.subcommand == "fit" and ckpt and Path(ckpt).parent.name == "checkpoints"
+        run_dir = os.environ.get(RUN_DIR_ENV) or cfg.trainer.default_root_dir
+        if not run_dir and resumed:
+            run_dir = str(Path(ckpt).parent.parent)  # continue the checkpoint's run
+        if not run_dir:
+            configs = [Path(str(c)) for c in (cfg.get("config") or [])]
+            name = configs[-1].stem if configs else "default"
+            run_dir = str(Path("runs") / name / time.strftime("%Y%m%d-%H%M%S"))
+        os.environ[RUN_DIR_ENV] = run_dir
+        cfg.trainer.default_root_dir = run_dir
+        previous = read_run_file(run_dir) if resumed else {}
+        loggers = cfg.trainer.logger
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init = getattr(logger, "init_args", None)
+            if init is not None and "save_dir" in init and init.save_dir in (None, "."):
+                init.save_dir = run_dir
+            if str(getattr(logger, "class_path", "")).endswith("WandbLogger") and init is not None:
+                # sweep runs: grouped by sweep, named by their parameters
+                if not init.get("group"):
+                    init.group = os.environ.get("WANDB_RUN_GROUP") or Path(run_dir).parent.name
+                if not init.get("name"):
+                    init.name = os.environ.get("WANDB_NAME") or self.run_label or None
+                if previous.get("wandb_id") and not init.get("id"):
+                    init.id = previous["wandb_id"]  # the same W&B run goes on
+                    init.resume = "allow"
+
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        if not sys.stdout.isatty() and config.get("enable_progress_bar", True) is not False:
+            from spectra_lightning.callbacks import EpochLines
+
+            callbacks = [*callbacks, EpochLines()]  # logs get one line per epoch, not a bar's redraws
+        return super()._instantiate_trainer(config, callbacks)
+
+    def before_fit(self) -> None:
+        from .loggers import AutoWandbLogger
+
+        ckpt = self.config[self.subcommand].get("ckpt_path")
+        if ckpt and Path(ckpt).is_file():
+            self._check_checkpoint_grid(ckpt)
+        for logger in self.trainer.loggers:
+            if isinstance(logger, AutoWandbLogger) and self.trainer.is_global_zero:
+                parser = self._parser(self.subcommand)
+                logger.log_config(yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False)))
+        for cb in self.trainer.checkpoint_callbacks:
+            if cb.dirpath is None:
+                cb.dirpath = str(Path(self.trainer.default_root_dir) / "checkpoints")
+        if self.trainer.is_global_zero:
+            self._record_run(ckpt)
+
+    def _check_checkpoint_grid(self, ckpt: str) -> None:
+        """A checkpoint trained on another grid cannot go on with this store: say so, not a size mismatch."""
+        saved = getattr(self, "_checkpoint_hparams", None)
+        if saved is None:
+            saved = checkpoint_hparams(ckpt)
+        for key in ("n_pixels", "grid"):
+            if saved.get(key) is not None and saved[key] != self.model.hparams.get(key):
+                raise ConfigError(
+                    f"--ckpt_path {ckpt}: the checkpoint was trained with {key} {saved[key]}, "
+                    f"but the data ({self.datamodule.store_path}) has {self.model.hparams.get(key)}"
+                )
+
+    def _record_run(self, ckpt: str | None) -> None:
+        run_dir = Path(self.trainer.default_root_dir)
+        record = read_run_file(run_dir)
+        record.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if ckpt:
+            record.setdefault("resumed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "from": str(ckpt)})
+        for logger in self.trainer.loggers:
+            if type(logger).__name__.endswith("WandbLogger"):
+                record["wandb_id"] = logger.experiment.id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / (RUN_FILE + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(run_dir / RUN_FILE)
+
+    def after_fit(self) -> None:
+        log_dir = self.trainer.log_dir  # a collective under DDP: call it on every rank
+        if self.trainer.num_training_batches == 0:
+            dm = self.trainer.datamodule
+            n = len(getattr(dm, "splits", {}).get("train", [])) if dm is not None else "?"
+            raise ConfigError(
+                f"nothing was trained: no training batch (train split {n} spectra, batch size "
+                f"{getattr(dm, 'batch_size', '?')}, {self.trainer.world_size} rank(s), "
+                f"limit_train_batches={self.trainer.limit_train_batches})"
+            )
+        if not self.trainer.is_global_zero:
+            return
+        run_dir = Path(self.trainer.default_root_dir)
+        lines = [f"run directory: {run_dir}", f"config:        {Path(log_dir or run_dir) / 'config.yaml'}"]
+        from .loggers import run_checkpoints
+
+        lines += [f"{kind} checkpoint: {path}" for kind, path in run_checkpoints(self.trainer).items()]
+        for logger in self.trainer.loggers:
+            if type(logger).__name__.endswith("WandbLogger"):
+                exp = logger.experiment
+                if getattr(exp, "dir", None):
+                    mode = (
+                        "offline: upload with `wandb sync " + str(Path(exp.dir).parent) + "`"
+                        if getattr(exp.settings, "mode", "") == "offline" or exp.offline
+                        else "online: " + str(exp.url)
+                    )
+                    lines.append(f"W&B run:       {mode}")
+        if (run_dir / "checkpoints").is_dir():
+            lines.append(f"explore:       {PROG} explore --run {run_dir}")
+        print("\n".join(lines), flush=True)
+        for logger in self.trainer.loggers:
+            if type(logger).__name__.endswith("WandbLogger") and logger._experiment is not None:
+                logger.experiment.finish()  # the run is complete: a later fit (or resume) starts cleanly
+
+
+def data_options_help() -> str:
+    """The DataModule's options, which ``--help`` otherwise hides behind ``--data.help CLASS``."""
+    import inspect
+
+    from spectra_lightning.data_modules import SpectraDataModule, StreamingSpectraDataModule
+
+    lines, doc = [], inspect.getdoc(SpectraDataModule) or ""
+    entries: list[list[str]] = []
+    for line in doc.split("Args:", 1)[-1].splitlines():
+        m = re.match(r"^ {4}(\w+(?:, \w+)*): (.+)$", line)
+        if m:
+            entries.append([m[1].split(",")[0], m[2]])
+        elif entries and line.startswith(" " * 8):
+            entries[-1][1] += " " + line.strip()  # the entry's next line
+    for name, text in entries:
+        lines.append(f"  --data.init_args.{name:16s} {text.replace('``', '').split('. ')[0].rstrip('.')}")
+    names = f"{SpectraDataModule.__name__} (map-style) or {StreamingSpectraDataModule.__name__}"
+    return (
+        f"data options (--data.class_path: {names}):\n" + "\n".join(lines) + "\n"
+        f"all of them: {PROG} fit --data.help {SpectraDataModule.__name__} (or {StreamingSpectraDataModule.__name__})"
+    )
+
+
+def read_run_file(run_dir) -> dict:
+    try:
+        return json.loads((Path(run_dir) / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# configs written before 0.2 name the classes by the folders' old top-level package names
+MOVED_PACKAGES = {"callbacks": "spectra_lightning.callbacks", "data_modules": "spectra_lightning.data_modules"}
+
+
+class _MovedPackage(types.ModuleType):
+    """Stands in for a package that moved: ``callbacks.X`` warns once and is ``spectra_lightning.callbacks.X``."""
+
+    def __init__(self, old: str, new: str):
+        super().__init__(old)
+        self.__path__: list[str] = []  # a package, so `old.submodule` fails as "no module" rather than oddly
+        self._new = new
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        warnings.warn(
+            f"'{self.__name__}.{name}' is now '{self._new}.{name}': update the config", MovedWarning, stacklevel=2
+        )
+        return getattr(importlib.import_module(self._new), name)
+
+
+def alias_moved_packages() -> None:
+    """Let old configs' class paths resolve, unless another installed package owns the old name."""
+    here = Path(__file__).resolve().parent.parent
+    for old, new in MOVED_PACKAGES.items():
+        if old in sys.modules:
+            continue
+        try:
+            spec = importlib.util.find_spec(old)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or (spec.origin and Path(spec.origin).resolve().parent.parent == here):
+            sys.modules[old] = _MovedPackage(old, new)
+
+
+def run(args: list[str], from_argv: bool) -> int:
+    """One training command (``args[0]`` in :data:`~spectra_lightning.cli.TRAINER_COMMANDS`); from
+    ``sys.argv`` when ``from_argv`` (DDP children re-read it)."""
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # no "Seed set to 0" line
+    alias_moved_packages()
+    had_run_dir = RUN_DIR_ENV in os.environ
+    SpectraCLI.run_label = ",".join(
+        f"{key.split('.')[-1]}={value}"
+        for key, value in (a.split("=", 1) for a in args if a.startswith(("--model.", "--data.")) and "=" in a)
+    )
+    try:
+        SpectraCLI(
+            SpectrumAutoencoder,
+            SpectraDataModule,
+            subclass_mode_data=True,
+            args=None if from_argv else args,
+            save_config_kwargs={"overwrite": True},
+            parser_class=SpectraParser,
+            parser_kwargs={"prog": PROG, "formatter_class": _HelpFormatter},
+        )
+    except Exception as e:
+        err = user_error(e)
+        if err is None:
+            raise
+        print(f"{PROG} {args[0]}: error: {err}", file=sys.stderr)
+        return 1 if isinstance(err, NonFiniteLossError) else 2
+    finally:
+        if not had_run_dir:
+            os.environ.pop(RUN_DIR_ENV, None)
+    return 0
