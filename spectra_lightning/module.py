@@ -124,6 +124,8 @@ class SpectrumAutoencoder(L.LightningModule):
             coefficients start at N(0, ``warp_init``²)): a generic geometric prior, told nothing of Doppler
             physics nor which node drives it.
         coord_channels: give every decoder layer the pixel position as an extra channel (CoordConv).
+        output_level: the decoder's output bias at initialisation (``ConvAutoencoder``): 1 starts it at the
+            level of the stores' median-normalised spectra, not at 0. No physics: it skips steps, not work.
         grid: the data's grid (``SpectralGrid.describe()``), linked from the DataModule by the CLI.
         lr: learning rate of the default optimizer (Adam) when ``optimizer`` is not given.
         net: an injected network: in YAML a ``class_path`` and ``init_args`` without ``n_pixels`` (the grid's
@@ -158,6 +160,7 @@ class SpectrumAutoencoder(L.LightningModule):
         warp_knots: int = 0,
         warp_init: float = 0.05,
         coord_channels: bool = False,
+        output_level: float = 0.0,
         grid: dict | None = None,
         lr: float = 1e-3,
         net: Callable[[int], nn.Module] | None = None,
@@ -192,6 +195,7 @@ class SpectrumAutoencoder(L.LightningModule):
                 coord_channels=coord_channels,
                 warp_knots=warp_knots,
                 warp_init=warp_init,
+                output_level=output_level,
             )
         else:
             if not isinstance(net, nn.Module):
@@ -206,9 +210,10 @@ class SpectrumAutoencoder(L.LightningModule):
                 raise ConfigError(
                     "--model.doppler_node is set but the injected net has no such node: set it on the net"
                 )
-            if warp_knots or coord_channels:
+            if warp_knots or coord_channels or output_level:
                 raise ConfigError(
-                    "--model.warp_knots / coord_channels build the default net: set them on the injected net"
+                    "--model.warp_knots / coord_channels / output_level build the default net: set them on the"
+                    " injected net"
                 )
         self.net = net
         self.train_means = torch.nn.ModuleDict({k: MeanMetric() for k in ("loss", "recon", "kl")})

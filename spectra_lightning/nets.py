@@ -187,7 +187,9 @@ class ConvAutoencoder(nn.Module):
     (spender-style: the velocity is physics, not something the decoder must learn to draw).
     ``wave`` (the grid's ``(L,)`` wavelengths) is needed then.
     Generic (physics-free) decoder priors: ``coord_channels`` (see :class:`Decoder`) and
-    ``warp_knots`` > 0 (see :class:`Warp`).
+    ``warp_knots`` > 0 (see :class:`Warp`). ``output_level``: the decoder's last bias at initialisation, so
+    that it starts by drawing a flat spectrum at that level (1: the stores' median-normalised rows) rather
+    than at 0; without it the first ~1,500 steps of a quickstart run only learn the continuum level.
     """
 
     def __init__(
@@ -201,6 +203,7 @@ class ConvAutoencoder(nn.Module):
         coord_channels: bool = False,
         warp_knots: int = 0,
         warp_init: float = 0.05,
+        output_level: float = 0.0,
     ):
         super().__init__()
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
@@ -217,6 +220,7 @@ class ConvAutoencoder(nn.Module):
                 raise ConfigError("doppler_node needs the grid's wavelengths (one per input pixel)")
             self.shift = DopplerShift(wave)
         init_weights(self)
+        nn.init.constant_(self.decoder.deconv[-1].bias, output_level)
         if self.warp is not None:  # small: training starts near no warp, yet codes get its gradient
             nn.init.normal_(self.warp.coef.weight, std=warp_init)
 

@@ -127,16 +127,16 @@ def test_an_injected_network_is_used_and_checked():
     assert built.net.n_pixels == 64 and built.net.depth == 2
     with pytest.raises(ConfigError, match=r"n_pixels, latent_dim = \(64, 4\), but the data has 128 px"):
         SpectrumAutoencoder(latent_dim=4, n_pixels=128, net=net)
-    with pytest.raises(ConfigError, match="warp_knots / coord_channels build the default net"):
+    with pytest.raises(ConfigError, match="warp_knots / coord_channels / output_level build the default net"):
         SpectrumAutoencoder(latent_dim=4, n_pixels=64, net=net, warp_knots=4)
 
 
 def test_the_decoder_priors_are_module_settings_equal_to_an_injected_net():
-    """``warp_knots`` / ``coord_channels`` on the module build the same network (same seed, same weights)
-    as the injected ``ConvAutoencoder`` with them, so a recipe needs no ``net`` block for them."""
+    """``warp_knots`` / ``coord_channels`` / ``output_level`` on the module build the same network (same seed,
+    same weights) as the injected ``ConvAutoencoder`` with them, so a recipe needs no ``net`` block for them."""
     from spectra_lightning.nets import ConvAutoencoder
 
-    for prior in ({"warp_knots": 3, "warp_init": 0.1}, {"coord_channels": True}):
+    for prior in ({"warp_knots": 3, "warp_init": 0.1}, {"coord_channels": True}, {"output_level": 1.0}):
         torch.manual_seed(0)
         net = ConvAutoencoder(64, 4, 3, **prior)
         injected = SpectrumAutoencoder(latent_dim=4, depth=3, n_pixels=64, net=net)

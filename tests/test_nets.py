@@ -116,3 +116,15 @@ def test_decoder_priors_are_off_by_default_and_on_when_asked():
         assert plain.decode(torch.zeros(1, 4)).std() == 0
     with pytest.raises(ConfigError, match="warp_knots"):
         ConvAutoencoder(512, 4, 5, warp_knots=-1)
+
+
+def test_output_level_starts_the_decoder_at_that_level_and_changes_nothing_else():
+    torch.manual_seed(0)
+    plain = ConvAutoencoder(512, 4, 5)
+    torch.manual_seed(0)
+    level = ConvAutoencoder(512, 4, 5, output_level=1.0)
+    z = torch.randn(8, 4)
+    with torch.no_grad():  # the same weights; the output moves by exactly the level
+        torch.testing.assert_close(level.decode(z), plain.decode(z) + 1.0)
+    a, b = plain.state_dict(), level.state_dict()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == [f"decoder.deconv.{len(level.decoder.deconv) - 1}.bias"]
