@@ -51,6 +51,7 @@ def main() -> None:
     nodes = {label: report["carriers"][label]["nodes"] for label in a.labels}
     grid = SpectraStore.open(run["store"]).grid
     out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         store_path, codes_path = Path(tmp) / "real.zarr", Path(tmp) / "codes.zarr"
         ingest(
