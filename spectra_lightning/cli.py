@@ -3,7 +3,7 @@
 ``fit``/``validate``/``test``/``predict`` are LightningCLI subcommands configured by
 YAML (``--config experiments/quickstart.yaml``, :mod:`spectra_lightning.trainer_cli`); the other
 commands are plain tools that dispatch from the same entry point. Only the training commands import
-torch and Lightning: ``synth``, ``ingest`` and ``verify`` start in a fraction of a second.
+torch and Lightning: ``synth``, ``ingest`` and ``verify`` start in 0.2–2 s, not ~10 (docs/benchmarks.md).
 """
 
 from __future__ import annotations
