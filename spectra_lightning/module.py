@@ -125,7 +125,7 @@ class SpectrumAutoencoder(L.LightningModule):
             physics nor which node drives it.
         coord_channels: give every decoder layer the pixel position as an extra channel (CoordConv).
         output_level: the decoder's output bias at initialisation (``ConvAutoencoder``): 1 starts it at the
-            level of the stores' median-normalised spectra, not at 0. No physics: it skips steps, not work.
+            level of the stores' median-normalised spectra, not at 0 (a starting point, not a constraint).
         grid: the data's grid (``SpectralGrid.describe()``), linked from the DataModule by the CLI.
         lr: learning rate of the default optimizer (Adam) when ``optimizer`` is not given.
         net: an injected network: in YAML a ``class_path`` and ``init_args`` without ``n_pixels`` (the grid's
