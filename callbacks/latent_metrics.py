@@ -1,6 +1,11 @@
 """Read the latent space during training: MAD and MI scalars per epoch, figures, report.json at the end.
 
-Uses the μ returned by ``validation_step`` (no second pass over the data). Scalars go
+Uses the μ returned by ``validation_step`` (no second pass over the data). The final report is computed on the
+test split when the data has one (the CLI runs the test loop after ``fit``; the callback collects its codes the
+same way), else on the last validation epoch, and says which. Label-free baselines (``metrics.baselines``) are fit
+on the first training batches (up to ``baseline_spectra`` spectra, as the network sees them) and computed for the
+spectra of every evaluation after that; the final report sets each label's best node beside the best
+baseline, with intervals. Scalars go
 to every logger as ``val/mad/…`` (every node's MAD, the largest, the count over the threshold) and
 ``val/mi/<label>/…`` (best and runner-up node and MI, gap); figures are written to
 ``<run dir>/figures/`` and logged as images to W&B when it is the logger, with the final tables,
@@ -15,10 +20,13 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from spectra_lightning import plots
+from spectra_lightning.files import write_atomic
 from spectra_lightning.loggers import log_final_report, run_checkpoints
+from spectra_lightning.metrics.baselines import LabelFreeBaselines
 from spectra_lightning.metrics.latent import MAD_THRESHOLD
 from spectra_lightning.metrics.report import format_summary, latent_report
 from spectra_lightning.metrics.torchmetric import LatentCodes
@@ -36,8 +44,10 @@ class LatentMetrics(L.Callback):
         estimators: MI estimators per epoch (the final report uses both).
         n_reconstructions: validation spectra shown with their reconstructions.
         traversal_steps: decoded spectra per informative node in the traversal figure.
-        final_report: write ``report.json`` and print a summary when fit ends.
+        final_report: write ``report.json`` and print a summary when fit ends (or its test loop).
         final_figures: draw the figures of that report too (the slowest part on small data sets).
+        baseline_spectra: training spectra the label-free baselines are fit on (0: no baselines).
+        intervals: half-samples and permutations for the final report's intervals and null (0: none).
     """
 
     def __init__(
@@ -51,6 +61,8 @@ class LatentMetrics(L.Callback):
         traversal_steps: int = 7,
         final_report: bool = True,
         final_figures: bool = True,
+        baseline_spectra: int = 1024,
+        intervals: int = 30,
     ):
         super().__init__()
         self.every_n_epochs, self.figures_every_n_epochs = every_n_epochs, figures_every_n_epochs
@@ -58,6 +70,10 @@ class LatentMetrics(L.Callback):
         self.estimators = tuple(estimators)
         self.n_reconstructions, self.traversal_steps = n_reconstructions, traversal_steps
         self.final_report, self.final_figures = final_report, final_figures
+        self.baseline_spectra, self.intervals = baseline_spectra, intervals
+        self.baselines: LabelFreeBaselines | None = None
+        self._baseline_batches: list[tuple[np.ndarray, np.ndarray]] = []
+        self.pending_test = False  # the final report waits for the test loop
         self.metric: LatentCodes | None = None
         self.examples: dict | None = None
         self.last_codes: dict | None = None
@@ -76,15 +92,40 @@ class LatentMetrics(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         self._epoch_start = time.perf_counter()
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.baselines is not None or not self.baseline_spectra:
+            return
+        flux, mask = batch["flux"], batch["mask"]
+        if "weight" in batch:  # a streamed epoch's padding repeats spectra
+            keep = batch["weight"] > 0
+            flux, mask = flux[keep], mask[keep]
+        self._baseline_batches.append((flux.detach().float().cpu().numpy(), mask.detach().cpu().numpy()))
+        held = sum(len(f) for f, _ in self._baseline_batches)
+        # every rank decides at the same batch (equal batches per rank), and takes rank 0's fit
+        if held >= self.baseline_spectra or batch_idx + 1 >= trainer.num_training_batches:
+            fitted = None
+            if trainer.is_global_zero:
+                flux_all = np.concatenate([f for f, _ in self._baseline_batches])[: self.baseline_spectra]
+                mask_all = np.concatenate([m for _, m in self._baseline_batches])[: self.baseline_spectra]
+                fitted = LabelFreeBaselines(trainer.datamodule.grid.wavelength).fit(flux_all, mask_all)
+            self.baselines = trainer.strategy.broadcast(fitted, src=0)
+            self._baseline_batches = []
+
     def on_validation_epoch_start(self, trainer, pl_module):
         self.metric.reset()
         self.metric.to(pl_module.device)
+
+    on_test_epoch_start = on_validation_epoch_start
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if not isinstance(outputs, dict) or "mu" not in outputs:
             return
         logvar = outputs["logvar"] if pl_module.hparams.get("variational", True) else None
-        self.metric.update(outputs["mu"], outputs["index"], outputs.get("labels"), logvar)
+        features = None
+        if self.baselines is not None:
+            values = self.baselines.features(batch["flux"].float().cpu().numpy(), batch["mask"].cpu().numpy())
+            features = torch.as_tensor(values, dtype=torch.float32, device=outputs["mu"].device)
+        self.metric.update(outputs["mu"], outputs["index"], outputs.get("labels"), logvar, features)
         if batch_idx == 0 and trainer.is_global_zero:
             n = self.n_reconstructions
             self.examples = {"flux": batch["flux"][:n].detach(), "mask": batch["mask"][:n].detach()}
@@ -189,14 +230,41 @@ class LatentMetrics(L.Callback):
                     logger.log_image(key=f"val/fig/{name}", images=[str(path)], step=trainer.global_step)
         return paths
 
-    # -- end of fit -------------------------------------------------------------------
+    # -- the final report ---------------------------------------------------------------
     def on_fit_end(self, trainer, pl_module):
-        if not (self.final_report and trainer.is_global_zero and self.last_codes is not None):
+        dm = trainer.datamodule
+        self.pending_test = bool(self.final_report and len(getattr(dm, "splits", {}).get("test", [])))
+        if self.pending_test or not (self.final_report and trainer.is_global_zero and self.last_codes is not None):
             return
+        self._final_report(trainer, pl_module, self.last_codes, "val")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        if not (self.final_report and self.metric.update_count):
+            return
+        codes = self.metric.codes()  # a collective
+        if trainer.is_global_zero:
+            self._final_report(trainer, pl_module, codes, "test")
+        self.pending_test = False
+
+    def _final_report(self, trainer, pl_module, codes: dict, split: str) -> None:
         fit_seconds = time.perf_counter() - self._fit_start
-        codes = self.last_codes
         labels = self._labels(codes)
-        report = latent_report(codes["mu"], labels, codes["logvar"], **self.report_kwargs)
+        baselines = None
+        if codes.get("features") is not None and self.baselines is not None:
+            baselines = {name: codes["features"][:, j] for j, name in enumerate(self.baselines.names)}
+        report = latent_report(
+            codes["mu"],
+            labels,
+            codes["logvar"],
+            intervals=self.intervals,
+            baselines=baselines,
+            baseline_info=self.baselines.describe() if baselines is not None else None,
+            split=split,
+            **self.report_kwargs,
+        )
         val_loss = trainer.callback_metrics.get("val/loss")
         report["fit"] = {
             "epoch": trainer.current_epoch,
@@ -205,7 +273,7 @@ class LatentMetrics(L.Callback):
             **{k: pl_module.hparams.get(k) for k in ("latent_dim", "kl_weight", "normalisation", "variational")},
         }
         run_dir = Path(trainer.default_root_dir)
-        (run_dir / "report.json").write_text(json.dumps(report, indent=1))
+        write_atomic(run_dir / "report.json", json.dumps(report, indent=1))
         if self.final_figures:
             self._figures(trainer, pl_module, report, codes, "final")
         for logger in trainer.loggers:

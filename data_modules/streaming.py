@@ -177,8 +177,10 @@ class BlockStream(IterableDataset):
         augment: Augment | None = None,
         probabilities: np.ndarray | None = None,
         storage_options: dict | None = None,
+        check_checksums: bool = True,
     ):
         self.store_path, self.storage_options = store_path, storage_options
+        self.check_checksums = check_checksums
         self.rows, self.labels, self.label_names = rows, labels, label_names
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.shuffle_buffer = shuffle_buffer if shuffle else 0
@@ -203,6 +205,7 @@ class BlockStream(IterableDataset):
     def store(self) -> SpectraStore:
         if self._store is None:
             self._store = SpectraStore.open(self.store_path, storage_options=self.storage_options)
+            self._store.check_checksums = self.check_checksums
         return self._store
 
     def __iter__(self) -> Iterator[Batch]:
@@ -258,12 +261,14 @@ class BlockStream(IterableDataset):
 
     @staticmethod
     def _items(store: SpectraStore, rows: np.ndarray, weight: np.ndarray) -> Iterator[tuple]:
-        """``(row, weight, flux (L,))`` in order, each run of consecutive rows read as one contiguous slice."""
+        """``(row, weight, flux (L,))`` in order, each run of consecutive rows within one block read as one
+        contiguous slice (never more than a block in memory), checked (``SpectraStore.check_rows``)."""
         if not len(rows):
             return
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        block = rows // store.block_rows
+        breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(block) != 0)) + 1
         for r, w in zip(np.split(rows, breaks), np.split(weight, breaks)):
-            yield from zip(r, w, store.flux[int(r[0]) : int(r[-1]) + 1])
+            yield from zip(r, w, store.read_block(int(r[0]), int(r[-1]) + 1))
 
 
 class StreamLoader(DataLoader):
@@ -366,6 +371,7 @@ class StreamingSpectraDataModule(SpectraDataModule):
             augment=self.augment if shuffle else self.val_augment,
             probabilities=probabilities,
             storage_options=self.storage_options,
+            check_checksums=self.check_checksums,
         )
         kwargs = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
         if self.num_workers:

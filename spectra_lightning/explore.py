@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from pathlib import Path
 
 from .explorer import ExploreError, Explorer
-from .explorer_server import make_server, screenshot
+from .explorer_server import is_loopback, machine_addresses, make_server, screenshot
 
 
 def resolve_run(path) -> dict:
@@ -58,6 +59,10 @@ def resolve_run(path) -> dict:
     }
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m spectra_lightning explore",
@@ -87,6 +92,11 @@ def main(argv: list[str]) -> int:
         help="another host name the page may be opened under (e.g. behind a proxy); repeatable",
     )
     p.add_argument("--port", type=int, default=8050)
+    p.add_argument(
+        "--no-token",
+        action="store_true",
+        help="off loopback, serve without the access token (anyone who can reach the port sees the page)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (decoding one spectrum is fast on a CPU)")
     p.add_argument(
         "--screenshot",
@@ -108,7 +118,9 @@ def main(argv: list[str]) -> int:
                 print(f"encoding {a.store} with {a.ckpt} -> {a.codes}", flush=True)
                 encode(a.ckpt, a.store, a.codes, device=a.device)
         explorer = Explorer(a.ckpt, a.codes, a.store, a.report, a.device)
-        server = make_server(explorer, a.host, a.port, tuple(a.allow_host))
+        exposed = not is_loopback(a.host)
+        token = secrets.token_urlsafe(24) if exposed and not a.no_token else None
+        server = make_server(explorer, a.host, a.port, tuple(a.allow_host), token)
     except (OSError, ValueError) as e:  # ExploreError, InputError, StoreError are ValueErrors
         print(f"explore: error: {e}", file=sys.stderr)
         return 2
@@ -121,9 +133,14 @@ def main(argv: list[str]) -> int:
             return 2
         print(f"wrote {a.screenshot}")
         return 0
+    if exposed:
+        guard = "without a token (--no-token)" if token is None else "with the access token below"
+        print(f"explore: warning: serving beyond this machine on {host}:{port}, {guard}", file=sys.stderr, flush=True)
+    query = f"?token={token}" if token else ""
+    urls = [f"http://{_url_host(h)}:{port}/{query}" for h in (machine_addresses(a.host) if exposed else [host])]
     print(
         f"explorer: {len(explorer.nodes)} informative nodes {explorer.nodes} over {len(explorer.mu):,} codes "
-        f"-> http://{host}:{port}/  (Ctrl-C to stop)",
+        f"-> {'  '.join(urls)}  (Ctrl-C to stop)",
         flush=True,
     )
     try:

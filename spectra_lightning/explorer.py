@@ -16,7 +16,7 @@ from scipy.spatial import cKDTree
 from .checkpoints import check_grid, fingerprint, load_model
 from .codes import load_codes
 from .grid import GRIDS, SpectralGrid
-from .metrics.latent import informative_nodes, mad
+from .metrics.latent import MAD_THRESHOLD, informative_nodes, mad
 from .store import SpectraStore, StoreError, fill_masked
 
 # zoom presets: (name, centre Å, half-width Å), air wavelengths
@@ -28,6 +28,7 @@ PRESETS = [
     ("Hα", 6562.8, 12.0),
 ]
 MAX_SCATTER = 20_000  # points sent to the scatter plot (a fixed random subset beyond that)
+MAX_NEIGHBOURS = 1000  # a bound on /api/neighbours?k= (an archive holds hundreds of thousands)
 
 
 class ExploreError(ValueError):
@@ -101,9 +102,10 @@ class Explorer:
         self.report = self._read_report(report, d) if report else None
         if self.report:
             picked, self.mad_values = self.report["mad"]["informative"], np.asarray(self.report["mad"]["values"])
+            self.threshold = float(self.report["mad"].get("threshold", MAD_THRESHOLD))
         else:
             info = informative_nodes(c["mu"], c["logvar"])
-            picked, self.mad_values = info["informative"], info["values"]
+            picked, self.mad_values, self.threshold = info["informative"], info["values"], MAD_THRESHOLD
         # with nothing informative, still offer the three most variable nodes to play with
         self.nodes = [int(i) for i in (picked or np.argsort(-mad(c["mu"]), kind="stable")[:3])]
         sub = self.mu[:, self.nodes]
@@ -188,8 +190,11 @@ class Explorer:
         return out
 
     def neighbours(self, values, k: int = 10) -> list[dict]:
-        """The ``k`` stored spectra whose informative-node codes are nearest (Euclidean) to ``values``."""
-        k = max(1, min(int(k), len(self.mu)))
+        """The ``k`` (1..:data:`MAX_NEIGHBOURS`) stored spectra whose informative-node codes are nearest
+        (Euclidean) to ``values``."""
+        if not 1 <= k <= MAX_NEIGHBOURS:
+            raise ValueError(f"k must be in 1..{MAX_NEIGHBOURS}, got {k}")
+        k = min(int(k), len(self.mu))
         dist, idx = self.tree.query(np.asarray(values, np.float32), k=k)
         dist, idx = np.atleast_1d(dist), np.atleast_1d(idx)
         return [{"index": int(i), "distance": float(dd), **self.describe(int(i))} for dd, i in zip(dist, idx)]
@@ -253,14 +258,16 @@ class Explorer:
             "nodes": self.nodes,
             "range": {"p1": self.range[0].tolist(), "median": self.range[1].tolist(), "p99": self.range[2].tolist()},
             "mad": [round(float(v), 5) for v in self.mad_values],
+            "mad_threshold": self.threshold,
             "mi": mi,
             "carriers": report.get("carriers", {}),
             "wave_range": [lo, hi],
             "presets": [{"name": name, "lo": c - w, "hi": c + w} for name, c, w in PRESETS if lo <= c <= hi],
             "colors": self.color_columns(),
             "has_store": self.store is not None,
-            "checkpoint": self.ckpt,
-            "store": self.store.path if self.store is not None else None,
+            # names only: a page may be served off this machine, and local paths are not its business
+            "checkpoint": Path(self.ckpt).name,
+            "store": Path(self.store.path).name if self.store is not None else None,
         }
 
     # -- the HTTP API ----------------------------------------------------------------

@@ -20,7 +20,6 @@ store's ``rejects`` attribute; the exit code is 1 when anything was rejected.
 from __future__ import annotations
 
 import argparse
-import csv
 import ctypes
 import errno
 import glob
@@ -41,6 +40,7 @@ import numpy as np
 
 from . import grid_kernel
 from .grid import SpectralGrid
+from .labels import LabelTable, LabelTableError, read_csv
 from .readers import NotASpectrum, RejectError, Spectrum, read_spectrum
 from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, StoreError
 
@@ -276,9 +276,6 @@ def _shared_slots(groups: int, length: int, dtype) -> np.ndarray | None:
     return np.frombuffer(mmap.mmap(-1, int(np.prod(shape)) * np.dtype(dtype).itemsize), dtype).reshape(shape)
 
 
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
-
-
 _MILES_ID = re.compile(r"(?:^|_)m(\d{4})V?$")
 MILES_MISSING = (99999.0, 9999.0)  # MILES_params.db's "no value" for Teff and for logg / [Fe/H]
 
@@ -289,9 +286,9 @@ def miles_id(spectrum_id: str) -> str:
     return f"m{m.group(1)}" if m else ""
 
 
-def read_miles_params(text: str) -> tuple[list[dict], list[str]]:
+def read_miles_params(text: str) -> tuple[list[str], list[dict[str, str]]]:
     """The MILES parameter table as sdss-mangadap ships it (``MILES_params.db``: ``#`` comments, then
-    ``NNNN Teff logg [Fe/H]`` per star, 99999 / 9999 for no value) -> rows keyed by ``miles_id``."""
+    ``NNNN Teff logg [Fe/H]`` per star, 99999 / 9999 for no value) -> ``(header, rows)`` keyed by ``miles_id``."""
     rows = []
     for line in text.splitlines():
         parts = line.split()
@@ -301,41 +298,28 @@ def read_miles_params(text: str) -> tuple[list[dict], list[str]]:
             raise ValueError(f"MILES parameter table: unexpected line {line.strip()!r} (want: NNNN Teff logg [Fe/H])")
         values = [("" if float(v) in MILES_MISSING else v) for v in parts[1:]]
         rows.append({"miles_id": f"m{int(parts[0]):04d}", "teff": values[0], "logg": values[1], "feh": values[2]})
-    return rows, ["miles_id", "teff", "logg", "feh"]
+    return ["miles_id", "teff", "logg", "feh"], rows
 
 
-class LabelTable:
-    """An external label table joined on spectrum id, file name or object name.
-
-    Numeric-looking cells become floats (the first number in cells like ``3203|3344`` or
-    ``~3600``), others stay text. Columns are stored as ``meta/<column>``.
-    """
+class IngestLabels:
+    """An external label table (:class:`~spectra_lightning.labels.LabelTable`, its rules) joined on spectrum
+    id, file name, MILES id or object name; its columns are stored as ``meta/<column>``."""
 
     KEYS = ("id", "spectrum_id", "dp_id", "arcfile", "file", "miles_id", "object")
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, text: tuple[str, ...] = ()):
         try:
-            with open(path, newline="") as f:
-                text = f.read()
-        except OSError as e:
-            raise ValueError(f"{path}: cannot read the label table ({e.strerror or e})") from None
-        if text.lstrip().startswith("#MILES"):  # MILES_params.db as sdss-mangadap ships it
-            self.rows, self.columns = read_miles_params(text)
-        else:
-            reader = csv.DictReader(text.splitlines())
-            self.rows = list(reader)
-            self.columns = [c for c in (reader.fieldnames or []) if c]
-        if not self.rows:
-            raise ValueError(f"{path}: empty label table")
-        self.path = path
-        self.index: dict[str, dict[str, int]] = {}
-        for key in self.KEYS:
-            if key in self.columns:
-                self.index[key] = {self._norm(key, r[key]): i for i, r in enumerate(self.rows) if r[key]}
-        if not self.index:
-            raise ValueError(f"{path}: needs one of the columns {', '.join(self.KEYS)} to join on")
-        numeric = {c: all(_NUMBER.search(r[c] or "0") for r in self.rows) for c in self.columns}
-        self.numeric = {c for c, ok in numeric.items() if ok and c not in self.KEYS}
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                content = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise LabelTableError(
+                f"{path}: cannot read the label table ({getattr(e, 'strerror', None) or e})"
+            ) from None
+        # MILES_params.db as sdss-mangadap ships it: its 99999 / 9999 are its "no value"
+        miles = content.lstrip().startswith("#MILES")
+        parsed = read_miles_params(content) if miles else read_csv(path, content)[:2]
+        self.table = LabelTable(path, self.KEYS, text, self._norm, rows=parsed)
+        self.table.require_key(self.KEYS)
         self.matched: set[int] = set()
 
     @staticmethod
@@ -351,21 +335,20 @@ class LabelTable:
 
     def match(self, meta: dict) -> int | None:
         """The table row of a spectrum (``meta``: its id, source and object), marked as matched; None if none."""
-        candidates = {
-            "id": meta["id"],
-            "spectrum_id": meta["id"],
-            "dp_id": meta["id"],
-            "arcfile": meta["id"],
-            "file": self._norm("file", meta["source"]),
-            "object": meta["object"],
-            "miles_id": miles_id(meta["id"]),
-        }
-        for key, idx in self.index.items():
-            i = idx.get(candidates[key])
-            if i is not None:
-                self.matched.add(i)
-                return i
-        return None
+        i = self.table.row_of(
+            {
+                "id": meta["id"],
+                "spectrum_id": meta["id"],
+                "dp_id": meta["id"],
+                "arcfile": meta["id"],
+                "file": self._norm("file", meta["source"]),
+                "object": meta["object"],
+                "miles_id": miles_id(meta["id"]),
+            }
+        )
+        if i is not None:
+            self.matched.add(i)
+        return i
 
     def mark_present(self, meta: dict[str, np.ndarray]) -> None:
         """Count as matched the rows that match spectra already in a store (``meta``: its columns)."""
@@ -375,30 +358,20 @@ class LabelTable:
             self.match({"id": str(sid), "source": str(source), "object": str(obj).strip()})
 
     def lookup(self, meta: dict) -> dict:
+        """The spectrum's labels ``{column: float or str}`` (NaN / "" when the table has no row for it)."""
         i = self.match(meta)
-        if i is None:
-            return self._values(None)
-        values = self._values(self.rows[i])
-        if not meta["object"] and self.rows[i].get("object"):
-            values["object"] = self.rows[i]["object"].strip()  # files without an OBJECT card
-        return values
-
-    def _values(self, row) -> dict:
-        out = {}
-        for c in self.columns:
-            if c in self.KEYS:
-                continue
-            cell = (row or {}).get(c) or ""
-            if c in self.numeric:
-                m = _NUMBER.search(cell)
-                out[f"label_{c}" if c in RESERVED else c] = float(m.group()) if (m and cell) else np.nan
-            else:
-                out[f"label_{c}" if c in RESERVED else c] = cell
+        out: dict = {}
+        for name, values in self.table.numeric.items():
+            out[f"label_{name}" if name in RESERVED else name] = float(values[i]) if i is not None else np.nan
+        for name, cells in self.table.text.items():
+            out[f"label_{name}" if name in RESERVED else name] = cells[i] if i is not None else ""
+        if i is not None and not meta["object"] and "object" in self.table.keys:
+            out["object"] = self.table.rows[i]["object"].strip()  # files without an OBJECT card
         return out
 
     def unmatched(self) -> list[str]:
-        key = next(iter(self.index))
-        return [self.rows[i][key] for i in range(len(self.rows)) if i not in self.matched]
+        key = self.table.keys[0]
+        return [self.table.rows[i][key] for i in range(len(self.table.rows)) if i not in self.matched]
 
 
 RESERVED = {
@@ -434,11 +407,13 @@ def ingest(
     codec: str = DEFAULT_CODEC,
     progress: bool = True,
     batch: int = 16 * DEFAULT_CHUNK_ROWS,
+    labels_text: tuple[str, ...] = (),
 ) -> dict:
-    """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes)."""
+    """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes).
+    ``labels_text``: columns of the ``labels`` table kept as text (see :mod:`spectra_lightning.labels`)."""
     grid = SpectralGrid.parse(grid)
     paths, broken = expand_inputs(inputs)
-    table = LabelTable(labels) if labels else None
+    table = IngestLabels(labels, tuple(labels_text)) if labels else None
     try:
         store = SpectraStore.open(output, mode="a")  # takes the writer lock: one writer at a time
     except StoreError as e:
@@ -560,7 +535,7 @@ def _ingest_into(
     broken: dict[str, str],
     grid: SpectralGrid,
     workers: int,
-    table: LabelTable | None,
+    table: IngestLabels | None,
     min_flux: float,
     progress: bool,
     batch: int,
@@ -630,7 +605,14 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--labels",
         help="CSV joined on id / file / miles_id / object (its columns become metadata), or "
-        "MILES_params.db as sdss-mangadap ships it",
+        "MILES_params.db as sdss-mangadap ships it; cells follow the rules of `analyze --help`",
+    )
+    p.add_argument(
+        "--labels-text",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="keep this label column as text even where its cells are numbers (repeatable)",
     )
     p.add_argument(
         "--workers",
@@ -680,6 +662,7 @@ def main(argv: list[str]) -> int:
             a.codec,
             progress=not a.quiet,
             batch=a.batch,
+            labels_text=tuple(a.labels_text),
         )
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)

@@ -95,15 +95,30 @@ def report_tables(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     }
 
 
-def report_summary(report: dict) -> dict[str, float | int]:
+def report_summary(report: dict) -> dict[str, float | int | str]:
     """Run-summary keys a sweep dashboard plots directly (Figure 4: ``final/n_informative`` against
-    ``model.kl_weight`` per ``model.latent_dim``; the final MI per label)."""
-    out: dict[str, float | int] = {"final/n_informative": len(report["mad"]["informative"])}
+    ``model.kl_weight`` per ``model.latent_dim``; the final MI per label with its interval, the null, the
+    distinct verdict and the best label-free baseline; ``final/split``: the spectra it was computed on)."""
+    out: dict[str, float | int | str] = {
+        "final/n_informative": len(report["mad"]["informative"]),
+        "final/split": report.get("split") or "",
+    }
     for name, e in report["mi"].get("ksg", {}).items():
-        if e.get("best_node") is not None:
-            out[f"final/mi/{name}"] = e["best"]
-            out[f"final/mi/{name}/node"] = e["best_node"]
-            out[f"final/mi/{name}/runner_up"] = e["runner_up_value"]
+        if e.get("best_node") is None:
+            continue
+        key = f"final/mi/{name}"
+        out[key] = e["best"]
+        out[f"{key}/node"] = e["best_node"]
+        out[f"{key}/runner_up"] = e["runner_up_value"]
+        iv = e.get("intervals") or {}
+        if iv.get("best"):
+            out[f"{key}/low"], out[f"{key}/high"] = iv["best"]["interval"]
+            out[f"{key}/null_p95"] = iv["null"]["p95"]
+            out[f"{key}/distinct"] = int(iv["distinct"])
+        b = e.get("baseline") or {}
+        if b.get("best"):
+            out[f"{key}/baseline"] = b["value"]
+            out[f"{key}/baseline_name"] = b["best"]
     return out
 
 

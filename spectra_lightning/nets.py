@@ -131,8 +131,11 @@ class Warp(nn.Module):
     ``knots`` control points spread evenly over the grid, their values a linear map of the code
     (``ConvAutoencoder(warp_init=...)``: the std of its initial weights).
 
-    A generic geometric prior: it is not told that a Doppler shift is proportional to λ, that it is
-    the same over the spectrum, nor which node(s) should drive it.
+    What it builds in: a shift operator whose span contains the Doppler shift. On a linear grid a shift
+    by v displaces pixel i by (λ_i/Δλ)·β/(1+β), affine in i, which a piecewise-linear displacement with
+    two or more knots represents exactly (one code direction with knot values ∝ λ_k reproduces
+    :class:`DopplerShift`; tested); on a log grid it is uniform. It is not told which node drives it,
+    nor that a displacement ∝ λ is special among the ones it can make.
 
     Args:
         n_pixels: L. latent_dim: D. knots: control points (1: one uniform shift per spectrum).

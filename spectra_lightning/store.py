@@ -94,6 +94,47 @@ class StoreError(ValueError):
     """A store that is missing, of another format, or inconsistent."""
 
 
+class DamagedStoreError(StoreError):
+    """Stored data that cannot be trusted: an undecodable or missing chunk, a row whose flux does not match its
+    checksum. The message names the store, the array, the chunk and the rows."""
+
+
+def row_ranges(rows) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"`` (at most 8 ranges, then a count)."""
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    if not rows.size:
+        return ""
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    parts = [f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in np.split(rows, breaks)]
+    return ", ".join(parts[:8]) + (f" and {len(parts) - 8} more ranges" if len(parts) > 8 else "")
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:200]
+
+
+def stored_keys(array: zarr.Array) -> set[str]:
+    """The keys of the objects (chunks or shards) an array has in its store, relative to the array."""
+    from zarr.core.sync import sync
+
+    prefix = array.store_path.path
+
+    async def listing() -> list[str]:
+        return [key async for key in array.store_path.store.list_prefix(prefix)]
+
+    return {key[len(prefix) :].lstrip("/") for key in sync(listing())}
+
+
+def expected_keys(array: zarr.Array, rows: int) -> dict[str, tuple[int, int]]:
+    """``{key: (first row, last row)}`` of every stored object an array needs for its first ``rows`` rows."""
+    block = (array.shards or array.chunks)[0]
+    tail = (0,) * (array.ndim - 1)
+    return {
+        array.metadata.encode_chunk_key((i, *tail)): (i * block, min((i + 1) * block, rows) - 1)
+        for i in range(-(-rows // block))
+    }
+
+
 def row_checksums(flux: np.ndarray) -> np.ndarray:
     """``(B,)`` CRC-32 of each row's bytes as stored (``flux (B, L)`` in the store's dtype)."""
     flux = np.ascontiguousarray(flux)
@@ -215,7 +256,14 @@ class SpectraStore:
             )
             group.create_group("meta")
             group.attrs.update(
-                {"format": FORMAT, "version": VERSION, "grid": grid.describe(), "n_spectra": 0, **(attrs or {})}
+                {
+                    "format": FORMAT,
+                    "version": VERSION,
+                    "grid": grid.describe(),
+                    "n_spectra": 0,
+                    "checksums": True,  # every row has its CRC-32: verify holds a row without one as damage
+                    **(attrs or {}),
+                }
             )
             return cls(group, path, lock)
         except BaseException:
@@ -272,7 +320,10 @@ class SpectraStore:
         n = self.n
         out = {}
         for name, arr in self.group["meta"].arrays():
-            col = arr[:n]
+            try:
+                col = arr[:n]
+            except Exception as e:
+                raise DamagedStoreError(f"{self.path}: array meta/{name} cannot be decoded ({_reason(e)})") from e
             out[name] = col.astype(object).astype(str) if col.dtype.kind == "T" else col  # StringDType -> str
         return out
 
@@ -290,15 +341,84 @@ class SpectraStore:
         return [k for k, v in self.meta.items() if v.dtype.kind == "f"]
 
     def read(self, index) -> np.ndarray:
-        """Flux rows ``(B, L)`` float32 for sorted or unsorted indices; NaN = masked."""
+        """Flux rows ``(B, L)`` float32 for sorted or unsorted indices; NaN = masked. Checked as
+        :meth:`check_rows` says."""
         index = np.asarray(index)
         if index.size and (index.min() < 0 or index.max() >= self.n):
             raise IndexError(f"{self.path}: index out of range 0..{self.n - 1}")
         order = np.argsort(index, kind="stable")
-        rows = self.flux.oindex[index[order], :]
+        if not index.size:
+            return np.empty((0, self.grid.length), np.float32)
+        rows = self._decoded(lambda: self.flux.oindex[index[order], :], int(index.min()), int(index.max()) + 1)
+        self.check_rows(index[order], rows)
         out = np.empty_like(rows, dtype=np.float32)
         out[order] = rows
         return out
+
+    def read_block(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start..stop-1`` ``(B, L)`` in the stored dtype (one contiguous read), checked as
+        :meth:`check_rows` says."""
+        rows = self._decoded(lambda: self.flux[start:stop], start, stop)
+        self.check_rows(np.arange(start, stop), rows)
+        return rows
+
+    #: check every row read against its CRC-32 (``meta/crc32``); its cost is measured in docs/benchmarks.md
+    check_checksums = True
+
+    def check_rows(self, index: np.ndarray, rows: np.ndarray) -> None:
+        """Fail (:class:`DamagedStoreError`) on committed rows that hold no data at all (a lost chunk reads as
+        NaN) or, with :attr:`check_checksums`, whose bytes ``rows (B, L)`` (stored dtype) do not match their
+        checksum."""
+        empty = ~np.isfinite(rows).any(axis=1)
+        if empty.any():
+            raise DamagedStoreError(
+                f"{self.path}: rows {row_ranges(index[empty])} of flux hold no data although committed (a chunk "
+                f"is missing or damaged; run `python -m spectra_lightning verify {self.path}`)"
+            )
+        crc = self.meta.get("crc32") if self.check_checksums else None
+        if crc is None:
+            return
+        have = crc[index]
+        known = have >= 0
+        bad = known.copy()
+        bad[known] = row_checksums(rows[known]) != have[known]
+        if bad.any():
+            raise DamagedStoreError(
+                f"{self.path}: rows {row_ranges(index[bad])} of flux do not match their checksums (damaged "
+                f"chunk; run `python -m spectra_lightning verify {self.path}`)"
+            )
+
+    def damaged_chunks(self, start: int, stop: int) -> list[dict]:
+        """The flux chunks holding rows ``start..stop-1`` that cannot be decoded: ``[{"array", "chunk",
+        "rows": [first, last], "error"}]``."""
+        out = []
+        block = self.flux.chunks[0]
+        for i in range(start // block, -(-stop // block)):
+            a, b = i * block, min((i + 1) * block, self.flux.shape[0])
+            try:
+                self.flux[a:b]
+            except Exception as e:  # any codec's failure: blosc, zstd, a truncated object
+                key = self.flux.metadata.encode_chunk_key((i, 0))
+                out.append({"array": "flux", "chunk": key, "rows": [a, b - 1], "error": _reason(e)})
+        return out
+
+    def _decoded(self, read, start: int, stop: int) -> np.ndarray:
+        """``read()``, or on a failure to decode, one :class:`DamagedStoreError` naming the chunks."""
+        try:
+            return read()
+        except Exception as e:
+            bad = self.damaged_chunks(start, stop)
+            if not bad:
+                raise
+            raise DamagedStoreError(
+                f"{self.path}: "
+                + "; ".join(
+                    f"array flux, chunk {d['chunk']} (rows {d['rows'][0]}-{d['rows'][1]}) cannot be decoded "
+                    f"({d['error']})"
+                    for d in bad
+                )
+                + f" [run `python -m spectra_lightning verify {self.path}`]"
+            ) from e
 
     # -- writing ------------------------------------------------------------------
     def append(self, flux: np.ndarray, meta: dict[str, np.ndarray]) -> None:
@@ -353,8 +473,10 @@ class SpectraStore:
                     fill_value=fill,
                     attributes={"units": UNITS.get(name, "")},
                 )
-                # rows appended before this column existed get the fill value
+                # rows appended before this column existed get the fill value, written out: every chunk a
+                # column's shape needs exists, so verify can hold a missing one as damage
                 arr.resize((start,))
+                arr.with_config({"write_empty_chunks": True})[:start] = fill
                 existing[name] = arr
             arr = existing[name]
             arr.resize((start + b,))
@@ -362,6 +484,7 @@ class SpectraStore:
         for name, arr in existing.items():
             if name not in meta:
                 arr.resize((start + b,))
+                arr.with_config({"write_empty_chunks": True})[start : start + b] = arr.fill_value
         self.group.attrs["n_spectra"] = start + b  # the commit point
         self._staged = 0
         self._staged_crc = []
@@ -369,27 +492,63 @@ class SpectraStore:
 
 
 def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dict:
-    """Check every committed row against its stored checksum and the ids for duplicates.
+    """Check a store as far as it can be read, listing every problem rather than stopping at the first.
 
-    Returns ``{"n_spectra", "checked", "unchecked", "mismatched": [{"row", "id"}], "duplicate_ids":
-    {id: [rows]}, "ok"}``; ``unchecked`` rows have no checksum (written before checksums existed).
+    - every array (flux and each ``meta/<name>``) has every chunk its committed rows need (a lost chunk
+      otherwise reads back as fill values);
+    - every flux chunk decodes, and every committed row's flux matches its CRC-32;
+    - a store made with checksums (attribute ``checksums``) has one for every row;
+    - ids are unique.
+
+    Returns ``{"n_spectra", "checked", "unchecked", "mismatched": [{"row", "id"}], "missing_chunks": [{"array",
+    "chunk", "rows"}], "damaged_chunks": [{"array", "chunk", "rows", "error"}], "missing_checksums": [rows],
+    "duplicate_ids": {id: [rows]}, "ok"}``; ``unchecked`` rows have no checksum (written before checksums
+    existed; in a store with the ``checksums`` attribute they are ``missing_checksums`` too).
     """
     from tqdm.auto import tqdm
 
     n = store.n
-    meta = store.meta
-    ids = np.asarray(meta.get("id", np.arange(n).astype(str)), dtype=str)
+    missing, damaged = [], []
+    arrays = {"flux": store.flux, **{f"meta/{k}": a for k, a in store.group["meta"].arrays()}}
+    for name, arr in arrays.items():
+        have = stored_keys(arr)
+        for key, (a, b) in expected_keys(arr, n).items():
+            if key not in have:
+                missing.append({"array": name, "chunk": key, "rows": [a, b]})
+    meta = {}
+    for name, arr in store.group["meta"].arrays():
+        try:
+            meta[name] = arr[:n]
+        except Exception as e:
+            damaged.append({"array": f"meta/{name}", "chunk": "?", "rows": [0, n - 1], "error": _reason(e)})
+    ids = np.asarray(meta.get("id", np.arange(n)), dtype=object).astype(str)
     crc = np.asarray(meta.get("crc32", np.full(n, -1)), dtype=np.int64)
     mismatched = []
     step = max(block, store.flux.chunks[0])
+    step -= step % store.flux.chunks[0]
     for start in tqdm(range(0, n, step), desc="verify", unit="block", disable=not progress):
         stop = min(start + step, n)
-        have = crc[start:stop]
-        if (have < 0).all():
+        try:
+            rows = store.flux[start:stop]
+        except Exception:
+            bad = store.damaged_chunks(start, stop)
+            damaged += bad
+            skip = np.zeros(stop - start, bool)
+            for d in bad:
+                skip[d["rows"][0] - start : d["rows"][1] - start + 1] = True
+            index = start + np.flatnonzero(~skip)
+            rows = store.flux.oindex[index, :] if len(index) else None  # the readable chunks of the block
+        else:
+            index = np.arange(start, stop)
+        if rows is None:
             continue
-        got = row_checksums(store.flux[start:stop])
-        for j in np.flatnonzero((have >= 0) & (got != have)):
-            mismatched.append({"row": int(start + j), "id": str(ids[start + j])})
+        have = crc[index]
+        known = have >= 0
+        got = row_checksums(rows[known])
+        for j in np.flatnonzero(got != have[known]):
+            row = int(index[known][j])
+            mismatched.append({"row": row, "id": str(ids[row])})
+    missing_crc = np.flatnonzero(crc < 0).tolist() if store.attrs.get("checksums") else []
     unique, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     duplicate_ids = {str(unique[k]): np.flatnonzero(inverse == k).tolist() for k in np.flatnonzero(counts > 1)}
     return {
@@ -397,6 +556,9 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
         "checked": int((crc >= 0).sum()),
         "unchecked": int((crc < 0).sum()),
         "mismatched": mismatched,
+        "missing_chunks": missing,
+        "damaged_chunks": damaged,
+        "missing_checksums": missing_crc,
         "duplicate_ids": duplicate_ids,
-        "ok": not mismatched and not duplicate_ids,
+        "ok": not (mismatched or duplicate_ids or missing or damaged or missing_crc),
     }

@@ -19,16 +19,19 @@ import torch
 import yaml
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from spectra_lightning.data_modules import SpectraDataModule
 
 from .cli import PROG
 from .errors import ConfigError, MovedWarning
+from .files import write_atomic
 from .lock import StoreLockedError
 from .module import NonFiniteLossError, SpectrumAutoencoder
 from .store import StoreError
 
 RUN_DIR_ENV = "SPECTRA_LIGHTNING_RUN_DIR"  # shared with DDP child processes
+SIGTERM_EXIT = 143  # 128 + SIGTERM, as a shell reports a process the signal ended: not finished, resumable
 RUN_FILE = "run.json"  # in each run directory: the W&B run id, and when it was started and resumed
 # errors that are the user's to fix: printed as one line, never as a traceback
 USER_ERRORS = (ConfigError, StoreError, StoreLockedError, NonFiniteLossError)
@@ -44,6 +47,17 @@ def user_error(exc: BaseException) -> BaseException | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def one_line_error(err: BaseException) -> str:
+    """A user error's message on one line. Raised in a DataLoader worker, it arrives re-raised with the
+    worker's traceback in its message ("Caught StoreError in DataLoader worker process 0 ... Original
+    Traceback ..."): its last line is the original message."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1]
+        text = re.sub(r"^[\w.]+(Error|Exception): ", "", text)
+    return " ".join(text.split())
 
 
 _BOILERPLATE = (
@@ -158,15 +172,19 @@ class SpectraCLI(LightningCLI):
                     init.resume = "allow"
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
-        if not sys.stdout.isatty() and config.get("enable_progress_bar", True) is not False:
-            from spectra_lightning.callbacks import EpochLines
+        from spectra_lightning.callbacks import EpochLines, SaveOnInterrupt
 
-            callbacks = [*callbacks, EpochLines()]  # logs get one line per epoch, not a bar's redraws
+        callbacks = [*callbacks, SaveOnInterrupt()]  # a preempted run leaves a current last.ckpt
+        if not sys.stdout.isatty() and config.get("enable_progress_bar", True) is not False:
+            callbacks.append(EpochLines())  # logs get one line per epoch, not a bar's redraws
         return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
         from .loggers import AutoWandbLogger
 
+        for limit in ("max_epochs", "max_steps"):
+            if getattr(self.trainer, limit) == 0:
+                raise ConfigError(f"--trainer.{limit}=0: nothing would be trained; give at least 1 (-1: no limit)")
         ckpt = self.config[self.subcommand].get("ckpt_path")
         if ckpt and Path(ckpt).is_file():
             self._check_checkpoint_grid(ckpt)
@@ -201,10 +219,7 @@ class SpectraCLI(LightningCLI):
         for logger in self.trainer.loggers:
             if type(logger).__name__.endswith("WandbLogger"):
                 record["wandb_id"] = logger.experiment.id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / (RUN_FILE + ".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(run_dir / RUN_FILE)
+        write_atomic(run_dir / RUN_FILE, json.dumps(record, indent=1))
 
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # a collective under DDP: call it on every rank
@@ -216,6 +231,10 @@ class SpectraCLI(LightningCLI):
                 f"{getattr(dm, 'batch_size', '?')}, {self.trainer.world_size} rank(s), "
                 f"limit_train_batches={self.trainer.limit_train_batches})"
             )
+        if any(getattr(cb, "pending_test", False) for cb in self.trainer.callbacks):
+            # the final report is the test split's (LatentMetrics collects the codes); checkpoints, early
+            # stopping and sweeps saw validation only. Every rank runs it (the codes are gathered).
+            self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
         if not self.trainer.is_global_zero:
             return
         run_dir = Path(self.trainer.default_root_dir)
@@ -306,6 +325,35 @@ def alias_moved_packages() -> None:
             sys.modules[old] = _MovedPackage(old, new)
 
 
+def config_files(args: list[str]) -> list[str]:
+    """The files named by ``--config`` in a command line."""
+    out = []
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif arg.startswith("--config="):
+            out.append(arg.split("=", 1)[1])
+    return out
+
+
+def check_yaml(path: str) -> None:
+    """A config that is not valid YAML: one line naming the file, the line and the problem (a tab, most often)."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return  # jsonargparse says the file is missing
+    try:
+        yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = " ".join(str(e.problem or e.context or "invalid YAML").split())
+        hint = " (YAML indents with spaces, not tabs)" if "\\t" in problem or "\t" in problem else ""
+        raise ConfigError(f"{path}: {where}{problem}{hint}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+
+
 def run(args: list[str], from_argv: bool) -> int:
     """One training command (``args[0]`` in :data:`~spectra_lightning.cli.TRAINER_COMMANDS`); from
     ``sys.argv`` when ``from_argv`` (DDP children re-read it)."""
@@ -317,6 +365,8 @@ def run(args: list[str], from_argv: bool) -> int:
         for key, value in (a.split("=", 1) for a in args if a.startswith(("--model.", "--data.")) and "=" in a)
     )
     try:
+        for path in config_files(args):
+            check_yaml(path)
         SpectraCLI(
             SpectrumAutoencoder,
             SpectraDataModule,
@@ -326,11 +376,19 @@ def run(args: list[str], from_argv: bool) -> int:
             parser_class=SpectraParser,
             parser_kwargs={"prog": PROG, "formatter_class": _HelpFormatter},
         )
+    except SIGTERMException:
+        last = Path(os.environ.get(RUN_DIR_ENV, "RUN")) / "checkpoints" / "last.ckpt"
+        print(
+            f"{PROG} {args[0]}: stopped by SIGTERM before the end; continue with the same command and "
+            f"--ckpt_path {last}",
+            file=sys.stderr,
+        )
+        return SIGTERM_EXIT
     except Exception as e:
         err = user_error(e)
         if err is None:
             raise
-        print(f"{PROG} {args[0]}: error: {err}", file=sys.stderr)
+        print(f"{PROG} {args[0]}: error: {one_line_error(err)}", file=sys.stderr)
         return 1 if isinstance(err, NonFiniteLossError) else 2
     finally:
         if not had_run_dir:

@@ -27,3 +27,19 @@ class IndexRecorder(L.Callback):
                 {"seen": self.seen, "steps": self.steps, "val_split": self.val_split, "world": trainer.world_size}
             )
         )
+
+
+class SigtermAt(L.Callback):
+    """Sends this process SIGTERM (as SLURM or Kubernetes would) after training step ``step``, once: not again
+    when the run is resumed (``marker`` is written)."""
+
+    def __init__(self, step: int, marker: str):
+        self.step, self.marker = step, Path(marker)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        import os
+        import signal
+
+        if trainer.global_step == self.step and not self.marker.exists():
+            self.marker.write_text(str(self.step))
+            os.kill(os.getpid(), signal.SIGTERM)

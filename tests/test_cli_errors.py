@@ -49,6 +49,8 @@ def test_parser_errors_are_one_line_with_a_pointer_to_help(tmp_path, tiny_store,
         ("--model.kl_weight=-1", ["--model.kl_weight must be >= 0, got -1"]),
         ("--model.depth=12", ["depth 12 is too deep for 512 px", "use depth <= 11"]),
         ("--data.init_args.batch_size=0", ["--data.init_args.batch_size must be >= 1, got 0"]),
+        ("--trainer.max_epochs=0", ["--trainer.max_epochs=0: nothing would be trained"]),
+        ("--trainer.max_steps=0", ["--trainer.max_steps=0: nothing would be trained"]),
         ("--trainer.max_epochs=1", None),  # the control: the same command otherwise runs
     ],
 )
@@ -142,3 +144,14 @@ def test_synth_refuses_an_unknown_rv_distribution(tmp_path, capsys):
         main(["synth", "--output", str(tmp_path / "s.zarr"), "--rv-dist", "gaussianish"])
     assert e.value.code == 2 and "invalid choice: 'gaussianish'" in capsys.readouterr().err
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_config_with_a_tab_names_the_file_and_line(tmp_path, tiny_store, capsys):
+    cfg = tiny_config(tmp_path, tiny_store, logger=False)
+    text = cfg.read_text().replace("\n  devices", "\n\tdevices")
+    lines = text.splitlines()
+    tab_line = next(i for i, line in enumerate(lines) if line.startswith("\t")) + 1
+    cfg.write_text(text)
+    fails_in_one_line(
+        capsys, ["fit", "--config", str(cfg)], f"{cfg}: line {tab_line}, column 1", "YAML indents with spaces, not tabs"
+    )

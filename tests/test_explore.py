@@ -1,6 +1,7 @@
 """The explorer: decode and retrieval answers against the model and brute force, one-line errors,
 and the page in real headless Chromium (a slider drag redraws the decoded spectrum)."""
 
+import http.client
 import json
 import os
 import shutil
@@ -332,3 +333,71 @@ def test_a_burst_of_decodes_is_served(served):
     with ThreadPoolExecutor(200) as pool:  # 200 at once, well past the old listen queue of 5
         results = list(pool.map(one, range(200)))
     assert all(results), f"{results.count(False)} of 200 failed"
+
+
+def test_neighbours_k_is_bounded(served):
+    explorer, url = served
+    for k in ("1000000000000000000000000", "-5", "0", "1001", "ten"):
+        status, body = request(int(url.rsplit(":", 1)[1]), f"/api/neighbours?k={k}", "127.0.0.1")
+        assert status == 400 and b"error" in body, k
+    assert len(get(f"{url}/api/neighbours?k=1000")["neighbours"]) == len(explorer.mu)  # all there are
+
+
+def test_info_sends_the_real_threshold_and_no_local_paths(run, tmp_path):
+    from spectra_lightning.analyze import analyze
+
+    analyze(run["codes"], None, tmp_path, figures=False, threshold=0.05)
+    info = Explorer(run["ckpt"], run["codes"], run["store"], tmp_path / "report.json").info()
+    assert info["mad_threshold"] == 0.05
+    assert info["checkpoint"] == "last.ckpt" and "/" not in info["store"]
+
+
+def test_a_token_guards_every_request(served):
+    explorer, _ = served
+    server = make_server(explorer, port=0, token="s3cret")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for path in ("/", "/api/info", "/api/info?token=wrong"):
+            status, body = request(port, path, "127.0.0.1")
+            assert status == 403 and b"token" in body, path
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/?token=s3cret")
+        r = conn.getresponse()
+        r.read()
+        cookie = r.getheader("Set-Cookie").split(";")[0]
+        assert r.status == 200 and cookie == "spectra_lightning_token=s3cret"
+        conn.request("GET", "/api/info", headers={"Cookie": cookie})  # what the page's own requests carry
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["latent_dim"] == 4
+        conn.request("GET", "/api/info", headers={"Authorization": "token s3cret"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ip_literals_off_loopback_must_be_this_machines():
+    from spectra_lightning.explorer_server import host_allowed
+
+    mine = {"192.0.2.10"}
+    assert host_allowed("192.0.2.10:8050", set(), 8050, mine) and host_allowed("127.0.0.1:8050", set(), 8050, mine)
+    assert not host_allowed("198.51.100.7:8050", set(), 8050, mine)
+    assert host_allowed("198.51.100.7:8050", set(), 8050, None)  # on loopback any literal passes (no rebinding)
+
+
+def test_serving_off_loopback_warns_and_prints_a_token_url(run, monkeypatch, capsys):
+    import spectra_lightning.explore as explore_cli
+    from spectra_lightning.explorer_server import ExplorerServer
+
+    monkeypatch.setattr(explore_cli, "is_loopback", lambda host: False)  # as if bound to 0.0.0.0; no real exposure
+    monkeypatch.setattr(ExplorerServer, "serve_forever", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["explore", "--run", str(run["run"]), "--port", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "warning: serving beyond this machine" in err and "access token" in err
+    url = out.split("-> ")[1].split()[0]
+    assert url.startswith("http://127.0.0.1:") and "?token=" in url and len(url.split("?token=")[1]) >= 30
+    assert main(["explore", "--run", str(run["run"]), "--port", "0", "--no-token"]) == 0
+    out, err = capsys.readouterr()
+    assert "without a token (--no-token)" in err and "?token=" not in out

@@ -91,7 +91,12 @@ def fit_with_callback(tmp_path, store, epochs=2):
         "init_args": {"figures_every_n_epochs": 1, "estimators": ["ksg", "histogram"]},
     }
     path = tiny_config(
-        tmp_path, store, data={"val_fraction": 0.3}, max_epochs=epochs, logger=False, callbacks=[metrics]
+        tmp_path,
+        store,
+        data={"val_fraction": 0.25, "test_fraction": 0.25},
+        max_epochs=epochs,
+        logger=False,
+        callbacks=[metrics],
     )
     assert main(["fit", "--config", str(path)]) == 0
     return tmp_path / "run"
@@ -100,8 +105,18 @@ def fit_with_callback(tmp_path, store, epochs=2):
 def test_callback_writes_report_and_figures(tmp_path, tiny_store, capsys):
     run = fit_with_callback(tmp_path, tiny_store)
     report = json.loads((run / "report.json").read_text())
-    assert report["latent_dim"] == 4 and report["n_spectra"] > 20
+    split = json.loads((run / "split.json").read_text())["split_ids"]
+    # the final report is the test split's, stated; checkpoints and the per-epoch scalars saw validation
+    assert report["split"] == "test" and report["n_spectra"] == len(split["test"]) > 20
+    assert report["latent_dim"] == 4
     assert set(report["mi"]["ksg"]) == {"rv", "teff", "logg", "feh", "vsini", "snr"}
+    teff = report["mi"]["ksg"]["teff"]
+    # intervals, the null and the verdict; label-free baselines fit on training spectra beside the best node
+    assert teff["intervals"]["best"]["node"] == teff["best_node"] and teff["intervals"]["null"]["n"] == teff["n"]
+    lo, hi = teff["intervals"]["best"]["interval"]
+    assert lo <= teff["best"] <= hi and isinstance(teff["intervals"]["distinct"], bool)
+    assert report["baselines"]["names"] == ["pc1", "pc2", "pc3", "colour", "ccf_velocity"]
+    assert teff["baseline"]["best"] in report["baselines"]["names"] and teff["baseline"]["value"] > 0.3
     assert "mi_pairs" in report and "carriers" in report
     final = run / "figures" / "final"
     assert (final / "mad.png").exists() and (final / "reconstructions.png").exists()
@@ -134,6 +149,14 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
 
     # labels from the store named in the codes, and from a CSV with shuffled ids
     assert main(["analyze", "--codes", str(codes), "--output", str(tmp_path / "a1"), "--no-figures"]) == 0
+    # the run's test split only, with baselines fit on its training split, and saying so
+    args = ["analyze", "--codes", str(codes), "--split-file", str(run / "split.json"), "--no-figures"]
+    assert main([*args, "--output", str(tmp_path / "a0")]) == 0
+    r0 = json.loads((tmp_path / "a0/report.json").read_text())
+    split = json.loads((run / "split.json").read_text())["split_ids"]
+    assert r0["split"] == "test" and r0["n_spectra"] == len(split["test"])
+    assert r0["mi"]["ksg"]["teff"]["baseline"]["best"] in r0["baselines"]["names"]
+    assert f"latent space of {len(split['test'])} test spectra" in capsys.readouterr().out
     meta = SpectraStore.open(tiny_store).meta
     order = np.random.default_rng(0).permutation(160)
     with open(tmp_path / "labels.csv", "w", newline="") as f:
@@ -160,25 +183,16 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
     assert set(r2["mi"]["ksg"]) == {"teff", "rv"}  # the text column is not a label
     assert r2["mi"]["ksg"]["teff"]["values"] == r1["mi"]["ksg"]["teff"]["values"]
     assert (tmp_path / "a2/figures/mad.png").exists()
-    # .npy codes with row-order labels
+    # .npy codes with row-order labels: only when asked for
     np.save(tmp_path / "codes.npy", g["mu"][:])
     with open(tmp_path / "rows.csv", "w") as f:
         f.write("teff\n" + "\n".join(str(v) for v in meta["teff"]))
-    assert (
-        main(
-            [
-                "analyze",
-                "--codes",
-                str(tmp_path / "codes.npy"),
-                "--labels",
-                str(tmp_path / "rows.csv"),
-                "--output",
-                str(tmp_path / "a3"),
-                "--no-figures",
-            ]
-        )
-        == 0
-    )
+    args = ["analyze", "--codes", str(tmp_path / "codes.npy"), "--labels", str(tmp_path / "rows.csv")]
+    assert main([*args, "--output", str(tmp_path / "a3"), "--no-figures"]) == 2
+    assert "needs one of the columns id to join on; the header read is ['teff']" in capsys.readouterr().err
+    assert main([*args, "--labels-by-row", "--output", str(tmp_path / "a3"), "--no-figures"]) == 0
+    r3 = json.loads((tmp_path / "a3/report.json").read_text())
+    assert r3["mi"]["ksg"]["teff"]["values"] == r1["mi"]["ksg"]["teff"]["values"]
     capsys.readouterr()
 
 
@@ -193,6 +207,22 @@ def test_analyze_and_encode_errors(tmp_path, capsys):
                 str(tmp_path / "c.npy"),
                 "--labels",
                 str(tmp_path / "l.csv"),
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "the codes carry no ids" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "analyze",
+                "--codes",
+                str(tmp_path / "c.npy"),
+                "--labels",
+                str(tmp_path / "l.csv"),
+                "--labels-by-row",
                 "--output",
                 str(tmp_path / "o"),
             ]

@@ -99,6 +99,29 @@ def test_warp_moves_a_line_by_its_displacement_field():
     np.testing.assert_allclose(d.detach().numpy(), np.linspace(0, 6, n), atol=1e-5)
 
 
+def test_the_warp_contains_the_doppler_shift_on_a_linear_grid():
+    """What the quickstart builds in: one code direction with knot values ∝ λ_k is DopplerShift."""
+    from spectra_lightning.grid import GRIDS
+    from spectra_lightning.nets import C_KMS, DopplerShift, Warp
+
+    wave = GRIDS["quickstart"].wavelength
+    n = len(wave)
+    rng = np.random.default_rng(0)
+    flux = torch.tensor(1 - 0.5 * rng.random((1, n)) ** 8, dtype=torch.float32)
+    warp = Warp(n, latent_dim=2, knots=4, scale=1.0)
+    knots_px = np.linspace(0, n - 1, 4)
+    wave_px = np.interp(knots_px, np.arange(n), wave) / (wave[1] - wave[0])
+    v = 20.0
+    beta = v / C_KMS
+    with torch.no_grad():
+        warp.coef.weight.zero_()
+        warp.coef.weight[:, 0] = torch.tensor(wave_px * beta / (1 + beta), dtype=torch.float32)
+        warp.coef.bias.zero_()
+        warped = warp(flux, torch.tensor([[1.0, 0.0]]))
+        shifted = DopplerShift(wave)(flux, torch.tensor([v]))
+    np.testing.assert_allclose(warped.numpy(), shifted.numpy(), atol=2e-3)
+
+
 def test_decoder_priors_are_off_by_default_and_on_when_asked():
     plain = ConvAutoencoder(512, 4, 5)
     coord = ConvAutoencoder(512, 4, 5, coord_channels=True)

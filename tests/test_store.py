@@ -128,6 +128,9 @@ def test_verify_finds_a_row_whose_flux_belongs_to_another_id(tmp_path, capsys):
         "checked": 10,
         "unchecked": 0,
         "mismatched": [],
+        "missing_chunks": [],
+        "damaged_chunks": [],
+        "missing_checksums": [],
         "duplicate_ids": {},
         "ok": True,
     }

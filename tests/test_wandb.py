@@ -51,7 +51,9 @@ def test_offline_run_holds_per_epoch_scalars_final_tables_summary_and_artifacts(
             "val/mi/teff/runner_up",
             "val/mi/teff/runner_up_node",
         } <= set(h)
-    assert [epochs[-1][f"val/mad/node_{i:03d}"] for i in range(4)] == report["mad"]["values"]
+    # the epochs read the validation split; the final report the test split
+    split = json.loads((tmp_path / "run/split.json").read_text())["split_ids"]
+    assert report["n_spectra"] == len(split["test"]) and not set(split["test"]) & set(split["val"])
 
     # the run summary: final MI per label and the informative count, as in report.json
     assert summary["final/n_informative"] == len(report["mad"]["informative"])
@@ -61,6 +63,13 @@ def test_offline_run_holds_per_epoch_scalars_final_tables_summary_and_artifacts(
                 summary[f"final/mi/{label}"] == entry["best"]
                 and summary[f"final/mi/{label}/node"] == entry["best_node"]
             )
+            # with its interval, the null, the verdict and the best label-free baseline
+            assert [summary[f"final/mi/{label}/low"], summary[f"final/mi/{label}/high"]] == entry["intervals"]["best"][
+                "interval"
+            ]
+            assert summary[f"final/mi/{label}/distinct"] == int(entry["intervals"]["distinct"])
+            assert summary[f"final/mi/{label}/baseline"] == entry["baseline"]["value"]
+    assert summary["final/split"] == report["split"] == "test"
 
     # the two tables, as wandb.Table files, with the report's numbers
     table = json.loads(next((run / "files/media/table/final").glob("mi_table_*.table.json")).read_text())

@@ -315,14 +315,14 @@ async function showReal(index) {
 
 // ---- the report ------------------------------------------------------------------------------
 function drawMad() {
-  const { mad, nodes } = state.info, c = $("mad");
-  const { ctx, tx } = axes(c, [-0.5, mad.length - 0.5], [0, Math.max(...mad, 0.05) * 1.08], "node", "MAD");
+  const { mad, nodes, mad_threshold } = state.info, c = $("mad");
+  const { ctx, tx } = axes(c, [-0.5, mad.length - 0.5], [0, Math.max(...mad, 1.5 * mad_threshold, 0.05) * 1.08], "node", "MAD");
   mad.forEach((v, i) => {
     ctx.strokeStyle = nodes.includes(i) ? "#1f5fbf" : "#bbb"; ctx.lineWidth = 2;
     ctx.beginPath(); ctx.moveTo(tx.x(i), tx.y(0)); ctx.lineTo(tx.x(i), tx.y(v)); ctx.stroke();
   });
   ctx.setLineDash([4, 3]); ctx.strokeStyle = "#d62728"; ctx.lineWidth = 1;
-  ctx.beginPath(); ctx.moveTo(tx.m.l, tx.y(0.02)); ctx.lineTo(tx.w, tx.y(0.02)); ctx.stroke(); ctx.setLineDash([]);
+  ctx.beginPath(); ctx.moveTo(tx.m.l, tx.y(mad_threshold)); ctx.lineTo(tx.w, tx.y(mad_threshold)); ctx.stroke(); ctx.setLineDash([]);
   ctx.restore();
 }
 

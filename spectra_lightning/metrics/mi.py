@@ -220,14 +220,23 @@ def _hist_mi(x: np.ndarray, y: np.ndarray, bins: int) -> float:
 def best_pair(
     codes: np.ndarray, y: np.ndarray, nodes: list[int], k: int = 3, seed: int = 0, n_jobs: int | None = None
 ) -> dict[str, Any]:
-    """The pair of ``nodes`` with the highest joint KSG MI with ``y``: ``{"best_pair", "value"}``."""
+    """The pair of ``nodes`` with the highest joint MI with ``y``: ``{"best_pair", "value", "ksg_2d"}``.
+
+    A pair's MI is at least each member's (I(y; a, b) ≥ I(y; a)), but KSG's bias grows with dimension: at a
+    few nats the 2-D estimate falls below the 1-D estimate of its best member (2.3 nat single, 1.9 pair at
+    n = 400). So ``value`` = max(2-D estimate, the members' 1-D estimates), the estimate the inequality allows;
+    ``ksg_2d`` is the 2-D estimate alone.
+    """
     pairs = [(i, j) for a, i in enumerate(nodes) for j in nodes[a + 1 :]]
     if not pairs:
-        return {"best_pair": None, "value": None}
+        return {"best_pair": None, "value": None, "ksg_2d": None}
     with ThreadPoolExecutor(_threads(n_jobs)) as pool:
-        values = list(pool.map(lambda p: ksg(codes[:, list(p)], y, k=k, seed=seed), pairs))
+        joint = list(pool.map(lambda p: ksg(codes[:, list(p)], y, k=k, seed=seed), pairs))
+    single = mi_ksg(codes[:, nodes], y, k=k, seed=seed, n_jobs=n_jobs)
+    of = dict(zip(nodes, single))
+    values = [max(j, of[a], of[b]) for j, (a, b) in zip(joint, pairs)]
     i = int(np.argmax(values))
-    return {"best_pair": [int(pairs[i][0]), int(pairs[i][1])], "value": float(values[i])}
+    return {"best_pair": [int(pairs[i][0]), int(pairs[i][1])], "value": float(values[i]), "ksg_2d": float(joint[i])}
 
 
 def best_and_gap(values: np.ndarray, nodes: list[int]) -> dict[str, Any]:

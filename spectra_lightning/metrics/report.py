@@ -7,10 +7,12 @@ schema is documented in ``docs/report-format.md`` and kept stable.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from .intervals import half_sample_se, interval, label_intervals
 from .latent import KL_THRESHOLD, MAD_THRESHOLD, informative_nodes
 from .mi import (
     PAPER_BINS,
@@ -24,7 +26,7 @@ from .mi import (
     mi_pair_matrix,
 )
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: mi_pairs values are max(2-D KSG, members); split, intervals, baselines added
 
 
 def latent_report(
@@ -41,6 +43,10 @@ def latent_report(
     pair_labels: bool = True,
     bootstrap: int = 0,
     seed: int = 0,
+    intervals: int = 30,
+    baselines: dict[str, np.ndarray] | None = None,
+    baseline_info: dict[str, str] | None = None,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Analyse codes ``mu (N, D)`` against labels ``{name: (N,)}``.
 
@@ -53,7 +59,14 @@ def latent_report(
         sigma: label sigma-clipping (None: off).
         pair_labels: also find, per label, the pair of informative nodes with the highest
             joint KSG MI (``mi_pairs``) — a label can live in a pair (e.g. a phase-like code).
-        bootstrap: resamples for KSG standard errors (0: none).
+        bootstrap: resamples for KSG standard errors of every node (0: none; with replacement, the older
+            and cruder measure: see :mod:`.intervals`).
+        intervals: half-samples and permutations for the best and runner-up node's intervals, the null
+            level and the distinct verdict per label (:func:`~.intervals.label_intervals`; 0: none).
+        baselines: label-free features of the same spectra ``{name: (N,)}`` (:mod:`.baselines`); per label
+            the best one's MI (with its interval) stands beside the best node's. ``baseline_info`` says
+            what each is.
+        split: the split the codes come from (``val``, ``test``), recorded in the report.
     """
     mu = np.asarray(mu, np.float64)
     n, d = mu.shape
@@ -71,9 +84,12 @@ def latent_report(
             "kl": info["kl"],
             "informative": nodes,
         },
+        "split": split,
         "mi": {},
         "gap": {},
     }
+    if baselines is not None:
+        report["baselines"] = {"names": list(baselines), "what": baseline_info or {}}
     cleaned = {}
     for name, y in labels.items():
         keep, counts = clean_label(y, sigma)
@@ -87,9 +103,16 @@ def latent_report(
         for name, (keep, counts) in usable.items():
             values = mi_ksg_table(mu[keep], {name: np.asarray(labels[name], np.float64)[keep]}, k=k, seed=seed)[name]
             entry = {"values": values, **best_and_gap(values, nodes), **counts}
+            y = np.asarray(labels[name], np.float64)[keep]
+            estimate = _ksg_estimator(k, seed)
             if bootstrap:
-                y = np.asarray(labels[name], np.float64)[keep]
-                entry["se"] = bootstrap_se(lambda c, t: mi_ksg(c, t, k=k, seed=seed), mu[keep], y, bootstrap, seed)
+                entry["se"] = bootstrap_se(estimate, mu[keep], y, bootstrap, seed)
+            if intervals:
+                entry["intervals"] = label_intervals(
+                    estimate, mu[keep], y, entry["best_node"], entry["runner_up"], values, intervals, seed
+                )
+            if baselines is not None:
+                entry["baseline"] = baseline_mi(baselines, keep, y, k, seed, intervals)
             table[name] = entry
             report["gap"][name] = entry["gap"]
         for name, (_, counts) in cleaned.items():
@@ -120,6 +143,33 @@ def latent_report(
         if name in report["mi"].get("ksg", {})
     }
     return report
+
+
+def _ksg_estimator(k: int, seed: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    return lambda codes, y: mi_ksg(codes, y, k=k, seed=seed)
+
+
+def baseline_mi(
+    baselines: dict[str, np.ndarray], keep: np.ndarray, y: np.ndarray, k: int, seed: int, reps: int
+) -> dict[str, Any]:
+    """The label's MI with each label-free feature (on its rows with a finite value) and the best one:
+    ``{"values": {name: nats}, "best": name, "value": nats, "interval": [lo, hi] or None}``."""
+    values: dict[str, float | None] = {}
+    for name, feature in baselines.items():
+        f = np.asarray(feature, np.float64)[keep]
+        ok = np.isfinite(f)
+        values[name] = float(mi_ksg(f[ok, None], y[ok], k=k, seed=seed)[0]) if ok.sum() >= 2 * k + 2 else None
+    scored = {name: v for name, v in values.items() if v is not None}
+    if not scored:
+        return {"values": values, "best": None, "value": None, "interval": None}
+    best = max(scored, key=lambda name: scored[name])
+    out: dict[str, Any] = {"values": values, "best": best, "value": scored[best], "interval": None}
+    if reps:
+        f = np.asarray(baselines[best], np.float64)[keep]
+        ok = np.isfinite(f)
+        se = float(half_sample_se(_ksg_estimator(k, seed), f[ok, None], y[ok], reps, seed)[0])
+        out["se"], out["interval"] = se, interval(scored[best], se)
+    return out
 
 
 def to_json(obj: Any) -> Any:
@@ -165,14 +215,24 @@ def label_carrier(
     return {"kind": kind, "nodes": [entry["best_node"]], "value": entry["best"]}
 
 
+def _split_words(split: str | None) -> str:
+    return {"val": "validation spectra", "test": "test spectra", "train": "training spectra"}.get(
+        split or "", "spectra"
+    )
+
+
+def _with_interval(value: float, bounds: list[float] | None) -> str:
+    return f"{value:.2f}" + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds else "")
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """A short text table: informative nodes, best node per label, best pair per label."""
     m = report["mad"]
     kl = m.get("kl")
     rule = f"MAD > {m['threshold']}" + (f" and KL > {m['kl_threshold']} nat" if m["criterion"] == "both" else "")
     lines = [
-        f"latent space of {report['n_spectra']} validation spectra: {len(m['informative'])} informative "
-        f"of {report['latent_dim']} nodes ({rule})",
+        f"latent space of {report['n_spectra']} {_split_words(report.get('split'))}: "
+        f"{len(m['informative'])} informative of {report['latent_dim']} nodes ({rule})",
         "  node      MAD   KL (nat)",
     ]
     for i in m["informative"]:
@@ -181,7 +241,10 @@ def format_summary(report: dict[str, Any]) -> str:
         )
     ksg = report["mi"].get("ksg", {})
     pairs = report.get("mi_pairs", {}).get("ksg", {})
-    lines.append("  label       n  best  MI(nat)  2nd  MI(nat)   gap   best pair  joint MI")
+    lines.append(
+        "  label       n  best  MI (nat, 95% interval)  2nd  MI (nat)        distinct  null p95  "
+        "best pair  joint MI  best label-free baseline"
+    )
     for name, e in ksg.items():
         if e.get("best_node") is None:
             lines.append(f"  {name:6s} {e.get('n', 0):6d}  (no informative node or too few values)")
@@ -192,10 +255,22 @@ def format_summary(report: dict[str, Any]) -> str:
             if p.get("best_pair")
             else "      -          -"
         )
+        iv = e.get("intervals") or {}
+        best = _with_interval(e["best"], (iv.get("best") or {}).get("interval"))
+        second = _with_interval(e["runner_up_value"], (iv.get("runner_up") or {}).get("interval"))
         runner = f"{e['runner_up']:4d}" if e["runner_up"] is not None else "   -"
+        verdict = ("yes" if iv.get("distinct") else "no") if iv else "-"
+        null = f"{iv['null']['p95']:8.2f}" if iv.get("null") else "       -"
+        b = e.get("baseline") or {}
+        base = f"{b['best']} {_with_interval(b['value'], b.get('interval'))}" if b.get("best") else "-"
         lines.append(
-            f"  {name:6s} {e['n']:6d}  {e['best_node']:4d} {e['best']:8.2f} {runner} {e['runner_up_value']:8.2f} "
-            f"{e['gap']:5.2f}   {pair}"
+            f"  {name:6s} {e['n']:6d}  {e['best_node']:4d} {best:22s} {runner} {second:16s} {verdict:8s} {null}  "
+            f"{pair}  {base}"
+        )
+    if any((e.get("intervals") or {}).get("rule") for e in ksg.values()):
+        lines.append(
+            "  intervals: ±1.96 se from half-samples; distinct: best − 1.96·se above the runner-up's upper end "
+            "and the null's 95th percentile (permuted labels, same n)"
         )
     for name in ("rv", "teff"):
         c = label_carrier(report, name, other="teff" if name == "rv" else "rv")

@@ -1,0 +1,70 @@
+"""Label-free baselines against ground truth: a line moved by exactly v/c·λ, a known colour, a rank-1 set."""
+
+import numpy as np
+
+from spectra_lightning.metrics.baselines import C_KMS, LabelFreeBaselines
+
+WAVE = np.arange(5000.0, 5200.0, 0.05)  # 4,000 px, ~3 km/s per px
+LINES = np.random.default_rng(0).uniform(5005, 5195, 40)
+
+
+def spectra(v: np.ndarray, slope: np.ndarray | None = None) -> np.ndarray:
+    """Continuum 1 (times a slope) with 40 Gaussian lines (σ 0.15 Å), observed at velocity ``v`` (km/s)."""
+    out = np.ones((len(v), len(WAVE)))
+    for i, vi in enumerate(v):
+        centres = LINES * (1 + vi / C_KMS)
+        out[i] -= 0.5 * np.exp(-0.5 * ((WAVE[:, None] - centres[None, :]) / 0.15) ** 2).sum(axis=1)
+    if slope is not None:
+        out *= 1 + slope[:, None] * (WAVE - WAVE.mean()) / np.ptp(WAVE)
+    return out
+
+
+def test_the_ccf_velocity_recovers_an_exact_doppler_shift():
+    rng = np.random.default_rng(1)
+    v_train = rng.uniform(-40, 40, 200)
+    mask = np.ones((200, len(WAVE)), bool)
+    b = LabelFreeBaselines(WAVE).fit(spectra(v_train), mask)
+    v = np.array([-35.0, -12.5, 0.0, 7.3, 28.0])
+    got = b.ccf_velocity(spectra(v), np.ones((5, len(WAVE)), bool))
+    # relative velocities: the template's zero point is one training spectrum's (unknown without labels)
+    offset = got - v
+    assert np.ptp(offset) < 0.6 and abs(offset.mean()) < 40  # a fifth of a pixel (3 km/s), one constant
+
+
+def test_masked_pixels_do_not_move_the_ccf():
+    rng = np.random.default_rng(2)
+    mask = np.ones((100, len(WAVE)), bool)
+    b = LabelFreeBaselines(WAVE).fit(spectra(rng.uniform(-20, 20, 100)), mask)
+    flux, m = spectra(np.array([15.0])), np.ones((1, len(WAVE)), bool)
+    m[0, 1000:1400] = False
+    flux[0, 1000:1400] = 0.0  # what the network sees there
+    a, c = b.ccf_velocity(spectra(np.array([15.0])), np.ones_like(m)), b.ccf_velocity(flux, m)
+    assert abs(a[0] - c[0]) < 0.5
+
+
+def test_the_colour_is_the_blue_to_red_ratio_in_magnitudes():
+    flux = np.ones((2, 300))
+    flux[1, :100] = 10**0.4  # the bluest third 1 mag brighter
+    mask = np.ones_like(flux, bool)
+    np.testing.assert_allclose(LabelFreeBaselines.colour(flux, mask), [0.0, -1.0])
+    mask[1, :100] = False  # masked pixels are not in the thirds
+    assert abs(LabelFreeBaselines.colour(flux, mask)[1]) < 1e-12
+
+
+def test_the_first_component_is_the_direction_the_spectra_vary_along():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=300)
+    base, direction = rng.normal(size=500), rng.normal(size=500)
+    flux = base + a[:, None] * direction + 1e-3 * rng.normal(size=(300, 500))
+    b = LabelFreeBaselines(np.linspace(4000, 5000, 500)).fit(flux, np.ones_like(flux, bool))
+    pc1 = b.features(flux, np.ones_like(flux, bool))[:, 0]
+    assert abs(np.corrcoef(pc1, a)[0, 1]) > 0.999
+
+
+def test_long_spectra_are_averaged_in_blocks_before_pca():
+    wave = np.linspace(3785, 6910, 20_000)
+    b = LabelFreeBaselines(wave)
+    assert b.block == 3
+    flux = np.random.default_rng(4).normal(size=(20, 20_000))
+    f = b.fit(flux, np.ones_like(flux, bool)).features(flux, np.ones_like(flux, bool))
+    assert f.shape == (20, 5) and b.components.shape == (3, 6667) and b.names[-1] == "ccf_velocity"
