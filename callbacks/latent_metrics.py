@@ -74,6 +74,7 @@ class LatentMetrics(L.Callback):
         self.baselines: LabelFreeBaselines | None = None
         self._baseline_batches: list[tuple[np.ndarray, np.ndarray]] = []
         self.pending_test = False  # the final report waits for the test loop
+        self.last_validation: dict | None = None  # the last evaluated validation epoch, for sweeps
         self.metric: LatentCodes | None = None
         self.examples: dict | None = None
         self.last_codes: dict | None = None
@@ -160,6 +161,7 @@ class LatentMetrics(L.Callback):
                 **self.report_kwargs,
             )
             scalars = self._scalars(report)
+            self.last_validation = validation_summary(report)
             # every n epochs; never twice at the end (the final report draws the last epoch's figures)
             last = self._last_epoch(trainer)
             every = self.figures_every_n_epochs
@@ -265,6 +267,8 @@ class LatentMetrics(L.Callback):
             split=split,
             **self.report_kwargs,
         )
+        if split != "val" and self.last_validation is not None:
+            report["validation"] = self.last_validation  # what sweeps compare: never the test split
         val_loss = trainer.callback_metrics.get("val/loss")
         report["fit"] = {
             "epoch": trainer.current_epoch,
@@ -285,3 +289,18 @@ class LatentMetrics(L.Callback):
         print(f"report:  {run_dir / 'report.json'}", flush=True)
         if self.final_figures:
             print(f"figures: {run_dir / 'figures' / 'final'}", flush=True)
+
+
+def validation_summary(report: dict) -> dict:
+    """The part of a validation report that sweeps and model choice compare (``report.json``'s ``validation``)."""
+    return {
+        "split": "val",
+        "n_spectra": report["n_spectra"],
+        "mad": {"values": report["mad"]["values"], "informative": report["mad"]["informative"]},
+        "mi": {
+            "ksg": {
+                name: {"best": e.get("best"), "best_node": e.get("best_node")}
+                for name, e in report["mi"].get("ksg", {}).items()
+            }
+        },
+    }

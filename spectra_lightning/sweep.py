@@ -106,12 +106,15 @@ def read_results(path: Path) -> list[dict]:
 
 
 def summarise(run_dir: Path) -> dict:
-    """The numbers a sweep table needs from a finished run's report.json."""
-    report = json.loads((run_dir / "report.json").read_text())
+    """The numbers a sweep table needs from a finished run's report.json: its validation split's (a sweep
+    compares runs; the test split is kept for the claims), with the split named."""
+    full = json.loads((run_dir / "report.json").read_text())
+    report = full.get("validation") or full
     row = {
+        "split": report.get("split") or "val",
         "n_informative": len(report["mad"]["informative"]),
         "mad": json.dumps([round(v, 5) for v in report["mad"]["values"]]),
-        "val_loss": report.get("fit", {}).get("val_loss"),
+        "val_loss": full.get("fit", {}).get("val_loss"),
     }
     for label in LABELS:
         e = report["mi"].get("ksg", {}).get(label, {})
@@ -120,7 +123,7 @@ def summarise(run_dir: Path) -> dict:
     return row
 
 
-FIELDS = ["run", "status", "returncode", "seconds", "params", "n_informative", "val_loss", "mad"] + [
+FIELDS = ["run", "status", "returncode", "seconds", "params", "split", "n_informative", "val_loss", "mad"] + [
     f"{p}_{label}" for label in LABELS for p in ("mi", "node")
 ]
 
@@ -232,7 +235,8 @@ def report(out_dir: str | Path, threshold: float = MAD_THRESHOLD) -> dict[str, P
         ax.legend()
     axes[0].set_ylabel("informative nodes")
     axes[1].set(yscale="log", ylabel="MAD of μ per node", ylim=(1e-5, None))
-    fig.suptitle("Informative nodes against λ (cf. Sedaghat et al. 2021, Fig. 4)")
+    splits = sorted({r.get("split") or "val" for r in rows})
+    fig.suptitle(f"Informative nodes against λ (cf. Sedaghat et al. 2021, Fig. 4); {'/'.join(splits)} split")
     fig.tight_layout()
     paths = {"figure4": out / "figure4.png"}
     fig.savefig(paths["figure4"], dpi=100)

@@ -185,3 +185,14 @@ def test_explore_answers_500_with_a_json_error_on_a_damaged_row(trained, store, 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_streamed_fit_stops_in_one_line_on_an_undecodable_chunk(store, tmp_path, capsys):
+    from helpers import streaming_config
+
+    flip_header(store)
+    cfg = streaming_config(tmp_path, store, max_epochs=1)  # one loader worker: the error crosses a process
+    assert main(["fit", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert f"{store}: array flux, chunk c/1/0 (rows 16-31) cannot be decoded" in err[0]

@@ -5,12 +5,8 @@ import json
 import re
 
 import numpy as np
+import pytest
 import yaml
-
-from spectra_lightning.metrics.report import latent_report
-from spectra_lightning.store import SpectraStore
-
-from helpers import run_cli
 
 
 def write_config(path, store, trainer=None, data=None, model=None, callbacks=()):
@@ -80,86 +76,25 @@ def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp
     assert list(resumed) == ["1"] and resumed["1"] == straight["1"] and straight["1"] != straight["0"]
 
 
-def test_two_rank_report_covers_the_whole_test_split(tmp_path):
-    from spectra_lightning.data_modules.split import assign_splits
-    from spectra_lightning.synth import SynthSpec, synthesize
+def test_no_training_batch_for_a_rank_fails_in_one_line(tmp_path):
+    """What a 2-rank DDP run of too few spectra says (the DataModule asks the trainer for its world size)."""
+    from types import SimpleNamespace
 
-    tiny_store = tmp_path / "one_per_star.zarr"
-    synthesize(str(tiny_store), SynthSpec(n=120, seed=4, grid="tiny"), progress=False)
-    # an odd test split: one rank's share is padded with a repeat, which must not count twice
-    meta = SpectraStore.open(tiny_store).meta
-    test_fraction = next(f for f in np.arange(0.2, 0.4, 0.01) if len(assign_splits(meta, 0.2, f, seed=0)["test"]) % 2)
-    checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
-    metrics = {
-        "class_path": "spectra_lightning.callbacks.LatentMetrics",
-        "init_args": {"figures_every_n_epochs": 0, "final_figures": False},
-    }
-    cfg = write_config(
-        tmp_path / "ddp.yaml",
-        tiny_store,
-        {
-            "max_epochs": 2,
-            "logger": False,
-            "strategy": "ddp",
-            "devices": 2,
-            "default_root_dir": str(tmp_path / "run"),
-            "enable_progress_bar": False,
-        },
-        data={"val_fraction": 0.2, "test_fraction": float(test_fraction)},
-        callbacks=[checkpoint, metrics],
-    )
-    r = run_cli(["fit", "--config", str(cfg)], tmp_path)
-    assert "sync_dist=True" not in r.stderr
-    run = tmp_path / "run"
-    report = json.loads((run / "report.json").read_text())
-    split = json.loads((run / "split.json").read_text())
-    n_test = len(split["split_ids"]["test"])
-    assert n_test % 2 == 1
-    assert report["n_spectra"] == n_test and report["split"] == "test"
-    # the same analysis in one process, from the final weights, over the same test spectra
-    from spectra_lightning.encode import encode
-
-    encode(
-        run / "checkpoints" / "last.ckpt", str(tiny_store), str(tmp_path / "codes.zarr"), device="cpu", progress=False
-    )
-    import zarr
-
-    codes = zarr.open_group(str(tmp_path / "codes.zarr"), mode="r")
-    store = SpectraStore.open(tiny_store)
-    pos = {v: i for i, v in enumerate(store.meta["id"])}
-    rows = np.array(sorted(pos[i] for i in split["split_ids"]["test"]))
-    names = ["rv", "teff", "logg", "feh", "vsini", "snr"]
-    labels = dict(zip(names, store.labels(names)[rows].T))
-    single = latent_report(codes["mu"][:][rows], labels, codes["logvar"][:][rows])
-    np.testing.assert_allclose(report["mad"]["values"], single["mad"]["values"], atol=1e-5)
-    assert report["mad"]["informative"] == single["mad"]["informative"]
-    for name in names:
-        np.testing.assert_allclose(report["mi"]["ksg"][name]["values"], single["mi"]["ksg"][name]["values"], atol=0.02)
-
-
-def test_no_training_batch_under_ddp_fails_in_one_line(tmp_path):
+    from spectra_lightning.data_modules import SpectraDataModule
+    from spectra_lightning.errors import ConfigError
     from spectra_lightning.synth import SynthSpec, synthesize
 
     store = tmp_path / "s96.zarr"
     synthesize(str(store), SynthSpec(n=96, seed=5, grid="tiny"), progress=False)
-    cfg = write_config(
-        tmp_path / "few.yaml",
-        store,
-        {
-            "max_epochs": 1,
-            "logger": False,
-            "strategy": "ddp",
-            "devices": 2,
-            "default_root_dir": str(tmp_path / "run"),
-            "enable_progress_bar": False,
-        },
-        data={"batch_size": 32, "val_fraction": 0.5},
-    )
-    r = run_cli(["fit", "--config", str(cfg)], tmp_path, ok=False)
-    assert r.returncode == 2
-    lines = [line for line in r.stderr.splitlines() if "error:" in line]
-    assert lines and "no training batch" in lines[0] and "over 2 ranks" in lines[0] and "batch_size=32" in lines[0]
-    assert "Traceback" not in r.stderr and "run directory" not in r.stdout
+    dm = SpectraDataModule(store=str(store), batch_size=32, val_fraction=0.5, test_fraction=0.0)
+    dm.setup("fit")
+    dm.trainer = SimpleNamespace(world_size=2, log_dir=None)
+    with pytest.raises(ConfigError) as e:
+        dm.train_dataloader()
+    msg = str(e.value)
+    assert "\n" not in msg and "no training batch" in msg and "over 2 ranks" in msg and "batch_size=32" in msg
+    dm.trainer = SimpleNamespace(world_size=1, log_dir=None)
+    assert len(dm.train_dataloader()) == 1  # the same data on one rank trains
 
 
 def test_an_infinite_pixel_never_reaches_the_loss_and_a_non_finite_loss_stops_the_run(tmp_path, tiny_store, capsys):

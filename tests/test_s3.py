@@ -147,7 +147,7 @@ def test_two_process_ddp_fit_streams_from_the_bucket_and_encode_reads_it(tmp_pat
     np.testing.assert_array_equal(remote["mu"], local_codes["mu"])
 
 
-def test_storage_options_instead_of_the_aws_variables(tmp_path, bucket, s3_endpoint, monkeypatch):
+def test_storage_options_instead_of_the_aws_variables(tmp_path, bucket, s3_endpoint, monkeypatch, capsys):
     url = f"s3://{bucket}/tiny.zarr"
     synthesize(url, TINY, progress=False)
     options = {
@@ -162,11 +162,18 @@ def test_storage_options_instead_of_the_aws_variables(tmp_path, bucket, s3_endpo
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     s3fs.S3FileSystem.clear_instance_cache()
     assert SpectraStore.open(url, storage_options=options).n == TINY.n
-    run_cli(
-        ["fit", "--config", str(streaming_config(tmp_path, url, {"storage_options": options}, max_epochs=1))], tmp_path
-    )
-    assert json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["steps"] > 0
+    from spectra_lightning.cli import main
+
+    # in this process (no spawned interpreter): the loader's worker inherits the variables as they are now
+    cfg = streaming_config(tmp_path, url, {"storage_options": options}, max_epochs=1)
+    assert main(["fit", "--config", str(cfg)]) == 0
+    probe = json.loads((tmp_path / "run" / "probe_rank0.json").read_text())
+    split = json.loads((tmp_path / "run" / "split.json").read_text())["split_ids"]
+    meta = SpectraStore.open(url, storage_options=options).meta
+    pos = {v: i for i, v in enumerate(meta["id"])}
+    assert sorted(probe["seen"]["0"]) == sorted(pos[i] for i in split["train"])  # every training spectrum, once
     # without either, the failure names the store
-    bad = run_cli(["fit", "--config", str(streaming_config(tmp_path, url, max_epochs=1))], tmp_path, ok=False)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert f"{url}: cannot open (NoCredentialsError" in bad.stderr.strip().splitlines()[-1]
+    s3fs.S3FileSystem.clear_instance_cache()
+    assert main(["fit", "--config", str(streaming_config(tmp_path, url, max_epochs=1))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{url}: cannot open (NoCredentialsError" in err[0]

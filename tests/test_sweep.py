@@ -1,6 +1,8 @@
 """Every experiment YAML runs; the local sweep runner runs, resumes, survives failures; Figure 4."""
 
 import csv
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +20,20 @@ BASES = sorted((REPO / "experiments").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def harps_store(tmp_path_factory):
-    """Four spectra on the paper's full grid, for the full-size config."""
+    """Four spectra on the paper's full grid, for the full-size config; eight on the MILES grid for its configs."""
     path = tmp_path_factory.mktemp("harps") / "h.zarr"
     synthesize(str(path), SynthSpec(n=4, seed=1, grid="harps"), progress=False)
+    synthesize(str(path.with_name("m.zarr")), SynthSpec(n=8, seed=1, grid="miles"), progress=False)
     return path
+
+
+def stack_of(config: Path) -> list[Path]:
+    """The configs a user passes for ``config``, as its own header documents them: an overlay names its base
+    (``--config experiments/BASE.yaml --config experiments/THIS.yaml``); a base config stands alone."""
+    m = re.search(
+        rf"--config experiments/([\w.]+\.yaml) --config experiments/{re.escape(config.name)}", config.read_text()
+    )
+    return [REPO / "experiments" / m.group(1), config] if m else [config]
 
 
 def overrides_for(config: Path, harps_store) -> list[str]:
@@ -40,8 +52,9 @@ def overrides_for(config: Path, harps_store) -> list[str]:
     if cfg["data"]["init_args"].get("synth"):
         args.append("--data.init_args.synth.n=48")
     else:
+        store = harps_store.with_name("m.zarr") if "miles" in config.name else harps_store
         args += [
-            f"--data.init_args.store={harps_store}",
+            f"--data.init_args.store={store}",
             "--data.init_args.batch_size=2",
             "--data.init_args.val_fraction=0.5",
             "--data.init_args.num_workers=0",
@@ -49,12 +62,18 @@ def overrides_for(config: Path, harps_store) -> list[str]:
     return args
 
 
+def test_the_overlays_name_their_base():
+    stacks = {c.name: [p.name for p in stack_of(c)] for c in BASES}
+    assert stacks["quickstart_doppler.yaml"] == ["quickstart.yaml", "quickstart_doppler.yaml"]
+    assert stacks["quickstart_l1.yaml"] == ["quickstart.yaml", "quickstart_l1.yaml"]
+    assert stacks["miles_rv.yaml"] == ["miles.yaml", "miles_rv.yaml"]
+    assert stacks["quickstart.yaml"] == ["quickstart.yaml"]
+
+
 @pytest.mark.parametrize("config", BASES, ids=lambda p: p.name)
-def test_every_base_config_runs(config, harps_store, tmp_path, monkeypatch):
-    # an overlay (no data section, e.g. quickstart_l1.yaml) runs on top of the quickstart, as documented
-    chain = (
-        [config] if "data" in yaml.safe_load(config.read_text()) else [REPO / "experiments" / "quickstart.yaml", config]
-    )
+def test_every_config_runs_as_documented(config, harps_store, tmp_path, monkeypatch):
+    # an overlay runs on top of the base its header names (the stack users type); a base runs alone
+    chain = stack_of(config)
     monkeypatch.chdir(tmp_path)
     configs = [a for c in chain for a in ("--config", str(c))]
     assert main(["fit", *configs, *overrides_for(chain[0], harps_store)]) == 0
@@ -120,23 +139,24 @@ def tiny_sweep(tmp_path, store, values=(0.1, 1.0), latents=(2, 3)):
 
 
 def test_local_runner_grid_resume_failure_and_report(tmp_path, tiny_store):
-    sweep = tiny_sweep(tmp_path, tiny_store, values=(0.1,), latents=(2, 3, -1))  # latent -1 must fail
+    sweep = tiny_sweep(tmp_path, tiny_store, values=(0.1,), latents=(2, -1))  # latent -1 must fail
     out = tmp_path / "out"
     rows = run_sweep(str(sweep), str(out), parallel=2)
-    assert len(rows) == 3
+    assert len(rows) == 2
     status = {r["run"]: r["status"] for r in rows}
-    assert sum(s == "ok" for s in status.values()) == 2
+    assert status["kl_weight=0.1,latent_dim=2"] == "ok"
     assert status["kl_weight=0.1,latent_dim=-1"].startswith("failed")
     table = list(csv.DictReader(open(out / "results.csv")))
-    assert len(table) == 3 and all(r["n_informative"] != "" for r in table if r["status"] == "ok")
-    assert (out / "kl_weight=0.1,latent_dim=2" / "report.json").exists()
-    # resume: a finished run is skipped, a removed one and the failed one are run again
-    lines = (out / "results.csv").read_text().splitlines()
-    keep = [line for line in lines if not line.startswith('"kl_weight=0.1,latent_dim=3"')]
-    assert len(keep) == len(lines) - 1
-    (out / "results.csv").write_text("\n".join(keep) + "\n")
+    assert len(table) == 2 and all(r["n_informative"] != "" for r in table if r["status"] == "ok")
+    # sweeps compare the validation split; the report's claims are the test split's
+    final = json.loads((out / "kl_weight=0.1,latent_dim=2" / "report.json").read_text())
+    ok = next(r for r in table if r["run"] == "kl_weight=0.1,latent_dim=2")
+    assert final["split"] == "test" and ok["split"] == "val"
+    assert int(ok["n_informative"]) == len(final["validation"]["mad"]["informative"])
+    # resume: a finished run is skipped (none runs twice), the failed one is run again
     rows = run_sweep(str(sweep), str(out), parallel=2)
-    assert sorted(r["run"] for r in rows) == ["kl_weight=0.1,latent_dim=-1", "kl_weight=0.1,latent_dim=3"]
+    assert [r["run"] for r in rows] == ["kl_weight=0.1,latent_dim=-1"]
+    assert len(list(csv.DictReader(open(out / "results.csv")))) == 3  # appended, the finished row kept
     paths = report(out)
     assert paths["figure4"].stat().st_size > 10_000 and paths["mi"].exists()
 

@@ -1,0 +1,135 @@
+"""The tables of docs/results/README.md, rendered from the CSV files beside it.
+
+Every table in that README sits between ``<!-- table: NAME -->`` and ``<!-- /table -->`` and is rendered here
+from its file (``TABLES``); ``tests/test_results_tables.py`` fails when a block differs from its rendering or
+a table stands outside a block.
+
+    python docs/results/tables.py            # rewrite the blocks from the CSVs
+    python docs/results/tables.py --check    # exit 1 when a block is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+BLOCK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+def read(*names: str) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for name in names:
+        with open(HERE / name, newline="") as f:
+            rows += list(csv.DictReader(f))
+    return rows
+
+
+def mi(row: dict[str, str], label: str, key: str = "mi", lo: str = "lo", hi: str = "hi") -> str:
+    if not row.get(f"{label}_{key}"):
+        return "–"
+    bounds = f" [{row[f'{label}_{lo}']}, {row[f'{label}_{hi}']}]" if row.get(f"{label}_{lo}") else ""
+    return f"{row[f'{label}_{key}']}{bounds}"
+
+
+def node_cells(row: dict[str, str], label: str) -> list[str]:
+    runner = row.get(f"{label}_runner_mi") or "–"
+    if row.get(f"{label}_runner_hi"):
+        runner += f" (≤ {row[f'{label}_runner_hi']})"
+    base = f"{row.get(f'{label}_baseline') or '–'} {mi(row, label, 'baseline_mi', 'baseline_lo', 'baseline_hi')}"
+    return [
+        f"{row.get(f'{label}_node', '–')}: {mi(row, label)}",
+        runner,
+        row.get(f"{label}_null_p95") or "–",
+        "yes" if row.get(f"{label}_distinct") == "1" else "no",
+        base,
+    ]
+
+
+def claims_table(rows: list[dict[str, str]], labels: tuple[str, ...]) -> str:
+    head = ["seed", "data seed", "split, n", "informative"]
+    for label in labels:
+        head += [f"{label}: node, MI [95 %]", "runner-up (upper)", "null p95", "distinct", "best baseline [95 %]"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["seed"], r.get("data_seed") or "–", f"{r['split']}, {r['n']}", r["informative"]]
+        for label in labels:
+            cells += node_cells(r, label)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def distinct_count(rows: list[dict[str, str]], label: str) -> int:
+    return sum(r.get(f"{label}_distinct") == "1" for r in rows)
+
+
+def quickstart() -> str:
+    rows = read("quickstart_replication.csv", "quickstart_data7_replication.csv")
+    both = sum(
+        r.get("rv_distinct") == "1" and r.get("teff_distinct") == "1" and r.get("rv_node") != r.get("teff_node")
+        for r in rows
+    )
+    rv_beats = sum(float(r.get("rv_lo") or 0) > float(r.get("rv_baseline_hi") or "inf") for r in rows)
+    teff_beats = sum(float(r.get("teff_lo") or 0) > float(r.get("teff_baseline_hi") or "inf") for r in rows)
+    n = len(rows)
+    return (
+        claims_table(rows, ("rv", "teff"))
+        + f"\nRV on a distinct node: {distinct_count(rows, 'rv')} of {n}; Teff on a distinct node: "
+        f"{distinct_count(rows, 'teff')} of {n}; both, on different nodes: {both} of {n}. The node's interval above "
+        f"the best baseline's: RV {rv_beats} of {n}, Teff {teff_beats} of {n}.\n"
+    )
+
+
+def miles() -> str:
+    rows = read("miles_replication.csv")
+    n = len(rows)
+    beats = sum(float(r.get("teff_lo") or 0) > float(r.get("teff_baseline_hi") or "inf") for r in rows)
+    return (
+        claims_table(rows, ("teff", "logg", "feh"))
+        + f"\nTeff on a distinct node: {distinct_count(rows, 'teff')} of {n}; logg: {distinct_count(rows, 'logg')} "
+        f"of {n}; [Fe/H]: {distinct_count(rows, 'feh')} of {n}. The Teff node's interval above the best "
+        f"baseline's: {beats} of {n}.\n"
+    )
+
+
+TABLES: dict[str, Callable[[], str]] = {"quickstart_replication": quickstart, "miles_replication": miles}
+
+
+def render(text: str) -> str:
+    def one(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in TABLES:
+            raise SystemExit(f"{README}: no renderer for table {name!r} (have {', '.join(TABLES)})")
+        return m.group(1) + TABLES[name]() + m.group(4)
+
+    return BLOCK.sub(one, text)
+
+
+def outside_blocks(text: str) -> list[str]:
+    """Table lines (starting with ``|``) that no block holds."""
+    return [line for line in BLOCK.sub("", text).splitlines() if line.lstrip().startswith("|")]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true")
+    a = p.parse_args()
+    text = README.read_text()
+    new = render(text)
+    stray = outside_blocks(text)
+    if a.check:
+        if new != text or stray:
+            print(f"{README}: tables differ from their files" + (f"; {len(stray)} table lines outside blocks" if stray else ""))
+            return 1
+        return 0
+    README.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
