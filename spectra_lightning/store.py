@@ -349,7 +349,7 @@ class SpectraStore:
         order = np.argsort(index, kind="stable")
         if not index.size:
             return np.empty((0, self.grid.length), np.float32)
-        rows = self._decoded(lambda: self.flux.oindex[index[order], :], int(index.min()), int(index.max()) + 1)
+        rows = self._decoded(lambda: self.flux.oindex[index[order], :], index)
         self.check_rows(index[order], rows)
         out = np.empty_like(rows, dtype=np.float32)
         out[order] = rows
@@ -358,7 +358,7 @@ class SpectraStore:
     def read_block(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start..stop-1`` ``(B, L)`` in the stored dtype (one contiguous read), checked as
         :meth:`check_rows` says."""
-        rows = self._decoded(lambda: self.flux[start:stop], start, stop)
+        rows = self._decoded(lambda: self.flux[start:stop], np.arange(start, stop))
         self.check_rows(np.arange(start, stop), rows)
         return rows
 
@@ -388,12 +388,12 @@ class SpectraStore:
                 f"chunk; run `python -m spectra_lightning verify {self.path}`)"
             )
 
-    def damaged_chunks(self, start: int, stop: int) -> list[dict]:
-        """The flux chunks holding rows ``start..stop-1`` that cannot be decoded: ``[{"array", "chunk",
-        "rows": [first, last], "error"}]``."""
+    def damaged_chunks(self, rows: np.ndarray) -> list[dict]:
+        """The flux chunks holding any of ``rows`` that cannot be decoded: ``[{"array", "chunk", "rows": [first,
+        last], "error"}]`` (each chunk read alone)."""
         out = []
         block = self.flux.chunks[0]
-        for i in range(start // block, -(-stop // block)):
+        for i in np.unique(np.asarray(rows, dtype=np.int64) // block).tolist():
             a, b = i * block, min((i + 1) * block, self.flux.shape[0])
             try:
                 self.flux[a:b]
@@ -402,12 +402,12 @@ class SpectraStore:
                 out.append({"array": "flux", "chunk": key, "rows": [a, b - 1], "error": _reason(e)})
         return out
 
-    def _decoded(self, read, start: int, stop: int) -> np.ndarray:
-        """``read()``, or on a failure to decode, one :class:`DamagedStoreError` naming the chunks."""
+    def _decoded(self, read, rows: np.ndarray) -> np.ndarray:
+        """``read()`` of ``rows``, or on a failure to decode, one :class:`DamagedStoreError` naming the chunks."""
         try:
             return read()
         except Exception as e:
-            bad = self.damaged_chunks(start, stop)
+            bad = self.damaged_chunks(rows)
             if not bad:
                 raise
             raise DamagedStoreError(
@@ -531,7 +531,7 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
         try:
             rows = store.flux[start:stop]
         except Exception:
-            bad = store.damaged_chunks(start, stop)
+            bad = store.damaged_chunks(np.arange(start, stop))
             damaged += bad
             skip = np.zeros(stop - start, bool)
             for d in bad:
