@@ -41,7 +41,8 @@ import numpy as np
 from . import grid_kernel
 from .grid import SpectralGrid
 from .labels import LabelTable, LabelTableError, read_csv
-from .readers import NotASpectrum, RejectError, Spectrum, read_spectrum
+from .readers import NotASpectrum, RejectError, Spectrum, SurveySpectrum, read_spectrum, read_survey
+from .readers.survey import vacuum_to_air
 from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, StoreError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
@@ -182,14 +183,45 @@ def process(
     dtype: str = "float16",
     out: np.ndarray | None = None,
 ) -> tuple:
-    """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``;
-    the flux is written into ``out`` when given."""
+    """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``, or
+    for a survey file ``("many", [such results, one per spectrum])``; a single spectrum's flux is written into
+    ``out`` when given."""
     try:
         spec = read_spectrum(path)
     except NotASpectrum as e:
         return ("skip", str(e))
     except RejectError as e:
-        return ("reject", str(e))
+        spec, archive_reason = None, str(e)
+    if spec is None or spec.product not in COUNT_PRODUCTS:  # ESO/HARPS products are never survey files
+        try:
+            spectra = read_survey(path)
+        except RejectError:
+            spectra = None
+        if spectra is not None:
+            return ("many", [place(survey_spectrum(s), grid, min_flux, known, dtype) for s in spectra])
+        if spec is None:
+            return ("reject", archive_reason)
+    return place(spec, grid, min_flux, known, dtype, out)
+
+
+def survey_spectrum(s: SurveySpectrum) -> Spectrum:
+    """A survey spectrum as the grid work takes it: pixels of zero inverse variance masked (NaN), vacuum
+    wavelengths converted to air (the grids are in air). Inverse variance is not stored yet."""
+    flux = np.where(s.ivar > 0, s.flux, np.nan)
+    wave = vacuum_to_air(s.wave) if s.medium == "vacuum" else s.wave
+    return Spectrum(wave, flux, None, s.product, dict(s.meta))
+
+
+def place(
+    spec: Spectrum,
+    grid: SpectralGrid,
+    min_flux: float,
+    known: frozenset | set,
+    dtype: str = "float16",
+    out: np.ndarray | None = None,
+) -> tuple:
+    """One read spectrum on the grid -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)`` or ``("reject",
+    reason)``."""
     if spec.meta["id"] in known:
         return ("dup", spec.meta["id"])
     if spec.flux.size == 0 or not np.isfinite(spec.flux).any():
@@ -264,7 +296,7 @@ def _worker(group: int, paths: list[Path]) -> list[tuple]:
     if slots is None:
         return [process(p, grid, min_flux, known, dtype) for p in paths]
     results = [process(p, grid, min_flux, known, dtype, slots[group, j]) for j, p in enumerate(paths)]
-    return [(r[0], None, r[2]) if r[0] == "ok" else r for r in results]
+    return [(r[0], None, r[2]) if r[0] == "ok" else r for r in results]  # "many": rows pickled, not in slots
 
 
 def _shared_slots(groups: int, length: int, dtype) -> np.ndarray | None:
@@ -469,6 +501,25 @@ class ReaderPool:
         self.pool.shutdown(cancel_futures=True)
 
 
+def meta_columns(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Per-spectrum metadata dicts -> columns over the union of their keys (different formats in one ingest
+    carry different keys): a missing value is NaN in a numeric column, "" in a text one, -1 in an integer one."""
+    columns = {}
+    for key in dict.fromkeys(k for m in rows for k in m):
+        sample = next(m[key] for m in rows if key in m)
+        if isinstance(sample, str):
+            fill: object = ""
+        elif isinstance(sample, (bool, int, np.integer)):
+            fill = -1
+        else:
+            fill = np.nan
+        values = [m.get(key, fill) for m in rows]
+        if fill == -1 and any(isinstance(v, (float, np.floating)) for v in values):
+            values = [float(v) for v in values]
+        columns[key] = np.array(values)
+    return columns
+
+
 class BatchWriter:
     """Rows into a store in input order: each chunk's rows are staged (compressed and written) as soon as the
     chunk is full, and every ``batch`` rows are committed (metadata, then the store's commit point), by one
@@ -511,7 +562,7 @@ class BatchWriter:
         if not self.pending:
             return
         self._stage(len(self.pending))
-        columns = {k: np.array([m[k] for m in self.pending]) for k in self.pending[0]}
+        columns = meta_columns(self.pending)
         self.position += len(self.pending)
         self.pending, self.staged = [], 0
         self.buffers.reverse()  # the writer has finished with the other one (waited for below)
@@ -556,12 +607,13 @@ def _ingest_into(
         BatchWriter(store, batch) as writer,
         ReaderPool(paths, grid, workers, min_flux, known, store.flux.dtype) as reader,
     ):
-        for i, result in reader:
-            path, kind = paths[i], result[0]
+
+        def take(name: str, result: tuple) -> None:
+            kind = result[0]
             if kind == "ok" and result[2]["id"] not in known:
                 _, flux, meta = result
                 known.add(meta["id"])
-                rejects.pop(str(path), None)
+                rejects.pop(name, None)
                 if table is not None:
                     meta.update(table.lookup(meta))
                 writer.add(flux, meta, rejects)
@@ -570,10 +622,18 @@ def _ingest_into(
                 counts["already_present"] += 1
             elif kind == "skip":
                 counts["skipped"] += 1
-                skipped[str(path)] = result[1]
+                skipped[name] = result[1]
             else:
                 counts["rejected"] += 1
-                rejects[str(path)] = result[1]
+                rejects[name] = result[1]
+
+        for i, result in reader:
+            if result[0] == "many":  # a survey file: its spectra one by one, rejects named by their place
+                rejects.pop(str(paths[i]), None)
+                for k, one in enumerate(result[1]):
+                    take(f"{paths[i]}[{k}]", one)
+            else:
+                take(str(paths[i]), result)
             done_bytes += sizes[i]
             bar.set_postfix_str(f"{done_bytes / max(time.perf_counter() - t0, 1e-9) / 1e6:.1f} MB/s", refresh=False)
             bar.update(1)
@@ -592,7 +652,9 @@ def _ingest_into(
     store.group.attrs["rejects"] = rejects
     store.group.attrs["last_ingest"] = {k: v for k, v in summary.items() if k != "skipped_files"}
     inputs = {str(x) for x in paths} | set(broken)
-    return summary | {"rejects": {p: r for p, r in rejects.items() if p in inputs}}
+    # a survey file's spectra are rejected one by one, as "FILE[k]"
+    ours = {p: r for p, r in rejects.items() if p in inputs or (p.endswith("]") and p.rsplit("[", 1)[0] in inputs)}
+    return summary | {"rejects": ours}
 
 
 def main(argv: list[str]) -> int:

