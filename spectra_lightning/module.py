@@ -1,7 +1,8 @@
 """The LightningModule: masked reconstruction error + λ·KL, with a linear KL warm-up.
 
 Batches follow :mod:`spectra_lightning.batch` (completed on the device by ``finish_batch``); labels
-never reach the loss. Validation, test and predict steps return ``{"mu", "logvar", "index", "labels"}``
+never reach the loss. Evaluation logs ``val/loss`` (the schedule's loss at this step) and ``val/objective``
+(reconstruction + the final λ × KL: the same meaning in every epoch, what recipes' checkpoints monitor). Validation, test and predict steps return ``{"mu", "logvar", "index", "labels"}``
 so callbacks read the codes without a second pass over the data.
 """
 
@@ -73,6 +74,35 @@ def gaussian_smooth(x: torch.Tensor, sigma_px: float) -> torch.Tensor:
     return torch.nn.functional.conv1d(x.unsqueeze(1), kernel, padding=half).squeeze(1)
 
 
+def net_spec(net: nn.Module) -> dict:
+    """``{"class_path", "init_args"}`` that rebuild ``net`` (its ``init_args``: the constructor's arguments but
+    ``n_pixels``); a network without them cannot be saved, and is refused in one line."""
+    args = getattr(net, "init_args", None)
+    if not isinstance(args, dict):
+        raise ConfigError(
+            f"--model.net: {type(net).__name__} cannot be rebuilt from a checkpoint: give it an `init_args` dict "
+            "(its constructor's arguments but n_pixels), or pass it as class_path/init_args"
+        )
+    return {"class_path": f"{type(net).__module__}.{type(net).__qualname__}", "init_args": dict(args)}
+
+
+def build_net(spec: dict, n_pixels: int, grid: dict | None) -> nn.Module:
+    """A network from ``{"class_path", "init_args"}`` for ``n_pixels`` inputs (a Doppler node gets the grid's
+    wavelengths)."""
+    import importlib
+    import inspect
+
+    module, _, name = str(spec["class_path"]).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"--model.net: no class {spec['class_path']!r} to rebuild the network from") from None
+    args = dict(spec.get("init_args") or {})
+    if args.get("doppler_node") is not None and "wave" in inspect.signature(cls).parameters and grid is not None:
+        args["wave"] = SpectralGrid(**grid).wavelength
+    return cls(n_pixels, **args)
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a non-finite loss: stop rather than train (and report) on NaN weights."""
 
@@ -93,8 +123,10 @@ class SpectrumAutoencoder(L.LightningModule):
         n_pixels: input length; linked from the DataModule's grid by the CLI.
         variational: VAE (sample in training, μ at evaluation) or deterministic AE.
         kl_weight: λ, the KL weight after warm-up.
-        kl_warmup_start, kl_warmup_steps: the ramp of λ, in optimizer steps; a float
-            below 1 is a fraction of the run's total steps.
+        kl_warmup_start: where the ramp of λ starts, in optimizer steps (a float below 1: a fraction of the
+            run's total steps).
+        kl_warmup_steps: how long λ ramps linearly from 0 to ``kl_weight``, in optimizer steps (a float below
+            1: a fraction of the run's total steps).
         normalisation: ``sum`` — the error summed over each spectrum's unmasked pixels, KL summed
             over nodes (λ ≈ 3 works); ``mean`` (alias ``paper``) — the error averaged over pixels (the
             authors' successor code; λ ≈ 0.3 at full size). Both averaged over the batch.
@@ -102,27 +134,27 @@ class SpectrumAutoencoder(L.LightningModule):
             line whose position varies by more than its width) or ``gaussian`` (squared error, the
             mean: a line moving with RV stays as a shallow trough the decoder can sharpen).
         noise_scale: σ of ``gaussian``, in normalised flux.
-        kl_capacity, kl_capacity_steps: capacity annealing (Burgess et al. 2018): the training loss is
-            ``recon + λ·|KL − C|`` with C growing linearly from 0 to ``kl_capacity`` nats over
-            ``kl_capacity_steps`` steps (a float below 1: a fraction of all steps), so the code takes on
-            information in the order it lowers the reconstruction error; 0 (default): the plain ``λ·KL``.
-            Validation losses stay ``recon + λ·KL``.
-        kl_capacity_weight, kl_capacity_until: the capacity term's λ (0: ``kl_weight``), and the step at which
-            the capacity phase ends (a float below 1: a fraction of all steps; 0: never). After it the loss is
-            ``recon + kl_weight·KL``, which prunes what the capacity kept redundantly (#16: two nodes for RV).
-        loss_blur_px, loss_blur_steps: a coarse scale in the training loss: the error of the residual
-            smoothed by a Gaussian of σ = ``loss_blur_px`` pixels is added, with a weight falling linearly
-            from 1 to 0 over ``loss_blur_steps`` optimizer steps (a float below 1: a fraction of all steps).
-            A feature that moves between spectra by more than its own width (a narrow line shifted by RV)
-            gives the pixel-wise loss no gradient towards its position; smoothed, it does. Generic (no
-            physics: the same smoothing for every pixel); validation losses never include it.
-        doppler_node, doppler_scale: make latent node ``doppler_node`` a radial velocity of
-            ``doppler_scale`` km/s per unit that shifts the decoded spectrum (see ``nets.DopplerShift``):
-            a physics prior.
-        warp_knots, warp_init: let the decoder resample its output along the wavelength axis by a smooth
-            displacement field linear in the code (``nets.Warp``, ``warp_knots`` control points; 0: none;
-            coefficients start at N(0, ``warp_init``²)): a generic geometric prior, told nothing of Doppler
-            physics nor which node drives it.
+        kl_capacity: capacity annealing (Burgess et al. 2018): the KL target C in nats; the training loss is
+            ``recon + λ·|KL − C|`` with C growing linearly from 0 to this, so the code takes on information in
+            the order it lowers the reconstruction error; 0 (default): the plain ``λ·KL``. Validation losses
+            stay ``recon + λ·KL``.
+        kl_capacity_steps: how long C grows to ``kl_capacity``, in optimizer steps (a float below 1: a fraction
+            of all steps).
+        kl_capacity_weight: the capacity term's λ (0: ``kl_weight``).
+        kl_capacity_until: the step at which the capacity phase ends (a float below 1: a fraction of all steps;
+            0: never); after it the loss is ``recon + kl_weight·KL``, which prunes what the capacity kept twice.
+        loss_blur_px: a coarse scale in the training loss: the error of the residual smoothed by a Gaussian of
+            σ = this many pixels is added (0: none), so a feature that moves by more than its own width still
+            gives a gradient towards its position; validation losses never include it.
+        loss_blur_steps: the smoothed term's weight falls linearly from 1 to 0 over this many optimizer steps
+            (a float below 1: a fraction of all steps).
+        doppler_node: make this latent node a radial velocity that shifts the decoded spectrum (see
+            ``nets.DopplerShift``): a physics prior; None: no such node.
+        doppler_scale: km/s per unit of the Doppler node.
+        warp_knots: let the decoder resample its output along the wavelength axis by a displacement linear in
+            the code, interpolated between this many control points (``nets.Warp``; 0: none): a built-in shift
+            operator whose span contains the Doppler shift (the network picks the node that drives it).
+        warp_init: the warp's coefficients start at N(0, this²).
         coord_channels: give every decoder layer the pixel position as an extra channel (CoordConv).
         output_level: the decoder's output bias at initialisation (``ConvAutoencoder``): 1 starts it at the
             level of the stores' median-normalised spectra, not at 0 (a starting point, not a constraint).
@@ -134,7 +166,7 @@ class SpectrumAutoencoder(L.LightningModule):
             None: a ``ConvAutoencoder`` from ``latent_dim``, ``depth`` and the Doppler options.
         optimizer: ``class_path``/``init_args`` of a ``torch.optim`` optimizer (default Adam(lr)).
         scheduler: optionally, an LR scheduler the same way (stepped per epoch; ``ReduceLROnPlateau``
-            watches ``val/loss``).
+            watches ``val/objective``).
     """
 
     def __init__(
@@ -178,9 +210,15 @@ class SpectrumAutoencoder(L.LightningModule):
             if not ok:
                 raise ConfigError(f"--model.{name} must be {want}, got {value}")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        if not isinstance(self.hparams.get("net"), dict):  # the CLI's class_path/init_args rebuild it; a module can't
-            self.hparams.pop("net", None)
         self.optimizer, self.scheduler = optimizer, scheduler
+        if isinstance(net, dict):  # a checkpoint's (or a config's) {"class_path", "init_args"}
+            net = build_net(net, n_pixels, grid)
+        elif net is not None:
+            if not isinstance(net, nn.Module):
+                net = net(n_pixels)
+            self.hparams["net"] = net_spec(net)  # every checkpoint rebuilds its model, however it was built
+        else:
+            self.hparams.pop("net", None)
         if net is None:
             wave = SpectralGrid(**grid).wavelength if grid is not None else None
             if doppler_node is not None and (wave is None or len(wave) != n_pixels):
@@ -198,8 +236,6 @@ class SpectrumAutoencoder(L.LightningModule):
                 output_level=output_level,
             )
         else:
-            if not isinstance(net, nn.Module):
-                net = net(n_pixels)
             got = (getattr(net, "n_pixels", None), getattr(net, "latent_dim", None))
             if got != (n_pixels, latent_dim):
                 raise ConfigError(
@@ -305,6 +341,10 @@ class SpectrumAutoencoder(L.LightningModule):
             loss = rec + (self.hparams.get("kl_capacity_weight") or weight) * (kl - capacity).abs()
         bs = flux.shape[0]
         values = {"loss": loss, "recon": rec, "kl": kl}
+        if stage != "train":
+            # the same objective in every epoch (the final λ, no capacity term): what checkpoints and sweeps
+            # compare; `loss` follows the schedule, so a warm-up or capacity phase would make early epochs "best"
+            values["objective"] = rec + (h.kl_weight * kl if h.variational else 0.0)
         if stage == "train":
             # step values are this rank's (no all-reduce per step); the epoch means are torchmetrics states,
             # reduced over ranks once per epoch when Lightning computes them
@@ -388,7 +428,7 @@ class SpectrumAutoencoder(L.LightningModule):
         scheduler = self.scheduler(optimizer)
         config = {"scheduler": scheduler, "interval": "epoch"}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = "val/loss"
+            config["monitor"] = "val/objective"
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     # -- checkpoints -------------------------------------------------------------

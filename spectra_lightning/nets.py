@@ -210,6 +210,17 @@ class ConvAutoencoder(nn.Module):
     ):
         super().__init__()
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
+        # what rebuilds it (but n_pixels, and wave, which comes from the data's grid): saved in checkpoints
+        self.init_args = {
+            "latent_dim": latent_dim,
+            "depth": depth,
+            "doppler_node": doppler_node,
+            "doppler_scale": doppler_scale,
+            "coord_channels": coord_channels,
+            "warp_knots": warp_knots,
+            "warp_init": warp_init,
+            "output_level": output_level,
+        }
         self.encoder = Encoder(n_pixels, latent_dim, depth)
         self.decoder = Decoder(n_pixels, latent_dim, depth, coord_channels)
         if warp_knots < 0:

@@ -188,3 +188,24 @@ def test_the_epoch_loss_is_the_mean_of_the_epoch_steps(tmp_path, tiny_store):
         (mean,) = [float(r["train/loss_epoch"]) for r in rows if r["epoch"] == epoch and r.get("train/loss_epoch")]
         # training batches are whole (drop_last): 16 spectra each, so the epoch mean is the plain mean
         assert len(steps) == n_train // 16 > 2 and mean == pytest.approx(np.mean(steps), rel=1e-5)
+
+
+def test_every_model_option_has_help_text(capsys):
+    """`fit --help` shows a help text for every --model.* option (a docstring entry naming two options at once
+    gave both none)."""
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    entries = re.split(r"\n  (?=--model\.\w+)", out.split("\n  --model.", 1)[1].join(["\n  --model.", ""]))
+    helps = {}
+    for entry in entries:
+        m = re.match(r"--model\.(\w+)", entry)
+        if m:
+            text = " ".join(entry.split("\n", 1)[1:]) if "\n" in entry else ""
+            first_line = entry.split("\n", 1)[0]
+            text = (first_line.split(None, 2)[2] if len(first_line.split(None, 2)) > 2 else "") + " " + text
+            helps[m.group(1)] = re.sub(r"\(type:.*?\)", "", " ".join(text.split()), flags=re.S).strip()
+    assert len(helps) >= 20, sorted(helps)
+    assert [name for name, text in helps.items() if not text] == []

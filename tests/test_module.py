@@ -212,3 +212,64 @@ def test_the_coarse_loss_term_grows_with_how_far_a_line_is_misplaced():
     assert cost(0, 1.0) == 0 < cost(1, 1.0) < cost(3, 1.0) < cost(9, 1.0)
     # rescaled so that a lone pixel costs the same at both scales: the far shift costs about twice the plain error
     assert cost(40, 1.0) == pytest.approx(2 * cost(40, 0.0), rel=0.01)
+
+
+def test_the_monitored_objective_means_the_same_in_every_epoch(tmp_path, tiny_store):
+    """``val/loss`` follows the λ schedule (here a warm-up over the whole run); ``val/objective`` is always
+    reconstruction + the final λ × KL, so a checkpoint's "best" compares like with like."""
+    import lightning as L
+
+    from spectra_lightning.cli import main
+
+    from helpers import tiny_config
+
+    class Record(L.Callback):
+        rows: list = []
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                m = trainer.callback_metrics
+                Record.rows.append({k: float(m[f"val/{k}"]) for k in ("loss", "objective", "recon", "kl")})
+
+    import spectra_lightning.trainer_cli as cli
+
+    original = cli.SpectraCLI._instantiate_trainer
+    cli.SpectraCLI._instantiate_trainer = lambda self, config, callbacks: original(self, config, [*callbacks, Record()])
+    try:
+        cfg = tiny_config(tmp_path, tiny_store, logger=False, max_epochs=3, limit_train_batches=3)
+        assert main(["fit", "--config", str(cfg), "--model.kl_weight=5", "--model.kl_warmup_steps=0.99"]) == 0
+    finally:
+        cli.SpectraCLI._instantiate_trainer = original
+    rows = Record.rows
+    assert len(rows) == 3
+    for r in rows:
+        assert r["objective"] == pytest.approx(r["recon"] + 5.0 * r["kl"], rel=1e-5)
+    # during the warm-up λ < 5: the scheduled loss is below the objective, by (5 - λ)·KL
+    assert rows[0]["loss"] < rows[0]["objective"] - 1e-6 * abs(rows[0]["objective"])
+
+
+def test_an_injected_network_is_rebuilt_from_its_checkpoint(tmp_path):
+    """A net passed from Python is saved as its class path and init args: load_model rebuilds it (it used to
+    fail with "Error(s) in loading state_dict"); a net that cannot say how to rebuild it is refused."""
+    import lightning as L
+
+    from spectra_lightning.checkpoints import load_model
+    from spectra_lightning.errors import ConfigError
+    from spectra_lightning.nets import ConvAutoencoder
+
+    torch.manual_seed(0)
+    model = SpectrumAutoencoder(latent_dim=4, n_pixels=64, net=ConvAutoencoder(64, 4, depth=3, warp_knots=2))
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=1)
+    data = [{"flux": torch.rand(4, 64) + 0.5, "index": torch.arange(4)}]
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = load_model(tmp_path / "m.ckpt", torch.device("cpu"))
+    assert loaded.net.depth == 3 and loaded.net.warp is not None
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    class Bare(torch.nn.Module):
+        n_pixels, latent_dim = 64, 4
+
+    with pytest.raises(ConfigError, match="Bare cannot be rebuilt from a checkpoint"):
+        SpectrumAutoencoder(latent_dim=4, n_pixels=64, net=Bare())

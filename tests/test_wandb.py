@@ -13,7 +13,7 @@ def items(update) -> dict:
 
 def test_offline_run_holds_per_epoch_scalars_final_tables_summary_and_artifacts(tmp_path, tiny_store):
     checkpoints = [
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"monitor": "val/loss"}},
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"monitor": "val/objective"}},
         {
             "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
             "init_args": {"save_top_k": 0, "save_last": True},

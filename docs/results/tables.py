@@ -124,7 +124,10 @@ def main() -> int:
     stray = outside_blocks(text)
     if a.check:
         if new != text or stray:
-            print(f"{README}: tables differ from their files" + (f"; {len(stray)} table lines outside blocks" if stray else ""))
+            print(
+                f"{README}: tables differ from their files"
+                + (f"; {len(stray)} table lines outside blocks" if stray else "")
+            )
             return 1
         return 0
     README.write_text(new)
