@@ -2,8 +2,9 @@
 
 Batches follow :mod:`spectra_lightning.batch` (completed on the device by ``finish_batch``); labels
 never reach the loss. Evaluation logs ``val/loss`` (the schedule's loss at this step) and ``val/objective``
-(reconstruction + the final λ × KL: the same meaning in every epoch, what recipes' checkpoints monitor). Validation, test and predict steps return ``{"mu", "logvar", "index", "labels"}``
-so callbacks read the codes without a second pass over the data.
+(reconstruction + the final λ × KL: the same meaning in every epoch, what recipes' checkpoints monitor).
+Validation, test and predict steps return ``{"mu", "logvar", "index", "labels"}`` so callbacks read the codes
+without a second pass over the data.
 """
 
 from __future__ import annotations
