@@ -16,17 +16,10 @@ from scipy.spatial import cKDTree
 from .checkpoints import check_grid, fingerprint, load_model
 from .codes import load_codes
 from .grid import GRIDS, SpectralGrid
+from .lines import windows_within
 from .metrics.latent import MAD_THRESHOLD, informative_nodes, mad
 from .store import SpectraStore, StoreError, fill_masked
 
-# zoom presets: (name, centre Å, half-width Å), air wavelengths
-PRESETS = [
-    ("Ca II H&K", 3951.0, 30.0),
-    ("Hβ", 4861.3, 12.0),
-    ("Mg b", 5177.0, 15.0),
-    ("Na D", 5892.9, 8.0),
-    ("Hα", 6562.8, 12.0),
-]
 MAX_SCATTER = 20_000  # points sent to the scatter plot (a fixed random subset beyond that)
 MAX_NEIGHBOURS = 1000  # a bound on /api/neighbours?k= (an archive holds hundreds of thousands)
 
@@ -262,7 +255,7 @@ class Explorer:
             "mi": mi,
             "carriers": report.get("carriers", {}),
             "wave_range": [lo, hi],
-            "presets": [{"name": name, "lo": c - w, "hi": c + w} for name, c, w in PRESETS if lo <= c <= hi],
+            "presets": [{"name": name, "lo": a, "hi": b} for name, (a, b) in windows_within(lo, hi).items()],
             "colors": self.color_columns(),
             "has_store": self.store is not None,
             # names only: a page may be served off this machine, and local paths are not its business

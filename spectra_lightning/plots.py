@@ -16,16 +16,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from .lines import windows_within
+
 # Well-known regions (air Å) for zoomed reconstructions and traversals.
-ZOOM_WINDOWS = {
-    "Ca II H&K": (3925.0, 3975.0),
-    "Hβ": (4851.0, 4871.0),
-    "Mg b": (5160.0, 5190.0),
-    "Fe I 5270-5330": (5265.0, 5300.0),
-    "Fe I 5400": (5390.0, 5435.0),
-    "Na D": (5885.0, 5900.0),
-    "Hα": (6552.0, 6573.0),
-}
 
 
 def subplots(*grid: int, figsize: tuple[float, float], **kwargs):
@@ -61,7 +54,7 @@ def envelope(x: np.ndarray, y: np.ndarray, n_max: int = 2400) -> tuple[np.ndarra
 def windows_in(wave: np.ndarray, valid: np.ndarray | None = None, n: int = 3) -> dict:
     """Up to ``n`` zoom windows that lie on the grid's valid pixels."""
     lo, hi = (wave[valid].min(), wave[valid].max()) if valid is not None else (wave.min(), wave.max())
-    return dict([(k, w) for k, w in ZOOM_WINDOWS.items() if w[0] >= lo and w[1] <= hi][:n])
+    return dict(list(windows_within(lo, hi).items())[:n])
 
 
 def mad_stems(report: dict) -> Figure:

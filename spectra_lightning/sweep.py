@@ -27,8 +27,7 @@ import numpy as np
 import yaml
 
 from .metrics.latent import MAD_THRESHOLD
-
-LABELS = ("rv", "teff", "logg", "feh", "vsini", "snr")
+from .synth import LABELS  # what a sweep table records per run: the synthetic labels (others where present)
 
 
 def load_sweep(path: str | Path) -> dict:
