@@ -255,7 +255,9 @@ class Explorer:
             "mi": mi,
             "carriers": report.get("carriers", {}),
             "wave_range": [lo, hi],
-            "presets": [{"name": name, "lo": a, "hi": b} for name, (a, b) in windows_within(lo, hi).items()],
+            "presets": [
+                {"name": name, "lo": a, "hi": b} for name, (a, b) in windows_within(lo, hi, self.grid.medium).items()
+            ],
             "colors": self.color_columns(),
             "has_store": self.store is not None,
             # names only: a page may be served off this machine, and local paths are not its business

@@ -4,7 +4,9 @@ Sedaghat et al. (2021) put every HARPS 1-D spectrum on 3785–6910 Å (inclusive
 0.01 Å = 312,501 px, zero-padded to 327,680 px (7,589 left, 7,590 right) so that 14
 stride-2 layers divide it, and mask the padding and the CCD gap between the blue and
 red chips. :class:`SpectralGrid` describes that grid and shorter ones (a window and/or
-a coarser step) for CPU runs. Wavelengths are air, in Å.
+a coarser step) for CPU runs, and logarithmic grids (a constant step in log10 λ, as SDSS, LAMOST,
+MaNGA and APOGEE use; on them a Doppler shift or a redshift is a translation). Wavelengths are in Å,
+in air (the HARPS-like grids) or vacuum (the survey grids): the grid says which.
 """
 
 from __future__ import annotations
@@ -28,15 +30,38 @@ CCD_GAP = (
 )  # (5303.64, 5338.04) Å
 
 
+def vacuum_to_air(wave: np.ndarray) -> np.ndarray:
+    """Vacuum wavelengths (Å) -> air (the IAU standard, Morton 2000 after Ciddor 1996): λ_air = λ_vac / n with
+    n = 1 + 8.34254e-5 + 2.406147e-2 / (130 − s²) + 1.5998e-4 / (38.9 − s²), s = 10⁴ / λ_vac (µm⁻¹)."""
+    wave = np.asarray(wave, np.float64)
+    s2 = (1e4 / wave) ** 2
+    return np.asarray(wave / (1 + 8.34254e-5 + 2.406147e-2 / (130 - s2) + 1.5998e-4 / (38.9 - s2)))
+
+
+def air_to_vacuum(wave: np.ndarray) -> np.ndarray:
+    """Air wavelengths (Å) -> vacuum: :func:`vacuum_to_air` inverted (three fixed-point steps, < 1e-8 Å)."""
+    air = np.asarray(wave, np.float64)
+    vac = air.copy()
+    for _ in range(3):
+        vac = vac * air / vacuum_to_air(vac)
+    return np.asarray(vac)
+
+
 @dataclass(frozen=True)
 class SpectralGrid:
-    """A uniform wavelength grid, centred in a zero-padded array of ``length`` pixels.
+    """A uniform wavelength grid, linear (a constant step in Å) or logarithmic (a constant step in log10 λ),
+    centred in a zero-padded array of ``length`` pixels.
+
+    Pixel i (padded index, 0 … length−1) has wavelength ``wave_min + (i − pad_left)·step`` on a linear grid and
+    ``10**(log10(wave_min) + (i − pad_left)·step)`` on a logarithmic one.
 
     Args:
         wave_min, wave_max: first on-grid wavelength and upper bound of the last (Å, inclusive).
-        step: pixel size in Å.
+        step: pixel size: Å (linear) or dex, the step of log10 λ (``log``).
         length: padded length (what the network sees); ``>= n_pixels``.
         mask_gap: mask the HARPS CCD gap where it falls inside the grid.
+        log: a logarithmic grid.
+        medium: ``air`` or ``vacuum``: the wavelengths' medium (readers convert to it).
     """
 
     wave_min: float = HARPS_WAVE_MIN
@@ -44,17 +69,34 @@ class SpectralGrid:
     step: float = HARPS_STEP
     length: int = HARPS_LENGTH
     mask_gap: bool = True
+    log: bool = False
+    medium: str = "air"
 
     def __post_init__(self) -> None:
-        if not (self.wave_max > self.wave_min and self.step > 0):
+        if not (self.wave_max > self.wave_min > 0 and self.step > 0):
             raise ValueError(f"invalid grid: {self}")
+        if self.medium not in ("air", "vacuum"):
+            raise ValueError(f"grid medium must be air or vacuum, got {self.medium!r}")
         if self.length < self.n_pixels:
             raise ValueError(f"grid length {self.length} < {self.n_pixels} on-grid pixels")
+
+    def _coord(self, wave: float | np.ndarray) -> np.ndarray:
+        """The coordinate the grid is uniform in: λ (linear) or log10 λ (log)."""
+        return np.log10(wave) if self.log else np.asarray(wave, np.float64)
 
     @cached_property
     def n_pixels(self) -> int:
         """On-grid (unpadded) pixels: those with wavelength <= wave_max."""
-        return int(np.floor((self.wave_max - self.wave_min) / self.step + 1e-6)) + 1
+        span = self._coord(self.wave_max) - self._coord(self.wave_min)
+        return int(np.floor(span / self.step + 1e-6)) + 1
+
+    def pixel_width(self, wave: float | np.ndarray) -> np.ndarray:
+        """The width of a pixel at ``wave`` (Å): ``step`` on a linear grid, λ·ln10·step on a log one."""
+        return (
+            np.asarray(wave, np.float64) * np.log(10) * self.step
+            if self.log
+            else np.full_like(np.asarray(wave, np.float64), self.step)
+        )
 
     @property
     def pad_left(self) -> int:
@@ -66,8 +108,9 @@ class SpectralGrid:
 
     @cached_property
     def wavelength(self) -> np.ndarray:
-        """``(L,)`` float64 pixel-centre wavelengths, extrapolated into the padding."""
-        return self.wave_min + (np.arange(self.length) - self.pad_left) * self.step
+        """``(L,)`` float64 pixel-centre wavelengths (Å, in ``medium``), extrapolated into the padding."""
+        coord = self._coord(self.wave_min) + (np.arange(self.length) - self.pad_left) * self.step
+        return np.asarray(10**coord if self.log else coord)
 
     @cached_property
     def gap_mask(self) -> np.ndarray:
@@ -92,7 +135,7 @@ class SpectralGrid:
 
     def index_of(self, wave: float | np.ndarray) -> np.ndarray:
         """Fractional padded pixel index of a wavelength."""
-        return (np.asarray(wave) - self.wave_min) / self.step + self.pad_left
+        return np.asarray((self._coord(wave) - self._coord(self.wave_min)) / self.step + self.pad_left)
 
     def resample(self, wave: np.ndarray, flux: np.ndarray, method: str = "auto") -> np.ndarray:
         """``flux(wave)`` onto the grid -> ``(L,)`` float64; NaN where masked.
@@ -118,7 +161,7 @@ class SpectralGrid:
         target = self.wavelength
         inside = self.valid & (target >= wave[0]) & (target <= wave[-1])
         if method == "mean":
-            idx = np.rint((wave - self.wave_min) / self.step).astype(np.int64) + self.pad_left
+            idx = np.rint(self.index_of(wave)).astype(np.int64)
             ok = (idx >= 0) & (idx < self.length)
             idx, f = idx[ok], flux[ok]
             bad = ~np.isfinite(f)
@@ -130,12 +173,10 @@ class SpectralGrid:
             return out
         if method != "linear":
             raise ValueError(f"unknown resampling method {method!r}")
-        offset = (wave[0] - self.wave_min) / self.step
-        if (
-            abs(offset - round(offset)) < 1e-4
-            and abs(wave[-1] - wave[0] - (wave.size - 1) * self.step) < 1e-4 * self.step
-        ):
-            # already on the grid (e.g. ESO ADP, DRS s1d): copy, no interpolation
+        if self._on_lattice(wave):
+            # already on the grid's lattice (ESO ADP, DRS s1d; SDSS, LAMOST, MaNGA on a log grid): copy, no
+            # interpolation
+            offset = float(self.index_of(wave[0])) - self.pad_left
             start = int(round(offset)) + self.pad_left
             lo, hi = max(start, 0), min(start + wave.size, self.length)
             if hi > lo:
@@ -160,6 +201,16 @@ class SpectralGrid:
         out[inside] = values
         return out
 
+    def _on_lattice(self, wave: np.ndarray) -> bool:
+        """Is every input pixel one of the grid's, consecutively? Linear: to 1e-4 of a pixel (the archives write
+        exact grids); log: to 1e-2 of a pixel (surveys store log10 λ in float32, good to ~2e-3 px at 1e-4 dex)."""
+        offset = float(self.index_of(wave[0])) - self.pad_left
+        if not self.log:
+            span = float(wave[-1] - wave[0])
+            return abs(offset - round(offset)) < 1e-4 and abs(span - (wave.size - 1) * self.step) < 1e-4 * self.step
+        idx = self.index_of(wave) - self.pad_left
+        return bool(np.all(np.abs(idx - np.rint(idx)) < 1e-2) and np.all(np.diff(np.rint(idx)) == 1))
+
     def auto_method(self, wave: np.ndarray) -> str:
         """``mean`` when the typical input step is below half the grid step, else ``linear``.
 
@@ -167,7 +218,7 @@ class SpectralGrid:
         so a gap between chips counts once and the cost is negligible); ``wave`` ascending.
         """
         k = max(1, (len(wave) - 1) // 1024)
-        return "mean" if np.median(np.diff(wave[::k])) / k < 0.5 * self.step else "linear"
+        return "mean" if np.median(np.diff(self._coord(wave[::k]))) / k < 0.5 * self.step else "linear"
 
     @staticmethod
     def _bracket(wave: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -186,8 +237,14 @@ class SpectralGrid:
         return np.clip(np.searchsorted(wave, t, side="right") - 1, 0, n - 2)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able description, stored in store attributes and checkpoints."""
-        return asdict(self)
+        """JSON-able description, stored in store attributes and checkpoints (``log`` and ``medium`` only when
+        not the defaults: a linear air grid is described as it was before they existed)."""
+        d = asdict(self)
+        if not self.log:
+            d.pop("log")
+        if self.medium == "air":
+            d.pop("medium")
+        return d
 
     @classmethod
     def named(cls, name: str) -> SpectralGrid:
@@ -198,18 +255,25 @@ class SpectralGrid:
 
     @classmethod
     def parse(cls, spec: str | SpectralGrid) -> SpectralGrid:
-        """A named grid (``harps``, ``miles`` ...) or an explicit one, ``START:STOP:STEP[:LENGTH]`` in Å
-        (linear, STOP inclusive; LENGTH, the padded length, defaults to the on-grid pixels). Explicit
-        grids mask no CCD gap: that mask belongs to HARPS."""
+        """A named grid (``harps``, ``miles``, ``sdss`` ...) or an explicit one:
+        ``START:STOP:STEP[:LENGTH][:air|:vacuum]`` in Å (linear, STOP inclusive; air unless said), or
+        ``log:START:STOP:STEP[:LENGTH][:air|:vacuum]`` with START and STOP in Å and STEP in dex (log10 λ;
+        vacuum unless said). LENGTH, the padded length, defaults to the on-grid pixels. Explicit grids mask no
+        CCD gap: that mask belongs to HARPS."""
         if isinstance(spec, SpectralGrid):
             return spec
         text = str(spec).strip()
         if text in GRIDS:
             return GRIDS[text]
         parts = text.split(":")
+        log = parts[0].lower() == "log"
+        parts = parts[1:] if log else parts
+        medium = "vacuum" if log else "air"
+        if parts and parts[-1].lower() in ("air", "vacuum"):
+            medium = parts.pop().lower()
         usage = (
-            f"unknown grid {text!r}: expected a name ({', '.join(sorted(GRIDS))}) or START:STOP:STEP[:LENGTH] in Å, "
-            "e.g. 3540.5:7409.6:0.9"
+            f"unknown grid {text!r}: expected a name ({', '.join(sorted(GRIDS))}), START:STOP:STEP[:LENGTH] in Å, "
+            "e.g. 3540.5:7409.6:0.9, or log:START:STOP:STEP[:LENGTH] with STEP in dex, e.g. log:3548.1:10471.3:1e-4"
         )
         if len(parts) not in (3, 4):
             raise ValueError(usage)
@@ -218,14 +282,20 @@ class SpectralGrid:
             length = int(parts[3]) if len(parts) == 4 else None
         except ValueError:
             raise ValueError(usage) from None
-        if not (np.isfinite([start, stop, step]).all() and stop > start and step > 0):
-            raise ValueError(f"grid {text!r}: need START < STOP and STEP > 0 (Å)")
-        n = int(np.floor((stop - start) / step + 1e-6)) + 1
+        if not (np.isfinite([start, stop, step]).all() and stop > start > 0 and step > 0):
+            raise ValueError(f"grid {text!r}: need 0 < START < STOP and STEP > 0")
+        span = np.log10(stop / start) if log else stop - start
+        n = int(np.floor(span / step + 1e-6)) + 1
         if n > 10_000_000:
             raise ValueError(f"grid {text!r}: {n:,} pixels is more than any spectrograph needs; check STEP")
         if length is not None and length < n:
             raise ValueError(f"grid {text!r}: LENGTH {length} is shorter than its {n} on-grid pixels")
-        return cls(start, stop, step, length if length is not None else n, mask_gap=False)
+        return cls(start, stop, step, length if length is not None else n, False, log, medium)
+
+
+def log_grid(log_start: float, step: float, n: int, length: int) -> SpectralGrid:
+    """A vacuum log grid ``log10 λ = log_start + step·i``, i = 0 … n−1, padded to ``length``."""
+    return SpectralGrid(10**log_start, 10 ** (log_start + step * (n - 1)), step, length, False, True, "vacuum")
 
 
 GRIDS = {
@@ -237,4 +307,11 @@ GRIDS = {
     "tiny": SpectralGrid(5150.0, 5405.0, 0.5, 512),
     # the MILES library (R ≈ 2,000): 3540.5–7409.6 Å at 0.9 Å = 4,300 px padded to 4,352 = 17 x 2**8; no CCD gap
     "miles": SpectralGrid(3540.5, 7409.6, 0.9, 4352, mask_gap=False),
+    # SDSS/BOSS/eBOSS (and MaNGA, on the same lattice): log10 λ = 3.5500 + 1e-4·i, i = 0 … 4699 (3548–10468 Å,
+    # vacuum), padded to 4,736 = 37 x 2**7
+    "sdss": log_grid(3.55, 1e-4, 4700, 4736),
+    # LAMOST low resolution: log10 λ = 3.5682 + 1e-4·i, i = 0 … 3908 (3700–9099 Å, vacuum), padded to 3,968
+    "lamost": log_grid(3.5682, 1e-4, 3909, 3968),
+    # APOGEE apStar: log10 λ = 4.179 + 6e-6·i, i = 0 … 8574 (15,101–17,000 Å, vacuum), padded to 8,576
+    "apogee": log_grid(4.179, 6e-6, 8575, 8576),
 }

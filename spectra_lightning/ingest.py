@@ -39,10 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from . import grid_kernel
-from .grid import SpectralGrid
+from .grid import SpectralGrid, air_to_vacuum, vacuum_to_air
 from .labels import LabelTable, LabelTableError, read_csv
 from .readers import NotASpectrum, RejectError, Spectrum, SurveySpectrum, read_spectrum, read_survey
-from .readers.survey import vacuum_to_air
 from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, StoreError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
@@ -137,7 +136,7 @@ def on_grid_row(
     compiled (same numbers, ~3x faster); other cases, and installs without numba, use numpy.
     """
     placed = None
-    if grid_kernel.available and spec.wave.ndim == 1 and grid.auto_method(spec.wave) == "linear":
+    if grid_kernel.available and not grid.log and spec.wave.ndim == 1 and grid.auto_method(spec.wave) == "linear":
         placed = _buffers(grid.length)[0]
         if not grid_kernel.place_linear(
             np.ascontiguousarray(spec.wave, float),
@@ -198,17 +197,19 @@ def process(
         except RejectError:
             spectra = None
         if spectra is not None:
-            return ("many", [place(survey_spectrum(s), grid, min_flux, known, dtype) for s in spectra])
+            return ("many", [place(survey_spectrum(s, grid), grid, min_flux, known, dtype) for s in spectra])
         if spec is None:
             return ("reject", archive_reason)
     return place(spec, grid, min_flux, known, dtype, out)
 
 
-def survey_spectrum(s: SurveySpectrum) -> Spectrum:
-    """A survey spectrum as the grid work takes it: pixels of zero inverse variance masked (NaN), vacuum
-    wavelengths converted to air (the grids are in air). Inverse variance is not stored yet."""
+def survey_spectrum(s: SurveySpectrum, grid: SpectralGrid) -> Spectrum:
+    """A survey spectrum as the grid work takes it: pixels of zero inverse variance masked (NaN), wavelengths in
+    the grid's medium (air or vacuum). Inverse variance is not stored yet."""
     flux = np.where(s.ivar > 0, s.flux, np.nan)
-    wave = vacuum_to_air(s.wave) if s.medium == "vacuum" else s.wave
+    wave = s.wave
+    if s.medium != grid.medium:
+        wave = vacuum_to_air(wave) if s.medium == "vacuum" else air_to_vacuum(wave)
     return Spectrum(wave, flux, None, s.product, dict(s.meta))
 
 
@@ -685,8 +686,9 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--grid",
         default="harps",
-        help="named grid (harps: the paper's, default; miles; quickstart; tiny) or an explicit linear one, "
-        "START:STOP:STEP[:LENGTH] in Å, e.g. 3540.5:7409.6:0.9",
+        help="named grid (harps: the paper's, default; miles; quickstart; tiny; the survey log grids sdss, lamost, "
+        "apogee) or an explicit one: START:STOP:STEP[:LENGTH] in Å (linear, air), e.g. 3540.5:7409.6:0.9, or "
+        "log:START:STOP:STEP[:LENGTH] with STEP in dex (vacuum); :air or :vacuum at the end says the medium",
     )
     p.add_argument(
         "--min-flux",

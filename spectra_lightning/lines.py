@@ -1,7 +1,11 @@
-"""Named wavelength windows around strong stellar lines (Å, air): the one table that figures zoom into and the
-explorer offers as presets."""
+"""Named wavelength windows around strong stellar lines (Å, air; in vacuum on request): the one table that
+figures zoom into and the explorer offers as presets."""
 
 from __future__ import annotations
+
+import numpy as np
+
+from .grid import air_to_vacuum
 
 WINDOWS: dict[str, tuple[float, float]] = {
     "Ca II H&K": (3925.0, 3975.0),
@@ -14,6 +18,12 @@ WINDOWS: dict[str, tuple[float, float]] = {
 }
 
 
-def windows_within(lo: float, hi: float) -> dict[str, tuple[float, float]]:
-    """The windows that lie wholly inside ``lo``–``hi`` Å, in wavelength order."""
-    return {name: w for name, w in WINDOWS.items() if w[0] >= lo and w[1] <= hi}
+def windows_within(lo: float, hi: float, medium: str = "air") -> dict[str, tuple[float, float]]:
+    """The windows that lie wholly inside ``lo``–``hi`` Å, in wavelength order, in ``medium`` (air or vacuum)."""
+    out = {}
+    for name, (a, b) in WINDOWS.items():
+        if medium == "vacuum":
+            a, b = (float(x) for x in air_to_vacuum(np.array([a, b])))
+        if a >= lo and b <= hi:
+            out[name] = (a, b)
+    return out

@@ -160,23 +160,28 @@ class Warp(nn.Module):
 
 
 class DopplerShift(nn.Module):
-    """Move rest-frame spectra ``(B, L)`` on a uniform grid to velocities ``v (B,)`` km/s:
-    ``out(λ) = in(λ / (1 + v/c))`` by linear interpolation (beyond the edges: the edge pixel).
+    """Move rest-frame spectra ``(B, L)`` to velocities ``v (B,)`` km/s: ``out(λ) = in(λ / (1 + v/c))`` by linear
+    interpolation (beyond the edges: the edge pixel), on a uniform grid, linear or logarithmic.
 
     Args:
-        wave: ``(L,)`` pixel wavelengths (Å), uniform step.
+        wave: ``(L,)`` pixel wavelengths (Å), a constant step in λ or in log λ.
     """
 
     def __init__(self, wave: np.ndarray):
         super().__init__()
         wave = np.asarray(wave, np.float64)
+        ratio = wave[1:] / wave[:-1]
+        # a log grid: the shift is ln(1+β)/ln(ratio) pixels everywhere; a linear one: (λ_i/step)·β/(1+β)
+        self.log_step = float(np.log(ratio.mean())) if np.allclose(ratio, ratio.mean(), rtol=0, atol=1e-12) else 0.0
         # in pixel units: source position = i - (λ_i / step)·β/(1+β); only the small term is a product
         self.register_buffer("wave_px", torch.tensor(wave / (wave[1] - wave[0]), dtype=torch.float32), persistent=False)
 
     def forward(self, flux: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         beta = (v.float() / C_KMS)[:, None]
-        pos = torch.arange(flux.shape[1], device=flux.device, dtype=torch.float32) - self.wave_px * (beta / (1 + beta))
-        return resample(flux, pos)
+        index = torch.arange(flux.shape[1], device=flux.device, dtype=torch.float32)
+        if self.log_step:
+            return resample(flux, index - torch.log1p(beta) / self.log_step)
+        return resample(flux, index - self.wave_px * (beta / (1 + beta)))
 
 
 class ConvAutoencoder(nn.Module):

@@ -31,7 +31,7 @@ from .grid import SpectralGrid
 from .lock import WriterLock
 
 FORMAT = "spectra_lightning.store"
-VERSION = 1
+VERSION = 2  # 2: the grid may be logarithmic and in vacuum (its description says so); version 1 stores read as before
 DEFAULT_CHUNK_ROWS = 16  # ~5 MB per chunk at full size; see docs/store-format.md for the measurements
 # metadata rows per chunk: an append rewrites the last chunk of every column, so small enough that this
 # stays cheap (an append of 256 rows to 65,536-row chunks cost ~3x more), large enough to read in few requests

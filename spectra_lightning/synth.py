@@ -242,7 +242,7 @@ def render(
     mass = np.where(lines["kind"] == "H", 1.0, 50.0)
     sig_kms = gaussian_sigma_kms(teff, vsini, mass[None, :], resolution)  # (N, M)
     sig0 = lines["wave"] * gaussian_sigma_kms(teff, 0 * vsini, mass[None, :], None) / C_KMS
-    sig = np.sqrt((lines["wave"] * sig_kms / C_KMS) ** 2 + grid.step**2 / 12.0)
+    sig = np.sqrt((lines["wave"] * sig_kms / C_KMS) ** 2 + grid.pixel_width(lines["wave"]) ** 2 / 12.0)
     # broadening by rotation, instrument and pixel conserves the line's Gaussian area
     log_a = log_a + np.log10(sig0 / sig)
     gamma = lines["gamma"][None, :] * 10 ** ((logg[:, None] - LOGG_SUN) / 3.0)

@@ -22,8 +22,8 @@ def test_harps_grid_constants():
 def test_named_grids_fit_the_network(name):
     g = GRIDS[name]
     assert g.length % 2**4 == 0 and g.length >= g.n_pixels
-    if not g.mask_gap:  # the MILES grid: another instrument, no HARPS CCD gap
-        assert name == "miles" and g.gap_mask.sum() == 0 and g.n_valid == g.n_pixels
+    if not g.mask_gap:  # MILES and the surveys: other instruments, no HARPS CCD gap
+        assert name in ("miles", "sdss", "lamost", "apogee") and g.gap_mask.sum() == 0 and g.n_valid == g.n_pixels
         return
     assert g.gap_mask.sum() > 0  # every HARPS grid crosses the CCD gap
     inside = g.wavelength[g.gap_mask]
@@ -113,3 +113,48 @@ def test_explicit_grids_parse_and_bad_specs_say_why():
     ):
         with pytest.raises(ValueError, match=why):
             SpectralGrid.parse(bad)
+
+
+def test_the_sdss_grid_is_the_survey_lattice():
+    g = SpectralGrid.named("sdss")
+    on = g.wavelength[g.pad_left : g.pad_left + g.n_pixels]
+    assert g.n_pixels == 4700 and g.length == 4736 and g.medium == "vacuum"
+    np.testing.assert_allclose(np.log10(on), 3.55 + 1e-4 * np.arange(4700), atol=1e-12)
+    np.testing.assert_allclose(g.index_of(on), g.pad_left + np.arange(4700), atol=1e-6)
+    assert g.pixel_width(5000.0) == pytest.approx(5000.0 * np.log(10) * 1e-4)
+
+
+def test_an_explicit_log_grid_and_its_medium():
+    g = SpectralGrid.parse("log:3548.1:10471.3:1e-4:4736")
+    assert g.log and g.medium == "vacuum" and g.length == 4736 and g.n_pixels == 4701
+    assert SpectralGrid.parse("log:15100:17000:6e-6:air").medium == "air"
+    assert not SpectralGrid.parse("5000:5100:0.5").log and SpectralGrid.parse("5000:5100:0.5").medium == "air"
+    assert SpectralGrid(**g.describe()) == g
+    with pytest.raises(ValueError, match="log:START:STOP:STEP"):
+        SpectralGrid.parse("log:3548")
+
+
+def test_a_spectrum_on_the_lattice_is_placed_pixel_for_pixel():
+    g = SpectralGrid.named("sdss")
+    wave = 10 ** (3.5516 + 1e-4 * np.arange(4625))  # a BOSS spectrum: 16 pixels in
+    flux = np.random.default_rng(0).normal(size=4625)
+    out = g.resample(wave, flux)
+    start = g.pad_left + 16
+    np.testing.assert_array_equal(out[start : start + 4625], flux)  # copied, not interpolated
+    assert np.isnan(out[: start]).all()
+
+
+def test_a_doppler_shift_on_a_log_grid_is_a_translation():
+    import torch
+
+    from spectra_lightning.nets import C_KMS, DopplerShift
+
+    g = SpectralGrid.named("sdss")
+    wave = g.wavelength
+    line = 1 - 0.6 * np.exp(-0.5 * ((wave - 6000.0) / 1.0) ** 2)
+    v = torch.tensor([-300.0, 0.0, 500.0])
+    out = DopplerShift(wave)(torch.tensor(line, dtype=torch.float32).repeat(3, 1), v)
+    depth = (1 - out).numpy()
+    window = np.abs(wave - 6000) < 30
+    centroid = (depth[:, window] * wave[window]).sum(1) / depth[:, window].sum(1)
+    np.testing.assert_allclose(centroid, 6000.0 * (1 + v.numpy() / C_KMS), atol=0.02)

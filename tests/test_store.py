@@ -103,8 +103,16 @@ def test_bad_input_is_a_clear_error(tmp_path):
 def test_store_attributes_describe_the_grid(tmp_path):
     SpectraStore.create(tmp_path / "s.zarr", GRID, attrs={"producer": "test"})
     attrs = json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())["attributes"]
-    assert attrs["format"] == "spectra_lightning.store" and attrs["version"] == 1
+    assert attrs["format"] == "spectra_lightning.store" and attrs["version"] == 2
     assert SpectralGrid(**attrs["grid"]) == GRID and attrs["producer"] == "test"
+    assert "log" not in attrs["grid"]  # a linear air grid is described as in version 1
+    # a version-1 store (every store before log grids) opens as it did
+    raw = zarr.open_group(str(tmp_path / "s.zarr"), mode="r+")
+    raw.attrs["version"] = 1
+    assert SpectraStore.open(tmp_path / "s.zarr").grid == GRID
+    # a log grid travels in the description
+    SpectraStore.create(tmp_path / "log.zarr", SpectralGrid.named("sdss"))
+    assert SpectraStore.open(tmp_path / "log.zarr").grid == SpectralGrid.named("sdss")
 
 
 @pytest.mark.parametrize("scheme", ["file", "memory"])

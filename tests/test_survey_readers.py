@@ -127,18 +127,19 @@ def test_an_unknown_file_is_a_reject_with_its_reason():
 
 
 def test_vacuum_to_air_gives_the_air_wavelengths_of_known_lines():
-    from spectra_lightning.readers.survey import vacuum_to_air
+    from spectra_lightning.grid import air_to_vacuum, vacuum_to_air
 
     # H-alpha, H-beta, [O III] 5007: vacuum -> air (NIST)
     np.testing.assert_allclose(
         vacuum_to_air(np.array([6564.614, 4862.721, 5008.240])), [6562.801, 4861.363, 5006.843], atol=0.005
     )
+    vac = np.array([4000.0, 6564.614, 9000.0])
+    np.testing.assert_allclose(air_to_vacuum(vacuum_to_air(vac)), vac, atol=1e-8)
 
 
 def test_ingest_takes_every_survey_format_onto_a_grid(tmp_path):
     from spectra_lightning.cli import main
-    from spectra_lightning.grid import SpectralGrid
-    from spectra_lightning.readers.survey import vacuum_to_air
+    from spectra_lightning.grid import SpectralGrid, vacuum_to_air
     from spectra_lightning.store import SpectraStore
 
     files = [
@@ -172,3 +173,29 @@ def test_ingest_takes_every_survey_format_onto_a_grid(tmp_path):
     expected = g.resample(vacuum_to_air(s.wave), np.where(s.ivar > 0, s.flux, np.nan))
     expected /= np.nanmedian(expected[g.valid])
     np.testing.assert_allclose(store.read([i])[0], expected, rtol=2e-3, atol=2e-3)
+
+
+def test_an_sdss_spectrum_lands_on_the_sdss_grid_pixel_for_pixel(tmp_path):
+    from spectra_lightning.grid import SpectralGrid
+    from spectra_lightning.ingest import ingest
+    from spectra_lightning.store import SpectraStore
+
+    path = survey_file("bossbrain/spec-3586-55181-0500.fits")
+    ingest([str(path)], str(tmp_path / "s.zarr"), grid="sdss", workers=1, progress=False, dtype="float32")
+    store = SpectraStore.open(tmp_path / "s.zarr")
+    (s,) = read_survey(path)
+    g = SpectralGrid.named("sdss")
+    start = int(round(float(g.index_of(s.wave[0]))))
+    assert store.grid == g and abs(float(g.index_of(s.wave[0])) - start) < 1e-3  # on the lattice
+    flux = np.where(s.ivar > 0, s.flux, np.nan)
+    row = store.read([0])[0][start : start + len(flux)]
+    np.testing.assert_allclose(row, flux / np.nanmedian(flux), rtol=1e-6)  # copied, never interpolated
+
+
+def test_line_windows_in_vacuum_on_a_vacuum_grid():
+    from spectra_lightning.lines import WINDOWS, windows_within
+
+    air = windows_within(3000, 11000)
+    vac = windows_within(3000, 11000, "vacuum")
+    assert set(air) == set(vac) == set(WINDOWS)
+    assert 1.7 < vac["Hα"][0] - air["Hα"][0] < 1.9  # 6552 Å in air is 6553.8 in vacuum

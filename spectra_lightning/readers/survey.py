@@ -74,11 +74,3 @@ def column(data, *names: str):
         if name.lower() in have:
             return data[have[name.lower()]]
     raise RejectError(f"no column {' / '.join(names)} (has {', '.join(data.columns.names)})")
-
-
-def vacuum_to_air(wave: np.ndarray) -> np.ndarray:
-    """Vacuum wavelengths (Å) -> air (the IAU standard, Morton 2000 after Ciddor 1996): λ_air = λ_vac / n with
-    n = 1 + 8.34254e-5 + 2.406147e-2 / (130 − s²) + 1.5998e-4 / (38.9 − s²), s = 10⁴ / λ_vac (µm⁻¹)."""
-    s2 = (1e4 / np.asarray(wave, np.float64)) ** 2
-    n = 1 + 8.34254e-5 + 2.406147e-2 / (130 - s2) + 1.5998e-4 / (38.9 - s2)
-    return np.asarray(wave, np.float64) / n
