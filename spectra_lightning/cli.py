@@ -49,8 +49,8 @@ def synth_main(argv: list[str]) -> int:
             p.add_argument(
                 "--grid",
                 default=defaults.grid,
-                help=f"a named grid ({', '.join(GRIDS)}), START:STOP:STEP[:LENGTH] in Å or log:START:STOP:STEP[:LENGTH] "
-                "with STEP in dex (default %(default)s)",
+                help=f"a named grid ({', '.join(GRIDS)}), START:STOP:STEP[:LENGTH] in Å or "
+                "log:START:STOP:STEP[:LENGTH] with STEP in dex (default %(default)s)",
             )
             continue
         choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
