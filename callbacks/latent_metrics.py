@@ -158,6 +158,7 @@ class LatentMetrics(L.Callback):
                 codes["logvar"],
                 pair_labels=False,
                 estimators=self.estimators,
+                intervals=0,  # per epoch only the scalars; intervals and baselines are the final report's
                 **self.report_kwargs,
             )
             scalars = self._scalars(report)

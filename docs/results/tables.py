@@ -4,7 +4,7 @@ Every table in that README sits between ``<!-- table: NAME -->`` and ``<!-- /tab
 from its file (``TABLES``); ``tests/test_results_tables.py`` fails when a block differs from its rendering or
 a table stands outside a block.
 
-    python docs/results/tables.py            # rewrite the blocks from the CSVs
+    python docs/results/tables.py            # rewrite the blocks from the CSVs, and draw replication.png
     python docs/results/tables.py --check    # exit 1 when a block is stale
 """
 
@@ -16,6 +16,8 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
@@ -115,6 +117,44 @@ def outside_blocks(text: str) -> list[str]:
     return [line for line in BLOCK.sub("", text).splitlines() if line.lstrip().startswith("|")]
 
 
+def figure(path: Path) -> None:
+    """Per recipe and label: each seed's best node (MI with its 95 % interval) beside the best label-free
+    baseline of the same spectra."""
+    from matplotlib.figure import Figure
+
+    panels = [
+        ("quickstart", read("quickstart_replication.csv", "quickstart_data7_replication.csv"), ("rv", "teff")),
+        ("MILES", read("miles_replication.csv"), ("teff", "logg")),
+    ]
+    fig = Figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, sum(len(labels) for _, _, labels in panels))
+    k = 0
+    for recipe, rows, labels in panels:
+        for label in labels:
+            ax = axes[k]
+            k += 1
+            x = np.arange(len(rows))
+            for dx, key, lo, hi, name, colour in (
+                (-0.12, "mi", "lo", "hi", "best node", "C0"),
+                (0.12, "baseline_mi", "baseline_lo", "baseline_hi", "best baseline", "C1"),
+            ):
+                v = np.array([float(r.get(f"{label}_{key}") or np.nan) for r in rows])
+                a = np.array([float(r.get(f"{label}_{lo}") or np.nan) for r in rows])
+                b = np.array([float(r.get(f"{label}_{hi}") or np.nan) for r in rows])
+                ax.errorbar(x + dx, v, yerr=[v - a, b - v], fmt="o", color=colour, label=name, capsize=3)
+            null = np.array([float(r.get(f"{label}_null_p95") or np.nan) for r in rows])
+            ax.plot(x, null, "k_", ms=14, label="null p95")
+            ax.set_xticks(
+                x,
+                [f"{r['seed']}" + (f"/d{r['data_seed']}" if r.get("data_seed") not in ("", "0") else "") for r in rows],
+            )
+            ax.set(title=f"{recipe}: {label}", xlabel="seed", ylabel="MI (nat), test split" if k == 1 else None)
+            ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -131,6 +171,7 @@ def main() -> int:
             return 1
         return 0
     README.write_text(new)
+    figure(HERE / "replication.png")
     return 0
 
 
