@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from spectra_lightning.files import replacing
+from spectra_lightning.run_layout import last_checkpoint
 
 
 class SaveOnInterrupt(L.Callback):
@@ -23,7 +24,7 @@ class SaveOnInterrupt(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.global_step == 0:
             return
-        path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        path = last_checkpoint(trainer.default_root_dir)
         with replacing(path) as tmp:
             trainer.save_checkpoint(tmp)
         self.saved = path

@@ -30,6 +30,7 @@ from spectra_lightning.metrics.baselines import LabelFreeBaselines
 from spectra_lightning.metrics.latent import MAD_THRESHOLD
 from spectra_lightning.metrics.report import format_summary, latent_report
 from spectra_lightning.metrics.torchmetric import LatentCodes
+from spectra_lightning.run_layout import figures_dir, report_file
 
 from .latent_figures import latent_figures
 
@@ -226,7 +227,7 @@ class LatentMetrics(L.Callback):
             self.examples,
             self.traversal_steps,
         )
-        paths = plots.save_figures(figs, Path(trainer.default_root_dir) / "figures" / tag)
+        paths = plots.save_figures(figs, figures_dir(trainer.default_root_dir, tag))
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
                 for name, path in paths.items():
@@ -278,7 +279,7 @@ class LatentMetrics(L.Callback):
             **{k: pl_module.hparams.get(k) for k in ("latent_dim", "kl_weight", "normalisation", "variational")},
         }
         run_dir = Path(trainer.default_root_dir)
-        write_atomic(run_dir / "report.json", json.dumps(report, indent=1))
+        write_atomic(report_file(run_dir), json.dumps(report, indent=1))
         if self.final_figures:
             self._figures(trainer, pl_module, report, codes, "final")
         for logger in trainer.loggers:

@@ -21,6 +21,7 @@ from spectra_lightning.errors import ConfigError
 from spectra_lightning.files import write_atomic
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.lock import StoreLockedError
+from spectra_lightning.run_layout import split_file
 from spectra_lightning.store import SpectraStore, StoreError, fill_masked
 from spectra_lightning.synth import LABELS, SynthSpec, synthesize
 
@@ -198,7 +199,7 @@ class SpectraDataModule(L.LightningDataModule):
         self._build()
         log_dir = self.trainer.log_dir if self.trainer is not None else None  # a collective under DDP: every rank
         if log_dir and self.trainer.is_global_zero:
-            self._split_path = Path(log_dir) / "split.json"
+            self._split_path = split_file(log_dir)
             self.save_split(self._split_path)
             selection = getattr(self, "selection", None)
             if selection and self.trainer.logger is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .explorer import ExploreError, Explorer
 from .explorer_server import is_loopback, machine_addresses, make_server, screenshot
+from .run_layout import checkpoint_dir, codes_store, is_run, last_checkpoint, report_file, split_file
 
 
 def resolve_run(path) -> dict:
@@ -31,31 +32,27 @@ def resolve_run(path) -> dict:
     path = Path(path)
     if not path.is_dir():
         raise ExploreError(f"{path}: no such run directory")
-    runs = (
-        [path]
-        if (path / "checkpoints").is_dir()
-        else sorted((p for p in path.iterdir() if (p / "checkpoints").is_dir()), key=lambda p: p.name)
-    )
+    runs = [path] if is_run(path) else sorted((p for p in path.iterdir() if is_run(p)), key=lambda p: p.name)
     if not runs:
         raise ExploreError(f"{path}: not a run directory (no checkpoints/ in it or its subfolders)")
     run = runs[-1]
-    ckpts = sorted((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    ckpts = sorted(checkpoint_dir(run).glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
     if not ckpts:
-        raise ExploreError(f"{run}/checkpoints: no checkpoint yet")
-    ckpt = run / "checkpoints" / "last.ckpt" if (run / "checkpoints" / "last.ckpt").exists() else ckpts[-1]
+        raise ExploreError(f"{checkpoint_dir(run)}: no checkpoint yet")
+    ckpt = last_checkpoint(run) if last_checkpoint(run).exists() else ckpts[-1]
     try:
-        store = json.loads((run / "split.json").read_text())["store"]
+        store = json.loads(split_file(run).read_text())["store"]
     except (OSError, KeyError, json.JSONDecodeError):
         raise ExploreError(
             f"{run}: no split.json naming the training store; pass --ckpt, --codes and --store"
         ) from None
-    report = run / "report.json"
+    report = report_file(run)
     return {
         "run": run,
         "ckpt": ckpt,
         "store": store,
         "report": report if report.exists() else None,
-        "codes": run / "codes.zarr",
+        "codes": codes_store(run),
     }
 
 

@@ -9,6 +9,8 @@ from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
 
+from .run_layout import report_file
+
 
 def wandb_credentials() -> bool:
     """True when an API key is configured (``WANDB_API_KEY`` or a netrc entry for the host)."""
@@ -134,7 +136,7 @@ def log_final_report(logger: WandbLogger, report: dict, run_dir: Path, checkpoin
     )
     run.summary.update(report_summary(report))
     files = wandb.Artifact(f"report-{run.id}", type="latent-report", metadata={"n_spectra": report["n_spectra"]})
-    files.add_file(str(run_dir / "report.json"))
+    files.add_file(str(report_file(run_dir)))
     config = next(iter(sorted(run_dir.rglob("config.yaml"))), None)  # SaveConfigCallback's copy
     if config is not None:
         files.add_file(str(config), name="config.yaml")

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from .metrics.latent import MAD_THRESHOLD
+from .run_layout import report_file
 from .synth import LABELS  # what a sweep table records per run: the synthetic labels (others where present)
 
 
@@ -107,7 +108,7 @@ def read_results(path: Path) -> list[dict]:
 def summarise(run_dir: Path) -> dict:
     """The numbers a sweep table needs from a finished run's report.json: its validation split's (a sweep
     compares runs; the test split is kept for the claims), with the split named."""
-    full = json.loads((run_dir / "report.json").read_text())
+    full = json.loads(report_file(run_dir).read_text())
     report = full.get("validation") or full
     row = {
         "split": report.get("split") or "val",

@@ -28,11 +28,11 @@ from .errors import ConfigError, MovedWarning
 from .files import write_atomic
 from .lock import StoreLockedError
 from .module import NonFiniteLossError, SpectrumAutoencoder
+from .run_layout import checkpoint_dir, is_run, last_checkpoint, run_file, run_of
 from .store import StoreError
 
 RUN_DIR_ENV = "SPECTRA_LIGHTNING_RUN_DIR"  # shared with DDP child processes
 SIGTERM_EXIT = 143  # 128 + SIGTERM, as a shell reports a process the signal ended: not finished, resumable
-RUN_FILE = "run.json"  # in each run directory: the W&B run id, and when it was started and resumed
 # errors that are the user's to fix: printed as one line, never as a traceback
 USER_ERRORS = (ConfigError, StoreError, StoreLockedError, NonFiniteLossError)
 
@@ -145,10 +145,10 @@ class SpectraCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
         ckpt = cfg.get("ckpt_path")
-        resumed = self.subcommand == "fit" and ckpt and Path(ckpt).parent.name == "checkpoints"
+        resumed = self.subcommand == "fit" and ckpt and run_of(ckpt) is not None
         run_dir = os.environ.get(RUN_DIR_ENV) or cfg.trainer.default_root_dir
         if not run_dir and resumed:
-            run_dir = str(Path(ckpt).parent.parent)  # continue the checkpoint's run
+            run_dir = str(run_of(ckpt))  # continue the checkpoint's run
         if not run_dir:
             configs = [Path(str(c)) for c in (cfg.get("config") or [])]
             name = configs[-1].stem if configs else "default"
@@ -194,7 +194,7 @@ class SpectraCLI(LightningCLI):
                 logger.log_config(yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False)))
         for cb in self.trainer.checkpoint_callbacks:
             if cb.dirpath is None:
-                cb.dirpath = str(Path(self.trainer.default_root_dir) / "checkpoints")
+                cb.dirpath = str(checkpoint_dir(self.trainer.default_root_dir))
         if self.trainer.is_global_zero:
             self._record_run(ckpt)
 
@@ -219,7 +219,7 @@ class SpectraCLI(LightningCLI):
         for logger in self.trainer.loggers:
             if type(logger).__name__.endswith("WandbLogger"):
                 record["wandb_id"] = logger.experiment.id
-        write_atomic(run_dir / RUN_FILE, json.dumps(record, indent=1))
+        write_atomic(run_file(run_dir), json.dumps(record, indent=1))
 
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # a collective under DDP: call it on every rank
@@ -252,7 +252,7 @@ class SpectraCLI(LightningCLI):
                         else "online: " + str(exp.url)
                     )
                     lines.append(f"W&B run:       {mode}")
-        if (run_dir / "checkpoints").is_dir():
+        if is_run(run_dir):
             lines.append(f"explore:       {PROG} explore --run {run_dir}")
         print("\n".join(lines), flush=True)
         for logger in self.trainer.loggers:
@@ -285,7 +285,7 @@ def data_options_help() -> str:
 
 def read_run_file(run_dir) -> dict:
     try:
-        return json.loads((Path(run_dir) / RUN_FILE).read_text())
+        return json.loads(run_file(run_dir).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 
@@ -377,7 +377,7 @@ def run(args: list[str], from_argv: bool) -> int:
             parser_kwargs={"prog": PROG, "formatter_class": _HelpFormatter},
         )
     except SIGTERMException:
-        last = Path(os.environ.get(RUN_DIR_ENV, "RUN")) / "checkpoints" / "last.ckpt"
+        last = last_checkpoint(os.environ.get(RUN_DIR_ENV, "RUN"))
         print(
             f"{PROG} {args[0]}: stopped by SIGTERM before the end; continue with the same command and "
             f"--ckpt_path {last}",

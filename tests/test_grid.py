@@ -141,7 +141,7 @@ def test_a_spectrum_on_the_lattice_is_placed_pixel_for_pixel():
     out = g.resample(wave, flux)
     start = g.pad_left + 16
     np.testing.assert_array_equal(out[start : start + 4625], flux)  # copied, not interpolated
-    assert np.isnan(out[: start]).all()
+    assert np.isnan(out[:start]).all()
 
 
 def test_a_doppler_shift_on_a_log_grid_is_a_translation():

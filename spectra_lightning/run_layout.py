@@ -1,0 +1,61 @@
+"""The run directory's layout, in one place: ``fit`` writes it; ``explore``, ``sweep``, ``analyze`` and the
+callbacks read it.
+
+::
+
+    RUN/
+      config.yaml        the resolved config (Lightning's SaveConfigCallback)
+      run.json           the W&B run id, when the run started and was resumed
+      split.json         the star-level train / val / test split
+      checkpoints/       *.ckpt; last.ckpt, rewritten every epoch and on interruption
+      figures/<tag>/     figures every few epochs (epoch_NNN) and at the end (final)
+      report.json        the final latent-space report (docs/report-format.md)
+      codes.zarr         codes of the run's store, made by ``explore --run``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RUN_FILE = "run.json"
+CHECKPOINTS = "checkpoints"
+LAST = "last.ckpt"
+
+
+def checkpoint_dir(run: str | Path) -> Path:
+    return Path(run) / CHECKPOINTS
+
+
+def last_checkpoint(run: str | Path) -> Path:
+    return checkpoint_dir(run) / LAST
+
+
+def is_run(path: str | Path) -> bool:
+    """Does ``path`` look like a run directory (it has checkpoints)?"""
+    return checkpoint_dir(path).is_dir()
+
+
+def run_of(ckpt: str | Path) -> Path | None:
+    """The run directory a checkpoint lies in, or None when it is not in one."""
+    ckpt = Path(ckpt)
+    return ckpt.parent.parent if ckpt.parent.name == CHECKPOINTS else None
+
+
+def run_file(run: str | Path) -> Path:
+    return Path(run) / RUN_FILE
+
+
+def split_file(run: str | Path) -> Path:
+    return Path(run) / "split.json"
+
+
+def report_file(run: str | Path) -> Path:
+    return Path(run) / "report.json"
+
+
+def codes_store(run: str | Path) -> Path:
+    return Path(run) / "codes.zarr"
+
+
+def figures_dir(run: str | Path, tag: str) -> Path:
+    return Path(run) / "figures" / tag
