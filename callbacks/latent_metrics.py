@@ -21,11 +21,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import WandbLogger
 
 from spectra_lightning import plots
 from spectra_lightning.files import write_atomic
-from spectra_lightning.loggers import log_final_report, run_checkpoints
+from spectra_lightning.loggers import log_final_report
 from spectra_lightning.metrics.baselines import LabelFreeBaselines
 from spectra_lightning.metrics.latent import MAD_THRESHOLD
 from spectra_lightning.metrics.report import format_summary, latent_report
@@ -282,9 +281,7 @@ class LatentMetrics(L.Callback):
         write_atomic(report_file(run_dir), json.dumps(report, indent=1))
         if self.final_figures:
             self._figures(trainer, pl_module, report, codes, "final")
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                log_final_report(logger, report, run_dir, run_checkpoints(trainer))
+        log_final_report(trainer, report, run_dir)
         print(format_summary(report), flush=True)
         if self.seconds:
             print(self.cost_line(fit_seconds), flush=True)

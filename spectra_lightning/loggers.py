@@ -124,10 +124,15 @@ def report_summary(report: dict) -> dict[str, float | int | str]:
     return out
 
 
-def log_final_report(logger: WandbLogger, report: dict, run_dir: Path, checkpoints: dict[str, str]) -> None:
-    """Send the end of a fit to W&B (online or offline alike): the two report tables, the summary keys,
-    ``report.json`` + the run's ``config.yaml`` as a ``latent-report`` artifact, and the checkpoints as a
-    ``model`` artifact with aliases ``best`` and ``last``."""
+def log_final_report(trainer, report: dict, run_dir: Path) -> None:
+    """Send the end of a fit to each W&B logger of ``trainer`` (online or offline alike): the two report tables,
+    the summary keys, ``report.json`` + the run's ``config.yaml`` as a ``latent-report`` artifact, and the
+    checkpoints as a ``model`` artifact with aliases ``best`` and ``last``."""
+    for logger in _wandb_loggers(trainer):
+        _log_final_report(logger, report, run_dir, run_checkpoints(trainer))
+
+
+def _log_final_report(logger: WandbLogger, report: dict, run_dir: Path, checkpoints: dict[str, str]) -> None:
     import wandb
 
     run = logger.experiment
@@ -150,3 +155,70 @@ def log_final_report(logger: WandbLogger, report: dict, run_dir: Path, checkpoin
         if config is not None:
             model.add_file(str(config), name="config.yaml")
         run.log_artifact(model, aliases=aliases)
+
+
+def configure_logger(logger, run_dir: str, run_label: str, wandb_id: str | None) -> None:
+    """Point a configured logger (a jsonargparse namespace, before it is built) at the run directory; a W&B
+    logger is grouped by sweep and named by its parameters, and continues the run's W&B run on a resume."""
+    init = getattr(logger, "init_args", None)
+    if init is None:
+        return
+    if "save_dir" in init and init.save_dir in (None, "."):
+        init.save_dir = run_dir
+    if not str(getattr(logger, "class_path", "")).endswith("WandbLogger"):
+        return
+    if not init.get("group"):
+        init.group = os.environ.get("WANDB_RUN_GROUP") or Path(run_dir).parent.name
+    if not init.get("name"):
+        init.name = os.environ.get("WANDB_NAME") or run_label or None
+    if wandb_id and not init.get("id"):
+        init.id = wandb_id  # the same W&B run goes on
+        init.resume = "allow"
+
+
+def _wandb_loggers(trainer) -> list:
+    return [lg for lg in trainer.loggers if type(lg).__name__.endswith("WandbLogger")]
+
+
+def wandb_run_id(trainer) -> str | None:
+    """The W&B run id of a trainer's W&B logger (None without one)."""
+    loggers = _wandb_loggers(trainer)
+    return loggers[-1].experiment.id if loggers else None
+
+
+def wandb_locations(trainer) -> list[str]:
+    """Where each W&B run of a trainer is: online (its URL) or offline (the ``wandb sync`` command)."""
+    out = []
+    for logger in _wandb_loggers(trainer):
+        exp = logger.experiment
+        if getattr(exp, "dir", None):
+            offline = getattr(exp.settings, "mode", "") == "offline" or exp.offline
+            out.append(f"offline: upload with `wandb sync {Path(exp.dir).parent}`" if offline else f"online: {exp.url}")
+    return out
+
+
+def finish_wandb(trainer) -> None:
+    """End a trainer's W&B runs (a later fit, or a resume, then starts cleanly)."""
+    for logger in _wandb_loggers(trainer):
+        if logger._experiment is not None:
+            logger.experiment.finish()
+
+
+def log_sweep_figures(out: Path, paths: dict[str, Path]) -> None:
+    """A sweep report's figures as a W&B run of their own (offline unless an API key is configured)."""
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return
+    import wandb
+
+    mode = "online" if wandb_credentials() and os.environ.get("WANDB_MODE") != "offline" else "offline"
+    run = wandb.init(
+        project="spectra-lightning",
+        group=out.name,
+        name=f"{out.name}-report",
+        job_type="sweep-report",
+        dir=str(out),
+        mode=mode,
+        reinit="finish_previous",
+    )
+    run.log({f"sweep/{k}": wandb.Image(str(p)) for k, p in paths.items()})
+    run.finish()

@@ -253,30 +253,10 @@ def report(out_dir: str | Path, threshold: float = MAD_THRESHOLD) -> dict[str, P
     fig.tight_layout()
     paths["mi"] = out / "sweep_mi.png"
     fig.savefig(paths["mi"], dpi=100)
-    _log_to_wandb(out, paths)
+    from .loggers import log_sweep_figures
+
+    log_sweep_figures(out, paths)
     return paths
-
-
-def _log_to_wandb(out: Path, paths: dict[str, Path]) -> None:
-    """Put the figures in the dashboard (offline unless an API key is configured)."""
-    if os.environ.get("WANDB_MODE") == "disabled":
-        return
-    import wandb
-
-    from .loggers import wandb_credentials
-
-    mode = "online" if wandb_credentials() and os.environ.get("WANDB_MODE") != "offline" else "offline"
-    run = wandb.init(
-        project="spectra-lightning",
-        group=out.name,
-        name=f"{out.name}-report",
-        job_type="sweep-report",
-        dir=str(out),
-        mode=mode,
-        reinit="finish_previous",
-    )
-    run.log({f"sweep/{k}": wandb.Image(str(p)) for k, p in paths.items()})
-    run.finish()
 
 
 def main(argv: list[str]) -> int:

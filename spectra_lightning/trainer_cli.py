@@ -156,20 +156,11 @@ class SpectraCLI(LightningCLI):
         os.environ[RUN_DIR_ENV] = run_dir
         cfg.trainer.default_root_dir = run_dir
         previous = read_run_file(run_dir) if resumed else {}
+        from .loggers import configure_logger
+
         loggers = cfg.trainer.logger
         for logger in loggers if isinstance(loggers, list) else [loggers]:
-            init = getattr(logger, "init_args", None)
-            if init is not None and "save_dir" in init and init.save_dir in (None, "."):
-                init.save_dir = run_dir
-            if str(getattr(logger, "class_path", "")).endswith("WandbLogger") and init is not None:
-                # sweep runs: grouped by sweep, named by their parameters
-                if not init.get("group"):
-                    init.group = os.environ.get("WANDB_RUN_GROUP") or Path(run_dir).parent.name
-                if not init.get("name"):
-                    init.name = os.environ.get("WANDB_NAME") or self.run_label or None
-                if previous.get("wandb_id") and not init.get("id"):
-                    init.id = previous["wandb_id"]  # the same W&B run goes on
-                    init.resume = "allow"
+            configure_logger(logger, run_dir, self.run_label, previous.get("wandb_id"))
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         from spectra_lightning.callbacks import EpochLines, SaveOnInterrupt
@@ -216,9 +207,11 @@ class SpectraCLI(LightningCLI):
         record.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S"))
         if ckpt:
             record.setdefault("resumed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "from": str(ckpt)})
-        for logger in self.trainer.loggers:
-            if type(logger).__name__.endswith("WandbLogger"):
-                record["wandb_id"] = logger.experiment.id
+        from .loggers import wandb_run_id
+
+        wandb_id = wandb_run_id(self.trainer)
+        if wandb_id:
+            record["wandb_id"] = wandb_id
         write_atomic(run_file(run_dir), json.dumps(record, indent=1))
 
     def after_fit(self) -> None:
@@ -239,25 +232,14 @@ class SpectraCLI(LightningCLI):
             return
         run_dir = Path(self.trainer.default_root_dir)
         lines = [f"run directory: {run_dir}", f"config:        {Path(log_dir or run_dir) / 'config.yaml'}"]
-        from .loggers import run_checkpoints
+        from .loggers import finish_wandb, run_checkpoints, wandb_locations
 
         lines += [f"{kind} checkpoint: {path}" for kind, path in run_checkpoints(self.trainer).items()]
-        for logger in self.trainer.loggers:
-            if type(logger).__name__.endswith("WandbLogger"):
-                exp = logger.experiment
-                if getattr(exp, "dir", None):
-                    mode = (
-                        "offline: upload with `wandb sync " + str(Path(exp.dir).parent) + "`"
-                        if getattr(exp.settings, "mode", "") == "offline" or exp.offline
-                        else "online: " + str(exp.url)
-                    )
-                    lines.append(f"W&B run:       {mode}")
+        lines += [f"W&B run:       {where}" for where in wandb_locations(self.trainer)]
         if is_run(run_dir):
             lines.append(f"explore:       {PROG} explore --run {run_dir}")
         print("\n".join(lines), flush=True)
-        for logger in self.trainer.loggers:
-            if type(logger).__name__.endswith("WandbLogger") and logger._experiment is not None:
-                logger.experiment.finish()  # the run is complete: a later fit (or resume) starts cleanly
+        finish_wandb(self.trainer)  # the run is complete: a later fit (or resume) starts cleanly
 
 
 def data_options_help() -> str:
