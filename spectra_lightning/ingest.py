@@ -191,7 +191,9 @@ def process(
         return ("skip", str(e))
     except RejectError as e:
         spec, archive_reason = None, str(e)
-    if spec is None or spec.product not in COUNT_PRODUCTS:  # ESO/HARPS products are never survey files
+    # a survey file reads as a generic table (SDSS, LAMOST MRS) or not at all (LAMOST LRS, MaNGA, APOGEE, DESI);
+    # ESO products and 1-D images (MILES) are never one, and are not opened twice
+    if spec is None or spec.product == "table1d":
         try:
             spectra = read_survey(path)
         except RejectError:
