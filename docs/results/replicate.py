@@ -7,8 +7,8 @@
 Each seed is a real ``python -m spectra_lightning fit`` (its own process, W&B off) in ``RUNS/seed<k>`` (a
 finished one, with its ``report.json``, is not run again). The CSV (written whole, replacing ``--out``) has one row
 per run: the split the report is on, its size, the informative nodes and, per label, the best node's MI with its
-95 % interval, the runner-up's, the null's 95th percentile, the distinct verdict and the best label-free
-baseline with its interval (``metrics/intervals.py``, ``metrics/baselines.py``).
+95 % interval, the runner-up's, the null's 95th percentile, the distinct verdict, the best pair of nodes' MI and
+the best label-free baseline with its interval (``metrics/intervals.py``, ``metrics/baselines.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def row_of(run: Path, extra: str = "") -> dict:
         if not e or e.get("best_node") is None:
             continue
         iv, base = e.get("intervals") or {}, e.get("baseline") or {}
+        pair = r.get("mi_pairs", {}).get("ksg", {}).get(label) or {}
         best, second = iv.get("best") or {}, iv.get("runner_up") or {}
         row |= {
             f"{label}_node": e["best_node"],
@@ -58,6 +59,7 @@ def row_of(run: Path, extra: str = "") -> dict:
             f"{label}_runner_hi": round(second["interval"][1], 3) if second else "",
             f"{label}_null_p95": round(iv["null"]["p95"], 3) if iv.get("null") else "",
             f"{label}_distinct": int(bool(iv.get("distinct"))),
+            f"{label}_pair_mi": round(pair["value"], 3) if pair.get("value") is not None else "",
             f"{label}_baseline": base.get("best") or "",
             f"{label}_baseline_mi": round(base["value"], 3) if base.get("value") is not None else "",
             f"{label}_baseline_lo": round(base["interval"][0], 3) if base.get("interval") else "",

@@ -49,6 +49,7 @@ def node_cells(row: dict[str, str], label: str) -> list[str]:
         runner,
         row.get(f"{label}_null_p95") or "–",
         "yes" if row.get(f"{label}_distinct") == "1" else "no",
+        row.get(f"{label}_pair_mi") or "–",
         base,
     ]
 
@@ -56,7 +57,14 @@ def node_cells(row: dict[str, str], label: str) -> list[str]:
 def claims_table(rows: list[dict[str, str]], labels: tuple[str, ...]) -> str:
     head = ["seed", "data seed", "split, n", "informative"]
     for label in labels:
-        head += [f"{label}: node, MI [95 %]", "runner-up (upper)", "null p95", "distinct", "best baseline [95 %]"]
+        head += [
+            f"{label}: node, MI [95 %]",
+            "runner-up (upper)",
+            "null p95",
+            "distinct",
+            "best pair",
+            "best baseline [95 %]",
+        ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["seed"], r.get("data_seed") or "–", f"{r['split']}, {r['n']}", r["informative"]]
