@@ -135,7 +135,8 @@ class SpectralGrid:
 
     def index_of(self, wave: float | np.ndarray) -> np.ndarray:
         """Fractional padded pixel index of a wavelength."""
-        return np.asarray((self._coord(wave) - self._coord(self.wave_min)) / self.step + self.pad_left)
+        index = np.asarray((self._coord(wave) - self._coord(self.wave_min)) / self.step + self.pad_left)
+        return index[()]  # a scalar for a scalar wavelength (round() works on it), an array for an array
 
     def resample(self, wave: np.ndarray, flux: np.ndarray, method: str = "auto") -> np.ndarray:
         """``flux(wave)`` onto the grid -> ``(L,)`` float64; NaN where masked.
