@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from spectra_lightning.files import write_atomic
+
 LABELS = ("rv", "teff", "logg", "feh")
 
 
@@ -87,10 +89,7 @@ def write_csv(rows: list[dict], out: Path) -> None:
     w = csv.DictWriter(text, columns)
     w.writeheader()
     w.writerows(rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text.getvalue())
-    tmp.replace(out)
+    write_atomic(out, text.getvalue())
 
 
 def main() -> None:
