@@ -6,8 +6,6 @@ workflow does not take the run as finished, and ``fit --ckpt_path RUN/checkpoint
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -18,13 +16,9 @@ from spectra_lightning.run_layout import last_checkpoint
 class SaveOnInterrupt(L.Callback):
     """On SIGTERM or Ctrl-C during ``fit``, write ``<run dir>/checkpoints/last.ckpt`` (whole or not at all)."""
 
-    def __init__(self):
-        self.saved: Path | None = None
-
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.global_step == 0:
             return
         path = last_checkpoint(trainer.default_root_dir)
         with replacing(path) as tmp:
             trainer.save_checkpoint(tmp)
-        self.saved = path

@@ -204,8 +204,9 @@ class BlockStream(IterableDataset):
 
     def store(self) -> SpectraStore:
         if self._store is None:
-            self._store = SpectraStore.open(self.store_path, storage_options=self.storage_options)
-            self._store.check_checksums = self.check_checksums
+            self._store = SpectraStore.open(
+                self.store_path, storage_options=self.storage_options, check_checksums=self.check_checksums
+            )
         return self._store
 
     def __iter__(self) -> Iterator[Batch]:

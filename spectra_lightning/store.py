@@ -202,7 +202,20 @@ class SpectraStore:
 
     # -- opening and creating -------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None) -> SpectraStore:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        mode: str = "r",
+        storage_options: dict | None = None,
+        check_checksums: bool = True,
+    ) -> SpectraStore:
+        """A store at ``path``; ``check_checksums``: whether reads check rows against their CRC-32."""
+        store = cls._open(path, mode, storage_options)
+        store.check_checksums = check_checksums
+        return store
+
+    @classmethod
+    def _open(cls, path: str | os.PathLike, mode: str, storage_options: dict | None) -> SpectraStore:
         try:
             # check it exists first: mode "a" would silently create an empty group
             group = _open_group(path, "r", storage_options)
