@@ -95,7 +95,7 @@ def main() -> None:
 
     from spectra_lightning.nets import ConvAutoencoder
 
-    full = ConvAutoencoder(latent_dim=h.latent_dim).decoder.eval()  # the paper's size, untrained weights
+    full = ConvAutoencoder(latent_dim=ex.model.latent_dim).decoder.eval()  # the paper's size, untrained weights
     with torch.no_grad():
         t_full = median_ms(lambda: full(z), 5)
 
@@ -113,7 +113,7 @@ def main() -> None:
         f"## Explorer latency ({date.today().isoformat()})",
         "",
         f"`python benchmarks/explore_latency.py --run {a.run}` on {platform.machine()}, {torch.get_num_threads()} "
-        f"torch threads, CPU: the quickstart model ({h.latent_dim} nodes, depth {h.depth}, {h.n_pixels:,} px), "
+        f"torch threads, CPU: the quickstart model ({ex.model.latent_dim} nodes, depth {ex.model.net.depth}, {h.n_pixels:,} px), "
         f"{len(ex.mu):,} codes, {len(ex.nodes)} informative nodes; medians of {a.repeat}.",
         "",
         "| step | time | × decoder forward |",

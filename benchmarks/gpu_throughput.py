@@ -29,7 +29,10 @@ from report import publish
 
 from spectra_lightning.data_modules import StreamingSpectraDataModule
 from spectra_lightning.encode import encode
+from spectra_lightning.kl_schedules import LinearWarmup
+from spectra_lightning.losses import AbsoluteError
 from spectra_lightning.module import SpectrumAutoencoder
+from spectra_lightning.nets import ConvAutoencoder
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.synth import SynthSpec, synthesize
 
@@ -64,14 +67,12 @@ def train(store: str, run: Path, a, precision: str) -> tuple[float, Path]:
         shuffle_buffer=256,
     )
     dm.prepare_data()
-    model = SpectrumAutoencoder(
-        latent_dim=a.latent,
-        depth=a.depth,
+    model = SpectrumAutoencoder(  # the paper's parts: L1 averaged over pixels, λ = 0.3
+        net=ConvAutoencoder(dm.n_pixels, a.latent, a.depth),
+        loss=AbsoluteError("mean"),
+        kl_schedule=LinearWarmup(0.3),
         n_pixels=dm.n_pixels,
         grid=dm.grid_spec,
-        reconstruction="l1",
-        kl_weight=0.3,
-        normalisation="mean",
     )
     clock = Clock(a.warmup)
     trainer = L.Trainer(

@@ -2,8 +2,8 @@
 
     python benchmarks/lightning_overhead.py [--batches 60] [--rounds 3] [--out docs/benchmarks.md]
 
-Three loops read the same DataLoader and train the same network (latent 32, depth 9, 8,192 px, Gaussian loss,
-the Doppler-node recipe's plain λ·KL with its warm-up) with Adam on the same in-memory batches of 32 synthetic
+Three loops read the same DataLoader and train the same model, built from the recipe's YAML (quickstart +
+quickstart_doppler: latent 32, depth 9, 8,192 px, squared error, plain λ·KL after a warm-up) with Adam on the same in-memory batches of 32 synthetic
 spectra (float32 flux + mask, as the map-style DataModule delivers them), in one process, for ``--rounds``
 rounds with the order rotating. The plain loop computes what ``SpectrumAutoencoder._shared_step`` does
 (forward, masked error, KL, backward, step) and logs nothing; ``Trainer.fit`` runs (a) the module with a bare
@@ -25,26 +25,16 @@ from datetime import date
 import lightning as L
 import numpy as np
 import torch
+from recipe import recipe_model
 from report import publish
 
 from spectra_lightning.batch import finish_batch
-from spectra_lightning.grid import GRIDS
-from spectra_lightning.module import SpectrumAutoencoder, kl_divergence, masked_error
+from spectra_lightning.metrics.latent import kl_to_prior
+from spectra_lightning.module import SpectrumAutoencoder
 from spectra_lightning.store import SpectraStore, fill_masked
 from spectra_lightning.synth import SynthSpec, synthesize
 
-QUICKSTART = {
-    "latent_dim": 32,
-    "depth": 9,
-    "reconstruction": "gaussian",
-    "noise_scale": 0.02,
-    "doppler_node": 0,
-    "doppler_scale": 30.0,
-    "kl_weight": 60.0,
-    "kl_warmup_steps": 0.3,
-    "normalisation": "sum",
-    "lr": 1e-3,
-}
+RECIPE = ("quickstart.yaml", "quickstart_doppler.yaml")  # the Doppler-node recipe: plain λ·KL after a warm-up
 
 
 def make_batches(n_batches: int, size: int = 32) -> list[dict]:
@@ -62,12 +52,11 @@ def make_batches(n_batches: int, size: int = 32) -> list[dict]:
     ]
 
 
-def step_loss(model: SpectrumAutoencoder, b: dict, weight: float) -> torch.Tensor:
-    """The quickstart training loss of one batch (what ``_shared_step`` computes, without its logging)."""
-    h = model.hparams
+def step_loss(model: SpectrumAutoencoder, b: dict, step: int, total: int | None) -> torch.Tensor:
+    """The recipe's training loss of one batch (what ``_shared_step`` computes, without its logging)."""
     recon, mu, logvar = model(b["flux"])
-    rec = masked_error(recon, b["flux"], b["mask"].float(), h.normalisation, h.reconstruction, h.noise_scale).mean()
-    return rec + weight * kl_divergence(mu, logvar).mean(0).sum()
+    kl = kl_to_prior(mu, logvar).mean(0).sum()
+    return model.loss(recon, b).mean() + model.kl_schedule.term(kl, step, total)
 
 
 class BareStep(SpectrumAutoencoder):
@@ -76,24 +65,22 @@ class BareStep(SpectrumAutoencoder):
     against this is the project's per-step bookkeeping."""
 
     def training_step(self, batch, batch_idx):
-        return step_loss(self, batch, self.current_kl_weight)
+        return step_loss(self, batch, self.global_step, self._total_steps())
 
 
 def new_model(cls: type[SpectrumAutoencoder] = SpectrumAutoencoder) -> SpectrumAutoencoder:
-    torch.manual_seed(0)
-    grid = GRIDS["quickstart"]
-    return cls(n_pixels=grid.length, grid=grid.describe(), **QUICKSTART)
+    return recipe_model(*RECIPE, cls=cls)[0]
 
 
 def plain(batches: list[dict], warmup: int) -> float:
     """Seconds per step of a hand-written loop (same math as the module's training step)."""
-    model = new_model().train()
-    opt = torch.optim.Adam(model.parameters(), lr=QUICKSTART["lr"])
-    total, warm = len(batches), int(0.3 * len(batches))
+    model, opt, _ = recipe_model(*RECIPE)
+    model.train()
+    total = len(batches)
     for step, b in enumerate(torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)):
         if step == warmup:
             t0 = time.perf_counter()
-        loss = step_loss(model, finish_batch(dict(b)), QUICKSTART["kl_weight"] * min(step / warm, 1.0))
+        loss = step_loss(model, finish_batch(dict(b)), step, total)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -275,7 +275,10 @@ class LatentMetrics(L.Callback):
             "epoch": trainer.current_epoch,
             "global_step": trainer.global_step,
             "val_loss": float(val_loss) if val_loss is not None else None,
-            **{k: pl_module.hparams.get(k) for k in ("latent_dim", "kl_weight", "normalisation", "variational")},
+            "latent_dim": int(pl_module.net.latent_dim),
+            "kl_weight": float(pl_module.kl_schedule.weight),
+            "variational": bool(pl_module.hparams.get("variational", True)),
+            **{part: pl_module.hparams.get(part) for part in ("net", "loss", "kl_schedule")},
         }
         run_dir = Path(trainer.default_root_dir)
         write_atomic(report_file(run_dir), json.dumps(report, indent=1))

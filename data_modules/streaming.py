@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from spectra_lightning.batch import Batch
 from spectra_lightning.errors import ConfigError
-from spectra_lightning.grid import C_KMS
+from spectra_lightning.nets import DopplerShift
 from spectra_lightning.store import SpectraStore
 
 from .spectra import SpectraDataModule
@@ -113,9 +113,9 @@ class Augment:
         b = len(flux)
         if self.doppler_kms:
             v = rng.uniform(-self.doppler_kms, self.doppler_kms, b)
-            for i in range(b):
-                src = wave / (1.0 + v[i] / C_KMS)  # observed λ came from rest λ/(1+v/c)
-                flux[i] = np.interp(src, wave, flux[i], left=np.nan, right=np.nan)
+            with torch.no_grad():  # the decoder's Doppler shift, NaN (masked) beyond the edges
+                shift = DopplerShift(wave, fill=float("nan"))
+                flux = shift(torch.from_numpy(flux), torch.from_numpy(v)).numpy()
             if "rv" in label_names:
                 j = label_names.index("rv")
                 labels[:, j] = v if self.rest_frame else labels[:, j] + v

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from .module import SpectrumAutoencoder
+from .legacy import upgrade_hparams
+from .module import SpectrumAutoencoder, check_format
 from .store import SpectraStore, StoreError
 
 
@@ -18,11 +19,17 @@ def pick_device(name: str) -> torch.device:
 
 
 def load_model(ckpt: str | Path, device: torch.device) -> SpectrumAutoencoder:
+    """The model in a checkpoint of any format this version reads (older hyper-parameters upgraded), in eval mode.
+    Prefer it to ``SpectrumAutoencoder.load_from_checkpoint``, which reads today's format only."""
     if not Path(ckpt).is_file():
         raise FileNotFoundError(f"{ckpt}: no such checkpoint")
     try:
         # weights_only: a checkpoint is data; unpickling arbitrary objects would run a crafted file's code
-        model = SpectrumAutoencoder.load_from_checkpoint(str(ckpt), map_location=device, weights_only=True)
+        checkpoint = torch.load(str(ckpt), map_location=device, weights_only=True)
+        check_format(checkpoint)
+        hparams = upgrade_hparams(checkpoint.get("hyper_parameters") or {})
+        model = SpectrumAutoencoder(**{k: v for k, v in hparams.items() if not k.startswith("_")})
+        model.load_state_dict(checkpoint["state_dict"])
     except Exception as e:
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ValueError(

@@ -27,7 +27,7 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
     model = load_model(ckpt, dev)
     store = SpectraStore.open(store_path)
     check_grid(model, store, store_path)
-    n, d = store.n, model.hparams.latent_dim
+    n, d = store.n, model.latent_dim
     out = Path(output)
     if out.exists():
         raise FileExistsError(f"{output}: already exists")

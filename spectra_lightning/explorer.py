@@ -74,10 +74,9 @@ class Explorer:
         c = load_codes(codes)
         self.mu = c["mu"].astype(np.float32)
         n, d = self.mu.shape
-        hp = self.model.hparams
-        if d != hp.latent_dim:
+        if d != self.model.latent_dim:
             raise ExploreError(
-                f"{codes}: codes have {d} latent nodes but {ckpt} has {hp.latent_dim}: "
+                f"{codes}: codes have {d} latent nodes but {ckpt} has {self.model.latent_dim}: "
                 "they come from another model (run `encode` with this checkpoint)"
             )
         attrs = c["attrs"]

@@ -99,8 +99,9 @@ def report_tables(report: dict) -> dict[str, tuple[list[str], list[list]]]:
 
 def report_summary(report: dict) -> dict[str, float | int | str]:
     """Run-summary keys a sweep dashboard plots directly (Figure 4: ``final/n_informative`` against
-    ``model.kl_weight`` per ``model.latent_dim``; the final MI per label with its interval, the null, the
-    distinct verdict and the best label-free baseline; ``final/split``: the spectra it was computed on)."""
+    ``model.kl_schedule.init_args.weight`` per ``model.net.init_args.latent_dim``; the final MI per label with its
+    interval, the null, the distinct verdict and the best label-free baseline; ``final/split``: the spectra it
+    was computed on)."""
     out: dict[str, float | int | str] = {
         "final/n_informative": len(report["mad"]["informative"]),
         "final/split": report.get("split") or "",

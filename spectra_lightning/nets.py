@@ -79,50 +79,46 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Codes ``(B, D)`` -> spectra ``(B, L)``; mirrors :class:`Encoder` (and crops its padding).
+    """Codes ``(B, D)`` -> spectra ``(B, L)``; mirrors :class:`Encoder` (and crops its padding)."""
 
-    ``coord_channels`` (CoordConv, Liu et al. 2018): every layer also sees the pixel position in
-    [-1, 1] as one more input channel; a generic positional prior (it knows no physics).
-    """
-
-    def __init__(
-        self, n_pixels: int = HARPS_LENGTH, latent_dim: int = 128, depth: int = 15, coord_channels: bool = False
-    ):
+    def __init__(self, n_pixels: int = HARPS_LENGTH, latent_dim: int = 128, depth: int = 15):
         super().__init__()
         rev = list(reversed(ENCODER_CHANNELS[:depth])) + [1]
-        self.n_pixels, self.coord_channels = n_pixels, coord_channels
+        self.n_pixels = n_pixels
         self.bottleneck = (rev[0], padded_length(n_pixels, depth) // downsampling(depth))
         self.linear = nn.Linear(latent_dim, rev[0] * self.bottleneck[1])
-        extra = int(coord_channels)
         layers: list[nn.Module] = [
-            nn.ConvTranspose1d(rev[0] + extra, rev[1], 3, stride=1, padding=1),
+            nn.ConvTranspose1d(rev[0], rev[1], 3, stride=1, padding=1),
             nn.LeakyReLU(NEGATIVE_SLOPE),
         ]
         for c_in, c_out in zip(rev[1:-1], rev[2:]):
-            layers += [nn.ConvTranspose1d(c_in + extra, c_out, 4, stride=2, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE)]
-        layers.append(nn.Conv1d(1 + extra, 1, 3, padding=1))
+            layers += [nn.ConvTranspose1d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE)]
+        layers.append(nn.Conv1d(1, 1, 3, padding=1))
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.linear(z).view(z.shape[0], *self.bottleneck)
-        if not self.coord_channels:
-            return self.deconv(h).squeeze(1)[:, : self.n_pixels]
-        for layer in self.deconv:
-            if isinstance(layer, (nn.Conv1d, nn.ConvTranspose1d)):
-                x = torch.linspace(-1, 1, h.shape[-1], device=h.device, dtype=h.dtype)
-                h = torch.cat([h, x.expand(h.shape[0], 1, -1)], 1)
-            h = layer(h)
-        return h.squeeze(1)[:, : self.n_pixels]
+        return self.deconv(h).squeeze(1)[:, : self.n_pixels]
 
 
-def resample(flux: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """``flux (B, L)`` read at fractional pixel positions ``pos (B, L)`` by linear interpolation
-    (beyond the edges: the edge pixel)."""
+def resample(flux: torch.Tensor, displacement: torch.Tensor, fill: float | None = None) -> torch.Tensor:
+    """``flux (B, L)`` moved by ``displacement (B, L)`` pixels: ``out[i] = flux(i − d[i])`` by linear
+    interpolation; beyond the edges the edge pixel, or ``fill`` when given (NaN: masked, as the data modules mark
+    it). Whole and fractional pixels are split from ``d`` itself, not from ``i − d``, so the interpolation weights
+    keep float32's precision on grids of any length (at 327,680 px, ``i − d`` in float32 is quantised to 1/32 px)."""
     n = flux.shape[1]
-    pos = pos.clamp(0, n - 1)
-    i0 = pos.floor().clamp(max=n - 2).long()
-    f = (pos - i0).to(flux.dtype)
-    return flux.gather(1, i0) * (1 - f) + flux.gather(1, i0 + 1) * f
+    back = -displacement
+    whole = back.floor()
+    pos = torch.arange(n, device=flux.device)[None, :] + whole.long()  # the pixel at or left of i - d
+    frac = (back - whole).to(flux.dtype)
+    below, above = pos < 0, pos >= n - 1
+    f = torch.where(below, torch.zeros_like(frac), torch.where(above, torch.ones_like(frac), frac))
+    i0 = pos.clamp(0, n - 2)
+    out = flux.gather(1, i0) * (1 - f) + flux.gather(1, i0 + 1) * f
+    if fill is None:
+        return out
+    outside = below | (pos > n - 1) | ((pos == n - 1) & (frac > 0))
+    return torch.where(outside, torch.full_like(out, fill), out)
 
 
 class Warp(nn.Module):
@@ -155,20 +151,22 @@ class Warp(nn.Module):
         return self.scale * self.coef(z) @ self.hat
 
     def forward(self, flux: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(flux.shape[1], device=flux.device, dtype=torch.float32) - self.displacement(z).float()
-        return resample(flux, pos)
+        return resample(flux, self.displacement(z).float())
 
 
 class DopplerShift(nn.Module):
     """Move rest-frame spectra ``(B, L)`` to velocities ``v (B,)`` km/s: ``out(λ) = in(λ / (1 + v/c))`` by linear
-    interpolation (beyond the edges: the edge pixel), on a uniform grid, linear or logarithmic.
+    interpolation, on a uniform grid, linear or logarithmic. The one Doppler shift of the project: the decoder's
+    Doppler node (edges: the edge pixel) and the data modules' velocity augmentation (edges: NaN, masked).
 
     Args:
         wave: ``(L,)`` pixel wavelengths (Å), a constant step in λ or in log λ.
+        fill: the value beyond the edges (None: the edge pixel).
     """
 
-    def __init__(self, wave: np.ndarray):
+    def __init__(self, wave: np.ndarray, fill: float | None = None):
         super().__init__()
+        self.fill = fill
         wave = np.asarray(wave, np.float64)
         ratio = wave[1:] / wave[:-1]
         # a log grid: the shift is ln(1+β)/ln(ratio) pixels everywhere; a linear one: (λ_i/step)·β/(1+β)
@@ -178,26 +176,47 @@ class DopplerShift(nn.Module):
 
     def forward(self, flux: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         beta = (v.float() / C_KMS)[:, None]
-        index = torch.arange(flux.shape[1], device=flux.device, dtype=torch.float32)
         if self.log_step:
-            return resample(flux, index - torch.log1p(beta) / self.log_step)
-        return resample(flux, index - self.wave_px * (beta / (1 + beta)))
+            return resample(flux, (torch.log1p(beta) / self.log_step).expand_as(flux), self.fill)
+        return resample(flux, self.wave_px * (beta / (1 + beta)), self.fill)
 
 
-class ConvAutoencoder(nn.Module):
-    """Encoder + decoder; ``forward`` returns ``(reconstruction (B, L), μ (B, D), log σ² (B, D))``.
+class SpectrumNet(nn.Module):
+    """What ``SpectrumAutoencoder`` needs of a network (subclass it to write another; any ``nn.Module`` with these
+    works from Python): ``n_pixels`` (L) and ``latent_dim`` (D); :meth:`encode` ``(B, L)`` -> μ, log σ² ``(B, D)``;
+    :meth:`decode` ``(B, D)`` -> ``(B, L)``; ``init_args``, the constructor's arguments but ``n_pixels``, which
+    rebuild it from a checkpoint; optionally ``set_wavelengths((L,) Å)`` to receive the data's grid."""
 
-    The interface ``SpectrumAutoencoder`` needs of any injected network: attributes ``n_pixels`` and
-    ``latent_dim``, :meth:`encode` and :meth:`decode`. The caller decides whether to decode μ or a
-    sample (:func:`reparameterise`).
-    With ``doppler_node`` set, :meth:`decode` treats that latent node as a radial velocity
-    (``v = doppler_scale · z[:, node]`` km/s) and shifts the decoder's (rest-frame) output by it
-    (spender-style: the velocity is physics, not something the decoder must learn to draw).
-    ``wave`` (the grid's ``(L,)`` wavelengths) is needed then.
-    Generic (physics-free) decoder priors: ``coord_channels`` (see :class:`Decoder`) and
-    ``warp_knots`` > 0 (see :class:`Warp`). ``output_level``: the decoder's last bias at initialisation, so
-    that it starts by drawing a flat spectrum at that level (1: the stores' median-normalised rows) rather
-    than at 0; without it the first ~1,500 steps of a quickstart run only learn the continuum level.
+    n_pixels: int
+    latent_dim: int
+    init_args: dict
+
+    def encode(self, flux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ConvAutoencoder(SpectrumNet):
+    """The paper's network: a strided Conv1d encoder and its mirror as decoder, with optional decoder priors.
+
+    ``forward`` returns ``(reconstruction (B, L), μ (B, D), log σ² (B, D))``.
+
+    The caller decides whether to decode μ or a sample (:func:`reparameterise`); the Doppler node's wavelengths
+    come from the data's grid (:meth:`set_wavelengths`, called by the module).
+
+    Args:
+        n_pixels: L, the grid's length (the module passes it).
+        latent_dim: D, latent nodes.
+        depth: encoder layers kept from the paper's 15 (shorter nets for short grids and CPU runs).
+        doppler_node: a physics prior: this node is a radial velocity ``v = doppler_scale · z[:, node]`` km/s that
+            shifts the decoder's (rest-frame) output (:class:`DopplerShift`, spender-style); None: no such node.
+        doppler_scale: km/s per unit of the Doppler node.
+        warp_knots: a generic decoder prior: the decoded spectrum is resampled along the pixel axis by a
+            displacement linear in the code, interpolated between this many control points (:class:`Warp`, a
+            shift operator whose span contains the Doppler shift); 0: none.
+        warp_init: the warp's coefficients start at N(0, this²): small, but not 0 (at 0 no node ever drives it).
     """
 
     def __init__(
@@ -207,41 +226,48 @@ class ConvAutoencoder(nn.Module):
         depth: int = 15,
         doppler_node: int | None = None,
         doppler_scale: float = 30.0,
-        wave: np.ndarray | None = None,
-        coord_channels: bool = False,
         warp_knots: int = 0,
         warp_init: float = 0.05,
-        output_level: float = 0.0,
     ):
         super().__init__()
+        if latent_dim < 1:
+            raise ConfigError(f"latent_dim must be >= 1, got {latent_dim}")
+        if warp_knots < 0:
+            raise ConfigError(f"warp_knots must be >= 0, got {warp_knots}")
+        if doppler_node is not None and not 0 <= doppler_node < latent_dim:
+            raise ConfigError(f"doppler_node must be in 0..{latent_dim - 1}, got {doppler_node}")
+        if not doppler_scale > 0:
+            raise ConfigError(f"doppler_scale must be > 0, got {doppler_scale}")
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
-        # what rebuilds it (but n_pixels, and wave, which comes from the data's grid): saved in checkpoints
         self.init_args = {
             "latent_dim": latent_dim,
             "depth": depth,
             "doppler_node": doppler_node,
             "doppler_scale": doppler_scale,
-            "coord_channels": coord_channels,
             "warp_knots": warp_knots,
             "warp_init": warp_init,
-            "output_level": output_level,
         }
         self.encoder = Encoder(n_pixels, latent_dim, depth)
-        self.decoder = Decoder(n_pixels, latent_dim, depth, coord_channels)
-        if warp_knots < 0:
-            raise ConfigError(f"warp_knots must be >= 0, got {warp_knots}")
+        self.decoder = Decoder(n_pixels, latent_dim, depth)
         self.warp = Warp(n_pixels, latent_dim, warp_knots) if warp_knots else None
         self.doppler_node, self.doppler_scale = doppler_node, doppler_scale
-        if doppler_node is not None:
-            if not 0 <= doppler_node < latent_dim:
-                raise ConfigError(f"doppler_node must be in 0..{latent_dim - 1}, got {doppler_node}")
-            if wave is None or len(wave) != n_pixels:
-                raise ConfigError("doppler_node needs the grid's wavelengths (one per input pixel)")
-            self.shift = DopplerShift(wave)
+        self.shift: DopplerShift | None = None  # set_wavelengths: the grid is the data's, not the network's
         init_weights(self)
-        nn.init.constant_(self.decoder.deconv[-1].bias, output_level)
         if self.warp is not None:  # small: training starts near no warp, yet codes get its gradient
             nn.init.normal_(self.warp.coef.weight, std=warp_init)
+
+    @property
+    def needs_wavelengths(self) -> bool:
+        """True while a Doppler node waits for the grid's wavelengths."""
+        return self.doppler_node is not None and self.shift is None
+
+    def set_wavelengths(self, wave: np.ndarray) -> None:
+        """The grid's ``(L,)`` pixel wavelengths (Å): what the Doppler node shifts along (no-op without one)."""
+        if self.doppler_node is None:
+            return
+        if len(wave) != self.n_pixels:
+            raise ConfigError(f"doppler_node needs one wavelength per input pixel ({self.n_pixels}), got {len(wave)}")
+        self.shift = DopplerShift(wave)
 
     def encode(self, flux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Spectra ``(B, L)`` -> μ, clamped log σ², each ``(B, D)``."""
@@ -254,6 +280,8 @@ class ConvAutoencoder(nn.Module):
             out = self.warp(out, z)
         if self.doppler_node is None:
             return out
+        if self.shift is None:
+            raise ConfigError("doppler_node needs the grid's wavelengths: call set_wavelengths(grid.wavelength)")
         return self.shift(out, self.doppler_scale * z[:, self.doppler_node])
 
     def forward(self, flux: torch.Tensor, sample: bool = False):

@@ -18,6 +18,14 @@ from __future__ import annotations
 from pathlib import Path
 
 RUN_FILE = "run.json"
+
+
+def override_name(option: str) -> str:
+    """A command-line override's part of a run's name: ``--model.kl_schedule.init_args.weight`` ->
+    ``kl_schedule.weight`` (the section and ``init_args`` dropped)."""
+    return ".".join(p for p in option.lstrip("-").split(".")[1:] if p != "init_args")
+
+
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 

@@ -3,7 +3,7 @@
 The YAML is the one ``wandb sweep`` takes: ``method`` (grid | random), ``parameters``
 (dotted LightningCLI paths with ``values``/``value`` or, for random, ``min``/``max`` and
 ``distribution``), and a ``command`` using ``${env}``, ``${interpreter}``, ``${program}``
-and ``${args}`` (-> ``--model.kl_weight=0.3 ...``). Each run is a real ``fit`` in its own
+and ``${args}`` (-> ``--model.kl_schedule.init_args.weight=0.3 ...``). Each run is a real ``fit`` in its own
 process and directory ``DIR/<run name>``; results are appended to ``DIR/results.csv`` as
 runs finish; finished runs are skipped on a rerun, failed ones are recorded and retried.
 """
@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from .metrics.latent import MAD_THRESHOLD
-from .run_layout import report_file
+from .run_layout import override_name, report_file
 from .synth import LABELS  # what a sweep table records per run: the synthetic labels (others where present)
 
 
@@ -75,7 +75,7 @@ def draw(spec: dict, count: int | None = None, seed: int = 0) -> list[dict]:
 
 
 def run_name(params: dict) -> str:
-    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
+    return ",".join(f"{override_name(k)}={v}" for k, v in params.items())
 
 
 def command(spec: dict, params: dict) -> list[str]:
@@ -115,6 +115,8 @@ def summarise(run_dir: Path) -> dict:
         "n_informative": len(report["mad"]["informative"]),
         "mad": json.dumps([round(v, 5) for v in report["mad"]["values"]]),
         "val_loss": full.get("fit", {}).get("val_loss"),
+        "kl_weight": full.get("fit", {}).get("kl_weight"),
+        "latent_dim": full.get("fit", {}).get("latent_dim"),
     }
     for label in LABELS:
         e = report["mi"].get("ksg", {}).get(label, {})
@@ -123,9 +125,8 @@ def summarise(run_dir: Path) -> dict:
     return row
 
 
-FIELDS = ["run", "status", "returncode", "seconds", "params", "split", "n_informative", "val_loss", "mad"] + [
-    f"{p}_{label}" for label in LABELS for p in ("mi", "node")
-]
+FIELDS = ["run", "status", "returncode", "seconds", "params", "split", "kl_weight", "latent_dim", "n_informative"]
+FIELDS += ["val_loss", "mad"] + [f"{p}_{label}" for label in LABELS for p in ("mi", "node")]
 
 
 def run_sweep(
@@ -213,10 +214,9 @@ def report(out_dir: str | Path, threshold: float = MAD_THRESHOLD) -> dict[str, P
     rows = latest_rows(out / "results.csv")
     if not rows:
         raise ValueError(f"{out}: no finished runs in results.csv")
-    for r in rows:
-        p = json.loads(r["params"])
-        r["kl_weight"] = float(p.get("model.kl_weight", np.nan))
-        r["latent_dim"] = int(p.get("model.latent_dim", 0))
+    for r in rows:  # λ and the latent size as each run had them (its report), whichever way they were set
+        r["kl_weight"] = float(r.get("kl_weight") or np.nan)
+        r["latent_dim"] = int(r.get("latent_dim") or 0)
     sizes = sorted({r["latent_dim"] for r in rows})
     fig, axes = subplots(1, 2, figsize=(11, 4))
     for c, size in enumerate(sizes):

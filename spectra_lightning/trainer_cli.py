@@ -28,7 +28,7 @@ from .errors import ConfigError, MovedWarning
 from .files import write_atomic
 from .lock import StoreLockedError
 from .module import NonFiniteLossError, SpectrumAutoencoder
-from .run_layout import checkpoint_dir, is_run, last_checkpoint, run_file, run_of
+from .run_layout import checkpoint_dir, is_run, last_checkpoint, override_name, run_file, run_of
 from .store import StoreError
 
 RUN_DIR_ENV = "SPECTRA_LIGHTNING_RUN_DIR"  # shared with DDP child processes
@@ -109,7 +109,9 @@ def checkpoint_hparams(path: str) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
         raise ConfigError(f"--ckpt_path {path}: not a loadable checkpoint ({type(e).__name__})") from None
-    return dict(ckpt.get("hyper_parameters", {})) if isinstance(ckpt, dict) else {}
+    from .legacy import upgrade_hparams
+
+    return upgrade_hparams(dict(ckpt.get("hyper_parameters", {}))) if isinstance(ckpt, dict) else {}
 
 
 class SpectraCLI(LightningCLI):
@@ -120,27 +122,31 @@ class SpectraCLI(LightningCLI):
     with a checkpoint of a run directory continues that run: same directory, checkpoints, W&B run.
     """
 
-    run_label = ""  # set by main(): the dotted overrides, e.g. "kl_weight=0.3,latent_dim=8"
+    run_label = ""  # set by run(): the dotted overrides, e.g. "kl_schedule.weight=0.3,net.latent_dim=8"
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
         super()._add_subcommands(parser, **kwargs)
         for name, sub in parser._subcommands_action._name_parser_map.items():
             sub.prog = f"{PROG} {name}"  # not "... [options] fit": the usage shows what users type
-            sub.epilog = data_options_help()
+            sub.epilog = options_help()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.n_pixels", "model.n_pixels", apply_on="instantiate")
         parser.link_arguments("data.grid_spec", "model.grid", apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads the checkpoint's hyper-parameters here: make a missing or foreign file one line
+        # As LightningCLI's: the checkpoint's model hyper-parameters become the config's model. Here a missing or
+        # foreign file is one line, and an older checkpoint's hyper-parameters are upgraded first (legacy.py).
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
-        if ckpt and ckpt not in ("last", "best", "hpc", "registry"):
-            if not Path(ckpt).is_file():
-                raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
-            self._checkpoint_hparams = checkpoint_hparams(ckpt)  # loadable at all? (kept for the grid check)
-        super()._parse_ckpt_path()
+        if not ckpt or ckpt in ("last", "best", "hpc", "registry"):
+            return
+        if not Path(ckpt).is_file():
+            raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
+        self._checkpoint_hparams = checkpoint_hparams(ckpt)  # loadable at all? (kept for the grid check)
+        hparams = {k: v for k, v in self._checkpoint_hparams.items() if not k.startswith("_")}
+        if hparams:
+            self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
@@ -242,27 +248,57 @@ class SpectraCLI(LightningCLI):
         finish_wandb(self.trainer)  # the run is complete: a later fit (or resume) starts cleanly
 
 
-def data_options_help() -> str:
-    """The DataModule's options, which ``--help`` otherwise hides behind ``--data.help CLASS``."""
+def documented_args(cls: type) -> dict[str, str]:
+    """``{parameter: help}`` from a class's docstring ``Args:`` section (what jsonargparse shows as help)."""
+    import inspect
+
+    entries: dict[str, str] = {}
+    last = None
+    for line in (inspect.getdoc(cls) or "").split("Args:", 1)[-1].splitlines():
+        m = re.match(r"^ {4}(\w+): (.+)$", line)
+        if m:
+            last = m[1]
+            entries[last] = m[2]
+        elif last and line.startswith(" " * 8):
+            entries[last] += " " + line.strip()  # the entry's next line
+    return entries
+
+
+def _short(text: str) -> str:
+    """A help text's first sentence, without reST markup."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", " ".join(text.split()).replace("``", ""))
+    return re.split(r"(?<!al)\. ", text)[0].rstrip(".")
+
+
+def options_help() -> str:
+    """The DataModule's options and the model parts' (network, loss, KL schedule), which ``--help`` otherwise
+    hides behind ``--data.help CLASS`` / ``--model.loss.help CLASS``: one line each."""
     import inspect
 
     from spectra_lightning.data_modules import SpectraDataModule, StreamingSpectraDataModule
 
-    lines, doc = [], inspect.getdoc(SpectraDataModule) or ""
-    entries: list[list[str]] = []
-    for line in doc.split("Args:", 1)[-1].splitlines():
-        m = re.match(r"^ {4}(\w+(?:, \w+)*): (.+)$", line)
-        if m:
-            entries.append([m[1].split(",")[0], m[2]])
-        elif entries and line.startswith(" " * 8):
-            entries[-1][1] += " " + line.strip()  # the entry's next line
-    for name, text in entries:
-        lines.append(f"  --data.init_args.{name:16s} {text.replace('``', '').split('. ')[0].rstrip('.')}")
+    from . import kl_schedules, losses, nets
+
+    lines = [f"  --data.init_args.{k:16s} {_short(v)}" for k, v in documented_args(SpectraDataModule).items()]
     names = f"{SpectraDataModule.__name__} (map-style) or {StreamingSpectraDataModule.__name__}"
-    return (
-        f"data options (--data.class_path: {names}):\n" + "\n".join(lines) + "\n"
+    out = [f"data options (--data.class_path: {names}):", *lines]
+    out.append(
         f"all of them: {PROG} fit --data.help {SpectraDataModule.__name__} (or {StreamingSpectraDataModule.__name__})"
     )
+    out.append("\nmodel parts (--model.net / .loss / .kl_schedule: a class_path and its init_args):")
+    for part, classes in (
+        ("net", [nets.ConvAutoencoder]),
+        ("loss", [losses.AbsoluteError, losses.SquaredError]),
+        ("kl_schedule", [kl_schedules.Constant, kl_schedules.LinearWarmup, kl_schedules.CapacityAnnealing]),
+    ):
+        for cls in classes:
+            summary = _short((inspect.getdoc(cls) or "").split("\n\n")[0])
+            out.append(f"  {part}: {cls.__module__}.{cls.__name__} - {summary}")
+            params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "n_pixels")]
+            docs = documented_args(cls)
+            out += [f"    --model.{part}.init_args.{p:15s} {_short(docs.get(p, ''))}" for p in params]
+    out.append(f"a part's options in full: {PROG} fit --model.loss.help SquaredError (or another class)")
+    return "\n".join(out)
 
 
 def read_run_file(run_dir) -> dict:
@@ -343,7 +379,7 @@ def run(args: list[str], from_argv: bool) -> int:
     alias_moved_packages()
     had_run_dir = RUN_DIR_ENV in os.environ
     SpectraCLI.run_label = ",".join(
-        f"{key.split('.')[-1]}={value}"
+        f"{override_name(key)}={value}"
         for key, value in (a.split("=", 1) for a in args if a.startswith(("--model.", "--data.")) and "=" in a)
     )
     try:

@@ -42,6 +42,18 @@ def real_file(rel: str) -> Path:
     return path
 
 
+def tiny_model(weight: float = 0.1, **net) -> dict:
+    """The ``model`` section of a seconds-long fit: a 4-node, 5-layer VAE, L1 summed over pixels, constant λ."""
+    return {
+        "net": {
+            "class_path": "spectra_lightning.nets.ConvAutoencoder",
+            "init_args": {"latent_dim": 4, "depth": 5, **net},
+        },
+        "loss": {"class_path": "spectra_lightning.losses.AbsoluteError", "init_args": {"normalisation": "sum"}},
+        "kl_schedule": {"class_path": "spectra_lightning.kl_schedules.Constant", "init_args": {"weight": weight}},
+    }
+
+
 def tiny_config(tmp_path, store, data: dict | None = None, **trainer) -> Path:
     """A YAML config for a seconds-long CPU fit of a 4-node VAE on ``store``; ``data`` (init args) and
     ``trainer`` keys override."""
@@ -55,7 +67,7 @@ def tiny_config(tmp_path, store, data: dict | None = None, **trainer) -> Path:
             "default_root_dir": str(tmp_path / "run"),
             **trainer,
         },
-        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+        "model": tiny_model(),
         "data": {
             "class_path": "spectra_lightning.data_modules.SpectraDataModule",
             "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25, **(data or {})},
@@ -141,7 +153,7 @@ def streaming_config(tmp_path, store, data: dict | None = None, **trainer) -> Pa
             "callbacks": [{"class_path": "stream_probe.IndexRecorder"}],
             **trainer,
         },
-        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+        "model": tiny_model(),
         "data": {
             "class_path": "spectra_lightning.data_modules.StreamingSpectraDataModule",
             "init_args": {

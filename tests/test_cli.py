@@ -24,7 +24,7 @@ def test_overview_and_help(capsys):
         main(["fit", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "--model.kl_weight" in out
+    assert "--model.kl_schedule" in out and "--model.kl_schedule.init_args.weight" in out
     # the DataModule's options are listed where a user looks, one per line
     assert "\n  --data.init_args.store " in out and "\n  --data.init_args.batch_size " in out
     assert main(["frobnicate"]) == 2
@@ -52,9 +52,12 @@ def test_print_config_of_quickstart(capsys):
         main(["fit", "--config", str(REPO / "experiments/quickstart.yaml"), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     written = yaml.safe_load((REPO / "experiments/quickstart.yaml").read_text())
-    for key in ("kl_weight", "reconstruction", "warp_knots", "kl_capacity"):
-        assert printed["model"][key] == written["model"][key]
-    assert printed["model"]["doppler_node"] is None  # the default builds in no Doppler physics
+    for part in ("net", "loss", "kl_schedule", "optimizer"):  # each part as written, defaults filled in
+        assert printed["model"][part]["class_path"] == written["model"][part]["class_path"]
+        got = printed["model"][part]["init_args"]
+        assert {k: got[k] for k in written["model"][part]["init_args"]} == written["model"][part]["init_args"]
+    assert printed["model"]["net"]["init_args"]["doppler_node"] is None  # the default builds in no Doppler physics
+    assert printed["model"]["kl_schedule"]["init_args"]["unit"] == "fraction"
     assert printed["data"]["init_args"]["synth"]["grid"] == "quickstart"
 
 
@@ -74,7 +77,8 @@ def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys):
             "init_args": {"save_dir": str(tmp_path / "run"), "name": "csv", "version": 0},
         },
     )
-    assert main(["fit", "--config", str(cfg), "--model.lr=0.003"]) == 0
+    lr = ["--model.optimizer=torch.optim.Adam", "--model.optimizer.init_args.lr=0.003"]
+    assert main(["fit", "--config", str(cfg), *lr]) == 0
     rows = list(csv.DictReader(open(tmp_path / "run/csv/version_0/metrics.csv")))
     val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
     assert len(val) == 6 and val[-1] < 0.7 * val[0]
@@ -130,12 +134,14 @@ def test_wandb_gets_the_nested_config_once_and_sweep_names(tmp_path, tiny_store,
         limit_val_batches=1,
         logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "t"}},
     )
-    assert main(["fit", "--config", str(cfg), "--model.kl_weight=0.5", "--model.latent_dim=3"]) == 0
+    overrides = ["--model.kl_schedule.init_args.weight=0.5", "--model.net.init_args.latent_dim=3"]
+    assert main(["fit", "--config", str(cfg), *overrides]) == 0
     config = captured["config"]
-    assert config["model"]["kl_weight"] == 0.5 and config["model"]["latent_dim"] == 3
+    assert config["model"]["kl_schedule"]["init_args"]["weight"] == 0.5
+    assert config["model"]["net"]["init_args"]["latent_dim"] == 3
     assert {"trainer", "data", "model"} <= set(config)
-    assert captured["name"] == "kl_weight=0.5,latent_dim=3" and captured["group"] == "mysweep"
-    assert not any("kl_weight" in p or "latent_dim" in p for p in passed)  # no flattened duplicates
+    assert captured["name"] == "kl_schedule.weight=0.5,net.latent_dim=3" and captured["group"] == "mysweep"
+    assert not any("weight" in p or "latent_dim" in p for p in passed)  # no flattened duplicates
 
 
 def test_missing_store_is_one_clear_line(tmp_path, tiny_store, capsys):
@@ -191,21 +197,36 @@ def test_the_epoch_loss_is_the_mean_of_the_epoch_steps(tmp_path, tiny_store):
 
 
 def test_every_model_option_has_help_text(capsys):
-    """`fit --help` shows a help text for every --model.* option (a docstring entry naming two options at once
-    gave both none)."""
+    """`fit --help` shows a help text for every --model.* option, and one line for every option of every model
+    part the package ships (network, losses, KL schedules); a docstring entry a parser cannot read fails here."""
+    import inspect
     import re
+
+    from spectra_lightning import kl_schedules, losses, nets
 
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     out = capsys.readouterr().out
-    entries = re.split(r"\n  (?=--model\.\w+)", out.split("\n  --model.", 1)[1].join(["\n  --model.", ""]))
+    entries = re.split(r"\n  (?=--model\.\w+ )", out.split("\n  --model.", 1)[1].join(["\n  --model.", ""]))
     helps = {}
     for entry in entries:
-        m = re.match(r"--model\.(\w+)", entry)
+        m = re.match(r"--model\.(\w+) \S+\s+(.*)", entry, flags=re.S)
         if m:
-            text = " ".join(entry.split("\n", 1)[1:]) if "\n" in entry else ""
-            first_line = entry.split("\n", 1)[0]
-            text = (first_line.split(None, 2)[2] if len(first_line.split(None, 2)) > 2 else "") + " " + text
-            helps[m.group(1)] = re.sub(r"\(type:.*?\)", "", " ".join(text.split()), flags=re.S).strip()
-    assert len(helps) >= 20, sorted(helps)
-    assert [name for name, text in helps.items() if not text] == []
+            helps[m.group(1)] = re.sub(r"\(type:.*", "", " ".join(m.group(2).split()), flags=re.S).strip()
+    assert set(helps) == {"net", "loss", "kl_schedule", "variational", "optimizer", "scheduler"}, sorted(helps)
+    assert [name for name, text in helps.items() if len(text) < 10] == []
+    bases = (("net", nets, nets.SpectrumNet), ("loss", losses, losses.Reconstruction))
+    bases += (("kl_schedule", kl_schedules, kl_schedules.KLSchedule),)
+    shipped = [
+        (part, cls)
+        for part, module, base in bases
+        for cls in vars(module).values()
+        if inspect.isclass(cls) and issubclass(cls, base) and cls is not base and cls.__module__ == module.__name__
+    ]
+    assert len(shipped) >= 6
+    for part, cls in shipped:
+        for name in inspect.signature(cls.__init__).parameters:
+            if name in ("self", "n_pixels"):
+                continue
+            line = re.search(rf"--model\.{part}\.init_args\.{name} +(.*)", out)
+            assert line and len(line.group(1).strip()) >= 5, f"{cls.__name__}.{name} has no help"

@@ -37,8 +37,8 @@ def test_parser_errors_are_one_line_with_a_pointer_to_help(tmp_path, tiny_store,
     cfg = tiny_config(tmp_path, tiny_store, logger=False)
     fails_in_one_line(
         capsys,
-        ["fit", "--config", str(cfg), "--model.kl_weigth=3"],
-        "unrecognized arguments: --model.kl_weigth=3",
+        ["fit", "--config", str(cfg), "--model.kl_schedule.init_args.wieght=3"],
+        "--model.kl_schedule: Option 'wieght' is not accepted",
         "python -m spectra_lightning fit --help",
     )
 
@@ -46,8 +46,12 @@ def test_parser_errors_are_one_line_with_a_pointer_to_help(tmp_path, tiny_store,
 @pytest.mark.parametrize(
     "override, needles",
     [
-        ("--model.kl_weight=-1", ["--model.kl_weight must be >= 0, got -1"]),
-        ("--model.depth=12", ["depth 12 is too deep for 512 px", "use depth <= 11"]),
+        ("--model.kl_schedule.init_args.weight=-1", ["--model.kl_schedule weight must be >= 0, got -1"]),
+        (
+            '--model.kl_schedule={"class_path": "LinearWarmup", "init_args": {"length": 30}}',
+            ["--model.kl_schedule length must be in 0..1 (unit: fraction), got 30"],
+        ),
+        ("--model.net.init_args.depth=12", ["depth 12 is too deep for 512 px", "use depth <= 11"]),
         ("--data.init_args.batch_size=0", ["--data.init_args.batch_size must be >= 1, got 0"]),
         ("--trainer.max_epochs=0", ["--trainer.max_epochs=0: nothing would be trained"]),
         ("--trainer.max_steps=0", ["--trainer.max_steps=0: nothing would be trained"]),

@@ -21,6 +21,8 @@ from spectra_lightning.explorer import Explorer, envelope
 from spectra_lightning.explorer_server import make_server
 from spectra_lightning.headless import Chromium, find_chromium
 
+from helpers import tiny_model
+
 ARTIFACTS = Path(
     os.environ.get("SPECTRA_LIGHTNING_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
 )
@@ -44,7 +46,7 @@ def run(tmp_path_factory, tiny_store):
                 {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
             ],
         },
-        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0},
+        "model": tiny_model(),
         "data": {
             "class_path": "spectra_lightning.data_modules.SpectraDataModule",
             "init_args": {"store": str(tiny_store), "batch_size": 16, "val_fraction": 0.3},

@@ -189,11 +189,44 @@ def test_carrier_verdicts():
             "mi_pairs": {"ksg": {"rv": {"best_pair": [0, 1], "value": pair_value}}},
         }
 
-    assert label_carrier(rep(2.0, 0.5, 2.2, [0.0, 0.0]), "rv")["kind"] == "single node"
-    assert label_carrier(rep(1.4, 1.1, 2.8, [0.02, 0.05]), "rv") == {
+    assert label_carrier(rep(2.0, 0.5, 2.2, [0.0, 0.0]), "rv", ["teff"])["kind"] == "single node"
+    assert label_carrier(rep(1.4, 1.1, 2.8, [0.02, 0.05]), "rv", ["teff"]) == {
         "kind": "phase pair",
         "nodes": [0, 1],
         "value": 2.8,
     }
-    assert label_carrier(rep(1.4, 1.1, 2.8, [0.5, 0.05]), "rv")["kind"] == "diffuse"  # a pair node carries Teff
+    assert label_carrier(rep(1.4, 1.1, 2.8, [0.5, 0.05]), "rv", ["teff"])["kind"] == "diffuse"  # a node carries Teff
+    assert label_carrier(rep(1.4, 1.1, 2.8, [0.5, 0.05]), "rv")["kind"] == "phase pair"  # no other label to check
+    # every label against all the others (no label is special): Teff's verdicts come out the same way
+    both = rep(1.4, 1.1, 2.8, [0.5, 0.05])
+    both["mi"]["ksg"]["teff"].update(best_node=0, runner_up=1, best=0.5, runner_up_value=0.05)
+    both["mi"]["ksg"]["rv"]["values"] = [1.4, 1.1]
+    from spectra_lightning.metrics.report import label_carriers
+
+    verdicts = label_carriers(both)
+    assert verdicts["rv"]["kind"] == "diffuse" and verdicts["teff"] == {
+        "kind": "single node",
+        "nodes": [0],
+        "value": 0.5,
+    }
     assert label_carrier(rep(0.06, 0.02, 0.08, [0.0, 0.0]), "rv")["kind"] == "none"
+
+
+def test_one_labels_entry_and_the_label_cleaning_each_stand_alone():
+    """The report's parts, tested without the whole report: a node correlated with ρ = 0.9 carries the label's
+    analytic MI, −½ ln(1 − ρ²) = 0.830 nat; the baseline that is the label plus less noise beats it."""
+    from spectra_lightning.metrics.report import clean_labels, ksg_entry
+
+    rng = np.random.default_rng(3)
+    n, rho = 2000, 0.9
+    y = rng.standard_normal(n)
+    codes = rng.standard_normal((n, 3))
+    codes[:, 1] = rho * y + np.sqrt(1 - rho**2) * rng.standard_normal(n)
+    better = 0.99 * y + np.sqrt(1 - 0.99**2) * rng.standard_normal(n)
+    e = ksg_entry(codes, y, nodes=[0, 1, 2], k=3, seed=0, intervals=10, baselines={"b": better, "noise": codes[:, 0]})
+    assert e["best_node"] == 1 and e["best"] == pytest.approx(-0.5 * np.log(1 - rho**2), abs=0.08)
+    assert e["intervals"]["distinct"] and e["baseline"]["best"] == "b" and e["baseline"]["value"] > e["best"]
+    y_bad = np.full(n, np.nan)
+    y_bad[:5] = 1.0
+    cleaned = clean_labels({"ok": y, "bad": y_bad}, sigma=None, min_n=8)
+    assert "skipped" in cleaned["bad"][1] and "skipped" not in cleaned["ok"][1] and cleaned["ok"][0].sum() == n

@@ -175,7 +175,7 @@ def test_the_miles_recipe_fits_a_subset_and_the_grid_flows_into_encode(miles_sto
         == 0
     )
     codes = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
-    assert codes["mu"].shape == (SUBSET, cfg["model"]["latent_dim"])
+    assert codes["mu"].shape == (SUBSET, cfg["model"]["net"]["init_args"]["latent_dim"])
     assert SpectralGrid(**codes.attrs["grid"]) == SpectralGrid.named("miles")
     # a store of another grid is refused by this model in one line
     other = tmp_path / "q.zarr"

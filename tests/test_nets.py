@@ -62,9 +62,9 @@ def test_doppler_node_shifts_the_decoded_spectrum():
     from spectra_lightning.module import SpectrumAutoencoder
 
     grid = GRIDS["tiny"]
-    m = SpectrumAutoencoder(
-        latent_dim=4, depth=5, n_pixels=grid.length, doppler_node=2, doppler_scale=30.0, grid=grid.describe()
-    )
+    net = {"class_path": "spectra_lightning.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 5}}
+    net["init_args"] |= {"doppler_node": 2, "doppler_scale": 30.0}
+    m = SpectrumAutoencoder(net=net, n_pixels=grid.length, grid=grid.describe())
     z = torch.zeros(2, 4)
     z[1, 2] = 1.0  # +30 km/s
     with torch.no_grad():
@@ -72,8 +72,10 @@ def test_doppler_node_shifts_the_decoded_spectrum():
         out = m.net.decode(z)
     torch.testing.assert_close(out[0], rest[0])
     torch.testing.assert_close(out[1], m.net.shift(rest[1:], torch.tensor([30.0]))[0])
-    with pytest.raises(ValueError, match="grid"):
-        SpectrumAutoencoder(latent_dim=4, depth=5, n_pixels=grid.length, doppler_node=2)
+    with pytest.raises(ConfigError, match="doppler_node: it needs the data's grid"):
+        SpectrumAutoencoder(net=net, n_pixels=grid.length)
+    with pytest.raises(ConfigError, match="needs the grid's wavelengths"):
+        ConvAutoencoder(grid.length, 4, 5, doppler_node=2).decode(z)
 
 
 def test_warp_moves_a_line_by_its_displacement_field():
@@ -122,32 +124,41 @@ def test_the_warp_contains_the_doppler_shift_on_a_linear_grid():
     np.testing.assert_allclose(warped.numpy(), shifted.numpy(), atol=2e-3)
 
 
-def test_decoder_priors_are_off_by_default_and_on_when_asked():
+def test_the_warp_is_off_by_default_and_adds_only_its_coefficients():
+    torch.manual_seed(0)
     plain = ConvAutoencoder(512, 4, 5)
-    coord = ConvAutoencoder(512, 4, 5, coord_channels=True)
-    warped = ConvAutoencoder(512, 4, 5, warp_knots=3)
-    assert plain.warp is None and set(plain.state_dict()) < set(warped.state_dict())
-    # CoordConv: one more input channel in each of the decoder's convolutions, nothing else
-    convs = [m for m in coord.decoder.deconv if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
-    assert n_parameters(coord) - n_parameters(plain) == sum(m.out_channels * m.kernel_size[0] for m in convs)
-    # with a zero code the coordinate channels alone make the output vary along the spectrum
-    with torch.no_grad():
-        for m in coord.modules():
-            if hasattr(m, "bias") and m.bias is not None:
-                m.bias.zero_()
-        assert coord.decode(torch.zeros(1, 4)).std() > 0
-        assert plain.decode(torch.zeros(1, 4)).std() == 0
+    torch.manual_seed(0)
+    warped = ConvAutoencoder(512, 4, 5, warp_knots=3, warp_init=0.1)
+    assert plain.warp is None and warped.warp is not None
+    assert set(warped.state_dict()) - set(plain.state_dict()) == {"warp.coef.weight", "warp.coef.bias"}
+    assert n_parameters(warped) - n_parameters(plain) == 3 * 4 + 3
+    assert float(warped.warp.coef.weight.std()) == pytest.approx(0.1, rel=0.5)  # its own init, not Kaiming's
+    z = torch.randn(8, 4)
+    with torch.no_grad():  # a zero displacement field leaves the decoder's output as it is
+        warped.warp.coef.weight.zero_()
+        warped.warp.coef.bias.zero_()
+        warped.decoder.load_state_dict(plain.decoder.state_dict())
+        torch.testing.assert_close(warped.decode(z), plain.decode(z))
     with pytest.raises(ConfigError, match="warp_knots"):
         ConvAutoencoder(512, 4, 5, warp_knots=-1)
 
 
-def test_output_level_starts_the_decoder_at_that_level_and_changes_nothing_else():
-    torch.manual_seed(0)
-    plain = ConvAutoencoder(512, 4, 5)
-    torch.manual_seed(0)
-    level = ConvAutoencoder(512, 4, 5, output_level=1.0)
-    z = torch.randn(8, 4)
-    with torch.no_grad():  # the same weights; the output moves by exactly the level
-        torch.testing.assert_close(level.decode(z), plain.decode(z) + 1.0)
-    a, b = plain.state_dict(), level.state_dict()
-    assert [k for k in a if not torch.equal(a[k], b[k])] == [f"decoder.deconv.{len(level.decoder.deconv) - 1}.bias"]
+@pytest.mark.parametrize("grid", ["quickstart", "harps"])
+def test_the_doppler_shift_keeps_its_precision_on_long_grids(grid):
+    """Against numpy's float64 interpolation at λ/(1+v/c): float32 throughout, yet errors stay at float32's
+    level on the full 327,680-px grid (reading positions as i − d in float32 gave 1.5 % of a pixel step there)."""
+    from spectra_lightning.grid import C_KMS, GRIDS
+    from spectra_lightning.nets import DopplerShift
+
+    wave = GRIDS[grid].wavelength
+    flux = np.random.default_rng(0).random((2, len(wave))).astype(np.float32)
+    v = np.array([12.3, -27.1])
+    out = DopplerShift(wave)(torch.from_numpy(flux), torch.from_numpy(v)).numpy()
+    want = np.stack([np.interp(wave / (1 + v[i] / C_KMS), wave, flux[i].astype(np.float64)) for i in range(2)])
+    assert np.abs(out - want)[:, 5:-5].max() < 2e-5
+    # the augmentation's form: NaN (masked) where the source lies beyond the grid, the same values inside
+    masked = DopplerShift(wave, fill=float("nan"))(torch.from_numpy(flux), torch.from_numpy(v)).numpy()
+    inside = np.isfinite(masked)
+    np.testing.assert_array_equal(masked[inside], out[inside])
+    src = wave[None, :] / (1 + v[:, None] / C_KMS)
+    np.testing.assert_array_equal(inside, (src >= wave[0]) & (src <= wave[-1]))

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers import tiny_model
+
 
 def write_config(path, store, trainer=None, data=None, model=None, callbacks=()):
     cfg = {
@@ -19,7 +21,7 @@ def write_config(path, store, trainer=None, data=None, model=None, callbacks=())
             "callbacks": [{"class_path": c} if isinstance(c, str) else c for c in callbacks],
             **(trainer or {}),
         },
-        "model": {"latent_dim": 4, "depth": 5, "kl_weight": 0.1, "kl_warmup_steps": 0, **(model or {})},
+        "model": {**tiny_model(), **(model or {})},
         "data": {
             "class_path": "spectra_lightning.data_modules.SpectraDataModule",
             "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.25, **(data or {})},
@@ -124,7 +126,7 @@ def test_an_infinite_pixel_never_reaches_the_loss_and_a_non_finite_loss_stops_th
             tmp_path / "inf.yaml",
             store,
             common,
-            model={"doppler_node": doppler},
+            model={"net": tiny_model(doppler_node=doppler)["net"]},
             data={"val_fraction": 0.25, "check_checksums": False},  # the row was changed behind its checksum
             callbacks=[metrics],
         )
@@ -141,7 +143,10 @@ def test_an_infinite_pixel_never_reaches_the_loss_and_a_non_finite_loss_stops_th
         tmp_path / "nan.yaml",
         tiny_store,
         {**common, "default_root_dir": str(tmp_path / "nan")},
-        model={"lr": 1e12, "kl_weight": 1e12},
+        model={
+            "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e12}},
+            "kl_schedule": {"class_path": "spectra_lightning.kl_schedules.Constant", "init_args": {"weight": 1e12}},
+        },
         callbacks=[metrics],
     )
     rc = main(["fit", "--config", str(cfg)])
@@ -167,7 +172,13 @@ def test_the_recipes_rewrite_last_ckpt_every_epoch_even_when_the_validation_loss
         tmp_path / "c.yaml",
         tiny_store,
         trainer={"max_epochs": 4, "default_root_dir": str(tmp_path / "run"), "enable_progress_bar": False},
-        model={"lr": 1e-9, "kl_weight": 10.0, "kl_warmup_steps": 0.99},  # weights ~frozen, λ rising
+        model={  # weights ~frozen, λ rising
+            "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-9}},
+            "kl_schedule": {
+                "class_path": "spectra_lightning.kl_schedules.LinearWarmup",
+                "init_args": {"weight": 10.0, "length": 0.99},
+            },
+        },
         callbacks=[*checkpoints, probe],
     )
     assert main(["fit", "--config", str(cfg)]) == 0

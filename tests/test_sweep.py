@@ -13,6 +13,8 @@ from spectra_lightning.cli import main
 from spectra_lightning.sweep import command, draw, load_sweep, report, run_sweep
 from spectra_lightning.synth import SynthSpec, synthesize
 
+from helpers import tiny_model
+
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
 BASES = sorted((REPO / "experiments").glob("*.yaml"))
@@ -111,7 +113,7 @@ def tiny_sweep(tmp_path, store, values=(0.1, 1.0), latents=(2, 3)):
                 }
             ],
         },
-        "model": {"latent_dim": 4, "depth": 5, "kl_warmup_steps": 0},
+        "model": tiny_model(),
         "data": {
             "class_path": "spectra_lightning.data_modules.SpectraDataModule",
             "init_args": {"store": str(store), "batch_size": 16, "val_fraction": 0.3},
@@ -121,7 +123,10 @@ def tiny_sweep(tmp_path, store, values=(0.1, 1.0), latents=(2, 3)):
     spec = {
         "name": "tiny",
         "method": "grid",
-        "parameters": {"model.kl_weight": {"values": list(values)}, "model.latent_dim": {"values": list(latents)}},
+        "parameters": {
+            "model.kl_schedule.init_args.weight": {"values": list(values)},
+            "model.net.init_args.latent_dim": {"values": list(latents)},
+        },
         "command": [
             "${env}",
             "${interpreter}",
@@ -144,18 +149,18 @@ def test_local_runner_grid_resume_failure_and_report(tmp_path, tiny_store):
     rows = run_sweep(str(sweep), str(out), parallel=2)
     assert len(rows) == 2
     status = {r["run"]: r["status"] for r in rows}
-    assert status["kl_weight=0.1,latent_dim=2"] == "ok"
-    assert status["kl_weight=0.1,latent_dim=-1"].startswith("failed")
+    assert status["kl_schedule.weight=0.1,net.latent_dim=2"] == "ok"
+    assert status["kl_schedule.weight=0.1,net.latent_dim=-1"].startswith("failed")
     table = list(csv.DictReader(open(out / "results.csv")))
     assert len(table) == 2 and all(r["n_informative"] != "" for r in table if r["status"] == "ok")
     # sweeps compare the validation split; the report's claims are the test split's
-    final = json.loads((out / "kl_weight=0.1,latent_dim=2" / "report.json").read_text())
-    ok = next(r for r in table if r["run"] == "kl_weight=0.1,latent_dim=2")
+    final = json.loads((out / "kl_schedule.weight=0.1,net.latent_dim=2" / "report.json").read_text())
+    ok = next(r for r in table if r["run"] == "kl_schedule.weight=0.1,net.latent_dim=2")
     assert final["split"] == "test" and ok["split"] == "val"
     assert int(ok["n_informative"]) == len(final["validation"]["mad"]["informative"])
     # resume: a finished run is skipped (none runs twice), the failed one is run again
     rows = run_sweep(str(sweep), str(out), parallel=2)
-    assert [r["run"] for r in rows] == ["kl_weight=0.1,latent_dim=-1"]
+    assert [r["run"] for r in rows] == ["kl_schedule.weight=0.1,net.latent_dim=-1"]
     assert len(list(csv.DictReader(open(out / "results.csv")))) == 3  # appended, the finished row kept
     paths = report(out)
     assert paths["figure4"].stat().st_size > 10_000 and paths["mi"].exists()
@@ -165,24 +170,24 @@ def test_random_method_and_dry_run(tmp_path, capsys):
     spec = {
         "method": "random",
         "parameters": {
-            "model.kl_weight": {"min": 0.1, "max": 10.0, "distribution": "log_uniform_values"},
-            "model.latent_dim": {"values": [8, 32]},
+            "model.kl_schedule.init_args.weight": {"min": 0.1, "max": 10.0, "distribution": "log_uniform_values"},
+            "model.net.init_args.latent_dim": {"values": [8, 32]},
         },
         "command": ["${env}", "${interpreter}", "-m", "spectra_lightning", "fit", "${args}"],
     }
     runs = draw(spec, count=20, seed=1)
-    lam = np.array([r["model.kl_weight"] for r in runs])
+    lam = np.array([r["model.kl_schedule.init_args.weight"] for r in runs])
     assert (
         len(runs) == 20
         and (lam >= 0.1).all()
         and (lam <= 10).all()
-        and {r["model.latent_dim"] for r in runs} == {8, 32}
+        and {r["model.net.init_args.latent_dim"] for r in runs} == {8, 32}
     )
     assert draw(spec, count=20, seed=1) == runs
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
     assert main(["sweep", str(path), "--dry-run", "--count", "3", "--dir", str(tmp_path / "o")]) == 0
-    assert capsys.readouterr().out.count("--model.kl_weight=") == 3
+    assert capsys.readouterr().out.count("--model.kl_schedule.init_args.weight=") == 3
     bad = {**spec, "command": ["${interpreter}", "${args_no_hyphens}"]}
     with pytest.raises(ValueError, match="args_no_hyphens"):
         command(bad, runs[0])

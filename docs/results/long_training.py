@@ -7,7 +7,7 @@ Trains the quickstart's L1 recipe (`experiments/quickstart.yaml` + `quickstart_l
 physics prior) on ``--n`` synthetic quickstart spectra (RV uniform on ±30 km/s) for ``--steps`` optimizer steps
 (default 37,500: 25× the CPU recipe's 1,500), and every ``--every`` steps encodes the validation spectra and
 records, per label (RV, Teff), the KSG MI of the best informative node, its runner-up and the best node
-overall. Writes ``long_training.csv`` and ``long_training.png`` to ``--out`` (default: this folder).
+overall. Writes ``long_training.csv`` and ``long_training.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def main() -> None:
     p.add_argument("--val-fraction", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers")
-    p.add_argument("--out", default=str(HERE), help="folder for the CSV and the figure")
+    p.add_argument("--out", required=True, help="folder for the CSV and the figure (docs/results for the record)")
     a = p.parse_args()
     from spectra_lightning.cli import main as cli
 

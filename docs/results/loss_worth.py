@@ -72,7 +72,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=2400)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent)
+    p.add_argument("--out", type=Path, required=True, help="folder for the table (docs/results for the record)")
     a = p.parse_args()
     rows = []
     print("| data | L1: RV / Teff | L2: RV / Teff |\n|---|---|---|")

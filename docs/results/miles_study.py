@@ -1,10 +1,12 @@
 """The MILES study: run `fit` of experiments/miles.yaml with overrides, several seeds, and tabulate.
 
-    python docs/results/miles_study.py --store STORE --name NAME [--seeds 0 1 2] -- --model.kl_weight=300 ...
-    python docs/results/miles_study.py --table RUNS_DIR...          # tabulate finished runs
+    python docs/results/miles_study.py --store STORE --name NAME --csv OUT.csv [--seeds 0 1 2] \
+        -- --model.kl_schedule.init_args.weight=300 ...
+    python docs/results/miles_study.py --table RUNS_DIR... --csv OUT.csv    # tabulate finished runs
 
 Each run is a real `python -m spectra_lightning fit` (its own process, W&B off) in
-``runs/miles_study/<name>/seed<k>``; the table (``miles_study.csv`` beside this file, appended) has,
+``runs/miles_study/<name>/seed<k>``; the table (``--csv``, appended to: the committed record is
+``docs/results/miles_study.csv``, extended by hand after a study) has,
 per run, the informative nodes and, per label, the best node's KSG MI, the runner-up's among the
 informative nodes and their ratio. "Distinct" = best >= 1.0 nat and >= 2x the runner-up.
 """
@@ -21,25 +23,27 @@ from pathlib import Path
 
 import yaml
 
+from spectra_lightning.files import replacing
+from spectra_lightning.legacy import model_settings
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-CSV = HERE / "miles_study.csv"
 LABELS = ("teff", "logg", "feh", "rv")
 
 
 def summarise(run: Path, name: str = "") -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     r = json.loads((run / "report.json").read_text())
-    m, d = cfg["model"], cfg["data"]["init_args"]
+    m, d = model_settings(cfg["model"]), cfg["data"]["init_args"]
     row = {
         "name": name or run.parent.name,
         "seed": cfg.get("seed_everything"),
         "latent_dim": m["latent_dim"],
         "kl_weight": m["kl_weight"],
-        "reconstruction": m.get("reconstruction"),
+        "reconstruction": m["reconstruction"],
         "depth": m["depth"],
         "epochs": cfg["trainer"]["max_epochs"],
-        "doppler_node": m.get("doppler_node"),
+        "doppler_node": m["doppler_node"],
         "doppler_kms": d.get("doppler_kms", 0.0),
         "n_val": r["n_spectra"],
         "informative": len(r["mad"]["informative"]),
@@ -80,10 +84,10 @@ def fit(store: str, out: Path, seed: int, overrides: list[str]) -> Path:
     return out
 
 
-def append(rows: list[dict]) -> None:
-    old = list(csv.DictReader(open(CSV))) if CSV.exists() else []
+def append(rows: list[dict], path: Path) -> None:
+    old = list(csv.DictReader(open(path))) if path.exists() else []
     keys = list(dict.fromkeys([k for r in old + rows for k in r]))
-    with open(CSV, "w", newline="") as f:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, keys)
         w.writeheader()
         w.writerows(old + rows)
@@ -96,6 +100,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--runs", default="runs/miles_study")
     p.add_argument("--table", nargs="*", help="tabulate these finished run directories instead")
+    p.add_argument("--csv", type=Path, required=True, help="the table to append to (created if missing)")
     a, overrides = p.parse_known_args()
     overrides = [o for o in overrides if o != "--"]
     if a.table is not None:
@@ -104,7 +109,7 @@ def main() -> None:
         rows = [summarise(fit(a.store, Path(a.runs) / a.name / f"seed{s}", s, overrides), a.name) for s in a.seeds]
         for r in rows:
             r["overrides"] = " ".join(overrides)
-        append(rows)
+    append(rows, a.csv)
     for r in rows:
         print({k: v for k, v in r.items() if not k.endswith("_nodes")})
 

@@ -1,7 +1,8 @@
-"""Run a trained encoder on the real spectra in ../shared/data/real/.
+"""Run a trained encoder on the real spectra of ``--real`` (``../shared/data/real``).
 
-    python docs/results/real_transfer.py --run runs/quickstart [--out docs/results]
-    python docs/results/real_transfer.py --run runs/miles --labels teff --name miles_transfer
+    python docs/results/real_transfer.py --run runs/quickstart --real ../shared/data/real --out OUT
+    python docs/results/real_transfer.py --run runs/miles --real ../shared/data/real --labels teff \
+        --name miles_transfer --out OUT
 
 Ingests every real spectrum onto the run's grid (the store it was trained on: quickstart, 5000–5655 Å at
 0.08 Å; miles, 3540–7410 Å at 0.9 Å; masked outside each spectrum's coverage) with ``labels.csv`` joined,
@@ -30,13 +31,12 @@ from spectra_lightning.explore import resolve_run
 from spectra_lightning.ingest import ingest
 from spectra_lightning.store import SpectraStore
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", default="runs/quickstart")
-    p.add_argument("--out", default=str(Path(__file__).parent))
+    p.add_argument("--out", required=True, help="folder for the table and figure (docs/results for the record)")
+    p.add_argument("--real", type=Path, required=True, help="the real spectra (../shared/data/real) with labels.csv")
     p.add_argument("--labels", nargs="+", default=["rv", "teff"], help="labels whose carrier nodes to read")
     p.add_argument("--name", default="real_transfer", help="output file stem")
     p.add_argument(
@@ -55,9 +55,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store_path, codes_path = Path(tmp) / "real.zarr", Path(tmp) / "codes.zarr"
         ingest(
-            [str(REAL / "harps"), str(REAL / "other")],
+            [str(a.real / "harps"), str(a.real / "other")],
             str(store_path),
-            labels=str(REAL / "labels.csv"),
+            labels=str(a.real / "labels.csv"),
             grid=grid,
             workers=2,
             progress=False,

@@ -21,19 +21,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import yaml
 
+from spectra_lightning.legacy import model_settings
+
 
 def describe(run: Path) -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    m, synth = cfg["model"], cfg["data"]["init_args"].get("synth") or {}
+    m, synth = model_settings(cfg["model"]), cfg["data"]["init_args"].get("synth") or {}
     r = json.loads((run / "report.json").read_text())
     ksg, pairs = r["mi"]["ksg"], r.get("mi_pairs", {}).get("ksg", {})
     row = {
         "run": run.name,
         "seed": cfg.get("seed_everything"),
         "variational": m["variational"],
-        "reconstruction": m.get("reconstruction", "l1"),
+        "reconstruction": m["reconstruction"],
         "kl_weight": m["kl_weight"],
-        "doppler_node": m.get("doppler_node"),
+        "doppler_node": m["doppler_node"],
         "resolution": synth.get("resolution", 115000),
         "rv_max": synth.get("rv_max"),
         "epochs": cfg["trainer"]["max_epochs"],
@@ -52,7 +54,7 @@ def describe(run: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent)
+    p.add_argument("--out", type=Path, required=True, help="folder for the table and figure (docs/results: the record)")
     a = p.parse_args()
     rows = [describe(r) for r in a.runs]
     with open(a.out / "rv_study.csv", "w", newline="") as f:

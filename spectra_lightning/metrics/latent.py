@@ -19,10 +19,17 @@ def mad(mu: np.ndarray) -> np.ndarray:
     return np.asarray(np.median(np.abs(mu - np.median(mu, axis=0)), axis=0))
 
 
+def kl_to_prior(mu: Any, logvar: Any) -> Any:
+    """KL(N(μ, σ²) ‖ N(0, 1)) in nats, element by element, from μ and log σ² of one shape: numpy arrays or torch
+    tensors (the training loss uses this too: one formula)."""
+    var = logvar.exp() if hasattr(logvar, "exp") else np.exp(logvar)
+    return 0.5 * (mu**2 + var - 1.0 - logvar)
+
+
 def kl_per_node(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """``(D,)`` KL(q(z_d|x) ‖ N(0, 1)) averaged over spectra, in nats."""
     mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
-    return np.asarray((0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)).mean(axis=0))
+    return np.asarray(kl_to_prior(mu, logvar).mean(axis=0))
 
 
 def informative_nodes(

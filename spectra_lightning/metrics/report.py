@@ -69,13 +69,12 @@ def latent_report(
         split: the split the codes come from (``val``, ``test``), recorded in the report.
     """
     mu = np.asarray(mu, np.float64)
-    n, d = mu.shape
     info = informative_nodes(mu, logvar, threshold, kl_threshold, criterion)
     nodes = info["informative"]
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
-        "n_spectra": n,
-        "latent_dim": d,
+        "n_spectra": mu.shape[0],
+        "latent_dim": mu.shape[1],
         "mad": {
             "threshold": threshold,
             "criterion": info["criterion"],
@@ -90,73 +89,100 @@ def latent_report(
     }
     if baselines is not None:
         report["baselines"] = {"names": list(baselines), "what": baseline_info or {}}
-    cleaned = {}
-    for name, y in labels.items():
-        keep, counts = clean_label(y, sigma)
-        if counts["n"] < 2 * k + 2:
-            counts["skipped"] = "too few finite values"
-        cleaned[name] = (keep, counts)
-    usable = {name: v for name, v in cleaned.items() if "skipped" not in v[1]}
-
+    cleaned = clean_labels(labels, sigma, min_n=2 * k + 2)
+    usable = {name: keep for name, (keep, counts) in cleaned.items() if "skipped" not in counts}
     if "ksg" in estimators:
-        table = {}
-        for name, (keep, counts) in usable.items():
-            values = mi_ksg_table(mu[keep], {name: np.asarray(labels[name], np.float64)[keep]}, k=k, seed=seed)[name]
-            entry = {"values": values, **best_and_gap(values, nodes), **counts}
-            y = np.asarray(labels[name], np.float64)[keep]
-            estimate = _ksg_estimator(k, seed)
-            if bootstrap:
-                entry["se"] = bootstrap_se(estimate, mu[keep], y, bootstrap, seed)
-            if intervals:
-                entry["intervals"] = label_intervals(
-                    estimate, mu[keep], y, entry["best_node"], entry["runner_up"], values, intervals, seed
-                )
-            if baselines is not None:
-                entry["baseline"] = baseline_mi(baselines, keep, y, k, seed, intervals)
-            table[name] = entry
-            report["gap"][name] = entry["gap"]
+        table: dict[str, Any] = {
+            name: ksg_entry(
+                mu[keep],
+                np.asarray(labels[name], np.float64)[keep],
+                nodes,
+                k,
+                seed,
+                bootstrap=bootstrap,
+                intervals=intervals,
+                baselines=None if baselines is None else {b: np.asarray(f)[keep] for b, f in baselines.items()},
+            )
+            | cleaned[name][1]
+            for name, keep in usable.items()
+        }
         for name, (_, counts) in cleaned.items():
             table.setdefault(name, counts)
         report["mi"]["ksg"] = table
+        report["gap"] = {name: e["gap"] for name, e in table.items() if "gap" in e}
     if "histogram" in estimators:
         report["mi"]["histogram"] = {
-            name: {**mi_histogram(mu[keep], np.asarray(labels[name], np.float64)[keep], bins), "n": counts["n"]}
-            for name, (keep, counts) in usable.items()
+            name: {
+                **mi_histogram(mu[keep], np.asarray(labels[name], np.float64)[keep], bins),
+                "n": cleaned[name][1]["n"],
+            }
+            for name, keep in usable.items()
         }
-    report["pair_mi"] = {
-        "nodes": nodes,
-        "matrix": mi_pair_matrix(mu[:, nodes], k=k, seed=seed)
-        if len(nodes) > 1
-        else np.zeros((len(nodes), len(nodes))),
-    }
+    matrix = mi_pair_matrix(mu[:, nodes], k=k, seed=seed) if len(nodes) > 1 else np.zeros((len(nodes), len(nodes)))
+    report["pair_mi"] = {"nodes": nodes, "matrix": matrix}
     if pair_labels:
         report["mi_pairs"] = {
             "ksg": {
                 name: best_pair(mu[keep], np.asarray(labels[name], np.float64)[keep], nodes, k=k, seed=seed)
-                for name, (keep, _) in usable.items()
+                for name, keep in usable.items()
             }
         }
     report = to_json(report)
-    report["carriers"] = {
-        name: label_carrier(report, name, other="teff" if name == "rv" else "rv")
-        for name in ("rv", "teff")
-        if name in report["mi"].get("ksg", {})
-    }
+    report["carriers"] = label_carriers(report)
     return report
+
+
+def clean_labels(
+    labels: dict[str, np.ndarray], sigma: float | None, min_n: int
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """Per label, the rows it is measured on (finite, σ-clipped: :func:`~.mi.clean_label`) and their counts;
+    a label with fewer than ``min_n`` such rows is marked ``skipped``."""
+    out = {}
+    for name, y in labels.items():
+        keep, counts = clean_label(y, sigma)
+        if counts["n"] < min_n:
+            counts["skipped"] = "too few finite values"
+        out[name] = (keep, counts)
+    return out
+
+
+def ksg_entry(
+    mu: np.ndarray,
+    y: np.ndarray,
+    nodes: list[int],
+    k: int,
+    seed: int,
+    bootstrap: int = 0,
+    intervals: int = 30,
+    baselines: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """One label's KSG entry from codes ``(n, D)`` and its values ``(n,)`` on the same rows: MI of every node,
+    the best and runner-up among ``nodes`` with the gap, and optionally bootstrap SEs, intervals with the null
+    and the distinct verdict, and the best label-free baseline (``baselines``: ``{name: (n,)}``)."""
+    values = mi_ksg_table(mu, {"label": y}, k=k, seed=seed)["label"]
+    entry: dict[str, Any] = {"values": values, **best_and_gap(values, nodes)}
+    estimate = _ksg_estimator(k, seed)
+    if bootstrap:
+        entry["se"] = bootstrap_se(estimate, mu, y, bootstrap, seed)
+    if intervals:
+        entry["intervals"] = label_intervals(
+            estimate, mu, y, entry["best_node"], entry["runner_up"], values, intervals, seed
+        )
+    if baselines is not None:
+        entry["baseline"] = baseline_mi(baselines, y, k, seed, intervals)
+    return entry
 
 
 def _ksg_estimator(k: int, seed: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return lambda codes, y: mi_ksg(codes, y, k=k, seed=seed)
 
 
-def baseline_mi(
-    baselines: dict[str, np.ndarray], keep: np.ndarray, y: np.ndarray, k: int, seed: int, reps: int
-) -> dict[str, Any]:
-    """The label's MI with each label-free feature (on its rows with a finite value) and the best one:
+def baseline_mi(baselines: dict[str, np.ndarray], y: np.ndarray, k: int, seed: int, reps: int) -> dict[str, Any]:
+    """The label's MI with each label-free feature ``(n,)`` (on its rows with a finite value) and the best one:
     ``{"values": {name: nats}, "best": name, "value": nats, "interval": [lo, hi] or None}``."""
     values: dict[str, float | None] = {}
     for name, feature in baselines.items():
-        f = np.asarray(feature, np.float64)[keep]
+        f = np.asarray(feature, np.float64)
         ok = np.isfinite(f)
         values[name] = float(mi_ksg(f[ok, None], y[ok], k=k, seed=seed)[0]) if ok.sum() >= 2 * k + 2 else None
     scored = {name: v for name, v in values.items() if v is not None}
@@ -165,7 +191,7 @@ def baseline_mi(
     best = max(scored, key=lambda name: scored[name])
     out: dict[str, Any] = {"values": values, "best": best, "value": scored[best], "interval": None}
     if reps:
-        f = np.asarray(baselines[best], np.float64)[keep]
+        f = np.asarray(baselines[best], np.float64)
         ok = np.isfinite(f)
         se = float(half_sample_se(_ksg_estimator(k, seed), f[ok, None], y[ok], reps, seed)[0])
         out["se"], out["interval"] = se, interval(scored[best], se)
@@ -188,18 +214,24 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
+def label_carriers(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """:func:`label_carrier` of every label with a KSG entry, each against all the others."""
+    names = [n for n, e in report["mi"].get("ksg", {}).items() if e.get("best_node") is not None]
+    return {name: label_carrier(report, name, others=[n for n in names if n != name]) for name in names}
+
+
 def label_carrier(
     report: dict[str, Any],
     label: str,
-    other: str | None = "teff",
+    others: list[str] | None = None,
     ratio: float = 2.0,
     pair_min: float = 2.5,
     other_max: float = 0.1,
     min_mi: float = 0.1,
 ) -> dict[str, Any]:
     """How ``label`` is carried: ``single node`` (best ≥ ratio × runner-up and ≥ ``min_mi``),
-    ``phase pair`` (two informative nodes, neither carrying ``other`` above ``other_max`` nats,
-    with joint MI ≥ ``pair_min``), ``diffuse`` (some MI, no clear carrier) or ``none``."""
+    ``phase pair`` (two informative nodes, neither carrying any of the ``others`` labels above ``other_max``
+    nats, with joint MI ≥ ``pair_min``), ``diffuse`` (some MI, no clear carrier) or ``none``."""
     entry = report["mi"].get("ksg", {}).get(label, {})
     if entry.get("best_node") is None:
         return {"kind": "unknown"}
@@ -207,8 +239,13 @@ def label_carrier(
         return {"kind": "single node", "nodes": [entry["best_node"]], "value": entry["best"]}
     pair = report.get("mi_pairs", {}).get("ksg", {}).get(label, {})
     if pair.get("best_pair"):
-        other_values = report["mi"]["ksg"].get(other, {}).get("values") if other else None
-        clean = other_values is None or all((other_values[i] or 0.0) < other_max for i in pair["best_pair"])
+        ksg = report["mi"]["ksg"]
+        clean = all(
+            (ksg[o]["values"][i] or 0.0) < other_max
+            for o in others or []
+            if ksg.get(o, {}).get("values")
+            for i in pair["best_pair"]
+        )
         if clean and pair["value"] >= pair_min:
             return {"kind": "phase pair", "nodes": pair["best_pair"], "value": pair["value"]}
     kind = "diffuse" if max(entry["best"], pair.get("value") or 0.0) >= min_mi else "none"
@@ -272,8 +309,6 @@ def format_summary(report: dict[str, Any]) -> str:
             "  intervals: ±1.96 se from half-samples; distinct: best − 1.96·se above the runner-up's upper end "
             "and the null's 95th percentile (permuted labels, same n)"
         )
-    for name in ("rv", "teff"):
-        c = label_carrier(report, name, other="teff" if name == "rv" else "rv")
-        if c["kind"] != "unknown":
-            lines.append(f"{name} is carried by: {c['kind']} {c.get('nodes')} ({c['value']:.2f} nat)")
+    for name, c in label_carriers(report).items():
+        lines.append(f"{name} is carried by: {c['kind']} {c.get('nodes')} ({c['value']:.2f} nat)")
     return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Reconstruction losses: per-spectrum errors ``(B,)`` over the unmasked pixels of ``(B, L)`` spectra.
+
+A loss is a small :class:`Reconstruction` subclass named in YAML (``model.loss: {class_path, init_args}``); the
+module adds the KL term (:mod:`spectra_lightning.kl_schedules`). Write a new one by overriding
+:meth:`Reconstruction.pixel_error`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from .errors import ConfigError
+from .parts import Part
+
+Normalisation = Literal["sum", "mean"]
+
+
+class Reconstruction(Part):
+    """How far a reconstruction is from its spectrum, per spectrum.
+
+    Args:
+        normalisation: ``sum``: the error summed over each spectrum's unmasked pixels (λ in the KL schedule is
+            then per spectrum; λ ≈ 3–1000 at quickstart and MILES sizes); ``mean``: averaged over them (the
+            authors' successor code; λ ≈ 0.3 at full size).
+    """
+
+    def __init__(self, normalisation: Normalisation = "sum"):
+        if normalisation not in ("sum", "mean"):
+            raise ConfigError(f"--model.loss normalisation must be 'sum' or 'mean', got {normalisation!r}")
+        self.normalisation = normalisation
+
+    def pixel_error(self, residual: torch.Tensor, batch: dict) -> torch.Tensor:
+        """``(B, L)`` error of each pixel from the residual reconstruction − flux ``(B, L)`` (0 where masked)."""
+        raise NotImplementedError
+
+    def __call__(self, recon: torch.Tensor, batch: dict) -> torch.Tensor:
+        """``(B,)`` error of reconstructions ``(B, L)`` against ``batch["flux"]`` where ``batch["mask"]``."""
+        mask = batch["mask"].to(recon.dtype)
+        total = (self.pixel_error((recon - batch["flux"]) * mask, batch) * mask).sum(1)
+        return total / mask.sum(1).clamp_min(1) if self.normalisation == "mean" else total
+
+
+class AbsoluteError(Reconstruction):
+    """|x̂ − x| per pixel: the paper's L1. Its optimum is the per-pixel median, which drops a line whose
+    position varies by more than its width.
+
+    Args:
+        normalisation: ``sum`` over each spectrum's unmasked pixels, or their ``mean`` (the paper's).
+    """
+
+    def pixel_error(self, residual: torch.Tensor, batch: dict) -> torch.Tensor:
+        return residual.abs()
+
+
+class SquaredError(Reconstruction):
+    """(x̂ − x)² / (2σ) per pixel: a Gaussian negative log-likelihood with noise σ, rescaled by σ so that it matches
+    |x̂ − x| in size for residuals of ~2σ. Its optimum is the mean: a line moving with RV stays as a shallow
+    trough the decoder can sharpen.
+
+    Args:
+        noise_scale: σ, in normalised flux.
+        normalisation: ``sum`` over each spectrum's unmasked pixels, or their ``mean``.
+    """
+
+    def __init__(self, noise_scale: float = 0.02, normalisation: Normalisation = "sum"):
+        super().__init__(normalisation)
+        if not noise_scale > 0:
+            raise ConfigError(f"--model.loss noise_scale must be > 0, got {noise_scale}")
+        self.noise_scale = noise_scale
+
+    def pixel_error(self, residual: torch.Tensor, batch: dict) -> torch.Tensor:
+        return residual.pow(2) / (2 * self.noise_scale)
