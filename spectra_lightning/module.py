@@ -133,7 +133,10 @@ class SpectrumAutoencoder(L.LightningModule):
         """Codes ``(B, D)`` -> spectra ``(B, L)``."""
         return self.net.decode(z)
 
-    def _shared_step(self, batch: Batch, stage: str):
+    def terms(self, batch: Batch, stage: str) -> dict[str, torch.Tensor]:
+        """The loss of a batch and its parts, without logging: ``loss`` (what training minimises, the schedule's
+        term at this step), ``recon``, ``kl`` (summed over nodes), ``kl_nodes`` ``(D,)``, ``objective`` (recon +
+        the final λ·KL: the same meaning in every epoch), ``mu`` and ``logvar`` ``(B, D)``."""
         flux = batch["flux"]
         recon, mu, logvar = self(flux)
         # weight 0 marks padding repeats that equalise DDP ranks: they add nothing
@@ -144,17 +147,30 @@ class SpectrumAutoencoder(L.LightningModule):
         kl_nodes = (kl_to_prior(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
         variational = self.hparams.variational
         kl = kl_nodes.sum() if variational else torch.zeros((), device=flux.device)
-        weight = self.current_kl_weight
         if stage == "train" and variational:
             loss = rec + self.kl_schedule.term(kl, self.global_step, self._total_steps())
         else:
-            loss = rec + weight * kl
-        bs = flux.shape[0]
-        values = {"loss": loss, "recon": rec, "kl": kl}
+            loss = rec + self.current_kl_weight * kl
+        # `loss` follows the schedule, so a warm-up or capacity phase would make early epochs "best": checkpoints
+        # and sweeps compare `objective`
+        objective = rec + (self.kl_schedule.weight * kl if variational else 0.0)
+        return {
+            "loss": loss,
+            "recon": rec,
+            "kl": kl,
+            "objective": objective,
+            "kl_nodes": kl_nodes,
+            "mu": mu,
+            "logvar": logvar,
+        }
+
+    def _shared_step(self, batch: Batch, stage: str):
+        t = self.terms(batch, stage)
+        loss, mu, logvar, kl_nodes = t["loss"], t["mu"], t["logvar"], t["kl_nodes"]
+        bs = batch["flux"].shape[0]
+        values = {k: t[k] for k in ("loss", "recon", "kl")}
         if stage != "train":
-            # the same objective in every epoch (the final λ, no capacity term): what checkpoints and sweeps
-            # compare; `loss` follows the schedule, so a warm-up or capacity phase would make early epochs "best"
-            values["objective"] = rec + (self.kl_schedule.weight * kl if variational else 0.0)
+            values["objective"] = t["objective"]
         if stage == "train":
             # step values are this rank's (no all-reduce per step); the epoch means are torchmetrics states,
             # reduced over ranks once per epoch when Lightning computes them
@@ -171,7 +187,7 @@ class SpectrumAutoencoder(L.LightningModule):
                 # the Metric objects are logged once an epoch: Lightning moves a logged Metric's result state
                 # on every `log` call, ~4 % of a quickstart step when done per step (docs/benchmarks.md)
                 self.log_dict({f"train/{k}_epoch": self.train_means[k] for k in values}, on_step=False, on_epoch=True)
-            self.log("train/kl_weight", weight, on_step=True, on_epoch=False, batch_size=bs)
+            self.log("train/kl_weight", self.current_kl_weight, on_step=True, on_epoch=False, batch_size=bs)
         else:
             self.log_dict(
                 {f"{stage}/{k}": v for k, v in values.items()},

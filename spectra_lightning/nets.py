@@ -50,6 +50,56 @@ def padded_length(n_pixels: int, depth: int) -> int:
     return padded
 
 
+# Three layers work on the full-length, one-channel signal, where oneDNN's convolutions are memory-bound and slow
+# (their backward passes were a third of a quickstart step). Each is the same layer (same parameters, init and
+# state-dict keys: a subclass) computed another way, equal to float rounding (tests/test_nets.py); measured in
+# benchmarks/train_step.py.
+
+
+class SingleInputConv1d(nn.Conv1d):
+    """A one-input-channel ``Conv1d`` computed as weights × windows: one matmul ``(C, k) @ (B, k, L_out)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_channels != 1 or self.groups != 1 or self.dilation != (1,) or not isinstance(self.padding, tuple):
+            return super().forward(x)
+        p, k, s = self.padding[0], self.kernel_size[0], self.stride[0]
+        windows = nn.functional.pad(x[:, 0], (p, p)).unfold(1, k, s)  # (B, L_out, k)
+        out = self.weight.view(self.out_channels, k) @ windows.transpose(1, 2)  # (B, C, L_out), contiguous
+        return out + self.bias[:, None] if self.bias is not None else out
+
+
+class PhaseConvTranspose1d(nn.ConvTranspose1d):
+    """``ConvTranspose1d(k=4, stride=2, padding=1)`` as a stride-1 ``Conv1d`` over each input pixel and its two
+    neighbours with two output phases (even and odd output pixels), interleaved."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        shape = (self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation, self.groups)
+        if output_size is not None or shape != ((4,), (2,), (1,), (0,), (1,), 1):
+            return super().forward(x, output_size)
+        w = self.weight  # (C_in, C_out, 4): out[2m] = w1·x[m] + w3·x[m-1], out[2m+1] = w0·x[m+1] + w2·x[m]
+        zero = torch.zeros_like(w[..., 0])
+        even = torch.stack([w[..., 3], w[..., 1], zero], -1)
+        odd = torch.stack([zero, w[..., 2], w[..., 0]], -1)
+        y = nn.functional.conv1d(x, torch.cat([even, odd], 1).transpose(0, 1), padding=1)  # (B, 2·C_out, M)
+        b, c2, m = y.shape
+        y = y.view(b, 2, c2 // 2, m).permute(0, 2, 3, 1).reshape(b, c2 // 2, 2 * m)
+        return y + self.bias[:, None] if self.bias is not None else y
+
+
+class TapsConv1d(nn.Conv1d):
+    """A one-channel, stride-1 ``Conv1d`` as a sum of shifted copies (a few element-wise products)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size[0]
+        simple = (self.in_channels, self.out_channels, self.stride, self.dilation, self.groups) == (1, 1, (1,), (1,), 1)
+        if not simple or self.padding != (k // 2,) or k % 2 == 0:
+            return super().forward(x)
+        w, n = self.weight.view(k), x.shape[-1]
+        xp = nn.functional.pad(x, (k // 2, k // 2))
+        out = sum(xp[..., j : j + n] * w[j] for j in range(k))
+        return out + self.bias if self.bias is not None else out
+
+
 class Encoder(nn.Module):
     """Spectra ``(B, L)`` -> μ, log σ² each ``(B, D)``; ``L`` is padded to :func:`padded_length`, log σ² is
     clamped to :data:`LOGVAR_RANGE`."""
@@ -63,7 +113,8 @@ class Encoder(nn.Module):
             k = ENCODER_KERNELS[i]
             c_out = ENCODER_CHANNELS[i]
             stride = 1 if i == depth - 1 else 2
-            layers += [nn.Conv1d(c_in, c_out, k, stride=stride, padding=k // 2), nn.LeakyReLU(NEGATIVE_SLOPE)]
+            conv = SingleInputConv1d if c_in == 1 else nn.Conv1d
+            layers += [conv(c_in, c_out, k, stride=stride, padding=k // 2), nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)]
             c_in = c_out
         self.conv = nn.Sequential(*layers)
         self.bottleneck = (c_in, self.padded // downsampling(depth))
@@ -89,11 +140,12 @@ class Decoder(nn.Module):
         self.linear = nn.Linear(latent_dim, rev[0] * self.bottleneck[1])
         layers: list[nn.Module] = [
             nn.ConvTranspose1d(rev[0], rev[1], 3, stride=1, padding=1),
-            nn.LeakyReLU(NEGATIVE_SLOPE),
+            nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True),
         ]
         for c_in, c_out in zip(rev[1:-1], rev[2:]):
-            layers += [nn.ConvTranspose1d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE)]
-        layers.append(nn.Conv1d(1, 1, 3, padding=1))
+            up = PhaseConvTranspose1d if c_out == 1 else nn.ConvTranspose1d
+            layers += [up(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)]
+        layers.append(TapsConv1d(1, 1, 3, padding=1))
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

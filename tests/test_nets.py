@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from spectra_lightning.errors import ConfigError
-from spectra_lightning.nets import ConvAutoencoder, n_parameters
+from spectra_lightning.nets import (
+    ConvAutoencoder,
+    PhaseConvTranspose1d,
+    SingleInputConv1d,
+    TapsConv1d,
+    n_parameters,
+)
 
 
 def test_full_size_network_shapes_and_parameter_count():
@@ -162,3 +168,64 @@ def test_the_doppler_shift_keeps_its_precision_on_long_grids(grid):
     np.testing.assert_array_equal(masked[inside], out[inside])
     src = wave[None, :] / (1 + v[:, None] / C_KMS)
     np.testing.assert_array_equal(inside, (src >= wave[0]) & (src <= wave[-1]))
+
+
+def plain_copy(layer):
+    """The same layer as its torch base class (same parameters): what the fast subclasses replace."""
+    import copy
+
+    base = copy.deepcopy(layer)
+    base.__class__ = next(c for c in type(layer).__mro__[1:] if c.__module__.startswith("torch.nn"))
+    return base
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (
+            lambda: SingleInputConv1d(1, 16, 7, stride=2, padding=3),
+            (3, 1, 64),
+        ),
+        (lambda: SingleInputConv1d(1, 4, 5, stride=1, padding=2), (2, 1, 33)),
+        (
+            lambda: PhaseConvTranspose1d(16, 1, 4, stride=2, padding=1),
+            (3, 16, 40),
+        ),
+        (
+            lambda: PhaseConvTranspose1d(8, 3, 4, stride=2, padding=1),
+            (2, 8, 17),
+        ),
+        (lambda: TapsConv1d(1, 1, 3, padding=1), (3, 1, 50)),
+        (lambda: TapsConv1d(1, 1, 5, padding=2), (2, 1, 9)),
+    ],
+)
+def test_the_fast_layers_equal_the_torch_layers_they_replace(make, shape):
+    """Outputs and every gradient (input, weight, bias) equal torch's own layer to float32 rounding."""
+    torch.manual_seed(0)
+    fast = make()
+    plain = plain_copy(fast)
+    assert type(plain) in (torch.nn.Conv1d, torch.nn.ConvTranspose1d)
+    x = torch.randn(*shape, dtype=torch.float64).float().requires_grad_(True)
+    g = torch.randn_like(plain(x))
+    grads = []
+    for layer in (fast, plain):
+        out = layer(x)
+        assert out.shape == g.shape
+        (out * g).sum().backward()
+        grads.append((out.detach(), x.grad.clone(), layer.weight.grad.clone(), layer.bias.grad.clone()))
+        x.grad = None
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_the_network_uses_the_fast_layers_and_its_state_dict_is_unchanged():
+    """The fast layers are the old ones under the same keys: a checkpoint of format 1 (plain layers) has exactly
+    the state-dict keys and shapes of today's network."""
+    from pathlib import Path
+
+    net = ConvAutoencoder(512, 4, 4, warp_knots=3)
+    assert isinstance(net.encoder.conv[0], SingleInputConv1d) and isinstance(net.decoder.deconv[-1], TapsConv1d)
+    assert isinstance(net.decoder.deconv[-3], PhaseConvTranspose1d)
+    old = torch.load(Path(__file__).parent / "data" / "format1_tiny_warp.ckpt", weights_only=True)["state_dict"]
+    old = {k.removeprefix("net."): v.shape for k, v in old.items() if k.startswith("net.")}
+    assert old == {k: v.shape for k, v in net.state_dict().items()}
