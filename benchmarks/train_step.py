@@ -93,7 +93,7 @@ def one(variant: str, steps: int, warmup: int) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).train()
     g = torch.Generator().manual_seed(0)
-    n_px, batch_size = model.hparams.n_pixels, int(cfg["data"]["init_args"]["batch_size"])
+    n_px, batch_size = model.n_pixels, int(cfg["data"]["init_args"]["batch_size"])
     flux = (1 + 0.05 * torch.randn(batch_size, n_px, generator=g)).to(device)
     batch = {"flux": flux, "mask": torch.ones_like(flux, dtype=torch.bool)}
 

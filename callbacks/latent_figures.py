@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 from spectra_lightning import plots
 from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.module import SpectrumAutoencoder
 
 
 def latent_figures(
-    model: L.LightningModule,
+    model: SpectrumAutoencoder,
     grid: SpectralGrid,
     report: dict,
     mu: np.ndarray,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -66,7 +67,7 @@ class LatentMetrics(L.Callback):
     ):
         super().__init__()
         self.every_n_epochs, self.figures_every_n_epochs = every_n_epochs, figures_every_n_epochs
-        self.report_kwargs = {"threshold": threshold, "criterion": criterion}
+        self.report_kwargs: dict[str, Any] = {"threshold": threshold, "criterion": criterion}
         self.estimators = tuple(estimators)
         self.n_reconstructions, self.traversal_steps = n_reconstructions, traversal_steps
         self.final_report, self.final_figures = final_report, final_figures
@@ -121,7 +122,7 @@ class LatentMetrics(L.Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if not isinstance(outputs, dict) or "mu" not in outputs:
             return
-        logvar = outputs["logvar"] if pl_module.hparams.get("variational", True) else None
+        logvar = outputs["logvar"] if pl_module.variational else None
         features = None
         if self.baselines is not None:
             values = self.baselines.features(batch["flux"].float().cpu().numpy(), batch["mask"].cpu().numpy())
@@ -213,7 +214,8 @@ class LatentMetrics(L.Callback):
         return {k: v for k, v in scalars.items() if v is not None}
 
     def _labels(self, codes: dict) -> dict[str, np.ndarray]:
-        return {name: codes["labels"][:, j] for j, name in enumerate(self.metric.label_names)}
+        names = self.metric.label_names if self.metric is not None else []
+        return {name: codes["labels"][:, j] for j, name in enumerate(names)}
 
     # -- figures ----------------------------------------------------------------------
     def _figures(self, trainer, pl_module, report: dict, codes: dict, tag: str) -> dict[str, Path]:
@@ -264,7 +266,7 @@ class LatentMetrics(L.Callback):
             codes["logvar"],
             intervals=self.intervals,
             baselines=baselines,
-            baseline_info=self.baselines.describe() if baselines is not None else None,
+            baseline_info=self.baselines.describe() if baselines is not None and self.baselines is not None else None,
             split=split,
             **self.report_kwargs,
         )
@@ -277,7 +279,7 @@ class LatentMetrics(L.Callback):
             "val_loss": float(val_loss) if val_loss is not None else None,
             "latent_dim": int(pl_module.net.latent_dim),
             "kl_weight": float(pl_module.kl_schedule.weight),
-            "variational": bool(pl_module.hparams.get("variational", True)),
+            "variational": pl_module.variational,
             **{part: pl_module.hparams.get(part) for part in ("net", "loss", "kl_schedule")},
         }
         run_dir = Path(trainer.default_root_dir)

@@ -118,7 +118,11 @@ class SpectraDataModule(L.LightningDataModule):
             raise ConfigError(f"--data.init_args.batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
             raise ConfigError(f"--data.init_args.num_workers must be >= 0, got {num_workers}")
-        self.store_path = str(store) if store is not None else str(cache_dir() / f"synth-{synth.digest()}.zarr")
+        if store is not None:
+            self.store_path = str(store)
+        else:
+            assert synth is not None  # checked above
+            self.store_path = str(cache_dir() / f"synth-{synth.digest()}.zarr")
         self.synth = synth if store is None else None  # the store given wins; it is never synthesised
         self.batch_size, self.labels = batch_size, list(labels)
         self.fractions = (val_fraction, test_fraction)
@@ -181,6 +185,7 @@ class SpectraDataModule(L.LightningDataModule):
             except StoreError:
                 pass
             try:
+                assert self.synth is not None  # prepare_data synthesises only a store that was not given
                 print(f"generating synthetic store {self.store_path} ({self.synth.n} spectra)", flush=True)
                 synthesize(self.store_path, self.synth)
                 return
@@ -198,13 +203,14 @@ class SpectraDataModule(L.LightningDataModule):
         store = self.store
         self.splits = self.select(assign_splits(store.meta, *self.fractions, seed=self.split_seed))
         self._build()
-        log_dir = self.trainer.log_dir if self.trainer is not None else None  # a collective under DDP: every rank
-        if log_dir and self.trainer.is_global_zero:
+        trainer = self.trainer
+        log_dir = trainer.log_dir if trainer is not None else None  # a collective under DDP: every rank
+        if trainer is not None and log_dir and trainer.is_global_zero:
             self._split_path = split_file(log_dir)
             self.save_split(self._split_path)
             selection = getattr(self, "selection", None)
-            if selection and self.trainer.logger is not None:
-                self.trainer.logger.log_hyperparams({"data_selection": selection})
+            if selection and trainer.logger is not None:
+                trainer.logger.log_hyperparams({"data_selection": selection})
 
     def select(self, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Hook for subclasses that filter the split rows (the default keeps them all)."""

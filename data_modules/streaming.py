@@ -45,6 +45,7 @@ def apply_filters(meta: dict, rows: np.ndarray, filters: list[str]) -> np.ndarra
             raise ConfigError(f"filter {f!r}: no metadata column {col!r} (have {', '.join(sorted(meta))})")
         data = meta[col][rows]
         if data.dtype.kind in "fiu":
+            target: float | str
             try:
                 target = float(value)
             except ValueError:
@@ -187,7 +188,7 @@ class BlockStream(IterableDataset):
         self.augment, self.probabilities = augment, probabilities
         self.epoch = 0
         self.num_workers = 1
-        self._store = None
+        self._store: SpectraStore | None = None
 
     @staticmethod
     def world() -> tuple[int, int]:

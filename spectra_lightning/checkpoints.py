@@ -42,10 +42,10 @@ def load_model(ckpt: str | Path, device: torch.device) -> SpectrumAutoencoder:
 def check_grid(model: SpectrumAutoencoder, store: SpectraStore, store_path) -> None:
     """A store on another grid than the model was trained on is refused (one line)."""
     trained = model.hparams.get("grid")
-    if store.grid.length != model.hparams.n_pixels or (trained is not None and trained != store.grid.describe()):
+    if store.grid.length != model.n_pixels or (trained is not None and trained != store.grid.describe()):
         raise StoreError(
             f"{store_path}: the store's grid {store.grid.describe()} is not the one the model was "
-            f"trained on ({trained or f'{model.hparams.n_pixels} px'})"
+            f"trained on ({trained or f'{model.n_pixels} px'})"
         )
 
 

@@ -116,7 +116,7 @@ tools:
 def main(args: list[str] | None = None) -> int:
     """Entry point; ``args`` defaults to ``sys.argv[1:]`` (tests pass a list)."""
     from_argv = args is None
-    args = list(sys.argv[1:] if from_argv else args)
+    args = list(sys.argv[1:] if args is None else args)
     if not args or args[0] in ("-h", "--help"):
         print(OVERVIEW)
         return 0

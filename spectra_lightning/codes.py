@@ -38,17 +38,22 @@ def load_codes(path: str | Path) -> dict:
         return {"mu": np.column_stack(list(table.numeric.values())), "logvar": None, "id": ids, "attrs": {}}
     import zarr
 
+    def column(name: str) -> np.ndarray:
+        node = g[name]
+        if not isinstance(node, zarr.Array):
+            raise InputError(f"{path}: {name} is not an array")
+        return np.asarray(node[:])
+
     try:
         g = zarr.open_group(str(path), mode="r")
-        mu = g["mu"][:]
+        mu = column("mu")
     except Exception as e:
         raise InputError(f"{path}: not a codes store, .npy or .csv ({type(e).__name__})") from None
     names = set(g.array_keys())
-    ids = g["id"][:].astype(object).astype(str) if "id" in names else None
     return {
         "mu": mu.astype(np.float64),
-        "logvar": g["logvar"][:].astype(np.float64) if "logvar" in names else None,
-        "id": ids,
+        "logvar": column("logvar").astype(np.float64) if "logvar" in names else None,
+        "id": column("id").astype(object).astype(str) if "id" in names else None,
         "attrs": dict(g.attrs),
     }
 

@@ -36,7 +36,7 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
     mu = group.create_array("mu", shape=(n, d), dtype="float32", chunks=(min(n, 65536) or 1, d))
     logvar = (
         group.create_array("logvar", shape=(n, d), dtype="float32", chunks=(min(n, 65536) or 1, d))
-        if model.hparams.variational
+        if model.variational
         else None
     )
     ids = store.meta.get("id", np.arange(n).astype(str))
@@ -55,7 +55,7 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
             "checkpoint": str(ckpt),
             "store": str(store_path),
             "latent_dim": d,
-            "variational": bool(model.hparams.variational),
+            "variational": model.variational,
             "grid": store.grid.describe(),
             "model_fingerprint": fingerprint(model),
         }

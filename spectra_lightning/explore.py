@@ -17,6 +17,7 @@ import json
 import secrets
 import sys
 from pathlib import Path
+from typing import cast
 
 from .explorer import ExploreError, Explorer
 from .explorer_server import is_loopback, machine_addresses, make_server, screenshot
@@ -121,7 +122,7 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as e:  # ExploreError, InputError, StoreError are ValueErrors
         print(f"explore: error: {e}", file=sys.stderr)
         return 2
-    host, port = server.server_address[:2]
+    host, port = cast(tuple[str, int], server.server_address[:2])
     if a.screenshot:
         try:
             screenshot(server, a.screenshot)

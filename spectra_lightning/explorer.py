@@ -123,7 +123,7 @@ class Explorer:
         return s
 
     def _grid(self, attrs: dict) -> SpectralGrid:
-        length = self.model.hparams.n_pixels
+        length = self.model.n_pixels
         if self.store is not None:
             return self.store.grid
         if "grid" in attrs:
@@ -193,7 +193,7 @@ class Explorer:
 
     def describe(self, i: int) -> dict:
         """Id, object and numeric metadata of spectrum ``i``."""
-        out = {"id": str(self.ids[i])}
+        out: dict[str, str | float | None] = {"id": str(self.ids[i])}
         for name, col in self.meta.items():
             v = col[i]
             if col.dtype.kind in "fiu":

@@ -12,6 +12,7 @@ from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qs, urlparse
 
 from .explorer import ExploreError, Explorer
@@ -107,7 +108,8 @@ def make_server(
             pass
 
         def _host_ok(self) -> bool:
-            if host_allowed(self.headers.get("Host"), names, self.server.server_address[1], ips):
+            port = cast(tuple[str, int], self.server.server_address)[1]
+            if host_allowed(self.headers.get("Host"), names, port, ips):
                 return True
             self._send(
                 HTTPStatus.MISDIRECTED_REQUEST, b"unknown Host: open the address the explorer printed", "text/plain"
@@ -195,7 +197,8 @@ def screenshot(server: ThreadingHTTPServer, path, width: int = 1500, height: int
         with tempfile.TemporaryDirectory() as profile:
             browser = Chromium(binary, profile, width, height)
             try:
-                browser.goto(f"http://{server.server_address[0]}:{server.server_address[1]}/")
+                host, port = str(server.server_address[0]), int(server.server_address[1])
+                browser.goto(f"http://{host}:{port}/")
                 browser.wait_for("window.explorer && window.explorer.ready && !window.explorer.inflight")
                 browser.wait_for(
                     "document.querySelectorAll('#neighbours tbody tr').length > 0 && "

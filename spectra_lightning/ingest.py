@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,8 @@ def onto_grid(spec: Spectrum, grid: SpectralGrid) -> np.ndarray:
     total = np.zeros(grid.length)
     weight = np.zeros(grid.length)
     poisoned = np.zeros(grid.length, bool)
-    for w, f, wt in zip(spec.wave, spec.flux, spec.ivar):
+    weights = spec.ivar if spec.ivar is not None else np.ones_like(spec.flux)
+    for w, f, wt in zip(spec.wave, spec.flux, weights):
         if not np.isfinite(w).all() or np.all(wt <= 0):
             continue
         fo = grid.resample(w, f, method="linear")
@@ -489,7 +491,7 @@ class ReaderPool:
             while queue and (len(queue) == self.in_flight or not task):
                 done, group, fut = queue.popleft()
                 for j, (i, result) in enumerate(zip(done, fut.result())):
-                    if result[0] == "ok" and result[1] is None:
+                    if result[0] == "ok" and result[1] is None and self.slots is not None:
                         result = (result[0], self.slots[group, j], result[2])
                     yield i, result
                 free_groups.append(group)
@@ -642,7 +644,7 @@ def _ingest_into(
             bar.update(1)
         writer.flush(rejects)
     elapsed = time.perf_counter() - t0
-    summary = {
+    summary: dict[str, Any] = {
         **counts,
         "files": len(paths),
         "seconds": elapsed,

@@ -32,10 +32,8 @@ class KLSchedule(Part):
             raise ConfigError(f"--model.kl_schedule unit must be 'fraction' or 'steps', got {unit!r}")
         self.weight, self.unit = float(weight), unit
 
-    def _time(self, name: str, value: float | None) -> float | None:
-        """A time option checked against the unit (``None`` passes: "never")."""
-        if value is None:
-            return None
+    def _time(self, name: str, value: float) -> float:
+        """A time option checked against the unit."""
         ok = 0 <= value <= 1 if self.unit == "fraction" else value >= 0
         if not ok:
             want = "in 0..1 (unit: fraction)" if self.unit == "fraction" else ">= 0 (unit: steps)"
@@ -118,7 +116,8 @@ class CapacityAnnealing(KLSchedule):
                 f"--model.kl_schedule capacity and capacity_weight must be >= 0, got {capacity}, {capacity_weight}"
             )
         self.capacity, self.capacity_weight = float(capacity), float(capacity_weight)
-        self.grow, self.until = self._time("grow", grow), self._time("until", until)
+        self.grow = self._time("grow", grow)
+        self.until = None if until is None else self._time("until", until)
 
     def target(self, step: int, total: int | None) -> float | None:
         """C at this step, or None once the capacity phase is over."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
+from typing import Literal, cast
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
@@ -16,7 +17,7 @@ def wandb_credentials() -> bool:
     """True when an API key is configured (``WANDB_API_KEY`` or a netrc entry for the host)."""
     if os.environ.get("WANDB_API_KEY"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
     try:
         return netrc.netrc().authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
@@ -138,7 +139,10 @@ def _log_final_report(logger: WandbLogger, report: dict, run_dir: Path, checkpoi
 
     run = logger.experiment
     run.log(
-        {f"final/{name}": wandb.Table(columns=cols, data=rows) for name, (cols, rows) in report_tables(report).items()}
+        {
+            f"final/{name}": wandb.Table(columns=list[str | int](cols), data=rows)
+            for name, (cols, rows) in report_tables(report).items()
+        }
     )
     run.summary.update(report_summary(report))
     files = wandb.Artifact(f"report-{run.id}", type="latent-report", metadata={"n_spectra": report["n_spectra"]})
@@ -218,7 +222,7 @@ def log_sweep_figures(out: Path, paths: dict[str, Path]) -> None:
         name=f"{out.name}-report",
         job_type="sweep-report",
         dir=str(out),
-        mode=mode,
+        mode=cast(Literal["online", "offline", "disabled"], mode),
         reinit="finish_previous",
     )
     run.log({f"sweep/{k}": wandb.Image(str(p)) for k, p in paths.items()})

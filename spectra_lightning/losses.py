@@ -7,7 +7,8 @@ module adds the KL term (:mod:`spectra_lightning.kl_schedules`). Write a new one
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 
@@ -31,11 +32,11 @@ class Reconstruction(Part):
             raise ConfigError(f"--model.loss normalisation must be 'sum' or 'mean', got {normalisation!r}")
         self.normalisation = normalisation
 
-    def pixel_error(self, residual: torch.Tensor, batch: dict) -> torch.Tensor:
+    def pixel_error(self, residual: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
         """``(B, L)`` error of each pixel from the residual reconstruction − flux ``(B, L)`` (0 where masked)."""
         raise NotImplementedError
 
-    def __call__(self, recon: torch.Tensor, batch: dict) -> torch.Tensor:
+    def __call__(self, recon: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
         """``(B,)`` error of reconstructions ``(B, L)`` against ``batch["flux"]`` where ``batch["mask"]``."""
         mask = batch["mask"].to(recon.dtype)
         total = (self.pixel_error((recon - batch["flux"]) * mask, batch) * mask).sum(1)
@@ -50,7 +51,7 @@ class AbsoluteError(Reconstruction):
         normalisation: ``sum`` over each spectrum's unmasked pixels, or their ``mean`` (the paper's).
     """
 
-    def pixel_error(self, residual: torch.Tensor, batch: dict) -> torch.Tensor:
+    def pixel_error(self, residual: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
         return residual.abs()
 
 
@@ -70,5 +71,5 @@ class SquaredError(Reconstruction):
             raise ConfigError(f"--model.loss noise_scale must be > 0, got {noise_scale}")
         self.noise_scale = noise_scale
 
-    def pixel_error(self, residual: torch.Tensor, batch: dict) -> torch.Tensor:
+    def pixel_error(self, residual: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
         return residual.pow(2) / (2 * self.noise_scale)

@@ -11,6 +11,7 @@ return ``{"mu", "logvar", "index", "labels"}`` so callbacks read the codes witho
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -59,6 +60,10 @@ class SpectrumAutoencoder(L.LightningModule):
             watches ``val/objective``).
     """
 
+    net: SpectrumNet
+    loss: Reconstruction
+    kl_schedule: KLSchedule
+
     def __init__(
         self,
         net: Callable[[int], SpectrumNet] | None = None,
@@ -87,7 +92,7 @@ class SpectrumAutoencoder(L.LightningModule):
                 f"{n_pixels}"
             )
         if grid is not None and hasattr(net, "set_wavelengths"):
-            net.set_wavelengths(SpectralGrid(**grid).wavelength)
+            cast(ConvAutoencoder, net).set_wavelengths(SpectralGrid(**grid).wavelength)  # or any net that has it
         if getattr(net, "needs_wavelengths", False):
             raise ConfigError("--model.net has a doppler_node: it needs the data's grid (the CLI links it)")
         loss = build(loss, "--model.loss") if isinstance(loss, dict) else loss or AbsoluteError("mean")
@@ -95,12 +100,21 @@ class SpectrumAutoencoder(L.LightningModule):
         schedule = schedule or LinearWarmup(0.3)
         self.hparams["loss"] = spec_of(loss, "--model.loss")
         self.hparams["kl_schedule"] = spec_of(schedule, "--model.kl_schedule")
-        self.net, self.loss, self.kl_schedule = net, loss, schedule
+        self.net, self.loss, self.kl_schedule = cast(SpectrumNet, net), loss, schedule
         self.train_means = torch.nn.ModuleDict({k: MeanMetric() for k in ("loss", "recon", "kl")})
 
     @property
     def latent_dim(self) -> int:
         return int(self.net.latent_dim)
+
+    @property
+    def n_pixels(self) -> int:
+        """L, the grid's length the network takes."""
+        return int(self.hparams["n_pixels"])
+
+    @property
+    def variational(self) -> bool:
+        return bool(self.hparams.get("variational", True))
 
     # -- schedule -------------------------------------------------------------
     def _total_steps(self) -> int | None:
@@ -110,19 +124,19 @@ class SpectrumAutoencoder(L.LightningModule):
     @property
     def current_kl_weight(self) -> float:
         """λ at this step (0 for a plain autoencoder)."""
-        if not self.hparams.variational:
+        if not self.variational:
             return 0.0
         return self.kl_schedule.kl_weight(self.global_step, self._total_steps())
 
     # -- steps -------------------------------------------------------------------
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        return finish_batch(batch) if isinstance(batch, dict) else batch
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return finish_batch(cast(Batch, batch)) if isinstance(batch, dict) else batch
 
     def forward(self, flux: torch.Tensor):
         """``(B, L)`` -> reconstruction ``(B, L)``, μ ``(B, D)``, log σ² ``(B, D)``; a sample is decoded in
         training (VAE), μ otherwise."""
         mu, logvar = self.net.encode(flux)
-        sample = self.hparams.variational and self.training
+        sample = self.variational and self.training
         return self.net.decode(reparameterise(mu, logvar) if sample else mu), mu, logvar
 
     def encode(self, flux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +159,7 @@ class SpectrumAutoencoder(L.LightningModule):
         norm = w.sum().clamp_min(1.0)
         rec = (self.loss(recon, batch) * w).sum() / norm
         kl_nodes = (kl_to_prior(mu.float(), logvar.float()) * w[:, None].float()).sum(0) / norm
-        variational = self.hparams.variational
+        variational = self.variational
         kl = kl_nodes.sum() if variational else torch.zeros((), device=flux.device)
         if stage == "train" and variational:
             loss = rec + self.kl_schedule.term(kl, self.global_step, self._total_steps())
@@ -182,11 +196,12 @@ class SpectrumAutoencoder(L.LightningModule):
                 batch_size=bs,
             )
             for k, v in values.items():
-                self.train_means[k].update(v.detach(), bs)
+                cast(MeanMetric, self.train_means[k]).update(v.detach(), bs)
             if getattr(self._trainer, "is_last_batch", True):
                 # the Metric objects are logged once an epoch: Lightning moves a logged Metric's result state
                 # on every `log` call, ~4 % of a quickstart step when done per step (docs/benchmarks.md)
-                self.log_dict({f"train/{k}_epoch": self.train_means[k] for k in values}, on_step=False, on_epoch=True)
+                means = {f"train/{k}_epoch": cast(MeanMetric, self.train_means[k]) for k in values}
+                self.log_dict(means, on_step=False, on_epoch=True)
             self.log("train/kl_weight", self.current_kl_weight, on_step=True, on_epoch=False, batch_size=bs)
         else:
             self.log_dict(
@@ -197,7 +212,7 @@ class SpectrumAutoencoder(L.LightningModule):
                 batch_size=bs,
                 sync_dist=True,
             )
-            if self.hparams.variational:
+            if self.variational:
                 self.log_dict(
                     {f"{stage}/kl_node/{i}": v for i, v in enumerate(kl_nodes)},
                     on_step=False,
@@ -218,7 +233,7 @@ class SpectrumAutoencoder(L.LightningModule):
         rows = batch["index"].detach().cpu().numpy()
         ids = None
         try:
-            ids = self.trainer.datamodule.store.meta.get("id")
+            ids = getattr(self.trainer, "datamodule").store.meta.get("id")  # noqa: B009  (typed without it)
         except AttributeError:
             pass
         names = [str(ids[r]) for r in rows] if ids is not None else [f"row {r}" for r in rows]

@@ -8,6 +8,8 @@ full 327,680-px network and short CPU variants. No Lightning here, no lazy layer
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from torch import nn
@@ -96,7 +98,9 @@ class TapsConv1d(nn.Conv1d):
             return super().forward(x)
         w, n = self.weight.view(k), x.shape[-1]
         xp = nn.functional.pad(x, (k // 2, k // 2))
-        out = sum(xp[..., j : j + n] * w[j] for j in range(k))
+        out = xp[..., :n] * w[0]
+        for j in range(1, k):
+            out = out + xp[..., j : j + n] * w[j]
         return out + self.bias if self.bias is not None else out
 
 
@@ -230,7 +234,8 @@ class DopplerShift(nn.Module):
         beta = (v.float() / C_KMS)[:, None]
         if self.log_step:
             return resample(flux, (torch.log1p(beta) / self.log_step).expand_as(flux), self.fill)
-        return resample(flux, self.wave_px * (beta / (1 + beta)), self.fill)
+        wave_px = cast(torch.Tensor, self.wave_px)
+        return resample(flux, wave_px * (beta / (1 + beta)), self.fill)
 
 
 class SpectrumNet(nn.Module):
@@ -357,7 +362,8 @@ def init_weights(module: nn.Module) -> None:
                 nonlinearity="leaky_relu",
                 mode="fan_in" if not isinstance(m, nn.ConvTranspose1d) else "fan_out",
             )
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def n_parameters(module: nn.Module) -> int:

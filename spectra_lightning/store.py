@@ -23,9 +23,12 @@ import shutil
 import zlib
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec
+from zarr.core.array_spec import ArrayConfigParams
 
 from .grid import SpectralGrid
 from .lock import WriterLock
@@ -61,11 +64,20 @@ def _location(path) -> str:
 # Blosc codecs for the flux, all with bit-shuffle (float16 rows of a smooth continuum compress well).
 # Measured on real HARPS rows (benchmarks/loader_speed.py, docs/benchmarks.md): zstd packs ~8 % tighter;
 # lz4 streams ~1.7x faster, which is what 182 epochs of reads pay for.
-CODECS = {"lz4": ("lz4", 5), "zstd": ("zstd", 3), "lz4hc": ("lz4hc", 5), "none": None}
+Mode = Literal["r", "r+", "a", "w", "w-"]
+# every chunk written, even one the fill value alone would leave out: a missing chunk is then always damage
+WRITE_EMPTY_CHUNKS: ArrayConfigParams = {"order": "C", "write_empty_chunks": True}
+Cname = Literal["lz4", "zstd", "lz4hc"]
+CODECS: dict[str, tuple[Cname, int] | None] = {
+    "lz4": ("lz4", 5),
+    "zstd": ("zstd", 3),
+    "lz4hc": ("lz4hc", 5),
+    "none": None,
+}
 DEFAULT_CODEC = "lz4"
 
 
-def _open_group(path, mode: str, storage_options: dict | None):
+def _open_group(path: str | os.PathLike, mode: Mode, storage_options: dict | None) -> zarr.Group:
     """The zarr group at ``path``. For fsspec URLs the listings the file system cached in this process
     are dropped first: another process (an ingest) may have added arrays since."""
     if not is_remote(path):
@@ -75,13 +87,29 @@ def _open_group(path, mode: str, storage_options: dict | None):
     return zarr.open_group(store, mode=mode)
 
 
-def _compressors(codec: str):
+def array_at(group: zarr.Group, name: str) -> zarr.Array:
+    """``group[name]``, which must be an array (zarr types a child as array or group)."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"{group.store_path}: {name} is not an array")
+    return node
+
+
+def group_at(group: zarr.Group, name: str) -> zarr.Group:
+    """``group[name]``, which must be a group."""
+    node = group[name]
+    if not isinstance(node, zarr.Group):
+        raise StoreError(f"{group.store_path}: {name} is not a group")
+    return node
+
+
+def _compressors(codec: str) -> BloscCodec | None:
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
     if CODECS[codec] is None:
         return None
-    cname, level = CODECS[codec]
-    return zarr.codecs.BloscCodec(cname=cname, clevel=level, shuffle="bitshuffle")
+    cname, level = CODECS[codec] or ("lz4", 5)
+    return BloscCodec(cname=cname, clevel=level, shuffle="bitshuffle")
 
 
 def _check_rows(meta: dict, b: int) -> None:
@@ -129,10 +157,12 @@ def expected_keys(array: zarr.Array, rows: int) -> dict[str, tuple[int, int]]:
     """``{key: (first row, last row)}`` of every stored object an array needs for its first ``rows`` rows."""
     block = (array.shards or array.chunks)[0]
     tail = (0,) * (array.ndim - 1)
-    return {
-        array.metadata.encode_chunk_key((i, *tail)): (i * block, min((i + 1) * block, rows) - 1)
-        for i in range(-(-rows // block))
-    }
+    return {chunk_key(array, (i, *tail)): (i * block, min((i + 1) * block, rows) - 1) for i in range(-(-rows // block))}
+
+
+def chunk_key(array: zarr.Array, index: tuple[int, ...]) -> str:
+    """The store key of one chunk (or shard) of ``array``, relative to the array."""
+    return str(array.metadata.encode_chunk_key(index))
 
 
 def row_checksums(flux: np.ndarray) -> np.ndarray:
@@ -164,13 +194,13 @@ class SpectraStore:
 
     def __init__(self, group: zarr.Group, path: str, lock: WriterLock | None = None):
         self.group, self.path = group, str(path)
-        attrs = dict(group.attrs)
+        attrs: dict[str, Any] = dict(group.attrs)
         if attrs.get("format") != FORMAT:
             raise StoreError(f"{path}: not a spectra_lightning store (format={attrs.get('format')!r})")
         if attrs.get("version", 0) > VERSION:
             raise StoreError(f"{path}: store version {attrs['version']} is newer than this code ({VERSION})")
         self.grid = SpectralGrid(**attrs["grid"])
-        self.flux = group["flux"]
+        self.flux = array_at(group, "flux")
         self.lock = lock
         self._staged = 0  # rows written beyond the commit point by stage()
         self._staged_crc: list[np.ndarray] = []
@@ -178,13 +208,13 @@ class SpectraStore:
 
     def _check_shapes(self) -> None:
         """Cheap consistency checks at open: every committed row has its flux and its metadata."""
-        n = int(self.group.attrs.get("n_spectra", 0))
+        n = int(self.attrs.get("n_spectra", 0))
         if self.flux.shape[0] < n:
             raise StoreError(
                 f"{self.path}: damaged: n_spectra is {n} but flux has {self.flux.shape[0]} rows "
                 "(run `python -m spectra_lightning verify`)"
             )
-        short = [f"{name} ({arr.shape[0]})" for name, arr in self.group["meta"].arrays() if arr.shape[0] < n]
+        short = [f"{name} ({arr.shape[0]})" for name, arr in self.meta_group.arrays() if arr.shape[0] < n]
         if short:
             raise StoreError(f"{self.path}: damaged: metadata shorter than its {n} spectra: {', '.join(short)}")
 
@@ -205,7 +235,7 @@ class SpectraStore:
     def open(
         cls,
         path: str | os.PathLike,
-        mode: str = "r",
+        mode: Mode = "r",
         storage_options: dict | None = None,
         check_checksums: bool = True,
     ) -> SpectraStore:
@@ -215,7 +245,7 @@ class SpectraStore:
         return store
 
     @classmethod
-    def _open(cls, path: str | os.PathLike, mode: str, storage_options: dict | None) -> SpectraStore:
+    def _open(cls, path: str | os.PathLike, mode: Mode, storage_options: dict | None) -> SpectraStore:
         try:
             # check it exists first: mode "a" would silently create an empty group
             group = _open_group(path, "r", storage_options)
@@ -228,11 +258,11 @@ class SpectraStore:
             reason = " ".join(str(e).split()) or type(e).__name__
             raise StoreError(f"{path}: cannot open ({type(e).__name__}: {reason})") from None
         if mode == "r":
-            return cls(group, path)
+            return cls(group, str(path))
         lock = WriterLock(path, storage_options).acquire()
         try:
             group = _open_group(path, mode, storage_options)
-            return cls(group, path, lock)
+            return cls(group, str(path), lock)
         except BaseException:
             lock.release()
             raise
@@ -253,7 +283,7 @@ class SpectraStore:
         if dtype not in ("float16", "float32"):
             raise ValueError(f"flux dtype must be float16 or float32, got {dtype!r}")
         own = lock is None
-        lock = WriterLock(path, storage_options).acquire() if own else lock
+        held = WriterLock(path, storage_options).acquire() if lock is None else lock
         try:
             try:
                 group = _open_group(path, "w-", storage_options)
@@ -278,10 +308,10 @@ class SpectraStore:
                     **(attrs or {}),
                 }
             )
-            return cls(group, path, lock)
+            return cls(group, str(path), held)
         except BaseException:
             if own:
-                lock.release()
+                held.release()
             raise
 
     @classmethod
@@ -313,28 +343,33 @@ class SpectraStore:
     @property
     def block_rows(self) -> int:
         """Rows stored together (a shard, else a chunk): the unit a streaming reader fetches."""
-        return (self.flux.shards or self.flux.chunks)[0]
+        return int((self.flux.shards or self.flux.chunks)[0])
 
     @property
     def n(self) -> int:
         """Committed spectra (rows beyond it are an interrupted append)."""
-        return min(int(self.group.attrs["n_spectra"]), self.flux.shape[0])
+        return min(int(self.attrs["n_spectra"]), self.flux.shape[0])
 
     def __len__(self) -> int:
         return self.n
 
     @property
-    def attrs(self) -> dict:
+    def attrs(self) -> dict[str, Any]:
         return dict(self.group.attrs)
+
+    @property
+    def meta_group(self) -> zarr.Group:
+        """The group of metadata columns (``meta/<name>``, one row per spectrum)."""
+        return group_at(self.group, "meta")
 
     @cached_property
     def meta(self) -> dict[str, np.ndarray]:
         """All metadata columns ``{name: (N,)}`` read once (small next to the flux)."""
         n = self.n
         out = {}
-        for name, arr in self.group["meta"].arrays():
+        for name, arr in self.meta_group.arrays():
             try:
-                col = arr[:n]
+                col = np.asarray(arr[:n])
             except Exception as e:
                 raise DamagedStoreError(f"{self.path}: array meta/{name} cannot be decoded ({_reason(e)})") from e
             out[name] = col.astype(object).astype(str) if col.dtype.kind == "T" else col  # StringDType -> str
@@ -411,7 +446,7 @@ class SpectraStore:
             try:
                 self.flux[a:b]
             except Exception as e:  # any codec's failure: blosc, zstd, a truncated object
-                key = self.flux.metadata.encode_chunk_key((i, 0))
+                key = chunk_key(self.flux, (i, 0))
                 out.append({"array": "flux", "chunk": key, "rows": [a, b - 1], "error": _reason(e)})
         return out
 
@@ -461,7 +496,7 @@ class SpectraStore:
         self.flux.resize((start + b, self.grid.length))
         # appended rows hold data, so skip zarr's is-this-chunk-all-fill check (NaN-aware, ~3x the cost of the
         # write); an all-NaN chunk, should one occur, is then stored rather than left implicit — same content
-        self.flux.with_config({"write_empty_chunks": True})[start : start + b] = rows
+        self.flux.with_config(WRITE_EMPTY_CHUNKS)[start : start + b] = rows
         self._staged_crc.append(row_checksums(rows))
         self._staged += b
 
@@ -471,7 +506,7 @@ class SpectraStore:
         b, start = self._staged, self.n
         _check_rows(meta, b)
         meta = {**meta, "crc32": np.concatenate(self._staged_crc) if self._staged_crc else np.zeros(0, np.int64)}
-        group = self.group["meta"]
+        group = self.meta_group
         existing = dict(group.arrays())
         for name, col in meta.items():
             col = np.asarray(col)
@@ -489,15 +524,15 @@ class SpectraStore:
                 # rows appended before this column existed get the fill value, written out: every chunk a
                 # column's shape needs exists, so verify can hold a missing one as damage
                 arr.resize((start,))
-                arr.with_config({"write_empty_chunks": True})[:start] = fill
+                arr.with_config(WRITE_EMPTY_CHUNKS)[:start] = fill
                 existing[name] = arr
             arr = existing[name]
             arr.resize((start + b,))
-            arr.with_config({"write_empty_chunks": True})[start : start + b] = col
+            arr.with_config(WRITE_EMPTY_CHUNKS)[start : start + b] = col
         for name, arr in existing.items():
             if name not in meta:
                 arr.resize((start + b,))
-                arr.with_config({"write_empty_chunks": True})[start : start + b] = arr.fill_value
+                arr.with_config(WRITE_EMPTY_CHUNKS)[start : start + b] = arr.fill_value
         self.group.attrs["n_spectra"] = start + b  # the commit point
         self._staged = 0
         self._staged_crc = []
@@ -522,14 +557,14 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
 
     n = store.n
     missing, damaged = [], []
-    arrays = {"flux": store.flux, **{f"meta/{k}": a for k, a in store.group["meta"].arrays()}}
+    arrays = {"flux": store.flux, **{f"meta/{k}": a for k, a in store.meta_group.arrays()}}
     for name, arr in arrays.items():
         have = stored_keys(arr)
         for key, (a, b) in expected_keys(arr, n).items():
             if key not in have:
                 missing.append({"array": name, "chunk": key, "rows": [a, b]})
     meta = {}
-    for name, arr in store.group["meta"].arrays():
+    for name, arr in store.meta_group.arrays():
         try:
             meta[name] = arr[:n]
         except Exception as e:
@@ -541,8 +576,9 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
     step -= step % store.flux.chunks[0]
     for start in tqdm(range(0, n, step), desc="verify", unit="block", disable=not progress):
         stop = min(start + step, n)
+        rows: np.ndarray | None
         try:
-            rows = store.flux[start:stop]
+            rows = np.asarray(store.flux[start:stop])
         except Exception:
             bad = store.damaged_chunks(np.arange(start, stop))
             damaged += bad
@@ -550,7 +586,7 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
             for d in bad:
                 skip[d["rows"][0] - start : d["rows"][1] - start + 1] = True
             index = start + np.flatnonzero(~skip)
-            rows = store.flux.oindex[index, :] if len(index) else None  # the readable chunks of the block
+            rows = np.asarray(store.flux.oindex[index, :]) if len(index) else None  # the block's readable chunks
         else:
             index = np.arange(start, stop)
         if rows is None:

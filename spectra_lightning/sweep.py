@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import itertools
 import json
 import math
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .files import write_atomic
 from .metrics.latent import MAD_THRESHOLD
 from .run_layout import override_name, report_file
 from .synth import LABELS  # what a sweep table records per run: the synthetic labels (others where present)
@@ -238,8 +240,14 @@ def report(out_dir: str | Path, threshold: float = MAD_THRESHOLD) -> dict[str, P
     splits = sorted({r.get("split") or "val" for r in rows})
     fig.suptitle(f"Informative nodes against λ (cf. Sedaghat et al. 2021, Fig. 4); {'/'.join(splits)} split")
     fig.tight_layout()
-    paths = {"figure4": out / "figure4.png"}
+    paths = {"figure4": out / "figure4.png", "figure4_table": out / "figure4.csv"}
     fig.savefig(paths["figure4"], dpi=100)
+    table = io.StringIO()  # the figure's points, for reading and for checks
+    w = csv.writer(table, lineterminator="\n")
+    w.writerow(["latent_dim", "kl_weight", "n_informative", "split", "run"])
+    for r in sorted(rows, key=lambda r: (r["latent_dim"], r["kl_weight"])):
+        w.writerow([r["latent_dim"], f"{r['kl_weight']:g}", r["n_informative"], r.get("split") or "val", r["run"]])
+    write_atomic(paths["figure4_table"], table.getvalue())
     fig, axes = subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4), squeeze=False)
     for c, size in enumerate(sizes):
         sel = sorted((r for r in rows if r["latent_dim"] == size), key=lambda r: r["kl_weight"])
@@ -255,7 +263,7 @@ def report(out_dir: str | Path, threshold: float = MAD_THRESHOLD) -> dict[str, P
     fig.savefig(paths["mi"], dpi=100)
     from .loggers import log_sweep_figures
 
-    log_sweep_figures(out, paths)
+    log_sweep_figures(out, {k: v for k, v in paths.items() if v.suffix == ".png"})
     return paths
 
 

@@ -253,9 +253,8 @@ def render(
         s, g = sig[:, m], gamma[:, m]
         eta = (g / (g + s))[:, None]  # Lorentz share of the pseudo-Voigt
         half = max(6 * s.max(), min(g.max() * np.sqrt(a.max() / 1e-3), 30.0)) + abs(rv).max() * lines["wave"][m] / C_KMS
-        i0, i1 = np.clip(
-            grid.index_of([lines["wave"][m] - half, lines["wave"][m] + half]).astype(int) + [0, 2], 0, grid.length
-        )
+        span = grid.index_of(np.array([lines["wave"][m] - half, lines["wave"][m] + half]))
+        i0, i1 = np.clip(np.asarray(span).astype(int) + [0, 2], 0, grid.length)
         if i1 <= i0:
             continue
         x = wave[None, i0:i1] - (lines["wave"][m] * shift)[:, None]

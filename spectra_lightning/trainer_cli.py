@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 from jsonargparse import DefaultHelpFormatter
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -41,11 +42,12 @@ def user_error(exc: BaseException) -> BaseException | None:
     """The first of :data:`USER_ERRORS` in ``exc``'s chain (jsonargparse wraps errors raised while it
     instantiates a class into its own, multi-line ones)."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, USER_ERRORS):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, USER_ERRORS):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return None
 
 
@@ -126,7 +128,8 @@ class SpectraCLI(LightningCLI):
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
         super()._add_subcommands(parser, **kwargs)
-        for name, sub in parser._subcommands_action._name_parser_map.items():
+        subcommands = parser._subcommands_action
+        for name, sub in (subcommands._name_parser_map if subcommands is not None else {}).items():
             sub.prog = f"{PROG} {name}"  # not "... [options] fit": the usage shows what users type
             sub.epilog = options_help()
 
@@ -190,7 +193,7 @@ class SpectraCLI(LightningCLI):
                 parser = self._parser(self.subcommand)
                 logger.log_config(yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False)))
         for cb in self.trainer.checkpoint_callbacks:
-            if cb.dirpath is None:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                 cb.dirpath = str(checkpoint_dir(self.trainer.default_root_dir))
         if self.trainer.is_global_zero:
             self._record_run(ckpt)
@@ -223,14 +226,14 @@ class SpectraCLI(LightningCLI):
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir  # a collective under DDP: call it on every rank
         if self.trainer.num_training_batches == 0:
-            dm = self.trainer.datamodule
+            dm = getattr(self.trainer, "datamodule", None)
             n = len(getattr(dm, "splits", {}).get("train", [])) if dm is not None else "?"
             raise ConfigError(
                 f"nothing was trained: no training batch (train split {n} spectra, batch size "
                 f"{getattr(dm, 'batch_size', '?')}, {self.trainer.world_size} rank(s), "
                 f"limit_train_batches={self.trainer.limit_train_batches})"
             )
-        if any(getattr(cb, "pending_test", False) for cb in self.trainer.callbacks):
+        if any(getattr(cb, "pending_test", False) for cb in getattr(self.trainer, "callbacks", [])):
             # the final report is the test split's (LatentMetrics collects the codes); checkpoints, early
             # stopping and sweeps saw validation only. Every rank runs it (the codes are gathered).
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
@@ -294,7 +297,7 @@ def options_help() -> str:
         for cls in classes:
             summary = _short((inspect.getdoc(cls) or "").split("\n\n")[0])
             out.append(f"  {part}: {cls.__module__}.{cls.__name__} - {summary}")
-            params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "n_pixels")]
+            params = [p for p in inspect.signature(cls).parameters if p != "n_pixels"]
             docs = documented_args(cls)
             out += [f"    --model.{part}.init_args.{p:15s} {_short(docs.get(p, ''))}" for p in params]
     out.append(f"a part's options in full: {PROG} fit --model.loss.help SquaredError (or another class)")

@@ -13,7 +13,7 @@ import yaml
 from spectra_lightning.cli import main
 from spectra_lightning.store import SpectraStore
 
-from helpers import REPO, tiny_config
+from helpers import REPO, tiny_config, wandb_records
 
 
 def test_overview_and_help(capsys):
@@ -87,17 +87,25 @@ def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys):
     assert list((tmp_path / "run/checkpoints").glob("*.ckpt")) and (tmp_path / "run/csv/version_0/split.json").exists()
 
 
-def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store):
+def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store, monkeypatch):
     cfg = tiny_config(
         tmp_path,
         tiny_store,
         max_steps=2,
+        log_every_n_steps=1,
         limit_val_batches=1,
         logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "test"}},
     )
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # no key, no mode: AutoWandbLogger must choose offline
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     assert main(["fit", "--config", str(cfg)]) == 0
-    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    records = wandb_records(run)
+    history = [r.history.item for r in records if r.WhichOneof("record_type") == "history"]
+    steps = [{i.key or "/".join(i.nested_key): i.value_json for i in items} for items in history]
+    logged = [float(h["train/loss_step"]) for h in steps if "train/loss_step" in h]
+    assert len(logged) == 2 and all(np.isfinite(logged))  # both steps' losses, written locally
 
 
 def test_synth_command_and_its_errors(tmp_path, capsys):

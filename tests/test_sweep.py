@@ -64,6 +64,21 @@ def overrides_for(config: Path, harps_store) -> list[str]:
     return args
 
 
+def built_models(monkeypatch) -> list[dict]:
+    """The hyper-parameters (each part as class_path + init_args) of every model a `fit` builds, as it trains."""
+    import spectra_lightning.trainer_cli as cli
+
+    seen: list[dict] = []
+    original = cli.SpectraCLI.before_fit
+
+    def spy(self):
+        seen.append(dict(self.model.hparams))
+        original(self)
+
+    monkeypatch.setattr(cli.SpectraCLI, "before_fit", spy)
+    return seen
+
+
 def test_the_overlays_name_their_base():
     stacks = {c.name: [p.name for p in stack_of(c)] for c in BASES}
     assert stacks["quickstart_doppler.yaml"] == ["quickstart.yaml", "quickstart_doppler.yaml"]
@@ -78,7 +93,20 @@ def test_every_config_runs_as_documented(config, harps_store, tmp_path, monkeypa
     chain = stack_of(config)
     monkeypatch.chdir(tmp_path)
     configs = [a for c in chain for a in ("--config", str(c))]
+    built = built_models(monkeypatch)
     assert main(["fit", *configs, *overrides_for(chain[0], harps_store)]) == 0
+    (model,) = built
+    expected: dict[str, dict] = {}  # each part as the stack sets it: a later config's arguments over an earlier's
+    for c in chain:
+        for part, spec in (yaml.safe_load(c.read_text()).get("model") or {}).items():
+            if part in ("net", "loss", "kl_schedule"):
+                same = expected.get(part, {}).get("class_path") == spec["class_path"]
+                args = {**(expected[part]["init_args"] if same else {}), **(spec.get("init_args") or {})}
+                expected[part] = {"class_path": spec["class_path"], "init_args": args}
+    assert expected, chain
+    for part, spec in expected.items():  # the model that trained is the one the stack describes
+        assert model[part]["class_path"] == spec["class_path"], part
+        assert {k: model[part]["init_args"][k] for k in spec["init_args"]} == spec["init_args"], part
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.name)
@@ -92,7 +120,14 @@ def test_every_sweep_command_runs_for_one_drawn_parameter_set(sweep, harps_store
     # the sweep's configs are relative to the repository (where agents run); the test runs elsewhere
     args = [str(REPO / a) if prev == "--config" else a for prev, a in zip(cmd[2:], cmd[3:])]
     monkeypatch.chdir(tmp_path)
+    built = built_models(monkeypatch)
     assert main(args + overrides_for(REPO / cmd[cmd.index("--config") + 1], harps_store)) == 0
+    (model,) = built
+    for key, value in params.items():  # the drawn values reached the model that trained
+        node = model
+        for part in key.split(".")[1:]:
+            node = node[part]
+        assert node == value, key
 
 
 def tiny_sweep(tmp_path, store, values=(0.1, 1.0), latents=(2, 3)):
@@ -163,7 +198,16 @@ def test_local_runner_grid_resume_failure_and_report(tmp_path, tiny_store):
     assert [r["run"] for r in rows] == ["kl_schedule.weight=0.1,net.latent_dim=-1"]
     assert len(list(csv.DictReader(open(out / "results.csv")))) == 3  # appended, the finished row kept
     paths = report(out)
-    assert paths["figure4"].stat().st_size > 10_000 and paths["mi"].exists()
+    assert paths["figure4"].exists() and paths["mi"].exists()
+    # the figure's points are the finished run's: its λ and latent size (from its report) and informative nodes
+    (point,) = list(csv.DictReader(open(paths["figure4_table"])))
+    assert point == {
+        "latent_dim": "2",
+        "kl_weight": "0.1",
+        "n_informative": str(len(final["validation"]["mad"]["informative"])),
+        "split": "val",
+        "run": "kl_schedule.weight=0.1,net.latent_dim=2",
+    }
 
 
 def test_random_method_and_dry_run(tmp_path, capsys):

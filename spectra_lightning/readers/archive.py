@@ -254,24 +254,23 @@ def _read(primary: fits.Header, hdu0, extensions, path: Path) -> Spectrum:
                 if "wave" in names or "flux" in names:
                     raise RejectError(f"table {hdu.name!r} lacks a {'FLUX' if wcol else 'WAVE'} column")
                 continue
-            data = hdu.data
-            if data is None or len(data) == 0:
+            table = hdu.data
+            if table is None or len(table) == 0:
                 raise RejectError(f"table {hdu.name!r} has no rows")
             unit = hdu.columns[wcol].unit
-            if len(data) == 1 and np.ndim(data[wcol][0]) == 1:  # ESO Phase 3: one row of arrays
-                wave, flux = np.asarray(data[wcol][0], float), _native(data[fcol][0])
+            if len(table) == 1 and np.ndim(table[wcol][0]) == 1:  # ESO Phase 3: one row of arrays
+                wave, flux = np.asarray(table[wcol][0], float), _native(table[fcol][0])
                 product = "adp"
             else:
-                wave, flux = np.asarray(data[wcol], float).ravel(), _native(data[fcol]).ravel()
+                wave, flux = np.asarray(table[wcol], float).ravel(), _native(table[fcol]).ravel()
                 product = "table1d"
             if wcol.lower() == "loglam":
                 wave, unit = 10**wave, "Angstrom"
             # ERR is not read: a 1-D spectrum is resampled linearly and the store keeps flux only
             return Spectrum(to_angstrom(wave, unit, f"{product} WAVE"), flux, None, product, meta)
-    data = hdu0.data
-    if data is None:
+    if hdu0.data is None:
         raise RejectError("unknown layout: no image data and no table with WAVE/FLUX columns")
-    data = _native(data)
+    data = _native(hdu0.data)
     if data.ndim == 2 and "ESO DRS CCF MASK" in primary:
         raise NotASpectrum("cross-correlation function (CCF), not a spectrum")
     if data.ndim == 2 and str(primary.get("OBJECT", "")).upper().startswith(CALIBRATION_OBJECTS):
@@ -282,9 +281,10 @@ def _read(primary: fits.Header, hdu0, extensions, path: Path) -> Spectrum:
         raise RejectError(f"unknown layout: 2-D image {data.shape} without DRS calibration keywords")
     if data.ndim != 1:
         raise RejectError(f"unknown layout: {data.ndim}-D image")
-    wave = _linear_wcs(primary, data.size)
-    if wave is None:
+    linear = _linear_wcs(primary, data.size)
+    if linear is None:
         raise RejectError("1-D image without CRVAL1/CDELT1 wavelength keywords")
+    wave = linear
     unit = primary.get("CUNIT1") or (
         primary.get("CTYPE1") if str(primary.get("CTYPE1", "")).lower().startswith("ang") else None
     )
