@@ -43,6 +43,8 @@ def row_of(run: Path, extra: str = "") -> dict:
         "split": r.get("split"),
         "n": r["n_spectra"],
         "informative": len(r["mad"]["informative"]),
+        # the fit's wall time, alone on the machine it ran on (run_seed writes it; empty for runs made elsewhere)
+        "wall_s": json.loads((run / "wall.json").read_text())["seconds"] if (run / "wall.json").exists() else "",
     }
     for label in LABELS:
         e = r["mi"]["ksg"].get(label)
@@ -79,7 +81,9 @@ def run_seed(config: list[str], seed: int, run: Path, extra: list[str]) -> int:
     t = time.perf_counter()
     with open(run / "log.txt", "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-    print(f"seed {seed}: exit {rc} in {time.perf_counter() - t:.0f} s ({run})", flush=True)
+    seconds = time.perf_counter() - t
+    write_atomic(run / "wall.json", json.dumps({"seconds": round(seconds, 1), "exit": rc}))
+    print(f"seed {seed}: exit {rc} in {seconds:.0f} s ({run})", flush=True)
     return rc
 
 
