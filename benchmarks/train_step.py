@@ -12,7 +12,8 @@ Variants: ``eager, torch layers``: the network with torch's ``Conv1d``/``ConvTra
 LeakyReLU out of place (0.2's step, the baseline); ``eager`` (today's default): the three full-length one-channel
 layers computed another way (``nets.SingleInputConv1d``, ``PhaseConvTranspose1d``, ``TapsConv1d``) and LeakyReLU
 in place; ``LeakyReLU out of place``: the default but that; ``+ fused Adam``; with ``--compile``:
-``torch.compile`` of the network (inductor; its compile time reported apart).
+``torch.compile`` of the network's encoder and decoder (inductor; its compile time, the warm-up steps', reported
+apart).
 GFLOP/s counts the step's floating-point operations (``torch.utils.flop_counter``, the baseline's math) over its
 time; the share is of this machine's fp32 FMA peak (cores × FMA units × SIMD lanes × 2 × clock, from
 ``/proc/cpuinfo``); on a GPU, of the device's fp32 peak when known.
@@ -30,6 +31,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 VARIANTS = {
     "torch-layers": "eager, torch layers (0.2: baseline)",
@@ -88,8 +90,10 @@ def one(variant: str, steps: int, warmup: int) -> dict:
             if isinstance(m, nn.LeakyReLU):
                 m.inplace = False
     compile_s = None
-    if variant == "compiled":
-        model.net = torch.compile(model.net)
+    if variant == "compiled":  # the network's encoder and decoder (encode/decode call them, not net.forward)
+        net = model.net
+        net.encoder = cast(nn.Module, torch.compile(net.encoder))
+        net.decoder = cast(nn.Module, torch.compile(net.decoder))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).train()
     g = torch.Generator().manual_seed(0)

@@ -34,11 +34,14 @@ def cache_dir() -> Path:
 
 
 class StoreDataset(Dataset):
-    """Rows of a store as map-style :class:`~spectra_lightning.batch.Item` s (collated into a ``Batch``)."""
+    """Rows of a store as map-style :class:`~spectra_lightning.batch.Item` s (collated into a ``Batch``), with
+    their inverse variances (``ivar``) when the store keeps them."""
 
     def __init__(self, store: SpectraStore, rows: np.ndarray, labels: np.ndarray, in_memory: bool):
         self.store, self.rows, self.labels = store, rows, labels
+        self.has_ivar = store.ivar is not None
         self.cache = store.read(rows) if in_memory else None
+        self.ivar_cache = store.read_ivar(rows) if in_memory and self.has_ivar else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -47,12 +50,16 @@ class StoreDataset(Dataset):
         row = self.rows[i]
         flux = self.cache[i] if self.cache is not None else self.store.read([row])[0]
         flux, mask = fill_masked(flux)
-        return {
+        item: Item = {
             "flux": torch.from_numpy(flux),
             "mask": torch.from_numpy(mask),
             "index": torch.tensor(row, dtype=torch.long),
             "labels": torch.from_numpy(self.labels[row]),
         }
+        if self.has_ivar:
+            ivar = self.ivar_cache[i] if self.ivar_cache is not None else self.store.read_ivar([row])[0]
+            item["ivar"] = torch.from_numpy(np.where(mask, ivar, np.float32(0)))
+        return item
 
 
 class EpochShuffle(RandomSampler):

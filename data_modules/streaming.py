@@ -107,22 +107,38 @@ class Augment:
         return bool(self.doppler_kms or self.noise or self.mask_segments)
 
     def __call__(
-        self, flux: np.ndarray, labels: np.ndarray, label_names: list[str], wave: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``flux (B, L)`` float32 with NaN = masked, ``labels (B, K)`` -> augmented copies."""
+        self,
+        flux: np.ndarray,
+        labels: np.ndarray,
+        label_names: list[str],
+        wave: np.ndarray,
+        rng: np.random.Generator,
+        ivar: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``flux (B, L)`` float32 with NaN = masked, ``labels (B, K)`` and, when the store keeps them, the inverse
+        variances ``ivar (B, L)`` -> augmented copies: a shift moves the variances with the flux, added noise
+        adds its own."""
         flux, labels = flux.copy(), labels.copy()
         b = len(flux)
+        var = None
+        if ivar is not None:
+            with np.errstate(divide="ignore"):
+                var = np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1), np.inf).astype(np.float32)
         if self.doppler_kms:
             v = rng.uniform(-self.doppler_kms, self.doppler_kms, b)
             with torch.no_grad():  # the decoder's Doppler shift, NaN (masked) beyond the edges
                 shift = DopplerShift(wave, fill=float("nan"))
                 flux = shift(torch.from_numpy(flux), torch.from_numpy(v)).numpy()
+                if var is not None:
+                    var = shift(torch.from_numpy(var), torch.from_numpy(v), variance=True).numpy()
             if "rv" in label_names:
                 j = label_names.index("rv")
                 labels[:, j] = v if self.rest_frame else labels[:, j] + v
         if self.noise:
             sigma = rng.uniform(0, self.noise, b).astype(np.float32)
             flux += rng.standard_normal(flux.shape).astype(np.float32) * sigma[:, None]
+            if var is not None:
+                var = var + (sigma**2)[:, None]
             if "snr" in label_names:
                 j = label_names.index("snr")
                 labels[:, j] = 1.0 / np.sqrt(1.0 / labels[:, j] ** 2 + sigma**2)
@@ -130,7 +146,10 @@ class Augment:
             start = rng.integers(0, flux.shape[1] - self.mask_length, b)
             for i in range(b):
                 flux[i, start[i] : start[i] + self.mask_length] = np.nan
-        return flux, labels
+        if var is None:
+            return flux, labels, None
+        with np.errstate(divide="ignore", invalid="ignore"):  # inf variance -> 0; NaN (beyond the edges) stays
+            return flux, labels, (1.0 / var).astype(np.float32)
 
 
 def epoch_rows(
@@ -247,30 +266,38 @@ class BlockStream(IterableDataset):
 
     def _collate(self, items: list[tuple], wave: np.ndarray, rng: np.random.Generator) -> Batch:
         """``(row, weight, flux (L,))`` items -> a streaming-wire :class:`Batch` (augmented in training)."""
-        rows, weights, fluxes = zip(*items)
+        rows, weights, fluxes, ivars = zip(*items)
         r, w = np.asarray(rows), np.asarray(weights, np.float32)
         labels = self.labels[r]
+        ivar = np.stack(ivars) if ivars[0] is not None else None
         if self.augment is not None and self.augment.active:
-            flux, labels = self.augment(np.stack(fluxes).astype(np.float32), labels, self.label_names, wave, rng)
+            flux, labels, ivar = self.augment(
+                np.stack(fluxes).astype(np.float32), labels, self.label_names, wave, rng, ivar
+            )
         else:
             flux = np.stack(fluxes)  # the stored dtype (float16): batch.finish_batch widens it on the device
-        return {
+        batch: Batch = {
             "flux": torch.from_numpy(flux),
             "index": torch.from_numpy(r.astype(np.int64)),
             "labels": torch.from_numpy(np.ascontiguousarray(labels, np.float32)),
             "weight": torch.from_numpy(w),
         }
+        if ivar is not None:  # finish_batch zeroes it where the flux is masked (or it is NaN beyond an edge)
+            batch["ivar"] = torch.from_numpy(np.ascontiguousarray(ivar, np.float32))
+        return batch
 
     @staticmethod
     def _items(store: SpectraStore, rows: np.ndarray, weight: np.ndarray) -> Iterator[tuple]:
-        """``(row, weight, flux (L,))`` in order, each run of consecutive rows within one block read as one
-        contiguous slice (never more than a block in memory), checked (``SpectraStore.check_rows``)."""
+        """``(row, weight, flux (L,), ivar (L,) or None)`` in order, each run of consecutive rows within one block
+        read as one contiguous slice (never more than a block in memory), checked (``SpectraStore.check_rows``)."""
         if not len(rows):
             return
         block = rows // store.block_rows
         breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(block) != 0)) + 1
         for r, w in zip(np.split(rows, breaks), np.split(weight, breaks)):
-            yield from zip(r, w, store.read_block(int(r[0]), int(r[-1]) + 1))
+            start, stop = int(r[0]), int(r[-1]) + 1
+            ivar = store.read_ivar_block(start, stop) if store.ivar is not None else [None] * len(r)
+            yield from zip(r, w, store.read_block(start, stop), ivar)
 
 
 class StreamLoader(DataLoader):

@@ -138,7 +138,7 @@ class SpectralGrid:
         index = np.asarray((self._coord(wave) - self._coord(self.wave_min)) / self.step + self.pad_left)
         return index[()]  # a scalar for a scalar wavelength (round() works on it), an array for an array
 
-    def resample(self, wave: np.ndarray, flux: np.ndarray, method: str = "auto") -> np.ndarray:
+    def resample(self, wave: np.ndarray, flux: np.ndarray, method: str = "auto", variance: bool = False) -> np.ndarray:
         """``flux(wave)`` onto the grid -> ``(L,)`` float64; NaN where masked.
 
         ``linear``: linear interpolation; an output pixel is NaN when an input neighbour it
@@ -148,6 +148,10 @@ class SpectralGrid:
         non-finite; right when the input is much finer than the grid (no aliasing of
         narrow lines). ``auto``: :meth:`auto_method`. Pixels outside the input's coverage and
         masked grid pixels are NaN. ``grid_kernel.place_linear`` is the compiled ``linear``.
+
+        ``variance``: ``flux`` holds the input pixels' variances (independent noise) and the result is the
+        output pixels' variances: each output is a weighted sum Σ wᵢ xᵢ of inputs, so its variance is Σ wᵢ² σᵢ²
+        (``linear``: (1−f)² σⱼ² + f² σⱼ₊₁²; ``mean``: Σ σᵢ² / n²; a copy on the lattice: σ² itself).
         """
         wave = np.asarray(wave, float)
         flux = np.asarray(flux, float)
@@ -170,7 +174,7 @@ class SpectralGrid:
             count = np.bincount(idx, minlength=self.length)
             nbad = np.bincount(idx, bad.astype(float), self.length)
             good = inside & (count > 0) & (nbad == 0)
-            out[good] = total[good] / count[good]
+            out[good] = total[good] / (count[good] ** 2 if variance else count[good])
             return out
         if method != "linear":
             raise ValueError(f"unknown resampling method {method!r}")
@@ -191,13 +195,14 @@ class SpectralGrid:
         w0, w1 = wave[j], wave[j + 1]
         span = w1 - w0
         frac = (t - w0) / span if span.min() > 0 else np.where(span > 0, (t - w0) / np.where(span > 0, span, 1.0), 0.0)
-        values = flux[j] * (1 - frac) + flux[j + 1] * frac
+        a, b = (1 - frac, frac) if not variance else ((1 - frac) ** 2, frac**2)
+        values = flux[j] * a + flux[j + 1] * b
         # a neighbour with (almost) zero weight cannot poison the pixel: rare, so redo only those
         edge = np.flatnonzero((frac < 1e-6) | (frac > 1 - 1e-6))
         if edge.size:
             fe, je = frac[edge], j[edge]
             values[edge] = (
-                np.where(fe > 1 - 1e-6, 0.0, flux[je]) * (1 - fe) + np.where(fe < 1e-6, 0.0, flux[je + 1]) * fe
+                np.where(fe > 1 - 1e-6, 0.0, flux[je]) * a[edge] + np.where(fe < 1e-6, 0.0, flux[je + 1]) * b[edge]
             )
         out[inside] = values
         return out

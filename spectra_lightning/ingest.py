@@ -47,6 +47,7 @@ from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, Stor
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 MIN_FLUX = 50.0  # the paper's raw median-flux cut
+IVAR_KEY = "_ivar"  # a placed spectrum's inverse-variance row, carried in its metadata to the writer
 # products whose flux is detector counts: only for these does a median below MIN_FLUX mean a faint exposure
 # (generic 1-D images and tables — MILES, normalised HARPS sets, other archives — carry arbitrary units)
 COUNT_PRODUCTS = ("adp", "s1d", "e2ds")
@@ -209,12 +210,25 @@ def process(
 
 def survey_spectrum(s: SurveySpectrum, grid: SpectralGrid) -> Spectrum:
     """A survey spectrum as the grid work takes it: pixels of zero inverse variance masked (NaN), wavelengths in
-    the grid's medium (air or vacuum). Inverse variance is not stored yet."""
-    flux = np.where(s.ivar > 0, s.flux, np.nan)
+    the grid's medium (air or vacuum), the inverse variance kept (1-D: per pixel, :func:`ivar_row`)."""
+    usable = s.ivar > 0
+    flux = np.where(usable, s.flux, np.nan)
     wave = s.wave
     if s.medium != grid.medium:
         wave = vacuum_to_air(wave) if s.medium == "vacuum" else air_to_vacuum(wave)
-    return Spectrum(wave, flux, None, s.product, dict(s.meta))
+    return Spectrum(wave, flux, np.where(usable, s.ivar, 0.0), s.product, dict(s.meta))
+
+
+def ivar_row(spec: Spectrum, grid: SpectralGrid, median: float, row: np.ndarray) -> np.ndarray:
+    """The inverse variance ``(L,)`` float32 of a 1-D spectrum's stored row ``row`` (divided by ``median``): its
+    variance carried onto the grid as its flux was (``SpectralGrid.resample(variance=True)``), in the row's
+    units (× median²); 0 where the row is masked or a pixel carries no information."""
+    assert spec.ivar is not None and spec.wave.ndim == 1
+    with np.errstate(divide="ignore"):
+        var = np.where(spec.ivar > 0, 1.0 / spec.ivar, np.nan)  # NaN: an output drawing on it is unusable
+    var = grid.resample(spec.wave, var, variance=True)
+    ok = np.isfinite(var) & (var > 0) & np.isfinite(row)
+    return np.where(ok, median**2 / np.where(ok, var, 1.0), 0.0).astype(np.float32)
 
 
 def place(
@@ -254,6 +268,8 @@ def place(
         coverage=(n_valid - n_range) / grid.n_valid,
         n_masked_range=n_range,
     )
+    if spec.ivar is not None and spec.wave.ndim == 1:  # rides with the metadata; the writer stores it (or not)
+        meta[IVAR_KEY] = ivar_row(spec, grid, raw_median, row)
     return ("ok", row, meta)
 
 
@@ -445,9 +461,11 @@ def ingest(
     progress: bool = True,
     batch: int = 16 * DEFAULT_CHUNK_ROWS,
     labels_text: tuple[str, ...] = (),
+    ivar: bool | None = None,
 ) -> dict:
     """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes).
-    ``labels_text``: columns of the ``labels`` table kept as text (see :mod:`spectra_lightning.labels`)."""
+    ``labels_text``: columns of the ``labels`` table kept as text (see :mod:`spectra_lightning.labels`).
+    ``ivar``: a new store keeps each pixel's inverse variance (None: on a logarithmic grid, the surveys')."""
     grid = SpectralGrid.parse(grid)
     paths, broken = expand_inputs(inputs)
     table = IngestLabels(labels, tuple(labels_text)) if labels else None
@@ -456,7 +474,9 @@ def ingest(
     except StoreError as e:
         if "no store there" not in str(e):
             raise
-        store = SpectraStore.create(output, grid, dtype=dtype, codec=codec, attrs={"producer": "ingest", "rejects": {}})
+        keep = grid.log if ivar is None else ivar
+        attrs = {"producer": "ingest", "rejects": {}}
+        store = SpectraStore.create(output, grid, dtype=dtype, codec=codec, attrs=attrs, ivar=keep)
     with store:
         if store.grid != grid:
             raise StoreError(f"{output}: existing store is on grid {store.grid.describe()}, not {grid.describe()}")
@@ -536,6 +556,9 @@ class BatchWriter:
     def __init__(self, store: SpectraStore, batch: int):
         self.store, self.batch = store, batch
         self.buffers = [np.empty((batch, store.grid.length), store.flux.dtype) for _ in range(2)]
+        # the inverse variances beside the rows, for a store that keeps them (0: a spectrum that came without)
+        keep = store.ivar is not None
+        self.ivar = [np.zeros((batch, store.grid.length), np.float32) for _ in range(2)] if keep else None
         self.pending: list[dict] = []  # metadata of the rows in buffers[0]
         self.chunk, self.position, self.staged = store.flux.chunks[0], store.n, 0  # position: row of pending[0]
         self.thread = ThreadPoolExecutor(1)
@@ -544,6 +567,9 @@ class BatchWriter:
 
     def add(self, flux: np.ndarray, meta: dict, rejects: dict[str, str]) -> None:
         """Queue one row ``(L,)`` and its metadata; ``rejects`` is what a commit records with it."""
+        ivar = meta.pop(IVAR_KEY, None)
+        if self.ivar is not None:
+            self.ivar[0][len(self.pending)] = 0.0 if ivar is None else ivar
         self.buffers[0][len(self.pending)] = flux
         self.pending.append(meta)
         if len(self.pending) >= self.batch:
@@ -553,7 +579,8 @@ class BatchWriter:
 
     def _stage(self, upto: int) -> None:
         if upto > self.staged:
-            self.staging.append(self.thread.submit(self.store.stage, self.buffers[0][self.staged : upto]))
+            ivar = self.ivar[0][self.staged : upto] if self.ivar is not None else None
+            self.staging.append(self.thread.submit(self.store.stage, self.buffers[0][self.staged : upto], ivar))
             self.staged = upto
 
     def _commit(self, staged: list, columns: dict, rejects: dict[str, str]) -> None:
@@ -571,6 +598,8 @@ class BatchWriter:
         self.position += len(self.pending)
         self.pending, self.staged = [], 0
         self.buffers.reverse()  # the writer has finished with the other one (waited for below)
+        if self.ivar is not None:
+            self.ivar.reverse()
         if self.committing:
             self.committing.pop().result()
         self.committing.append(self.thread.submit(self._commit, list(self.staging), columns, dict(rejects)))
@@ -714,6 +743,13 @@ def main(argv: list[str]) -> int:
         default=16 * DEFAULT_CHUNK_ROWS,
         help="spectra per committed append (default %(default)s; each append rewrites the metadata)",
     )
+    p.add_argument(
+        "--ivar",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="a new store keeps each pixel's inverse variance from the files that have it (the survey formats); "
+        "auto: on a logarithmic grid (docs/store-format.md)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     if a.workers < 1:
@@ -731,6 +767,7 @@ def main(argv: list[str]) -> int:
             progress=not a.quiet,
             batch=a.batch,
             labels_text=tuple(a.labels_text),
+            ivar={"auto": None, "yes": True, "no": False}[a.ivar],
         )
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)

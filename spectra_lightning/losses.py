@@ -73,3 +73,22 @@ class SquaredError(Reconstruction):
 
     def pixel_error(self, residual: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
         return residual.pow(2) / (2 * self.noise_scale)
+
+
+class ChiSquared(Reconstruction):
+    """χ² = Σ ivar·(x̂ − x)² per spectrum, ``ivar`` the batch's inverse variance ``(B, L)`` in the units of the
+    stored (normalised) flux: half of it is the Gaussian negative log-likelihood with known per-pixel noise (up
+    to a constant), so noisy pixels weigh less and pixels of zero ivar nothing. Needs a store with an ``ivar``
+    array; with ``mean`` the sum is divided by the unmasked pixels (a reduced χ² without the fitted parameters).
+
+    Args:
+        normalisation: ``sum`` over each spectrum's unmasked pixels, or their ``mean``.
+    """
+
+    def pixel_error(self, residual: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
+        ivar = batch.get("ivar")
+        if ivar is None:
+            raise ConfigError(
+                "--model.loss ChiSquared needs inverse variances: a store with an ivar array (see docs/store-format.md)"
+            )
+        return residual.pow(2) * ivar

@@ -157,11 +157,15 @@ class Decoder(nn.Module):
         return self.deconv(h).squeeze(1)[:, : self.n_pixels]
 
 
-def resample(flux: torch.Tensor, displacement: torch.Tensor, fill: float | None = None) -> torch.Tensor:
+def resample(
+    flux: torch.Tensor, displacement: torch.Tensor, fill: float | None = None, variance: bool = False
+) -> torch.Tensor:
     """``flux (B, L)`` moved by ``displacement (B, L)`` pixels: ``out[i] = flux(i − d[i])`` by linear
     interpolation; beyond the edges the edge pixel, or ``fill`` when given (NaN: masked, as the data modules mark
-    it). Whole and fractional pixels are split from ``d`` itself, not from ``i − d``, so the interpolation weights
-    keep float32's precision on grids of any length (at 327,680 px, ``i − d`` in float32 is quantised to 1/32 px)."""
+    it). ``variance``: ``flux`` holds per-pixel variances, moved as the variance of the interpolated value,
+    (1−f)² σ₀² + f² σ₁². Whole and fractional pixels are split from ``d`` itself, not from ``i − d``, so the
+    interpolation weights keep float32's precision on grids of any length (at 327,680 px, ``i − d`` in float32 is
+    quantised to 1/32 px)."""
     n = flux.shape[1]
     back = -displacement
     whole = back.floor()
@@ -170,7 +174,8 @@ def resample(flux: torch.Tensor, displacement: torch.Tensor, fill: float | None 
     below, above = pos < 0, pos >= n - 1
     f = torch.where(below, torch.zeros_like(frac), torch.where(above, torch.ones_like(frac), frac))
     i0 = pos.clamp(0, n - 2)
-    out = flux.gather(1, i0) * (1 - f) + flux.gather(1, i0 + 1) * f
+    a, b = (1 - f, f) if not variance else ((1 - f) ** 2, f**2)
+    out = flux.gather(1, i0) * a + flux.gather(1, i0 + 1) * b
     if fill is None:
         return out
     outside = below | (pos > n - 1) | ((pos == n - 1) & (frac > 0))
@@ -230,12 +235,13 @@ class DopplerShift(nn.Module):
         # in pixel units: source position = i - (λ_i / step)·β/(1+β); only the small term is a product
         self.register_buffer("wave_px", torch.tensor(wave / (wave[1] - wave[0]), dtype=torch.float32), persistent=False)
 
-    def forward(self, flux: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward(self, flux: torch.Tensor, v: torch.Tensor, variance: bool = False) -> torch.Tensor:
+        """``flux (B, L)`` at velocities ``v (B,)``; ``variance``: ``flux`` holds variances (see :func:`resample`)."""
         beta = (v.float() / C_KMS)[:, None]
         if self.log_step:
-            return resample(flux, (torch.log1p(beta) / self.log_step).expand_as(flux), self.fill)
+            return resample(flux, (torch.log1p(beta) / self.log_step).expand_as(flux), self.fill, variance)
         wave_px = cast(torch.Tensor, self.wave_px)
-        return resample(flux, wave_px * (beta / (1 + beta)), self.fill)
+        return resample(flux, wave_px * (beta / (1 + beta)), self.fill, variance)
 
 
 class SpectrumNet(nn.Module):

@@ -34,7 +34,9 @@ from .grid import SpectralGrid
 from .lock import WriterLock
 
 FORMAT = "spectra_lightning.store"
-VERSION = 2  # 2: the grid may be logarithmic and in vacuum (its description says so); version 1 stores read as before
+# 2: the grid may be logarithmic and in vacuum (its description says so); 3: the store has an ivar array (stores
+# without one are still written as 2). Older stores read as before
+VERSION = 3
 DEFAULT_CHUNK_ROWS = 16  # ~5 MB per chunk at full size; see docs/store-format.md for the measurements
 # metadata rows per chunk: an append rewrites the last chunk of every column, so small enough that this
 # stays cheap (an append of 256 rows to 65,536-row chunks cost ~3x more), large enough to read in few requests
@@ -201,9 +203,12 @@ class SpectraStore:
             raise StoreError(f"{path}: store version {attrs['version']} is newer than this code ({VERSION})")
         self.grid = SpectralGrid(**attrs["grid"])
         self.flux = array_at(group, "flux")
+        # inverse variance of each stored flux pixel, in its (normalised) units; 0: no information
+        self.ivar = array_at(group, "ivar") if "ivar" in set(group.array_keys()) else None
         self.lock = lock
         self._staged = 0  # rows written beyond the commit point by stage()
         self._staged_crc: list[np.ndarray] = []
+        self._staged_ivar_crc: list[np.ndarray] = []
         self._check_shapes()
 
     def _check_shapes(self) -> None:
@@ -278,8 +283,10 @@ class SpectraStore:
         storage_options: dict | None = None,
         codec: str = DEFAULT_CODEC,
         lock: WriterLock | None = None,
+        ivar: bool = False,
     ) -> SpectraStore:
-        """A new, empty store holding the writer lock (``lock``: one already held for it)."""
+        """A new, empty store holding the writer lock (``lock``: one already held for it); ``ivar``: it keeps
+        each pixel's inverse variance too (an ``ivar`` array beside ``flux``, float32)."""
         if dtype not in ("float16", "float32"):
             raise ValueError(f"flux dtype must be float16 or float32, got {dtype!r}")
         own = lock is None
@@ -297,11 +304,20 @@ class SpectraStore:
                 fill_value=np.nan,
                 compressors=_compressors(codec),
             )
+            if ivar:  # float32: (S/N)² of a good pixel passes float16's 65,504; NaN only where a chunk is lost
+                group.create_array(
+                    "ivar",
+                    shape=(0, grid.length),
+                    dtype="float32",
+                    chunks=(chunk_rows, grid.length),
+                    fill_value=np.nan,
+                    compressors=_compressors(codec),
+                )
             group.create_group("meta")
             group.attrs.update(
                 {
                     "format": FORMAT,
-                    "version": VERSION,
+                    "version": VERSION if ivar else 2,  # a store without ivar reads with version-2 code too
                     "grid": grid.describe(),
                     "n_spectra": 0,
                     "checksums": True,  # every row has its CRC-32: verify holds a row without one as damage
@@ -410,6 +426,46 @@ class SpectraStore:
         self.check_rows(np.arange(start, stop), rows)
         return rows
 
+    def read_ivar(self, index) -> np.ndarray:
+        """Inverse variances ``(B, L)`` float32 of the flux rows ``index`` (0 where a pixel carries no
+        information); the store must keep them (:attr:`ivar`). A committed row that reads as fill (a lost chunk)
+        or does not match its checksum (``meta/ivar_crc32``) is a :class:`DamagedStoreError`."""
+        if self.ivar is None:
+            raise StoreError(f"{self.path}: this store keeps no inverse variance (ingest with --ivar yes)")
+        ivar = self.ivar
+        index = np.asarray(index)
+        if not index.size:
+            return np.empty((0, self.grid.length), np.float32)
+        order = np.argsort(index, kind="stable")
+        rows = self._decoded(lambda: ivar.oindex[index[order], :], index, "ivar")
+        self._check_ivar(index[order], rows)
+        out = np.empty_like(rows, dtype=np.float32)
+        out[order] = rows
+        return out
+
+    def read_ivar_block(self, start: int, stop: int) -> np.ndarray:
+        """Inverse variances of rows ``start..stop-1`` ``(B, L)`` float32, checked as :meth:`read_ivar` says."""
+        if self.ivar is None:
+            raise StoreError(f"{self.path}: this store keeps no inverse variance (ingest with --ivar yes)")
+        ivar = self.ivar
+        rows = self._decoded(lambda: ivar[start:stop], np.arange(start, stop), "ivar")
+        self._check_ivar(np.arange(start, stop), rows)
+        return np.asarray(rows, np.float32)
+
+    def _check_ivar(self, index: np.ndarray, rows: np.ndarray) -> None:
+        lost = np.isnan(rows).any(axis=1)  # written values are finite; NaN is the fill value of a lost chunk
+        crc = self.meta.get("ivar_crc32") if self.check_checksums else None
+        bad = np.zeros(len(index), bool)
+        if crc is not None:
+            have = crc[index]
+            known = have >= 0
+            bad[known] = row_checksums(rows[known]) != have[known]
+        if (lost | bad).any():
+            raise DamagedStoreError(
+                f"{self.path}: rows {row_ranges(index[lost | bad])} of ivar are missing or do not match their "
+                f"checksums (run `python -m spectra_lightning verify {self.path}`)"
+            )
+
     #: check every row read against its CRC-32 (``meta/crc32``); its cost is measured in docs/benchmarks.md
     check_checksums = True
 
@@ -436,32 +492,33 @@ class SpectraStore:
                 f"chunk; run `python -m spectra_lightning verify {self.path}`)"
             )
 
-    def damaged_chunks(self, rows: np.ndarray) -> list[dict]:
-        """The flux chunks holding any of ``rows`` that cannot be decoded: ``[{"array", "chunk", "rows": [first,
-        last], "error"}]`` (each chunk read alone)."""
+    def damaged_chunks(self, rows: np.ndarray, name: str = "flux") -> list[dict]:
+        """The chunks of array ``name`` (``flux`` or ``ivar``) holding any of ``rows`` that cannot be decoded:
+        ``[{"array", "chunk", "rows": [first, last], "error"}]`` (each chunk read alone)."""
+        array = array_at(self.group, name)
         out = []
-        block = self.flux.chunks[0]
+        block = array.chunks[0]
         for i in np.unique(np.asarray(rows, dtype=np.int64) // block).tolist():
-            a, b = i * block, min((i + 1) * block, self.flux.shape[0])
+            a, b = i * block, min((i + 1) * block, array.shape[0])
             try:
-                self.flux[a:b]
+                array[a:b]
             except Exception as e:  # any codec's failure: blosc, zstd, a truncated object
-                key = chunk_key(self.flux, (i, 0))
-                out.append({"array": "flux", "chunk": key, "rows": [a, b - 1], "error": _reason(e)})
+                key = chunk_key(array, (i, 0))
+                out.append({"array": name, "chunk": key, "rows": [a, b - 1], "error": _reason(e)})
         return out
 
-    def _decoded(self, read, rows: np.ndarray) -> np.ndarray:
+    def _decoded(self, read, rows: np.ndarray, name: str = "flux") -> np.ndarray:
         """``read()`` of ``rows``, or on a failure to decode, one :class:`DamagedStoreError` naming the chunks."""
         try:
             return read()
         except Exception as e:
-            bad = self.damaged_chunks(rows)
+            bad = self.damaged_chunks(rows, name)
             if not bad:
                 raise
             raise DamagedStoreError(
                 f"{self.path}: "
                 + "; ".join(
-                    f"array flux, chunk {d['chunk']} (rows {d['rows'][0]}-{d['rows'][1]}) cannot be decoded "
+                    f"array {name}, chunk {d['chunk']} (rows {d['rows'][0]}-{d['rows'][1]}) cannot be decoded "
                     f"({d['error']})"
                     for d in bad
                 )
@@ -469,19 +526,20 @@ class SpectraStore:
             ) from e
 
     # -- writing ------------------------------------------------------------------
-    def append(self, flux: np.ndarray, meta: dict[str, np.ndarray]) -> None:
-        """Append whole spectra ``(B, L)`` (NaN = masked) with their metadata ``{name: (B,)}``."""
+    def append(self, flux: np.ndarray, meta: dict[str, np.ndarray], ivar: np.ndarray | None = None) -> None:
+        """Append whole spectra ``(B, L)`` (NaN = masked) with their metadata ``{name: (B,)}`` and, in a store
+        that keeps them, their inverse variances ``(B, L)``."""
         if self._staged:
             raise StoreError(f"{self.path}: {self._staged} staged spectra are not committed yet")
         _check_rows(meta, len(flux))  # before anything is written
-        self.stage(flux)
+        self.stage(flux, ivar)
         self.commit(meta)
 
     def _writable(self) -> None:
         if self.lock is None or not self.lock.held:
             raise StoreError(f"{self.path}: opened read-only (open with mode='a' to write)")
 
-    def stage(self, flux: np.ndarray) -> None:
+    def stage(self, flux: np.ndarray, ivar: np.ndarray | None = None) -> None:
         """Write whole spectra ``(B, L)`` after those staged so far, beyond the commit point: invisible
         (and overwritten by the next writer) until :meth:`commit`. Staging one whole chunk at a time is
         cheapest: zarr then compresses the rows as given, without first copying them into a fresh chunk
@@ -496,6 +554,18 @@ class SpectraStore:
         self.flux.resize((start + b, self.grid.length))
         # appended rows hold data, so skip zarr's is-this-chunk-all-fill check (NaN-aware, ~3x the cost of the
         # write); an all-NaN chunk, should one occur, is then stored rather than left implicit — same content
+        if (ivar is None) != (self.ivar is None):
+            have = "keeps" if self.ivar is not None else "keeps no"
+            raise ValueError(f"{self.path}: this store {have} inverse variances: stage(flux, ivar) must match")
+        if ivar is not None and self.ivar is not None:
+            ivar_rows = np.asarray(ivar, np.float32)
+            if ivar_rows.shape != (b, self.grid.length):
+                raise ValueError(f"ivar shape {ivar_rows.shape} does not match flux {flux.shape}")
+            # 0 (no information) wherever the value is unusable: NaN is kept for the fill of a lost chunk
+            ivar_rows = np.where(np.isfinite(ivar_rows) & (ivar_rows > 0), ivar_rows, np.float32(0))
+            self.ivar.resize((start + b, self.grid.length))
+            self.ivar.with_config(WRITE_EMPTY_CHUNKS)[start : start + b] = ivar_rows
+            self._staged_ivar_crc.append(row_checksums(ivar_rows))
         self.flux.with_config(WRITE_EMPTY_CHUNKS)[start : start + b] = rows
         self._staged_crc.append(row_checksums(rows))
         self._staged += b
@@ -506,13 +576,18 @@ class SpectraStore:
         b, start = self._staged, self.n
         _check_rows(meta, b)
         meta = {**meta, "crc32": np.concatenate(self._staged_crc) if self._staged_crc else np.zeros(0, np.int64)}
+        if self.ivar is not None:
+            crc = self._staged_ivar_crc
+            meta["ivar_crc32"] = np.concatenate(crc) if crc else np.zeros(0, np.int64)
         group = self.meta_group
         existing = dict(group.arrays())
         for name, col in meta.items():
             col = np.asarray(col)
             if name not in existing:
                 dtype = str if col.dtype.kind in "OUST" else col.dtype
-                fill = "" if dtype is str else (np.nan if col.dtype.kind == "f" else (-1 if name == "crc32" else 0))
+                fill = (
+                    "" if dtype is str else (np.nan if col.dtype.kind == "f" else (-1 if name.endswith("crc32") else 0))
+                )
                 arr = group.create_array(
                     name,
                     shape=(0,),
@@ -536,6 +611,7 @@ class SpectraStore:
         self.group.attrs["n_spectra"] = start + b  # the commit point
         self._staged = 0
         self._staged_crc = []
+        self._staged_ivar_crc = []
         self.__dict__.pop("meta", None)
 
 
@@ -558,6 +634,8 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
     n = store.n
     missing, damaged = [], []
     arrays = {"flux": store.flux, **{f"meta/{k}": a for k, a in store.meta_group.arrays()}}
+    if store.ivar is not None:
+        arrays["ivar"] = store.ivar
     for name, arr in arrays.items():
         have = stored_keys(arr)
         for key, (a, b) in expected_keys(arr, n).items():
@@ -597,6 +675,19 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
         for j in np.flatnonzero(got != have[known]):
             row = int(index[known][j])
             mismatched.append({"row": row, "id": str(ids[row])})
+    if store.ivar is not None:  # the inverse variances: decodable, and as committed (meta/ivar_crc32)
+        ivar_crc = np.asarray(meta.get("ivar_crc32", np.full(n, -1)), dtype=np.int64)
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            try:
+                rows = np.asarray(store.ivar[start:stop])
+            except Exception:
+                damaged += store.damaged_chunks(np.arange(start, stop), "ivar")
+                continue
+            known = np.flatnonzero(ivar_crc[start:stop] >= 0)
+            got = row_checksums(rows[known])
+            for j in known[got != ivar_crc[start:stop][known]]:
+                mismatched.append({"row": start + int(j), "id": str(ids[start + int(j)]), "array": "ivar"})
     missing_crc = np.flatnonzero(crc < 0).tolist() if store.attrs.get("checksums") else []
     unique, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     duplicate_ids = {str(unique[k]): np.flatnonzero(inverse == k).tolist() for k in np.flatnonzero(counts > 1)}

@@ -291,7 +291,7 @@ def options_help() -> str:
     out.append("\nmodel parts (--model.net / .loss / .kl_schedule: a class_path and its init_args):")
     for part, classes in (
         ("net", [nets.ConvAutoencoder]),
-        ("loss", [losses.AbsoluteError, losses.SquaredError]),
+        ("loss", [losses.AbsoluteError, losses.SquaredError, losses.ChiSquared]),
         ("kl_schedule", [kl_schedules.Constant, kl_schedules.LinearWarmup, kl_schedules.CapacityAnnealing]),
     ):
         for cls in classes:

@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -101,10 +102,14 @@ def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store, mon
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     assert main(["fit", "--config", str(cfg)]) == 0
     (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
-    records = wandb_records(run)
-    history = [r.history.item for r in records if r.WhichOneof("record_type") == "history"]
-    steps = [{i.key or "/".join(i.nested_key): i.value_json for i in items} for items in history]
-    logged = [float(h["train/loss_step"]) for h in steps if "train/loss_step" in h]
+    logged: list[float] = []
+    for _ in range(40):  # W&B's writer process may still be flushing the run's log when fit returns
+        history = [r.history.item for r in wandb_records(run) if r.WhichOneof("record_type") == "history"]
+        steps = [{i.key or "/".join(i.nested_key): i.value_json for i in items} for items in history]
+        logged = [float(h["train/loss_step"]) for h in steps if "train/loss_step" in h]
+        if len(logged) == 2:
+            break
+        time.sleep(0.25)
     assert len(logged) == 2 and all(np.isfinite(logged))  # both steps' losses, written locally
 
 

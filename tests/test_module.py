@@ -310,3 +310,25 @@ def test_a_new_loss_is_one_class_named_in_the_config(tmp_path, tiny_store):
     assert saved == {"class_path": "test_module.Huber", "init_args": {"delta": 0.2, "normalisation": "sum"}}
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert written["model"]["loss"]["class_path"] == "test_module.Huber"
+
+
+def test_chi_squared_weighs_each_pixel_by_its_inverse_variance():
+    """Ground truth: residuals of exactly 1σ give χ² = the number of usable pixels; a pixel of zero ivar (or a
+    masked one) counts nothing; without ivar in the batch the loss says what it needs, in one line."""
+    from spectra_lightning.batch import finish_batch
+    from spectra_lightning.losses import ChiSquared
+
+    flux = torch.ones(2, 6)
+    sigma = torch.tensor([[0.1, 0.2, 0.5, 1.0, 2.0, 0.1], [0.3] * 6])
+    ivar = 1 / sigma**2
+    ivar[1, 0] = 0.0  # no information
+    ivar[1, 1] = float("nan")  # unusable
+    wire = {"flux": flux.clone(), "ivar": ivar}
+    wire["flux"][0, 5] = float("nan")  # masked on the wire
+    b = finish_batch(wire)
+    assert b["ivar"][0, 5] == 0 and b["ivar"][1, 1] == 0
+    recon = flux + sigma  # every residual exactly one σ
+    assert ChiSquared("sum")(recon, b).tolist() == pytest.approx([5.0, 4.0], rel=1e-5)
+    assert ChiSquared("mean")(recon, b).tolist() == pytest.approx([1.0, 4.0 / 6.0], rel=1e-5)
+    with pytest.raises(ConfigError, match="ChiSquared needs inverse variances"):
+        ChiSquared()(recon, {"flux": flux, "mask": torch.ones_like(flux, dtype=torch.bool)})

@@ -214,3 +214,47 @@ def test_the_lock_works_on_fsspec_stores():
     with SpectraStore.open(url, mode="a") as s:
         s.append(rows(2), {"id": np.array(["a", "b"])})
     assert verify(SpectraStore.open(url))["ok"]
+
+
+def test_a_store_keeps_inverse_variances_and_guards_them_like_the_flux(tmp_path):
+    """ivar rows come back as written (float32; unusable values as 0); a store without them refuses ivar and
+    says so; a lost or altered ivar chunk is caught on read and by verify."""
+    from spectra_lightning.store import DamagedStoreError
+
+    path = tmp_path / "s.zarr"
+    s = SpectraStore.create(path, GRID, chunk_rows=4, ivar=True)
+    ivar = np.random.default_rng(2).uniform(1, 1e5, (8, GRID.length)).astype(np.float32)
+    ivar[0, :5] = [np.nan, np.inf, -1, 0, 7.5]
+    s.append(rows(8), {"id": np.array([f"a{i}" for i in range(8)])}, ivar=ivar)
+    with pytest.raises(ValueError, match="keeps inverse variances"):
+        s.append(rows(1), {"id": np.array(["x"])})
+    s.close()
+    back = SpectraStore.open(path)
+    got = back.read_ivar([5, 0])
+    np.testing.assert_array_equal(got[0], ivar[5])
+    np.testing.assert_array_equal(got[1, :5], [0, 0, 0, 0, 7.5])
+    np.testing.assert_array_equal(back.read_ivar_block(0, 8)[1:], ivar[1:])
+    assert verify(back)["ok"] and back.meta["ivar_crc32"].min() >= 0
+    # both DataModules' readers hand them on: the map-style dataset and the streaming block reader
+    from spectra_lightning.data_modules.spectra import StoreDataset
+    from spectra_lightning.data_modules.streaming import BlockStream
+
+    item = StoreDataset(back, np.arange(8), np.zeros((8, 0), np.float32), in_memory=False)[3]
+    np.testing.assert_array_equal(item["ivar"].numpy(), np.where(item["mask"].numpy(), ivar[3], 0))
+    streamed = list(BlockStream._items(back, np.arange(2, 7), np.ones(5)))
+    assert [int(r) for r, _, _, _ in streamed] == [2, 3, 4, 5, 6]
+    np.testing.assert_array_equal(np.stack([iv for _, _, _, iv in streamed]), ivar[2:7])
+    plain = SpectraStore.create(tmp_path / "p.zarr", GRID)
+    with pytest.raises(StoreError, match="keeps no inverse variance"):
+        plain.read_ivar([0])
+    with pytest.raises(ValueError, match="keeps no inverse variances"):
+        plain.append(rows(1), {"id": np.array(["x"])}, ivar=ivar[:1])
+    # damage: a lost chunk (reads as NaN fill) and rows altered behind the store's back
+    (path / "ivar/c/1/0").unlink()
+    with pytest.raises(DamagedStoreError, match=r"rows 6 of ivar are missing"):
+        SpectraStore.open(path).read_ivar([6])
+    raw = zarr.open_group(str(path), mode="r+")
+    raw["ivar"][0:1] = ivar[1:2]
+    report = verify(SpectraStore.open(path))
+    assert not report["ok"] and {"row": 0, "id": "a0", "array": "ivar"} in report["mismatched"]
+    assert any(c["array"] == "ivar" and c["rows"] == [4, 7] for c in report["missing_chunks"])

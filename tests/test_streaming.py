@@ -139,7 +139,7 @@ def test_doppler_augmentation_moves_lines_by_v_over_c_and_updates_rv():
     lab = {k: np.array([v]) for k, v in dict(teff=5777.0, logg=4.44, feh=0.0, rv=0.0, vsini=1.0, snr=100.0).items()}
     flux = render(grid, lab, None).astype(np.float32)
     aug = Augment(doppler_kms=40.0)
-    out, labels = aug(
+    out, labels, _ = aug(
         flux, np.array([[0.0, 100.0]], np.float32), ["rv", "snr"], grid.wavelength, np.random.default_rng(3)
     )
     v = float(labels[0, 0])
@@ -163,11 +163,11 @@ def test_rest_frame_velocities_become_the_rv_label_and_validation_shifts_are_fix
     labels = np.array([[np.nan, 5000.0], [12.0, 6000.0], [np.nan, 4000.0]], np.float32)
     wave = np.linspace(5000.0, 5010.0, 50)
     rng = np.random.default_rng(7)
-    _, got = Augment(doppler_kms=300.0, rest_frame=True)(flux, labels, ["rv", "teff"], wave, rng)
+    _, got, _ = Augment(doppler_kms=300.0, rest_frame=True)(flux, labels, ["rv", "teff"], wave, rng)
     v = np.random.default_rng(7).uniform(-300.0, 300.0, 3)
     np.testing.assert_allclose(got[:, 0], v, rtol=1e-6)  # the injected v is the label, NaN or not before
     np.testing.assert_array_equal(got[:, 1], labels[:, 1])
-    _, shifted = Augment(doppler_kms=300.0)(flux, labels, ["rv", "teff"], wave, np.random.default_rng(7))
+    _, shifted, _ = Augment(doppler_kms=300.0)(flux, labels, ["rv", "teff"], wave, np.random.default_rng(7))
     assert np.isnan(shifted[0, 0]) and shifted[1, 0] == pytest.approx(12.0 + v[1])
     dm = StreamingSpectraDataModule(
         store=str(tiny_store),
@@ -190,10 +190,10 @@ def test_rest_frame_velocities_become_the_rv_label_and_validation_shifts_are_fix
 def test_noise_and_masking_augmentations():
     flux = np.ones((4, 1000), np.float32)
     labels = np.full((4, 1), 50.0, np.float32)
-    out, lab = Augment(noise=0.05)(flux, labels, ["snr"], np.arange(1000.0), np.random.default_rng(0))
+    out, lab, _ = Augment(noise=0.05)(flux, labels, ["snr"], np.arange(1000.0), np.random.default_rng(0))
     sigma = out.std(axis=1)
     np.testing.assert_allclose(lab[:, 0], 1 / np.sqrt(1 / 50.0**2 + sigma**2), rtol=0.1)
-    out, _ = Augment(mask_segments=2, mask_length=100)(
+    out, _, _ = Augment(mask_segments=2, mask_length=100)(
         flux, labels, ["snr"], np.arange(1000.0), np.random.default_rng(0)
     )
     hidden = np.isnan(out).sum(axis=1)
@@ -285,3 +285,28 @@ def test_resume_mid_epoch_keeps_the_split(tmp_path, tiny_store, monkeypatch):
     assert main(fresh) == 0
     fresh = json.loads((tmp_path / "fresh" / "probe_rank0.json").read_text())["val_split"]
     assert fresh != first
+
+
+def test_the_augmentations_carry_inverse_variances_as_the_noise_moves():
+    """A shift moves each pixel's variance with its flux ((1−f)²σ₀² + f²σ₁²): by simulation, the spread of 4,000
+    shifted noise draws is what the moved ivar says; added noise adds its σ² to every pixel of its row; beyond the
+    edges the ivar is NaN (zeroed with the masked flux by finish_batch)."""
+
+    class FixedVelocity:  # the generator's draw of v, fixed: every row shifted alike
+        def uniform(self, lo, hi, n):
+            return np.full(n, 17.3)
+
+    rng = np.random.default_rng(0)
+    wave = np.linspace(5000.0, 5100.0, 400)
+    sigma = rng.uniform(0.01, 0.05, 400)
+    ivar = np.repeat((1 / sigma**2)[None], 4000, 0).astype(np.float32)
+    flux = (1 + rng.standard_normal((4000, 400)) * sigma).astype(np.float32)
+    labels = np.zeros((4000, 1), np.float32)
+    out, _, moved = Augment(doppler_kms=30.0)(flux, labels, ["rv"], wave, FixedVelocity(), ivar)
+    inside = np.isfinite(out[0])
+    assert np.isnan(moved[:, ~inside]).all() and inside.sum() > 350
+    ratio = out[:, inside].var(axis=0) * moved[0, inside]  # measured variance / predicted
+    assert abs(np.median(ratio) - 1) < 0.03 and np.all(np.abs(ratio - 1) < 0.15)
+    noisy, _, after = Augment(noise=0.05)(flux[:8], labels[:8], ["rv"], wave, np.random.default_rng(1), ivar[:8])
+    added = 1 / after - 1 / ivar[:8]  # σ² of each row's added noise, the same along the row
+    assert np.allclose(added, added[:, :1], rtol=1e-3, atol=1e-7) and ((added > 0) & (added <= 0.05**2 + 1e-7)).all()

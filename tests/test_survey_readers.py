@@ -171,8 +171,20 @@ def test_ingest_takes_every_survey_format_onto_a_grid(tmp_path):
     assert meta["z"][i] == pytest.approx(s.meta["z"]) and meta["class"][i] == s.meta["class"]
     g = SpectralGrid.parse(grid)
     expected = g.resample(vacuum_to_air(s.wave), np.where(s.ivar > 0, s.flux, np.nan))
-    expected /= np.nanmedian(expected[g.valid])
-    np.testing.assert_allclose(store.read([i])[0], expected, rtol=2e-3, atol=2e-3)
+    median = np.nanmedian(expected[g.valid])
+    np.testing.assert_allclose(store.read([i])[0], expected / median, rtol=2e-3, atol=2e-3)
+    # a linear grid keeps no ivar unless asked; asked, the resampled variance, in the stored units
+    assert store.ivar is None
+    out2 = tmp_path / "with_ivar.zarr"
+    args = ["ingest", str(files[0]), "--output", str(out2), "--grid", grid, "--ivar", "yes", "--quiet"]
+    assert main(args) == 0
+    var = g.resample(
+        vacuum_to_air(s.wave), np.where(s.ivar > 0, 1 / np.where(s.ivar > 0, s.ivar, 1), np.nan), variance=True
+    )
+    got = SpectraStore.open(out2).read_ivar([0])[0]
+    ok = np.isfinite(var) & np.isfinite(expected)
+    np.testing.assert_allclose(got[ok], median**2 / var[ok], rtol=1e-5)
+    assert (got[~ok] == 0).all()
 
 
 def test_an_sdss_spectrum_lands_on_the_sdss_grid_pixel_for_pixel(tmp_path):
@@ -190,6 +202,18 @@ def test_an_sdss_spectrum_lands_on_the_sdss_grid_pixel_for_pixel(tmp_path):
     flux = np.where(s.ivar > 0, s.flux, np.nan)
     row = store.read([0])[0][start : start + len(flux)]
     np.testing.assert_allclose(row, flux / np.nanmedian(flux), rtol=1e-6)  # copied, never interpolated
+    # the inverse variance (a log grid keeps it by default): the file's own, as astropy reads it, × median²,
+    # 0 where the file's and_mask flags a pixel or its ivar is 0
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        coadd = hdul[1].data
+        raw_ivar, and_mask = np.asarray(coadd["ivar"], float), np.asarray(coadd["and_mask"])
+    assert store.ivar is not None and store.attrs["version"] == 3
+    ivar = store.read_ivar([0])[0][start : start + len(flux)]
+    good = (raw_ivar > 0) & (and_mask == 0)
+    np.testing.assert_allclose(ivar[good], raw_ivar[good] * np.nanmedian(flux) ** 2, rtol=1e-6)
+    assert (ivar[~good] == 0).all() and good.sum() > 0.5 * len(good)
 
 
 def test_line_windows_in_vacuum_on_a_vacuum_grid():

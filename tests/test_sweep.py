@@ -22,10 +22,21 @@ BASES = sorted((REPO / "experiments").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def harps_store(tmp_path_factory):
-    """Four spectra on the paper's full grid, for the full-size config; eight on the MILES grid for its configs."""
+    """Four spectra on the paper's full grid, for the full-size config; eight on the MILES grid and eight on the SDSS
+    grid (with ivar) for theirs."""
     path = tmp_path_factory.mktemp("harps") / "h.zarr"
     synthesize(str(path), SynthSpec(n=4, seed=1, grid="harps"), progress=False)
     synthesize(str(path.with_name("m.zarr")), SynthSpec(n=8, seed=1, grid="miles"), progress=False)
+    # eight rows on the SDSS log grid with inverse variances, as an ingest of survey files leaves them
+    from spectra_lightning.grid import SpectralGrid
+    from spectra_lightning.store import SpectraStore
+
+    grid = SpectralGrid.named("sdss")
+    rng = np.random.default_rng(0)
+    flux = np.where(grid.valid, 1 + 0.1 * rng.standard_normal((8, grid.length)), np.nan)
+    ivar = np.where(grid.valid, rng.uniform(10, 100, (8, grid.length)), 0.0)
+    with SpectraStore.create(path.with_name("sdss.zarr"), grid, ivar=True) as store:
+        store.append(flux, {"id": np.array([f"s{i}" for i in range(8)]), "z": rng.uniform(0, 3, 8)}, ivar=ivar)
     return path
 
 
@@ -54,7 +65,8 @@ def overrides_for(config: Path, harps_store) -> list[str]:
     if cfg["data"]["init_args"].get("synth"):
         args.append("--data.init_args.synth.n=48")
     else:
-        store = harps_store.with_name("m.zarr") if "miles" in config.name else harps_store
+        store = {"miles": "m.zarr", "sdss": "sdss.zarr"}.get(config.stem.split("_")[0], harps_store.name)
+        store = harps_store.with_name(store)
         args += [
             f"--data.init_args.store={store}",
             "--data.init_args.batch_size=2",

@@ -30,7 +30,7 @@ from spectra_lightning.files import write_atomic
 LABELS = ("rv", "teff", "logg", "feh")
 
 
-def row_of(run: Path, extra: str = "") -> dict:
+def row_of(run: Path, extra: str = "", labels: tuple[str, ...] = LABELS) -> dict:
     """One CSV row from a finished run directory."""
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     r = json.loads((run / "report.json").read_text())
@@ -46,7 +46,7 @@ def row_of(run: Path, extra: str = "") -> dict:
         # the fit's wall time, alone on the machine it ran on (run_seed writes it; empty for runs made elsewhere)
         "wall_s": json.loads((run / "wall.json").read_text())["seconds"] if (run / "wall.json").exists() else "",
     }
-    for label in LABELS:
+    for label in labels:
         e = r["mi"]["ksg"].get(label)
         if not e or e.get("best_node") is None:
             continue
@@ -106,6 +106,7 @@ def main() -> None:
     p.add_argument("--runs", required=True, help="folder of the runs (one seed<k> each)")
     p.add_argument("--out", required=True, help="CSV to write (replaced)")
     p.add_argument("--table-only", action="store_true", help="tabulate the finished runs in --runs, run nothing")
+    p.add_argument("--labels", nargs="+", default=list(LABELS), help="labels to tabulate (default: %(default)s)")
     a = p.parse_args(argv)
     runs = Path(a.runs)
     if not a.table_only:
@@ -114,7 +115,7 @@ def main() -> None:
             if not (run / "report.json").exists():
                 run_seed(a.config, seed, run, extra)
     finished = sorted((r for r in runs.glob("seed*") if (r / "report.json").exists()), key=lambda r: int(r.name[4:]))
-    rows = [row_of(r, " ".join(extra)) for r in finished]
+    rows = [row_of(r, " ".join(extra), tuple(a.labels)) for r in finished]
     write_csv(rows, Path(a.out))
     print(f"{len(rows)} runs -> {a.out}")
 

@@ -78,8 +78,8 @@ def distinct_count(rows: list[dict[str, str]], label: str) -> int:
     return sum(r.get(f"{label}_distinct") == "1" for r in rows)
 
 
-def quickstart() -> str:
-    rows = read("quickstart_replication.csv", "quickstart_data7_replication.csv")
+def quickstart(rows: list[dict[str, str]] | None = None) -> str:
+    rows = rows or read("quickstart_replication.csv", "quickstart_data7_replication.csv")
     both = sum(
         r.get("rv_distinct") == "1" and r.get("teff_distinct") == "1" and r.get("rv_node") != r.get("teff_node")
         for r in rows
@@ -107,7 +107,32 @@ def miles() -> str:
     )
 
 
-TABLES: dict[str, Callable[[], str]] = {"quickstart_replication": quickstart, "miles_replication": miles}
+def quickstart_now() -> str:
+    """The quickstart rerun with 0.3's network (fast layers, precise shift), and each fit's wall time."""
+    rows = read("quickstart_replication_0.3.csv")
+    walls = ", ".join(f"seed {r['seed']} {float(r['wall_s']):.0f} s" for r in rows if r.get("wall_s"))
+    return quickstart(rows) + f"Wall time of each fit (install excluded): {walls}.\n"
+
+
+def sdss() -> str:
+    rows = read("sdss_loss_comparison.csv")
+    head = ["loss", "test spectra", "χ²/pixel, median [16th, 84th %]", "informative nodes"]
+    head += ["z: best node MI [95 %]", "distinct", "best baseline"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["loss"], r["n_test"], f"{r['chi2_median']} [{r['chi2_p16']}, {r['chi2_p84']}]", r["informative"]]
+        cells += [f"{r['z_node']}: {mi(r, 'z')}", "yes" if r.get("z_distinct") == "1" else "no"]
+        cells.append(f"{r['z_baseline']} {r['z_baseline_mi']}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "quickstart_replication": quickstart,
+    "quickstart_replication_now": quickstart_now,
+    "miles_replication": miles,
+    "sdss_loss_comparison": sdss,
+}
 
 
 def render(text: str) -> str:
