@@ -184,10 +184,11 @@ def process(
     known: frozenset | set,
     dtype: str = "float16",
     out: np.ndarray | None = None,
+    keep_ivar: bool = False,
 ) -> tuple:
     """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``, or
     for a survey file ``("many", [such results, one per spectrum])``; a single spectrum's flux is written into
-    ``out`` when given."""
+    ``out`` when given; ``keep_ivar``: its inverse variance rides in the metadata (:func:`place`)."""
     try:
         spec = read_spectrum(path)
     except NotASpectrum as e:
@@ -202,10 +203,11 @@ def process(
         except RejectError:
             spectra = None
         if spectra is not None:
-            return ("many", [place(survey_spectrum(s, grid), grid, min_flux, known, dtype) for s in spectra])
+            placed = [place(survey_spectrum(s, grid), grid, min_flux, known, dtype, None, keep_ivar) for s in spectra]
+            return ("many", placed)
         if spec is None:
             return ("reject", archive_reason)
-    return place(spec, grid, min_flux, known, dtype, out)
+    return place(spec, grid, min_flux, known, dtype, out, keep_ivar)
 
 
 def survey_spectrum(s: SurveySpectrum, grid: SpectralGrid) -> Spectrum:
@@ -238,6 +240,7 @@ def place(
     known: frozenset | set,
     dtype: str = "float16",
     out: np.ndarray | None = None,
+    keep_ivar: bool = False,
 ) -> tuple:
     """One read spectrum on the grid -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)`` or ``("reject",
     reason)``."""
@@ -268,18 +271,18 @@ def place(
         coverage=(n_valid - n_range) / grid.n_valid,
         n_masked_range=n_range,
     )
-    if spec.ivar is not None and spec.wave.ndim == 1:  # rides with the metadata; the writer stores it (or not)
+    if keep_ivar and spec.ivar is not None and spec.wave.ndim == 1:  # rides with the metadata to the writer
         meta[IVAR_KEY] = ivar_row(spec, grid, raw_median, row)
     return ("ok", row, meta)
 
 
 # what every file's task shares, set once per process (a task then pickles only its paths)
-_WORKER_SETUP: tuple = (None, MIN_FLUX, frozenset(), "float16", None)
+_WORKER_SETUP: tuple = (None, MIN_FLUX, frozenset(), "float16", None, False)
 
 
-def _init_worker(grid, min_flux, known, dtype, slots, parent):
+def _init_worker(grid, min_flux, known, dtype, slots, keep_ivar, parent):
     global _WORKER_SETUP
-    _WORKER_SETUP = (grid, min_flux, known, dtype, slots)
+    _WORKER_SETUP = (grid, min_flux, known, dtype, slots, keep_ivar)
     _follow(parent)
     _reuse_freed_memory()
 
@@ -313,10 +316,10 @@ def _reuse_freed_memory() -> None:
 def _worker(group: int, paths: list[Path]) -> list[tuple]:
     """One task: a few files in a row (one round trip to the worker for several files). With shared
     ``slots``, each row is written into ``slots[group, j]`` and sent as None (the writer reads it there)."""
-    grid, min_flux, known, dtype, slots = _WORKER_SETUP
+    grid, min_flux, known, dtype, slots, keep_ivar = _WORKER_SETUP
     if slots is None:
-        return [process(p, grid, min_flux, known, dtype) for p in paths]
-    results = [process(p, grid, min_flux, known, dtype, slots[group, j]) for j, p in enumerate(paths)]
+        return [process(p, grid, min_flux, known, dtype, keep_ivar=keep_ivar) for p in paths]
+    results = [process(p, grid, min_flux, known, dtype, slots[group, j], keep_ivar) for j, p in enumerate(paths)]
     return [(r[0], None, r[2]) if r[0] == "ok" else r for r in results]  # "many": rows pickled, not in slots
 
 
@@ -490,11 +493,18 @@ class ReaderPool:
     the caller has copied them (rows cross without pickling). Use as a context manager."""
 
     def __init__(
-        self, paths: list[Path], grid: SpectralGrid, workers: int, min_flux: float, known: set[str], dtype: np.dtype
+        self,
+        paths: list[Path],
+        grid: SpectralGrid,
+        workers: int,
+        min_flux: float,
+        known: set[str],
+        dtype: np.dtype,
+        keep_ivar: bool = False,
     ):
         self.paths, self.in_flight = paths, 2 * workers + 1
         self.slots = _shared_slots(self.in_flight, grid.length, dtype)
-        setup = (grid, min_flux, frozenset(known), str(dtype), self.slots)
+        setup = (grid, min_flux, frozenset(known), str(dtype), self.slots, keep_ivar)
         grid_kernel.warm()  # once here rather than in every (forked) worker
         context = multiprocessing.get_context("fork") if self.slots is not None else None
         self.pool = ProcessPoolExecutor(
@@ -639,7 +649,7 @@ def _ingest_into(
     with (
         tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress) as bar,
         BatchWriter(store, batch) as writer,
-        ReaderPool(paths, grid, workers, min_flux, known, store.flux.dtype) as reader,
+        ReaderPool(paths, grid, workers, min_flux, known, store.flux.dtype, store.ivar is not None) as reader,
     ):
 
         def take(name: str, result: tuple) -> None:

@@ -429,3 +429,23 @@ def test_a_second_writer_is_refused_while_the_first_writes(tmp_path, capsys):
     result = verify(SpectraStore.open(out))
     assert result["ok"] and result["checked"] == SpectraStore.open(out).n == 2
     assert not (tmp_path / "s.zarr.lock").exists()
+
+
+def test_adp_err_becomes_the_stores_inverse_variance_when_asked(tmp_path):
+    """`--ivar yes` on the paper's grid: the ADP file's ERR column, as astropy reads it, lands as 1/ERR² × median²
+    pixel for pixel (the ADP grid is the store's); the default on a linear grid keeps none."""
+    path = real_file("harps/adp/ADP.2014-09-16T11:04:45.123.fits")
+    ingest([str(path)], str(tmp_path / "s.zarr"), grid="harps", progress=False, ivar=True)
+    store = SpectraStore.open(tmp_path / "s.zarr")
+    with fits.open(path) as h:
+        wave = h[1].data["WAVE"][0].astype(float)
+        flux, err = h[1].data["FLUX"][0].astype(float), h[1].data["ERR"][0].astype(float)
+    _, raw = expected_on_grid(wave, flux)
+    median = np.nanmedian(raw[HARPS.valid])
+    first = int(round(float(HARPS.index_of(wave[0]))))
+    got = store.read_ivar([0])[0][first : first + len(err)]
+    inside = HARPS.valid[first : first + len(err)] & (err > 0)
+    np.testing.assert_allclose(got[inside], median**2 / err[inside] ** 2, rtol=1e-5)
+    assert (got[~inside] == 0).all()
+    ingest([str(path)], str(tmp_path / "plain.zarr"), grid="harps", progress=False)
+    assert SpectraStore.open(tmp_path / "plain.zarr").ivar is None

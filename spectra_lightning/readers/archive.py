@@ -86,8 +86,9 @@ _HIERARCH_CARDS = re.compile(
 @dataclass
 class Spectrum:
     """A spectrum as read: ``wave`` (M,) float64 and ``flux`` (M,) float32 or float64 in Å (air for
-    HARPS), or (orders, M) for an e2ds with its blaze as per-pixel weights in ``ivar`` (None for 1-D
-    products)."""
+    HARPS), or (orders, M) for an e2ds with its blaze as per-pixel weights in ``ivar``; for a 1-D spectrum
+    ``ivar`` is its inverse variance where the file gives one (ESO ADP ``ERR`` as 1/σ², the survey formats), else
+    None."""
 
     wave: np.ndarray
     flux: np.ndarray
@@ -266,8 +267,12 @@ def _read(primary: fits.Header, hdu0, extensions, path: Path) -> Spectrum:
                 product = "table1d"
             if wcol.lower() == "loglam":
                 wave, unit = 10**wave, "Angstrom"
-            # ERR is not read: a 1-D spectrum is resampled linearly and the store keeps flux only
-            return Spectrum(to_angstrom(wave, unit, f"{product} WAVE"), flux, None, product, meta)
+            ivar = None
+            if product == "adp" and "err" in names:  # the ESO product's σ per pixel: inverse variance, 0 if unusable
+                err = np.asarray(table[names["err"]][0], float)
+                usable = np.isfinite(err) & (err > 0)
+                ivar = np.where(usable, 1.0 / np.where(usable, err, 1.0) ** 2, 0.0)
+            return Spectrum(to_angstrom(wave, unit, f"{product} WAVE"), flux, ivar, product, meta)
     if hdu0.data is None:
         raise RejectError("unknown layout: no image data and no table with WAVE/FLUX columns")
     data = _native(hdu0.data)
