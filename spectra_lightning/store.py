@@ -21,6 +21,7 @@ import contextlib
 import os
 import shutil
 import zlib
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -108,9 +109,10 @@ def group_at(group: zarr.Group, name: str) -> zarr.Group:
 def _compressors(codec: str) -> BloscCodec | None:
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
-    if CODECS[codec] is None:
+    spec = CODECS[codec]
+    if spec is None:
         return None
-    cname, level = CODECS[codec] or ("lz4", 5)
+    cname, level = spec
     return BloscCodec(cname=cname, clevel=level, shuffle="bitshuffle")
 
 
@@ -407,62 +409,66 @@ class SpectraStore:
     def read(self, index) -> np.ndarray:
         """Flux rows ``(B, L)`` float32 for sorted or unsorted indices; NaN = masked. Checked as
         :meth:`check_rows` says."""
+        return self._read(self.flux, "flux", index, self.check_rows)
+
+    def read_block(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start..stop-1`` ``(B, L)`` in the stored dtype (one contiguous read), checked as
+        :meth:`check_rows` says."""
+        return self._read_block(self.flux, "flux", start, stop, self.check_rows)
+
+    def read_ivar(self, index) -> np.ndarray:
+        """Inverse variances ``(B, L)`` float32 of the flux rows ``index`` (0 where a pixel carries no
+        information); the store must keep them (:attr:`ivar`). A committed row that reads as fill (a lost chunk)
+        or does not match its checksum (``meta/ivar_crc32``) is a :class:`DamagedStoreError`."""
+        return self._read(self._ivar_array(), "ivar", index, self._check_ivar)
+
+    def read_ivar_block(self, start: int, stop: int) -> np.ndarray:
+        """Inverse variances of rows ``start..stop-1`` ``(B, L)`` float32, checked as :meth:`read_ivar` says."""
+        return np.asarray(self._read_block(self._ivar_array(), "ivar", start, stop, self._check_ivar), np.float32)
+
+    def _ivar_array(self) -> zarr.Array:
+        if self.ivar is None:
+            raise StoreError(f"{self.path}: this store keeps no inverse variance (ingest with --ivar yes)")
+        return self.ivar
+
+    def _read(self, array: zarr.Array, name: str, index, check: Callable[[np.ndarray, np.ndarray], None]) -> np.ndarray:
+        """Rows ``index`` of ``array`` ``(B, L)`` float32 in the order asked, read in row order, checked."""
         index = np.asarray(index)
         if index.size and (index.min() < 0 or index.max() >= self.n):
             raise IndexError(f"{self.path}: index out of range 0..{self.n - 1}")
         order = np.argsort(index, kind="stable")
         if not index.size:
             return np.empty((0, self.grid.length), np.float32)
-        rows = self._decoded(lambda: self.flux.oindex[index[order], :], index)
-        self.check_rows(index[order], rows)
+        rows = self._decoded(lambda: array.oindex[index[order], :], index, name)
+        check(index[order], rows)
         out = np.empty_like(rows, dtype=np.float32)
         out[order] = rows
         return out
 
-    def read_block(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start..stop-1`` ``(B, L)`` in the stored dtype (one contiguous read), checked as
-        :meth:`check_rows` says."""
-        rows = self._decoded(lambda: self.flux[start:stop], np.arange(start, stop))
-        self.check_rows(np.arange(start, stop), rows)
+    def _read_block(
+        self, array: zarr.Array, name: str, start: int, stop: int, check: Callable[[np.ndarray, np.ndarray], None]
+    ) -> np.ndarray:
+        rows = self._decoded(lambda: array[start:stop], np.arange(start, stop), name)
+        check(np.arange(start, stop), rows)
         return rows
 
-    def read_ivar(self, index) -> np.ndarray:
-        """Inverse variances ``(B, L)`` float32 of the flux rows ``index`` (0 where a pixel carries no
-        information); the store must keep them (:attr:`ivar`). A committed row that reads as fill (a lost chunk)
-        or does not match its checksum (``meta/ivar_crc32``) is a :class:`DamagedStoreError`."""
-        if self.ivar is None:
-            raise StoreError(f"{self.path}: this store keeps no inverse variance (ingest with --ivar yes)")
-        ivar = self.ivar
-        index = np.asarray(index)
-        if not index.size:
-            return np.empty((0, self.grid.length), np.float32)
-        order = np.argsort(index, kind="stable")
-        rows = self._decoded(lambda: ivar.oindex[index[order], :], index, "ivar")
-        self._check_ivar(index[order], rows)
-        out = np.empty_like(rows, dtype=np.float32)
-        out[order] = rows
-        return out
-
-    def read_ivar_block(self, start: int, stop: int) -> np.ndarray:
-        """Inverse variances of rows ``start..stop-1`` ``(B, L)`` float32, checked as :meth:`read_ivar` says."""
-        if self.ivar is None:
-            raise StoreError(f"{self.path}: this store keeps no inverse variance (ingest with --ivar yes)")
-        ivar = self.ivar
-        rows = self._decoded(lambda: ivar[start:stop], np.arange(start, stop), "ivar")
-        self._check_ivar(np.arange(start, stop), rows)
-        return np.asarray(rows, np.float32)
-
-    def _check_ivar(self, index: np.ndarray, rows: np.ndarray) -> None:
-        lost = np.isnan(rows).any(axis=1)  # written values are finite; NaN is the fill value of a lost chunk
-        crc = self.meta.get("ivar_crc32") if self.check_checksums else None
+    def _mismatched(self, index: np.ndarray, rows: np.ndarray, column: str) -> np.ndarray:
+        """``(B,)`` True where a row's bytes do not match its CRC-32 in ``meta/<column>`` (never, with
+        :attr:`check_checksums` off, for rows without one, or in a store without the column)."""
         bad = np.zeros(len(index), bool)
+        crc = self.meta.get(column) if self.check_checksums else None
         if crc is not None:
             have = crc[index]
             known = have >= 0
             bad[known] = row_checksums(rows[known]) != have[known]
-        if (lost | bad).any():
+        return bad
+
+    def _check_ivar(self, index: np.ndarray, rows: np.ndarray) -> None:
+        lost = np.isnan(rows).any(axis=1)  # written values are finite; NaN is the fill value of a lost chunk
+        bad = lost | self._mismatched(index, rows, "ivar_crc32")
+        if bad.any():
             raise DamagedStoreError(
-                f"{self.path}: rows {row_ranges(index[lost | bad])} of ivar are missing or do not match their "
+                f"{self.path}: rows {row_ranges(index[bad])} of ivar are missing or do not match their "
                 f"checksums (run `python -m spectra_lightning verify {self.path}`)"
             )
 
@@ -479,13 +485,7 @@ class SpectraStore:
                 f"{self.path}: rows {row_ranges(index[empty])} of flux hold no data although committed (a chunk "
                 f"is missing or damaged; run `python -m spectra_lightning verify {self.path}`)"
             )
-        crc = self.meta.get("crc32") if self.check_checksums else None
-        if crc is None:
-            return
-        have = crc[index]
-        known = have >= 0
-        bad = known.copy()
-        bad[known] = row_checksums(rows[known]) != have[known]
+        bad = self._mismatched(index, rows, "crc32")
         if bad.any():
             raise DamagedStoreError(
                 f"{self.path}: rows {row_ranges(index[bad])} of flux do not match their checksums (damaged "
@@ -550,17 +550,17 @@ class SpectraStore:
             raise ValueError(f"flux shape {flux.shape} does not match the grid length {self.grid.length}")
         start = self.n + self._staged
         b = flux.shape[0]
+        if (ivar is None) != (self.ivar is None):  # checked before anything is written
+            have = "keeps" if self.ivar is not None else "keeps no"
+            raise ValueError(f"{self.path}: this store {have} inverse variances: stage(flux, ivar) must match")
+        if ivar is not None and np.shape(ivar) != (b, self.grid.length):
+            raise ValueError(f"ivar shape {np.shape(ivar)} does not match flux {flux.shape}")
         rows = flux.astype(self.flux.dtype, copy=False)
         self.flux.resize((start + b, self.grid.length))
         # appended rows hold data, so skip zarr's is-this-chunk-all-fill check (NaN-aware, ~3x the cost of the
         # write); an all-NaN chunk, should one occur, is then stored rather than left implicit — same content
-        if (ivar is None) != (self.ivar is None):
-            have = "keeps" if self.ivar is not None else "keeps no"
-            raise ValueError(f"{self.path}: this store {have} inverse variances: stage(flux, ivar) must match")
         if ivar is not None and self.ivar is not None:
             ivar_rows = np.asarray(ivar, np.float32)
-            if ivar_rows.shape != (b, self.grid.length):
-                raise ValueError(f"ivar shape {ivar_rows.shape} does not match flux {flux.shape}")
             # 0 (no information) wherever the value is unusable: NaN is kept for the fill of a lost chunk
             ivar_rows = np.where(np.isfinite(ivar_rows) & (ivar_rows > 0), ivar_rows, np.float32(0))
             self.ivar.resize((start + b, self.grid.length))
@@ -615,6 +615,30 @@ class SpectraStore:
         self.__dict__.pop("meta", None)
 
 
+def _checked_block(
+    store: SpectraStore, name: str, array: zarr.Array, sums: np.ndarray, start: int, stop: int
+) -> tuple[list[dict], list[int]]:
+    """Rows ``start..stop-1`` of ``array`` (``flux`` or ``ivar``): its chunks that do not decode, and the rows of
+    the readable ones whose bytes do not match ``sums`` (their CRC-32; < 0: none recorded)."""
+    try:
+        rows = np.asarray(array[start:stop])
+        index = np.arange(start, stop)
+        bad: list[dict] = []
+    except Exception:
+        bad = store.damaged_chunks(np.arange(start, stop), name)
+        skip = np.zeros(stop - start, bool)
+        for d in bad:
+            skip[d["rows"][0] - start : d["rows"][1] - start + 1] = True
+        index = start + np.flatnonzero(~skip)
+        if not len(index):
+            return bad, []
+        rows = np.asarray(array.oindex[index, :])  # the block's readable chunks
+    have = sums[index]
+    known = have >= 0
+    got = row_checksums(rows[known])
+    return bad, [int(index[known][j]) for j in np.flatnonzero(got != have[known])]
+
+
 def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dict:
     """Check a store as far as it can be read, listing every problem rather than stopping at the first.
 
@@ -649,45 +673,19 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
             damaged.append({"array": f"meta/{name}", "chunk": "?", "rows": [0, n - 1], "error": _reason(e)})
     ids = np.asarray(meta.get("id", np.arange(n)), dtype=object).astype(str)
     crc = np.asarray(meta.get("crc32", np.full(n, -1)), dtype=np.int64)
-    mismatched = []
+    mismatched: list[dict] = []
     step = max(block, store.flux.chunks[0])
     step -= step % store.flux.chunks[0]
-    for start in tqdm(range(0, n, step), desc="verify", unit="block", disable=not progress):
-        stop = min(start + step, n)
-        rows: np.ndarray | None
-        try:
-            rows = np.asarray(store.flux[start:stop])
-        except Exception:
-            bad = store.damaged_chunks(np.arange(start, stop))
-            damaged += bad
-            skip = np.zeros(stop - start, bool)
-            for d in bad:
-                skip[d["rows"][0] - start : d["rows"][1] - start + 1] = True
-            index = start + np.flatnonzero(~skip)
-            rows = np.asarray(store.flux.oindex[index, :]) if len(index) else None  # the block's readable chunks
-        else:
-            index = np.arange(start, stop)
-        if rows is None:
-            continue
-        have = crc[index]
-        known = have >= 0
-        got = row_checksums(rows[known])
-        for j in np.flatnonzero(got != have[known]):
-            row = int(index[known][j])
-            mismatched.append({"row": row, "id": str(ids[row])})
+    checked = [("flux", store.flux, crc)]
     if store.ivar is not None:  # the inverse variances: decodable, and as committed (meta/ivar_crc32)
-        ivar_crc = np.asarray(meta.get("ivar_crc32", np.full(n, -1)), dtype=np.int64)
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            try:
-                rows = np.asarray(store.ivar[start:stop])
-            except Exception:
-                damaged += store.damaged_chunks(np.arange(start, stop), "ivar")
-                continue
-            known = np.flatnonzero(ivar_crc[start:stop] >= 0)
-            got = row_checksums(rows[known])
-            for j in known[got != ivar_crc[start:stop][known]]:
-                mismatched.append({"row": start + int(j), "id": str(ids[start + int(j)]), "array": "ivar"})
+        checked.append(("ivar", store.ivar, np.asarray(meta.get("ivar_crc32", np.full(n, -1)), dtype=np.int64)))
+    for name, array, sums in checked:
+        blocks = tqdm(range(0, n, step), desc=f"verify {name}", unit="block", disable=not progress)
+        for start in blocks:
+            bad, rows_at = _checked_block(store, name, array, sums, start, min(start + step, n))
+            damaged += bad
+            for row in rows_at:
+                mismatched.append({"row": row, "id": str(ids[row])} | ({"array": name} if name != "flux" else {}))
     missing_crc = np.flatnonzero(crc < 0).tolist() if store.attrs.get("checksums") else []
     unique, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     duplicate_ids = {str(unique[k]): np.flatnonzero(inverse == k).tolist() for k in np.flatnonzero(counts > 1)}
