@@ -311,6 +311,9 @@ GRIDS = {
     "quickstart": SpectralGrid(5000.0, 5655.0, 0.08, 8192),
     # tests: 5150–5405 Å at 0.5 Å = 511 px padded to 512
     "tiny": SpectralGrid(5150.0, 5405.0, 0.5, 512),
+    # the competing-shifts study (synth wave_offset/wave_stretch/tellurics): 4000–6800 Å at 0.7 Å = 4,001 px padded
+    # to 4,096, where a Doppler shift (∝ λ) and a uniform one differ by > 1 px across the band at |v| ≥ 75 km/s
+    "wide": SpectralGrid(4000.0, 6800.0, 0.7, 4096, mask_gap=False),
     # the MILES library (R ≈ 2,000): 3540.5–7409.6 Å at 0.9 Å = 4,300 px padded to 4,352 = 17 x 2**8; no CCD gap
     "miles": SpectralGrid(3540.5, 7409.6, 0.9, 4352, mask_gap=False),
     # SDSS/BOSS/eBOSS (and MaNGA, on the same lattice): log10 λ = 3.5500 + 1e-4·i, i = 0 … 4699 (3548–10468 Å,

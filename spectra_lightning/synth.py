@@ -16,6 +16,12 @@ Gaussian), instrumental (R = 115,000) and pixel (step/√12) broadening. The spe
 is Doppler shifted by ``λ = λ0 (1 + v/c)``, gets photon noise at a drawn SNR, is
 divided by its median and has masked pixels (padding, CCD gap) set to NaN, exactly
 as the store holds real spectra. Everything is a function of the seed only.
+
+Competing shifts (off by default; each adds its label): a wavelength-calibration drift, a zero-point
+offset and a dispersion stretch drawn per spectrum independently of RV, which move every line the
+instrument records (stellar and telluric), and telluric lines fixed in the observed frame, deepening
+with airmass. A recorded wavelength is ``λ' = λ + offset + stretch·(λ − λ_mid)``, ``λ_mid`` the grid's
+middle; the star's lines sit at ``λ = λ0 (1 + v/c)`` before it, the tellurics at their rest wavelength.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ THETA_SUN = 5040.0 / 5777.0
 LOGG_SUN = 4.44
 RESOLUTION = 115_000
 LABELS = ("rv", "teff", "logg", "feh", "vsini", "snr")
+SHIFT_LABELS = ("wave_offset", "wave_stretch", "airmass")  # present only when their option is on
 LINELIST_SEED = 20210208  # fixed: every synthetic store shares one line list
 
 # (air wavelength Å, species kind, excitation χ eV, base log-strength, Lorentz width Å)
@@ -113,6 +120,11 @@ class SynthSpec:
         spectra_per_star: epochs per star (same star, new RV jitter, SNR and noise).
         resolution: spectral resolving power R = λ/Δλ of the instrument profile (HARPS: 115,000).
         dtype: stored flux dtype.
+        wave_offset: Å; a calibration zero-point offset ~ U(±wave_offset) per spectrum (label ``wave_offset``).
+        wave_stretch: a dispersion stretch ~ U(±wave_stretch) per spectrum, dimensionless, about the grid's
+            middle (label ``wave_stretch``).
+        tellurics: peak optical depth of the strongest telluric line at airmass 1 (0: none); airmass ~ U(1, 2)
+            per spectrum (label ``airmass``). Lines of O2 and H2O bands, fixed in the observed frame.
     """
 
     n: int = 5000
@@ -126,6 +138,9 @@ class SynthSpec:
     spectra_per_star: int = 1
     resolution: float = RESOLUTION
     dtype: Literal["float16", "float32"] = "float16"
+    wave_offset: float = 0.0
+    wave_stretch: float = 0.0
+    tellurics: float = 0.0
 
     def __post_init__(self):
         for name in ("rv_dist", "dtype"):
@@ -136,9 +151,23 @@ class SynthSpec:
             raise ValueError(f"synth n ({self.n}) and spectra_per_star ({self.spectra_per_star}) must be >= 1")
         if not 0 < self.snr_min <= self.snr_max:
             raise ValueError(f"synth snr range {self.snr_min}..{self.snr_max}: need 0 < snr_min <= snr_max")
+        for name in ("wave_offset", "wave_stretch", "tellurics"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"synth {name} {getattr(self, name)!r}: must be >= 0 (0 turns it off)")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels its store carries."""
+        on = (self.wave_offset > 0, self.wave_stretch > 0, self.tellurics > 0)
+        return LABELS + tuple(name for name, flag in zip(SHIFT_LABELS, on) if flag)
 
     def digest(self) -> str:
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        # options at their "off" default are left out, so that stores cached before they existed keep their name
+        d = {k: v for k, v in asdict(self).items() if not (k in _LATER_OPTIONS and v == 0.0)}
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+_LATER_OPTIONS = ("wave_offset", "wave_stretch", "tellurics")
 
 
 def draw_labels(spec: SynthSpec) -> dict[str, np.ndarray]:
@@ -166,7 +195,7 @@ def draw_labels(spec: SynthSpec) -> dict[str, np.ndarray]:
     star = np.arange(spec.n) // spec.spectra_per_star
     jitter = rng.normal(0, 0.05, spec.n) if spec.spectra_per_star > 1 else 0.0
     snr = np.exp(rng.uniform(np.log(spec.snr_min), np.log(spec.snr_max), spec.n))
-    return {
+    out = {
         "rv": np.clip(rv_star[star] + jitter, -spec.rv_max, spec.rv_max),
         "teff": teff[star],
         "logg": logg[star],
@@ -175,6 +204,12 @@ def draw_labels(spec: SynthSpec) -> dict[str, np.ndarray]:
         "snr": snr,
         "star": star,
     }
+    # per spectrum (an epoch's calibration and sky), from their own stream: the labels above stay as they were
+    shifts = np.random.default_rng([spec.seed, 2])
+    out["wave_offset"] = shifts.uniform(-1, 1, spec.n) * spec.wave_offset
+    out["wave_stretch"] = shifts.uniform(-1, 1, spec.n) * spec.wave_stretch
+    out["airmass"] = shifts.uniform(1, 2, spec.n) if spec.tellurics > 0 else np.ones(spec.n)
+    return out
 
 
 def line_list(grid: SpectralGrid) -> dict[str, np.ndarray]:
@@ -201,6 +236,30 @@ def line_list(grid: SpectralGrid) -> dict[str, np.ndarray]:
     return {k: v[keep] for k, v in lines.items()}
 
 
+# telluric bands in the optical (Å, air): O2 γ and B, H2O near 5900, 6500 and 7200; a seeded forest in each
+TELLURIC_BANDS = [
+    (6276.0, 6310.0, 20, "O2"),
+    (6867.0, 6930.0, 30, "O2"),
+    (5880.0, 5990.0, 40, "H2O"),
+    (6470.0, 6580.0, 40, "H2O"),
+    (7160.0, 7340.0, 60, "H2O"),
+]
+TELLURIC_SEED = 20211215
+
+
+def telluric_lines() -> dict[str, np.ndarray]:
+    """The fixed telluric line list: rest wavelengths (Å) and peak optical depths relative to the strongest."""
+    rng = np.random.default_rng(TELLURIC_SEED)
+    wave = np.concatenate([rng.uniform(lo, hi, n) for lo, hi, n, _ in TELLURIC_BANDS])
+    depth = rng.lognormal(-1.5, 0.8, len(wave))
+    return {"wave": wave, "depth": depth / depth.max()}
+
+
+def recorded(wave0: np.ndarray, offset: np.ndarray, stretch: np.ndarray, mid: float) -> np.ndarray:
+    """Where the instrument records true wavelengths ``wave0`` (…, M) given per-spectrum ``offset, stretch (N,)``."""
+    return wave0 + offset[:, None] + stretch[:, None] * (wave0 - mid)
+
+
 def log_opacity(lines: dict, teff, logg, feh) -> np.ndarray:
     """``(N, n_lines)`` log10 peak opacity of each line in each star."""
     dtheta = (5040.0 / teff - THETA_SUN)[:, None]
@@ -225,13 +284,36 @@ def gaussian_sigma_kms(teff, vsini, mass, resolution: float | None = RESOLUTION)
     return np.sqrt(0.5 * thermal2 + 1.0 + (0.6 * vsini[:, None]) ** 2 + inst**2)
 
 
+def telluric_depth(grid: SpectralGrid, scale: np.ndarray, offset, stretch, mid: float, resolution: float):
+    """``(N, L)`` optical depth of the telluric lines, ``scale (N,)`` the strongest's, recorded as the instrument
+    records them (unresolved: the instrument's and the pixel's width)."""
+    t = telluric_lines()
+    keep = (t["wave"] > grid.wave_min - 5) & (t["wave"] < grid.wave_max + 5)
+    wave0, depth = t["wave"][keep], t["depth"][keep]
+    centres = recorded(np.broadcast_to(wave0, (len(scale), len(wave0))), offset, stretch, mid)
+    sig = np.sqrt((wave0 / (2.3548 * resolution)) ** 2 + grid.pixel_width(wave0) ** 2 / 12.0)
+    wave = grid.wavelength
+    tau = np.zeros((len(scale), grid.length))
+    for m in range(len(wave0)):
+        span = grid.index_of(np.array([centres[:, m].min() - 6 * sig[m], centres[:, m].max() + 6 * sig[m]]))
+        i0, i1 = np.clip(np.asarray(span).astype(int) + [0, 2], 0, grid.length)
+        x = wave[None, i0:i1] - centres[:, m, None]
+        tau[:, i0:i1] += (scale * depth[m])[:, None] * np.exp(-0.5 * (x / sig[m]) ** 2)
+    return tau
+
+
 def render(
-    grid: SpectralGrid, labels: dict[str, np.ndarray], rng: np.random.Generator | None, resolution: float = RESOLUTION
+    grid: SpectralGrid,
+    labels: dict[str, np.ndarray],
+    rng: np.random.Generator | None,
+    resolution: float = RESOLUTION,
+    tellurics: float = 0.0,
 ) -> np.ndarray:
     """Spectra ``(N, L)`` float64 on ``grid`` for the given labels; NaN where masked.
 
     ``rng=None`` gives noise-free spectra (tests). Flux is divided by its median over
-    valid pixels, as ingest does for real spectra.
+    valid pixels, as ingest does for real spectra. Optional labels ``wave_offset``, ``wave_stretch`` (a
+    calibration drift) and, with ``tellurics`` > 0, ``airmass`` (module docstring).
     """
     teff, logg, feh = labels["teff"], labels["logg"], labels["feh"]
     rv, vsini = labels["rv"], labels["vsini"]
@@ -247,19 +329,27 @@ def render(
     log_a = log_a + np.log10(sig0 / sig)
     gamma = lines["gamma"][None, :] * 10 ** ((logg[:, None] - LOGG_SUN) / 3.0)
     tau = np.zeros((n, grid.length))
-    shift = 1.0 + rv / C_KMS
+    offset = labels.get("wave_offset", np.zeros(n))
+    stretch = labels.get("wave_stretch", np.zeros(n))
+    mid = 0.5 * (grid.wave_min + grid.wave_max)
+    shifted = lines["wave"][None, :] * (1.0 + rv / C_KMS)[:, None]
+    centres = recorded(shifted, offset, stretch, mid)  # (N, M)
+    drift = np.abs(centres - shifted).max(0) if len(rv) else 0 * lines["wave"]  # (M,): 0 without a drift
     for m in range(len(lines["wave"])):
         a = 10 ** log_a[:, m]
         s, g = sig[:, m], gamma[:, m]
         eta = (g / (g + s))[:, None]  # Lorentz share of the pseudo-Voigt
         half = max(6 * s.max(), min(g.max() * np.sqrt(a.max() / 1e-3), 30.0)) + abs(rv).max() * lines["wave"][m] / C_KMS
+        half += drift[m]
         span = grid.index_of(np.array([lines["wave"][m] - half, lines["wave"][m] + half]))
         i0, i1 = np.clip(np.asarray(span).astype(int) + [0, 2], 0, grid.length)
         if i1 <= i0:
             continue
-        x = wave[None, i0:i1] - (lines["wave"][m] * shift)[:, None]
+        x = wave[None, i0:i1] - centres[:, m, None]
         prof = eta * g[:, None] ** 2 / (x**2 + g[:, None] ** 2) + (1 - eta) * np.exp(-0.5 * (x / s[:, None]) ** 2)
         tau[:, i0:i1] += a[:, None] * prof
+    if tellurics:
+        tau += telluric_depth(grid, labels["airmass"] * tellurics, offset, stretch, mid, resolution)
     continuum = planck(wave[None, :], teff[:, None]) * instrument_response(wave)[None, :]
     flux = continuum * np.exp(-tau)
     valid = grid.valid
@@ -288,7 +378,7 @@ def synthesize(path: str, spec: SynthSpec, block: int = 256, progress: bool = Tr
 
     grid = SpectralGrid.parse(spec.grid)
     labels = draw_labels(spec)
-    meta = {k: labels[k] for k in LABELS}
+    meta = {k: labels[k] for k in spec.labels}
     meta["id"] = np.array([f"synth-{spec.seed}-{i:07d}" for i in range(spec.n)])
     meta["object"] = np.array([f"SYN{spec.seed}-{s:07d}" for s in labels["star"]])
     meta["low_flux"] = np.zeros(spec.n, np.int64)  # as ingest flags real spectra; never low here
@@ -300,6 +390,6 @@ def synthesize(path: str, spec: SynthSpec, block: int = 256, progress: bool = Tr
         for b, start in enumerate(tqdm(range(0, spec.n, block), desc="synth", unit="block", disable=not progress)):
             sl = slice(start, min(start + block, spec.n))
             rng = np.random.default_rng([spec.seed, 1, b])
-            flux = render(grid, {k: v[sl] for k, v in labels.items()}, rng, spec.resolution)
+            flux = render(grid, {k: v[sl] for k, v in labels.items()}, rng, spec.resolution, spec.tellurics)
             store.append(flux, {k: v[sl] for k, v in meta.items()})
     return path

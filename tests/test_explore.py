@@ -403,3 +403,52 @@ def test_serving_off_loopback_warns_and_prints_a_token_url(run, monkeypatch, cap
     assert main(["explore", "--run", str(run["run"]), "--port", "0", "--no-token"]) == 0
     out, err = capsys.readouterr()
     assert "without a token (--no-token)" in err and "?token=" not in out
+
+
+def test_a_log_grid_run_explores_on_its_own_wavelengths_with_vacuum_presets(tmp_path):
+    """A run on a vacuum log grid (as SDSS's): the wavelength axis is the grid's, the line presets in vacuum."""
+    from spectra_lightning.encode import encode
+    from spectra_lightning.grid import SpectralGrid, air_to_vacuum
+    from spectra_lightning.lines import WINDOWS
+    from spectra_lightning.synth import SynthSpec, synthesize
+
+    grid_spec = "log:5100:5450:3e-5:1024"  # Mg b and the Fe I windows, vacuum
+    store = tmp_path / "log.zarr"
+    synthesize(str(store), SynthSpec(n=48, seed=5, grid=grid_spec), progress=False)
+    cfg = {
+        "seed_everything": 0,
+        "trainer": {
+            "max_epochs": 1,
+            "limit_train_batches": 2,
+            "limit_val_batches": 1,
+            "logger": False,
+            "enable_progress_bar": False,
+            "default_root_dir": str(tmp_path / "run"),
+            "accelerator": "cpu",
+        },
+        "model": tiny_model(),
+        "data": {
+            "class_path": "spectra_lightning.data_modules.SpectraDataModule",
+            "init_args": {"store": str(store), "batch_size": 8, "val_fraction": 0.3, "test_fraction": 0.0},
+        },
+    }
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["fit", "--config", str(tmp_path / "cfg.yaml")]) == 0
+    found = resolve_run(tmp_path / "run")
+    encode(found["ckpt"], found["store"], found["codes"], progress=False)
+    explorer = Explorer(found["ckpt"], found["codes"], found["store"])
+    g = SpectralGrid.parse(grid_spec)
+    on_grid = g.wavelength[g.pad_left : g.pad_left + g.n_pixels]
+    assert np.allclose(on_grid[1:] / on_grid[:-1], 10**3e-5, rtol=1e-9)  # log-spaced
+    info = explorer.info()
+    assert info["wave_range"] == pytest.approx([on_grid[0], on_grid[-1]])
+    presets = {p["name"]: (p["lo"], p["hi"]) for p in info["presets"]}
+    assert set(presets) == {"Mg b", "Fe I 5270-5330", "Fe I 5400"}
+    for name, (lo, hi) in presets.items():
+        assert (lo, hi) == pytest.approx(tuple(air_to_vacuum(np.array(WINDOWS[name]))))
+        assert lo - WINDOWS[name][0] > 1.3  # vacuum: ~1.4 Å redward of air here
+    body = explorer.handle("decode", {"lo": str(presets["Mg b"][0]), "hi": str(presets["Mg b"][1])})
+    wave = np.asarray(body["wave"])
+    inside = np.flatnonzero((on_grid >= presets["Mg b"][0]) & (on_grid <= presets["Mg b"][1]))
+    want = on_grid[inside[0] - 1 : inside[-1] + 2]  # the window and one pixel beyond each end
+    np.testing.assert_allclose(wave, want, atol=1e-4, rtol=0)  # rounded to 1e-4 Å on the wire

@@ -78,3 +78,73 @@ def test_labels_are_realistic():
     assert lab["snr"].min() >= 30 and lab["snr"].max() <= 300
     uni = draw_labels(SynthSpec(n=2000, seed=0, rv_max=30.0))["rv"]
     assert np.abs(uni).max() <= 30.0 and abs(uni.mean()) < 2.0
+
+
+@pytest.mark.parametrize("offset,stretch", [(0.3, 0.0), (0.0, 4e-4), (-0.2, -3e-4)])
+def test_calibration_drift_moves_a_line_to_its_recorded_wavelength(offset, stretch):
+    """A recorded wavelength is λ + offset + stretch·(λ − λ_mid), on top of the star's Doppler shift."""
+    line, v = 5183.60, 25.0
+    grid = SpectralGrid(line - 3.0, line + 3.0, 0.0005, 12_032, mask_gap=False)
+    w, mid = grid.wavelength, 0.5 * (grid.wave_min + grid.wave_max)
+
+    def centre(**drift):
+        labels = one(rv=v, **{k: drift.get(k, 0.0) for k in ("wave_offset", "wave_stretch")})
+        f = render(grid, labels, None)[0]
+        i = np.flatnonzero(grid.valid)[np.nanargmin(f[grid.valid])]
+        y0, y1, y2 = f[i - 1], f[i], f[i + 1]
+        return w[i] + 0.5 * grid.step * (y0 - y2) / (y0 - 2 * y1 + y2)
+
+    star = line * (1 + v / C_KMS)
+    expected = offset + stretch * (star - mid)
+    assert centre(wave_offset=offset, wave_stretch=stretch) - centre() == pytest.approx(expected, abs=2e-4)
+
+
+def test_tellurics_stay_in_the_observed_frame_and_deepen_with_airmass():
+    grid = SpectralGrid(6270.0, 6320.0, 0.02, 2560, mask_gap=False)  # the O2 γ band
+
+    def telluric_log(**labels):
+        """−ln of (spectrum with tellurics / the same without): the telluric optical depth up to a constant."""
+        lab = one(**{"airmass": 1.0, **labels})
+        return np.log(render(grid, lab, None)[0]) - np.log(render(grid, lab, None, tellurics=0.5)[0])
+
+    base = telluric_log(rv=0.0)
+    assert np.nanmax(base) - np.nanmin(base) > 0.05  # the band is there
+    # the star's velocity does not move them (only the normalising median changes: a constant)
+    moved_star = telluric_log(rv=60.0)
+    assert np.nanstd(moved_star - base) < 1e-6
+    # twice the airmass, twice the depth (up to the normalisation's constant)
+    double = telluric_log(airmass=2.0)
+    slope, _ = np.polyfit(base[grid.valid], double[grid.valid], 1)
+    assert slope == pytest.approx(2.0, rel=1e-3)
+    # a calibration offset of exactly 5 pixels moves them by 5 pixels
+    shifted = telluric_log(wave_offset=5 * grid.step)
+    valid = np.flatnonzero(grid.valid)[10:-10]
+    np.testing.assert_allclose(
+        shifted[valid] - shifted[valid].mean(), base[valid - 5] - base[valid - 5].mean(), atol=1e-6
+    )
+
+
+def test_competing_shifts_are_off_by_default_and_labelled_when_on(tmp_path):
+    plain = SynthSpec(n=8, seed=1, grid="tiny")
+    assert plain.labels == ("rv", "teff", "logg", "feh", "vsini", "snr")
+    # a store cached before the options existed keeps its name: the digest of the same fields
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    old_fields = {k: v for k, v in asdict(plain).items() if k not in ("wave_offset", "wave_stretch", "tellurics")}
+    assert plain.digest() == hashlib.sha1(json.dumps(old_fields, sort_keys=True).encode()).hexdigest()[:10]
+    on = SynthSpec(n=64, seed=1, grid="tiny", wave_offset=0.4, wave_stretch=2e-4, tellurics=0.3)
+    assert on.digest() != plain.digest()
+    store = SpectraStore.open(synthesize(str(tmp_path / "s.zarr"), on, progress=False))
+    for name, bound in (("wave_offset", 0.4), ("wave_stretch", 2e-4)):
+        values = store.meta[name]
+        assert np.abs(values).max() <= bound and np.abs(values).max() > 0.5 * bound
+        assert abs(np.corrcoef(values, store.meta["rv"])[0, 1]) < 0.35  # drawn independently of RV
+    assert 1.0 <= store.meta["airmass"].min() and store.meta["airmass"].max() <= 2.0
+    # the labels the plain spec draws are the same with the options on: a drift does not reshuffle the stars
+    a, b = draw_labels(SynthSpec(n=64, seed=1)), draw_labels(SynthSpec(n=64, seed=1, wave_offset=0.4))
+    np.testing.assert_array_equal(a["teff"], b["teff"])
+    np.testing.assert_array_equal(a["rv"], b["rv"])
+    with pytest.raises(ValueError, match="wave_stretch -0.1: must be >= 0"):
+        SynthSpec(wave_stretch=-0.1)

@@ -116,15 +116,126 @@ def quickstart_now() -> str:
 
 def sdss() -> str:
     rows = read("sdss_loss_comparison.csv")
-    head = ["loss", "test spectra", "χ²/pixel, median [16th, 84th %]", "informative nodes"]
-    head += ["z: best node MI [95 %]", "distinct", "best baseline"]
+    head = ["loss", "λ", "seed", "validation: z MI, informative", "test spectra", "χ²/pixel, median [16th, 84th %]"]
+    head += ["informative nodes", "z: best node MI [95 %]", "distinct", "best baseline"]
+    head += ["continuum colour: best node MI [95 %]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["loss"], r["n_test"], f"{r['chi2_median']} [{r['chi2_p16']}, {r['chi2_p84']}]", r["informative"]]
+        cells = [r["loss"], r["kl_weight"], r["seed"], f"{r['val_z_mi']}, {r['val_informative']}", r["n_test"]]
+        cells += [f"{r['chi2_median']} [{r['chi2_p16']}, {r['chi2_p84']}]", r["informative"]]
         cells += [f"{r['z_node']}: {mi(r, 'z')}", "yes" if r.get("z_distinct") == "1" else "no"]
         cells.append(f"{r['z_baseline']} {r['z_baseline_mi']}")
+        cells.append(f"{r['colour_node']}: {mi(r, 'colour')}" + (" distinct" if r["colour_distinct"] == "1" else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def sdss_by_class() -> str:
+    head = ["loss", "seed", "class", "test spectra with z", "z: best node MI [95 %]", "best baseline"]
+    out, skipped = [], {}
+    for r in read("sdss_by_class.csv"):
+        if r["note"]:
+            skipped[r["class"]] = f"{r['class']}: {r['n_test']}"
+            continue
+        best = f"{r['z_node']}: {mi(r, 'z')}" + (" distinct" if r["z_distinct"] == "1" else "")
+        out.append([r["loss"], r["seed"], r["class"], r["n_test"], best, f"{r['z_baseline']} {r['z_baseline_mi']}"])
+    note = f"\nNot measured (fewer than 15 test spectra with z): {', '.join(skipped.values())}.\n" if skipped else ""
+    return rows_table(head, out) + note
+
+
+def by_run(rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, str]]]:
+    """shift_study.py rows (one per run and label) as ``{run: {label: row}}``, in file order."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for r in rows:
+        out.setdefault(r["run"], {})[r["label"]] = r
+    return out
+
+
+def node_mi(r: dict[str, str] | None) -> str:
+    if not r:
+        return "–"
+    return f"{r['node']}: {r['mi']} [{r['mi_lo']}, {r['mi_hi']}]" + (" distinct" if r["distinct"] == "1" else "")
+
+
+def warp_law(r: dict[str, str]) -> str:
+    """The node's warp column: residual r.m.s. of the Doppler / uniform / affine fits, and the affine intercept."""
+    return f"{r['doppler_rms']} / {r['uniform_rms']} / {r['affine_rms']} ({r['affine_intercept_share']})"
+
+
+def miles_rv_warp() -> str:
+    head = ["seed", "λ", "informative", "RV: node, MI [95 %]", "runner-up", "CCF baseline"]
+    head += ["read-out r.m.s. / spread (km/s)", "km/s per unit: warp, read-out"]
+    head += ["RV node's warp: Doppler / uniform / affine r.m.s. (intercept share)", "reconstruction leaves"]
+    head += ["Teff: node, MI [95 %]"]
+    out = []
+    for labels in by_run(read("miles_rv_warp.csv")).values():
+        rv, teff = labels["rv"], labels.get("teff")
+        cells = [rv["seed"], rv["kl_weight"], rv["informative"], node_mi(rv), rv["runner_up_mi"], rv["ccf_mi"]]
+        cells += [f"{rv['readout_rms']} / {rv['label_std']}", f"{rv['doppler_kms_per_unit']}, {rv['readout_slope']}"]
+        out.append(cells + [warp_law(rv), f"{float(rv['recon_left']):.1%}", node_mi(teff)])
+    return rows_table(head, out)
+
+
+def rows_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows]) + "\n"
+
+
+def quickstart_warp_law() -> str:
+    head = ["seed", "informative", "RV: node, MI [95 %]", "CCF baseline"]
+    head += ["RV node's warp: Doppler / uniform / affine r.m.s. (intercept share)"]
+    head += ["km/s per unit: warp, read-out", "read-out r.m.s. / spread (km/s)", "Teff: node, MI [95 %]"]
+    head += ["Teff node's warp (Å per unit)"]
+    out = []
+    for labels in by_run(read("quickstart_warp_law.csv")).values():
+        rv, teff = labels["rv"], labels["teff"]
+        cells = [rv["seed"], rv["informative"], node_mi(rv), rv["ccf_mi"], warp_law(rv)]
+        cells += [f"{rv['doppler_kms_per_unit']}, {rv['readout_slope']}", f"{rv['readout_rms']} / {rv['label_std']}"]
+        out.append(cells + [node_mi(teff), teff["d_rms_aa"]])
+    return rows_table(head, out)
+
+
+def shift_search() -> str:
+    head = ["run (seed 0)", "λ", "C", "data", "validation: RV MI", "informative", "RV: node, MI [95 %]", "CCF baseline"]
+    head += ["offset: node, MI", "stretch: node, MI", "Teff: node, MI", "reconstruction leaves"]
+    out = []
+    for run, labels in by_run(read("shift_search.csv")).items():
+        rv = labels["rv"]
+        data = "competing shifts" if "wave_offset" in labels else "RV only"
+        if rv.get("resolution") and float(rv["resolution"]) != 115000:
+            data += f", R = {float(rv['resolution']):,.0f}"
+        cells = [Path(run).parent.name, rv["kl_weight"], rv["capacity"], data, rv["val_mi"], rv["informative"]]
+        cells.append(node_mi(rv))
+        cells += [rv["ccf_mi"], node_mi(labels.get("wave_offset")), node_mi(labels.get("wave_stretch"))]
+        out.append(cells + [node_mi(labels.get("teff")), f"{float(rv['recon_left']):.1%}"])
+    return rows_table(head, out)
+
+
+def shift_claims() -> str:
+    head = ["seed (data seed)", "informative", "RV: node, MI [95 %]", "runner-up", "CCF baseline"]
+    head += [
+        "offset: node, MI",
+        "stretch: node, MI",
+        "RV node's warp: Doppler / uniform / affine r.m.s. (intercept share)",
+    ]
+    head += ["km/s per unit: warp, read-out", "read-out r.m.s. / spread (km/s)", "Teff: node, MI"]
+    out = []
+    for labels in by_run(read("shift_claims.csv")).values():
+        rv = labels["rv"]
+        cells = [f"{rv['seed']} ({rv['data_seed']})", rv["informative"], node_mi(rv), rv["runner_up_mi"], rv["ccf_mi"]]
+        cells += [node_mi(labels.get("wave_offset")), node_mi(labels.get("wave_stretch")), warp_law(rv)]
+        cells += [f"{rv['doppler_kms_per_unit']}, {rv['readout_slope']}", f"{rv['readout_rms']} / {rv['label_std']}"]
+        out.append(cells + [node_mi(labels.get("teff"))])
+    return rows_table(head, out)
+
+
+def store_loss_worth() -> str:
+    head = ["data", "L1 loss explained by RV / Teff (%)", "L2: RV / Teff (%)", "L2 of the shift, star known (%)"]
+    out = [
+        [r["data"], f"{r['l1_rv']} / {r['l1_teff']}", f"{r['l2_rv']} / {r['l2_teff']}", r["shift_given_star_l2"]]
+        for r in read("store_loss_worth.csv")
+    ]
+    return rows_table(head, out)
 
 
 TABLES: dict[str, Callable[[], str]] = {
@@ -132,6 +243,11 @@ TABLES: dict[str, Callable[[], str]] = {
     "quickstart_replication_now": quickstart_now,
     "miles_replication": miles,
     "sdss_loss_comparison": sdss,
+    "miles_rv_warp": miles_rv_warp,
+    "quickstart_warp_law": quickstart_warp_law,
+    "shift_search": shift_search,
+    "store_loss_worth": store_loss_worth,
+    "sdss_by_class": sdss_by_class,
 }
 
 
