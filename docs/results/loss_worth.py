@@ -131,6 +131,11 @@ def store_rows(path: str, kms: float, seed: int) -> list[dict]:
                 **{f"{k}_rv": round(val, 1) for k, val in worth(at_v[:, keep], labels["rv"]).items()},
                 **{f"{k}_teff": round(val, 1) for k, val in worth(at_v[:, keep], labels["teff"]).items()},
                 "shift_given_star_l2": round(shift_given_star(at_rest[:, keep], at_v[:, keep]), 2),
+                # the instrument's shifts, where the set has them: what knowing one alone is worth (L2, %)
+                **{
+                    f"l2_{k}": round(worth(at_v[:, keep], labels[k])["l2"], 1) if spec.wave_offset else ""
+                    for k in ("wave_offset", "wave_stretch")
+                },
             }
         )
     return rows
@@ -149,7 +154,7 @@ def main() -> None:
         for r in rows:
             print(r)
         with open(a.out / "store_loss_worth.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             w.writeheader()
             w.writerows(rows)
         return

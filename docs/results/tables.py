@@ -229,10 +229,26 @@ def shift_claims() -> str:
     return rows_table(head, out)
 
 
+def plain_cpu() -> str:
+    head = ["step", "informative", "RV: best informative node, runner-up, any node", "Teff: best, runner-up, any node"]
+    out = [
+        [
+            int(float(r["step"])),
+            int(float(r["n_informative"])),
+            f"{r['rv_best']}, {r['rv_runner_up']}, {r['rv_any_node']}",
+            f"{r['teff_best']}, {r['teff_runner_up']}, {r['teff_any_node']}",
+        ]
+        for r in read("long_training_cpu.csv")
+    ]
+    return rows_table(head, out)
+
+
 def store_loss_worth() -> str:
     head = ["data", "L1 loss explained by RV / Teff (%)", "L2: RV / Teff (%)", "L2 of the shift, star known (%)"]
+    head += ["L2: offset / stretch (%)"]
     out = [
         [r["data"], f"{r['l1_rv']} / {r['l1_teff']}", f"{r['l2_rv']} / {r['l2_teff']}", r["shift_given_star_l2"]]
+        + [f"{r['l2_wave_offset']} / {r['l2_wave_stretch']}" if r.get("l2_wave_offset") else "–"]
         for r in read("store_loss_worth.csv")
     ]
     return rows_table(head, out)
@@ -246,6 +262,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "miles_rv_warp": miles_rv_warp,
     "quickstart_warp_law": quickstart_warp_law,
     "shift_search": shift_search,
+    "shift_claims": shift_claims,
+    "plain_cpu": plain_cpu,
     "store_loss_worth": store_loss_worth,
     "sdss_by_class": sdss_by_class,
 }
