@@ -507,12 +507,25 @@ class SpectraStore:
                 out.append({"array": name, "chunk": key, "rows": [a, b - 1], "error": _reason(e)})
         return out
 
+    def _garbled_chunks(self, rows: np.ndarray, name: str) -> list[dict]:
+        """The chunks holding ``rows`` that decode when read alone but to rows that fail their checksums."""
+        array = array_at(self.group, name)
+        block, out = array.chunks[0], []
+        column = "crc32" if name == "flux" else f"{name}_crc32"
+        for i in np.unique(np.asarray(rows, dtype=np.int64) // block).tolist():
+            a, b = i * block, min((i + 1) * block, array.shape[0])
+            if self._mismatched(np.arange(a, b), array[a:b], column).any():
+                key = chunk_key(array, (i, 0))
+                out.append({"array": name, "chunk": key, "rows": [a, b - 1], "error": "its rows fail their checksums"})
+        return out
+
     def _decoded(self, read, rows: np.ndarray, name: str = "flux") -> np.ndarray:
         """``read()`` of ``rows``, or on a failure to decode, one :class:`DamagedStoreError` naming the chunks."""
         try:
             return read()
         except Exception as e:
-            bad = self.damaged_chunks(rows, name)
+            # a truncated blosc chunk may decode alone (reading past its end) to bytes its checksums refuse
+            bad = self.damaged_chunks(rows, name) or self._garbled_chunks(rows, name)
             if not bad:
                 raise
             raise DamagedStoreError(
