@@ -514,7 +514,7 @@ class SpectraStore:
         column = "crc32" if name == "flux" else f"{name}_crc32"
         for i in np.unique(np.asarray(rows, dtype=np.int64) // block).tolist():
             a, b = i * block, min((i + 1) * block, array.shape[0])
-            if self._mismatched(np.arange(a, b), array[a:b], column).any():
+            if self._mismatched(np.arange(a, b), np.asarray(array[a:b]), column).any():
                 key = chunk_key(array, (i, 0))
                 out.append({"array": name, "chunk": key, "rows": [a, b - 1], "error": "its rows fail their checksums"})
         return out
