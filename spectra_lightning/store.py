@@ -492,31 +492,27 @@ class SpectraStore:
                 f"chunk; run `python -m spectra_lightning verify {self.path}`)"
             )
 
-    def damaged_chunks(self, rows: np.ndarray, name: str = "flux") -> list[dict]:
+    def damaged_chunks(self, rows: np.ndarray, name: str = "flux", checksums: bool = False) -> list[dict]:
         """The chunks of array ``name`` (``flux`` or ``ivar``) holding any of ``rows`` that cannot be decoded:
-        ``[{"array", "chunk", "rows": [first, last], "error"}]`` (each chunk read alone)."""
+        ``[{"array", "chunk", "rows": [first, last], "error"}]`` (each chunk read alone); with ``checksums``, also
+        those that decode to rows failing their checksums (a truncated blosc chunk can read past its end)."""
+        column = "crc32" if name == "flux" else f"{name}_crc32"
         array = array_at(self.group, name)
         out = []
         block = array.chunks[0]
         for i in np.unique(np.asarray(rows, dtype=np.int64) // block).tolist():
             a, b = i * block, min((i + 1) * block, array.shape[0])
             try:
-                array[a:b]
+                data = np.asarray(array[a:b])
+                error = (
+                    "its rows fail their checksums"
+                    if checksums and self._mismatched(np.arange(a, b), data, column).any()
+                    else None
+                )
             except Exception as e:  # any codec's failure: blosc, zstd, a truncated object
-                key = chunk_key(array, (i, 0))
-                out.append({"array": name, "chunk": key, "rows": [a, b - 1], "error": _reason(e)})
-        return out
-
-    def _garbled_chunks(self, rows: np.ndarray, name: str) -> list[dict]:
-        """The chunks holding ``rows`` that decode when read alone but to rows that fail their checksums."""
-        array = array_at(self.group, name)
-        block, out = array.chunks[0], []
-        column = "crc32" if name == "flux" else f"{name}_crc32"
-        for i in np.unique(np.asarray(rows, dtype=np.int64) // block).tolist():
-            a, b = i * block, min((i + 1) * block, array.shape[0])
-            if self._mismatched(np.arange(a, b), np.asarray(array[a:b]), column).any():
-                key = chunk_key(array, (i, 0))
-                out.append({"array": name, "chunk": key, "rows": [a, b - 1], "error": "its rows fail their checksums"})
+                error = _reason(e)
+            if error:
+                out.append({"array": name, "chunk": chunk_key(array, (i, 0)), "rows": [a, b - 1], "error": error})
         return out
 
     def _decoded(self, read, rows: np.ndarray, name: str = "flux") -> np.ndarray:
@@ -525,7 +521,7 @@ class SpectraStore:
             return read()
         except Exception as e:
             # a truncated blosc chunk may decode alone (reading past its end) to bytes its checksums refuse
-            bad = self.damaged_chunks(rows, name) or self._garbled_chunks(rows, name)
+            bad = self.damaged_chunks(rows, name, checksums=True)
             if not bad:
                 raise
             raise DamagedStoreError(
