@@ -8,12 +8,12 @@ the schedule's term), backward, the recipe's Adam step. Each variant runs in its
 and peak memory) for ``--rounds`` rounds, the order rotating; the median ms/step is reported with the ratio to
 the baseline measured in the same run.
 
-Variants: ``eager, torch layers``: the network with torch's ``Conv1d``/``ConvTranspose1d`` everywhere and
-LeakyReLU out of place (0.2's step, the baseline); ``eager`` (today's default): the three full-length one-channel
-layers computed another way (``nets.SingleInputConv1d``, ``PhaseConvTranspose1d``, ``TapsConv1d``) and LeakyReLU
-in place; ``LeakyReLU out of place``: the default but that; ``+ fused Adam``; with ``--compile``:
-``torch.compile`` of the network's encoder and decoder (inductor; its compile time, the warm-up steps', reported
-apart).
+Variants, each adding one change to the one before: ``0.2``: torch's ``Conv1d``/``ConvTranspose1d`` everywhere,
+LeakyReLU out of place, glibc's default allocator, Adam (for-each) — the baseline; ``+ one-channel layers``
+(``nets.SingleInputConv1d``, ``PhaseConvTranspose1d``, ``TapsConv1d``, LeakyReLU in place: 0.3); ``+ freed memory
+kept`` (``allocator.keep_freed_memory``, which every training command sets); ``+ fused Adam`` (the quickstart
+recipe's optimizer: the default step); with ``--compile``: ``+ torch.compile`` of the network's encoder and decoder
+(inductor; its compile time, the warm-up steps', reported apart).
 GFLOP/s counts the step's floating-point operations (``torch.utils.flop_counter``, the baseline's math) over its
 time; the share is of this machine's fp32 FMA peak (cores × FMA units × SIMD lanes × 2 × clock, from
 ``/proc/cpuinfo``); on a GPU, of the device's fp32 peak when known.
@@ -33,12 +33,15 @@ from datetime import date
 from pathlib import Path
 from typing import cast
 
-VARIANTS = {
-    "torch-layers": "eager, torch layers (0.2: baseline)",
-    "eager": "eager (fast one-channel layers: the default)",
-    "fused-adam": "eager + fused Adam",
-    "out-of-place-relu": "eager, LeakyReLU out of place (0.2's)",
-    "compiled": "torch.compile(net), inductor",
+VARIANTS = {  # name: (label, changes on top of the recipe's step)
+    "0.2": (
+        "0.2: torch layers, default allocator, Adam (baseline)",
+        {"layers": "torch", "memory": False, "fused": False},
+    ),
+    "layers": ("+ one-channel layers (0.3)", {"layers": "fast", "memory": False, "fused": False}),
+    "memory": ("+ freed memory kept", {"layers": "fast", "memory": True, "fused": False}),
+    "fused": ("+ fused Adam (the default step)", {"layers": "fast", "memory": True, "fused": True}),
+    "compiled": ("+ torch.compile, inductor", {"layers": "fast", "memory": True, "fused": True, "compile": True}),
 }
 HERE = Path(__file__).resolve().parent
 
@@ -68,6 +71,11 @@ def cpu_name() -> str:
 
 def one(variant: str, steps: int, warmup: int) -> dict:
     """Time ``steps`` training steps of ``variant`` in this process."""
+    change = VARIANTS[variant][1]
+    if change["memory"]:  # before torch allocates anything
+        from spectra_lightning.allocator import keep_freed_memory
+
+        keep_freed_memory()
     import torch
     from torch import nn
 
@@ -77,20 +85,17 @@ def one(variant: str, steps: int, warmup: int) -> dict:
     from spectra_lightning import nets
 
     model, opt, cfg = recipe_model("quickstart.yaml")
-    if variant == "torch-layers":
+    if change["layers"] == "torch":
         for m in model.modules():
             if isinstance(m, (nets.SingleInputConv1d, nets.TapsConv1d)):
                 m.__class__ = nn.Conv1d
             elif isinstance(m, nets.PhaseConvTranspose1d):
                 m.__class__ = nn.ConvTranspose1d
-    if variant == "fused-adam":
-        opt = torch.optim.Adam(model.parameters(), lr=opt.param_groups[0]["lr"], fused=True)
-    if variant in ("torch-layers", "out-of-place-relu"):
-        for m in model.modules():
-            if isinstance(m, nn.LeakyReLU):
+            elif isinstance(m, nn.LeakyReLU):
                 m.inplace = False
+    opt = torch.optim.Adam(model.parameters(), lr=opt.param_groups[0]["lr"], fused=change["fused"])
     compile_s = None
-    if variant == "compiled":  # the network's encoder and decoder (encode/decode call them, not net.forward)
+    if change.get("compile"):  # the network's encoder and decoder (encode/decode call them, not net.forward)
         net = model.net
         net.encoder = cast(nn.Module, torch.compile(net.encoder))
         net.decoder = cast(nn.Module, torch.compile(net.decoder))
@@ -113,10 +118,10 @@ def one(variant: str, steps: int, warmup: int) -> dict:
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    if variant == "compiled":
+    if change.get("compile"):
         compile_s = time.perf_counter() - t0
     flops = None
-    if variant == "torch-layers":
+    if variant == "0.2":
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
@@ -168,9 +173,9 @@ def main() -> None:
         values = sorted(x[key] for x in results[v] if x[key] is not None)
         return values[len(values) // 2] if values else float("nan")
 
-    base = median("torch-layers", "ms")
-    flops = median("torch-layers", "flops")
-    info = results["torch-layers"][0]
+    base = median("0.2", "ms")
+    flops = median("0.2", "flops")
+    info = results["0.2"][0]
     peak, how = cpu_peak_gflops(info["threads"]) if "cuda" not in info["device"].lower() else (None, "GPU")
     lines = [
         f"## The quickstart training step (`benchmarks/train_step.py`, {date.today().isoformat()})",
@@ -189,7 +194,7 @@ def main() -> None:
         share = f"{100 * gf / peak:.1f} %" if peak else "-"
         extra = f" (compile {median(v, 'compile_s'):.0f} s)" if v == "compiled" else ""
         lines.append(
-            f"| {VARIANTS[v]}{extra} | {ms:.1f} | {base / ms:.2f} | {gf:.1f} | {share} | {median(v, 'peak_mb'):.0f} |"
+            f"| {VARIANTS[v][0]}{extra} | {ms:.1f} | {base / ms:.2f} | {gf:.1f} | {share} | {median(v, 'peak_mb'):.0f} |"
         )
     sys.path.insert(0, str(HERE))
     from report import publish
