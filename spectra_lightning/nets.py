@@ -59,32 +59,39 @@ def padded_length(n_pixels: int, depth: int) -> int:
 
 
 class SingleInputConv1d(nn.Conv1d):
-    """A one-input-channel ``Conv1d`` computed as weights × windows: one matmul ``(C, k) @ (B, k, L_out)``."""
+    """A one-input-channel ``Conv1d`` computed as weights × windows: one batched matmul ``(B, C, k) @ (B, k, L_out)``
+    that writes the bias and the product in one pass (``baddbmm``), its output ``(B, C, L_out)`` already in the
+    layout the next layer reads (a plain ``(C, k) @ windows`` returns a transposed view: a copy more)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_channels != 1 or self.groups != 1 or self.dilation != (1,) or not isinstance(self.padding, tuple):
             return super().forward(x)
         p, k, s = self.padding[0], self.kernel_size[0], self.stride[0]
-        windows = nn.functional.pad(x[:, 0], (p, p)).unfold(1, k, s)  # (B, L_out, k)
-        out = self.weight.view(self.out_channels, k) @ windows.transpose(1, 2)  # (B, C, L_out), contiguous
-        return out + self.bias[:, None] if self.bias is not None else out
+        windows = nn.functional.pad(x[:, 0], (p, p)).unfold(1, k, s).transpose(1, 2)  # (B, k, L_out)
+        b, c, n = windows.shape[0], self.out_channels, windows.shape[2]
+        weight = self.weight.view(1, c, k).expand(b, c, k)
+        if self.bias is None:
+            return torch.bmm(weight, windows)
+        return torch.baddbmm(self.bias.view(1, c, 1).expand(b, c, n), weight, windows)
 
 
 class PhaseConvTranspose1d(nn.ConvTranspose1d):
-    """``ConvTranspose1d(k=4, stride=2, padding=1)`` as a stride-1 ``Conv1d`` over each input pixel and its two
-    neighbours with two output phases (even and odd output pixels), interleaved."""
+    """``ConvTranspose1d(k=4, stride=2, padding=1)`` for few output channels: each of the four taps' channel sums
+    ``P_j = w[..., j]ᵀ x`` in one batched matmul ``(B, 4·C_out, C_in) @ (B, C_in, M)``, then the two output phases
+    ``out[2m] = P1[m] + P3[m−1]`` and ``out[2m+1] = P0[m+1] + P2[m]``, interleaved. (oneDNN's kernels for one or
+    two output channels were the slowest layer of a quickstart step.)"""
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         shape = (self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation, self.groups)
         if output_size is not None or shape != ((4,), (2,), (1,), (0,), (1,), 1):
             return super().forward(x, output_size)
-        w = self.weight  # (C_in, C_out, 4): out[2m] = w1·x[m] + w3·x[m-1], out[2m+1] = w0·x[m+1] + w2·x[m]
-        zero = torch.zeros_like(w[..., 0])
-        even = torch.stack([w[..., 3], w[..., 1], zero], -1)
-        odd = torch.stack([zero, w[..., 2], w[..., 0]], -1)
-        y = nn.functional.conv1d(x, torch.cat([even, odd], 1).transpose(0, 1), padding=1)  # (B, 2·C_out, M)
-        b, c2, m = y.shape
-        y = y.view(b, 2, c2 // 2, m).permute(0, 2, 3, 1).reshape(b, c2 // 2, 2 * m)
+        c_in, c_out, k = self.weight.shape
+        b, _, m = x.shape
+        taps = self.weight.permute(2, 1, 0).reshape(1, k * c_out, c_in).expand(b, k * c_out, c_in)
+        p0, p1, p2, p3 = torch.bmm(taps, x).view(b, k, c_out, m).unbind(1)  # each (B, C_out, M)
+        even = p1 + nn.functional.pad(p3, (1, 0))[..., :m]
+        odd = p2 + nn.functional.pad(p0, (0, 1))[..., 1:]
+        y = torch.stack([even, odd], -1).view(b, c_out, 2 * m)
         return y + self.bias[:, None] if self.bias is not None else y
 
 
