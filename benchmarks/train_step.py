@@ -44,6 +44,14 @@ VARIANTS = {  # name: (label, changes on top of the recipe's step)
     "compiled": ("+ torch.compile, inductor", {"layers": "fast", "memory": True, "fused": True, "compile": True}),
 }
 HERE = Path(__file__).resolve().parent
+# fp32 (non-tensor-core) peaks of GPUs, GFLOP/s, from their data sheets (SXM parts)
+GPU_FP32_PEAK = {"H200": 66_900.0, "H100": 66_900.0, "A100": 19_500.0, "L40S": 91_600.0, "V100": 15_700.0}
+
+
+def gpu_peak_gflops(name: str) -> tuple[float | None, str]:
+    """fp32 peak of the GPU called ``name`` when this table knows it."""
+    known = next((k for k in GPU_FP32_PEAK if k in name), None)
+    return (GPU_FP32_PEAK[known], f"{known} fp32 data sheet") if known else (None, f"{name}: peak unknown")
 
 
 def cpu_peak_gflops(threads: int) -> tuple[float | None, str]:
@@ -144,6 +152,7 @@ def one(variant: str, steps: int, warmup: int) -> dict:
         "peak_mb": peak_mb,
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else cpu_name(),
+        "gpu": device.type == "cuda",
         "torch": torch.__version__,
     }
 
@@ -176,7 +185,7 @@ def main() -> None:
     base = median("0.2", "ms")
     flops = median("0.2", "flops")
     info = results["0.2"][0]
-    peak, how = cpu_peak_gflops(info["threads"]) if "cuda" not in info["device"].lower() else (None, "GPU")
+    peak, how = gpu_peak_gflops(info["device"]) if info.get("gpu") else cpu_peak_gflops(info["threads"])
     lines = [
         f"## The quickstart training step (`benchmarks/train_step.py`, {date.today().isoformat()})",
         "",

@@ -74,6 +74,9 @@ class LatentMetrics(L.Callback):
         self.baseline_spectra, self.intervals = baseline_spectra, intervals
         self.baselines: LabelFreeBaselines | None = None
         self._baseline_batches: list[tuple[np.ndarray, np.ndarray]] = []
+        # baseline features of evaluated spectra by row, with the flux sum they were computed from: the validation
+        # set is the same every epoch (its augmentation too), and its CCF is most of a validation batch's metrics
+        self._features: dict[int, tuple[float, np.ndarray]] = {}
         self.pending_test = False  # the final report waits for the test loop
         self.last_validation: dict | None = None  # the last evaluated validation epoch, for sweeps
         self.metric: LatentCodes | None = None
@@ -111,6 +114,7 @@ class LatentMetrics(L.Callback):
                 mask_all = np.concatenate([m for _, m in self._baseline_batches])[: self.baseline_spectra]
                 fitted = LabelFreeBaselines(trainer.datamodule.grid.wavelength).fit(flux_all, mask_all)
             self.baselines = trainer.strategy.broadcast(fitted, src=0)
+            self._features = {}
             self._baseline_batches = []
 
     def on_validation_epoch_start(self, trainer, pl_module):
@@ -125,12 +129,25 @@ class LatentMetrics(L.Callback):
         logvar = outputs["logvar"] if pl_module.variational else None
         features = None
         if self.baselines is not None:
-            values = self.baselines.features(batch["flux"].float().cpu().numpy(), batch["mask"].cpu().numpy())
-            features = torch.as_tensor(values, dtype=torch.float32, device=outputs["mu"].device)
+            features = torch.as_tensor(self._baseline_features(batch), device=outputs["mu"].device)
         self.metric.update(outputs["mu"], outputs["index"], outputs.get("labels"), logvar, features)
         if batch_idx == 0 and trainer.is_global_zero:
             n = self.n_reconstructions
             self.examples = {"flux": batch["flux"][:n].detach(), "mask": batch["mask"][:n].detach()}
+
+    def _baseline_features(self, batch: dict) -> np.ndarray:
+        """``(B, F)`` float32 label-free baseline features of a batch, from the cache where the same row came with
+        the same flux before."""
+        assert self.baselines is not None
+        flux = batch["flux"].detach().float().cpu().numpy()
+        rows = batch["index"].detach().cpu().numpy().tolist()
+        sums = flux.sum(axis=1, dtype=np.float64).tolist()
+        held = [self._features.get(r) for r in rows]
+        if all(h is not None and h[0] == s for h, s in zip(held, sums)):
+            return np.stack([h[1] for h in held if h is not None])
+        values = self.baselines.features(flux, batch["mask"].cpu().numpy()).astype(np.float32)
+        self._features.update({r: (s, v) for r, s, v in zip(rows, sums, values)})
+        return values
 
     @staticmethod
     def _last_epoch(trainer) -> bool:

@@ -102,6 +102,8 @@ class SpectrumAutoencoder(L.LightningModule):
         self.hparams["kl_schedule"] = spec_of(schedule, "--model.kl_schedule")
         self.net, self.loss, self.kl_schedule = cast(SpectrumNet, net), loss, schedule
         self.train_means = torch.nn.ModuleDict({k: MeanMetric() for k in ("loss", "recon", "kl")})
+        # per stage ("val", "test"): Σ weight·KL per node and Σ weight, `(D + 1,)`, summed over an epoch's batches
+        self._kl_node_sums: dict[str, torch.Tensor] = {}
 
     @property
     def latent_dim(self) -> int:
@@ -150,7 +152,8 @@ class SpectrumAutoencoder(L.LightningModule):
     def terms(self, batch: Batch, stage: str) -> dict[str, torch.Tensor]:
         """The loss of a batch and its parts, without logging: ``loss`` (what training minimises, the schedule's
         term at this step), ``recon``, ``kl`` (summed over nodes), ``kl_nodes`` ``(D,)``, ``objective`` (recon +
-        the final λ·KL: the same meaning in every epoch), ``mu`` and ``logvar`` ``(B, D)``."""
+        the final λ·KL: the same meaning in every epoch), ``weight`` (the batch's spectra, Σ w), ``mu`` and
+        ``logvar`` ``(B, D)``."""
         flux = batch["flux"]
         recon, mu, logvar = self(flux)
         # weight 0 marks padding repeats that equalise DDP ranks: they add nothing
@@ -174,6 +177,7 @@ class SpectrumAutoencoder(L.LightningModule):
             "kl": kl,
             "objective": objective,
             "kl_nodes": kl_nodes,
+            "weight": w.sum(),  # the batch's spectra, padding repeats not counted
             "mu": mu,
             "logvar": logvar,
         }
@@ -212,15 +216,28 @@ class SpectrumAutoencoder(L.LightningModule):
                 batch_size=bs,
                 sync_dist=True,
             )
-            if self.variational:
-                self.log_dict(
-                    {f"{stage}/kl_node/{i}": v for i, v in enumerate(kl_nodes)},
-                    on_step=False,
-                    on_epoch=True,
-                    batch_size=bs,
-                    sync_dist=True,
-                )
+            if self.variational:  # logged once per epoch (_log_kl_nodes): D `log` calls per batch cost more than
+                # the batch's forward pass
+                weight = t["weight"].detach()  # kl_nodes is Σ w·KL / max(Σ w, 1)
+                row = torch.cat([kl_nodes.detach() * weight.clamp_min(1.0), weight.reshape(1)])
+                held = self._kl_node_sums.get(stage)
+                self._kl_node_sums[stage] = row if held is None else held + row
         return loss, mu, logvar
+
+    def _log_kl_nodes(self, stage: str) -> None:
+        """``{stage}/kl_node/i``: node i's KL averaged over the epoch's spectra of every rank (padding excluded)."""
+        sums = self._kl_node_sums.pop(stage, None)
+        if sums is None:
+            return
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        means = sums[:-1] / sums[-1].clamp_min(1.0)
+        self.log_dict({f"{stage}/kl_node/{i}": v for i, v in enumerate(means)}, on_step=False, on_epoch=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_kl_nodes("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_kl_nodes("test")
 
     def training_step(self, batch, batch_idx):
         loss = self._shared_step(batch, "train")[0]

@@ -222,3 +222,61 @@ class LastCheckpointProbe(L.Callback):
         saved = torch.load(last, map_location="cpu", weights_only=False)["epoch"] if last.exists() else None
         with open(self.out, "a") as f:
             f.write(f"{trainer.current_epoch} {saved}\n")
+
+
+def ddp_fit_checks(tmp_path, store: str) -> Path:
+    """Fit two DDP processes streaming ``store`` (a path or URL of one spectrum per star) and check what DDP must
+    keep: each training spectrum once per epoch across the ranks, and a final report over every test spectrum
+    once (an odd test split pads one rank's share with a repeat), equal to one process's numbers. The run's
+    folder is returned."""
+    import json
+
+    import numpy as np
+
+    from spectra_lightning.data_modules.split import assign_splits
+    from spectra_lightning.encode import encode
+    from spectra_lightning.metrics.report import latent_report
+    from spectra_lightning.store import SpectraStore
+
+    store_meta = SpectraStore.open(store).meta
+    test_fraction = next(
+        f for f in np.arange(0.1, 0.3, 0.01) if len(assign_splits(store_meta, 0.2, f, seed=0)["test"]) % 2
+    )
+    metrics = {
+        "class_path": "spectra_lightning.callbacks.LatentMetrics",
+        "init_args": {"figures_every_n_epochs": 0, "final_figures": False, "intervals": 0},
+    }
+    cfg = streaming_config(tmp_path, store, {"test_fraction": float(test_fraction)})
+    spec = yaml.safe_load(cfg.read_text())
+    spec["trainer"]["callbacks"].append(metrics)
+    cfg.write_text(yaml.safe_dump(spec))
+    run_cli(["fit", "--config", str(cfg), "--trainer.strategy=ddp", "--trainer.devices=2"], tmp_path)
+    run = tmp_path / "run"
+    probes = [json.loads((run / f"probe_rank{r}.json").read_text()) for r in range(2)]
+    assert all(p["world"] == 2 for p in probes)
+    assert probes[0]["steps"] == probes[1]["steps"] > 0
+    split = json.loads((run / "split.json").read_text())
+    pos = {v: i for i, v in enumerate(store_meta["id"])}
+    train = sorted(pos[i] for i in split["split_ids"]["train"])
+    for epoch in ("0", "1"):
+        seen = probes[0]["seen"][epoch] + probes[1]["seen"][epoch]
+        assert sorted(seen) == train  # each training spectrum exactly once across both ranks
+    objects = {k: {store_meta["object"][pos[i]] for i in v} for k, v in split["split_ids"].items()}
+    assert not (objects["train"] & objects["val"]) and not (objects["train"] & objects["test"])
+    # the final report: every test spectrum once, gathered from both ranks, the same numbers as one process
+    report = json.loads((run / "report.json").read_text())
+    rows = np.array(sorted(pos[i] for i in split["split_ids"]["test"]))
+    assert len(rows) % 2 == 1 and report["split"] == "test" and report["n_spectra"] == len(rows)
+    ckpt = next((run / "checkpoints").glob("*.ckpt"))  # the final weights: the report's
+    encode(ckpt, store, str(tmp_path / "codes.zarr"), device="cpu", progress=False)
+    import zarr
+
+    codes = zarr.open_group(str(tmp_path / "codes.zarr"), mode="r")
+    names = ["rv", "teff", "logg", "feh", "vsini", "snr"]
+    labels = dict(zip(names, SpectraStore.open(store).labels(names)[rows].T))
+    single = latent_report(codes["mu"][:][rows], labels, codes["logvar"][:][rows], intervals=0)
+    np.testing.assert_allclose(report["mad"]["values"], single["mad"]["values"], atol=1e-5)
+    assert report["mad"]["informative"] == single["mad"]["informative"]
+    for name in names:
+        np.testing.assert_allclose(report["mi"]["ksg"][name]["values"], single["mi"]["ksg"][name]["values"], atol=0.02)
+    return run

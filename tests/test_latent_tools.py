@@ -311,3 +311,33 @@ def test_the_cost_line_splits_scalars_from_figures_and_divides_by_training_time(
     cb.seconds, cb.figure_seconds = [1.0, 1.0, 3.0], [2.0]  # the third evaluation drew a figure set
     line = cb.cost_line(fit_seconds=25.0)
     assert line == "latent metrics: 1.00 s per evaluation (3) + 2.0 s per figure set (1) = 25.0 % on top of training"
+
+
+def test_baseline_features_of_a_row_seen_with_the_same_flux_come_from_the_cache():
+    from spectra_lightning.callbacks import LatentMetrics
+    from spectra_lightning.metrics.baselines import LabelFreeBaselines
+
+    rng = np.random.default_rng(0)
+    wave = np.linspace(5000.0, 5100.0, 256)
+    flux = 1 + 0.1 * rng.standard_normal((12, 256))
+    cb = LatentMetrics()
+    cb.baselines = LabelFreeBaselines(wave).fit(flux, np.ones_like(flux, bool))
+    calls = []
+    compute = cb.baselines.features
+    cb.baselines.features = lambda f, m: calls.append(len(f)) or compute(f, m)  # type: ignore[method-assign]
+
+    def batch(rows, values):
+        x = torch.as_tensor(values, dtype=torch.float32)
+        return {"flux": x, "mask": torch.ones_like(x, dtype=torch.bool), "index": torch.as_tensor(rows)}
+
+    first = cb._baseline_features(batch([0, 1, 2, 3], flux[:4]))
+    want = compute(flux[:4].astype(np.float32), np.ones((4, 256), bool)).astype(np.float32)
+    np.testing.assert_array_equal(first, want)
+    again = cb._baseline_features(batch([0, 1, 2, 3], flux[:4]))  # the next epoch's same batch: no CCF
+    np.testing.assert_array_equal(again, first)
+    assert calls == [4]
+    moved = cb._baseline_features(batch([0, 1, 2, 3], flux[4:8]))  # same rows, other flux: computed anew
+    assert calls == [4, 4]
+    np.testing.assert_array_equal(
+        moved, compute(flux[4:8].astype(np.float32), np.ones((4, 256), bool)).astype(np.float32)
+    )

@@ -216,7 +216,8 @@ def test_the_schedule_shapes_the_training_loss_and_validation_keeps_the_plain_ob
 
 def test_the_monitored_objective_means_the_same_in_every_epoch(tmp_path, tiny_store):
     """``val/loss`` follows the λ schedule (here a warm-up over the whole run); ``val/objective`` is always
-    reconstruction + the final λ × KL, so a checkpoint's "best" compares like with like."""
+    reconstruction + the final λ × KL, so a checkpoint's "best" compares like with like. The per-node KL
+    (``val/kl_node/i``) adds up to ``val/kl``."""
     import lightning as L
 
     from spectra_lightning.cli import main
@@ -225,11 +226,17 @@ def test_the_monitored_objective_means_the_same_in_every_epoch(tmp_path, tiny_st
 
     class Record(L.Callback):
         rows: list = []
+        node_sums: list = []
 
         def on_validation_epoch_end(self, trainer, pl_module):
             if not trainer.sanity_checking:
                 m = trainer.callback_metrics
                 Record.rows.append({k: float(m[f"val/{k}"]) for k in ("loss", "objective", "recon", "kl")})
+
+        def on_train_epoch_end(self, trainer, pl_module):  # after the epoch's validation and its module hooks
+            m = trainer.callback_metrics
+            nodes = [float(m[f"val/kl_node/{i}"]) for i in range(pl_module.latent_dim)]
+            Record.node_sums.append((sum(nodes), float(m["val/kl"])))
 
     import spectra_lightning.trainer_cli as cli
 
@@ -244,6 +251,10 @@ def test_the_monitored_objective_means_the_same_in_every_epoch(tmp_path, tiny_st
         cli.SpectraCLI._instantiate_trainer = original
     rows = Record.rows
     assert len(rows) == 3
+    # the per-node KL, logged once an epoch, adds up to the epoch's KL
+    assert len(Record.node_sums) == 3
+    for nodes, kl in Record.node_sums:
+        assert nodes == pytest.approx(kl, rel=1e-5)
     for r in rows:
         assert r["objective"] == pytest.approx(r["recon"] + 5.0 * r["kl"], rel=1e-5)
     # during the warm-up λ < 5: the scheduled loss is below the objective, by (5 - λ)·KL

@@ -229,3 +229,33 @@ def test_the_network_uses_the_fast_layers_and_its_state_dict_is_unchanged():
     old = torch.load(Path(__file__).parent / "data" / "format1_tiny_warp.ckpt", weights_only=True)["state_dict"]
     old = {k.removeprefix("net."): v.shape for k, v in old.items() if k.startswith("net.")}
     assert old == {k: v.shape for k, v in net.state_dict().items()}
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: ~a minute on 2 cores
+def test_a_compiled_network_gives_the_eager_loss_and_gradients():
+    """``torch.compile`` of the encoder and decoder (what ``benchmarks/train_step.py`` and ``gpu_throughput.py``
+    time): the module's training loss and every parameter's gradient equal the eager network's to float32 rounding."""
+    import copy
+
+    from spectra_lightning.kl_schedules import LinearWarmup
+    from spectra_lightning.losses import SquaredError
+    from spectra_lightning.module import SpectrumAutoencoder
+
+    torch.manual_seed(0)
+    eager = SpectrumAutoencoder(
+        net=ConvAutoencoder(256, 4, 4, warp_knots=3), loss=SquaredError(), kl_schedule=LinearWarmup(1.0), n_pixels=256
+    )
+    compiled = copy.deepcopy(eager)
+    compiled.net.encoder = torch.compile(compiled.net.encoder)
+    compiled.net.decoder = torch.compile(compiled.net.decoder)
+    flux = 1 + 0.05 * torch.randn(8, 256)
+    batch = {"flux": flux, "mask": torch.ones_like(flux, dtype=torch.bool)}
+    grads = []
+    for model in (eager, compiled):
+        model.eval()  # μ decoded, no sample: both see the same numbers
+        loss = model.terms(batch, "train")["loss"]
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

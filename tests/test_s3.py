@@ -20,7 +20,7 @@ import pytest
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.synth import SynthSpec, synthesize
 
-from helpers import harps_spectra, ingest_cmd, kill_when_rows, run_cli, streaming_config
+from helpers import ddp_fit_checks, harps_spectra, ingest_cmd, kill_when_rows, run_cli, streaming_config
 
 s3fs = pytest.importorskip(
     "s3fs", reason="the S3 tests need the [s3] extra (s3fs) and moto[server]: pip install -e '.[dev]'"
@@ -114,36 +114,23 @@ def test_ingest_to_the_bucket_killed_and_rerun_gives_the_clean_store(tmp_path, b
 
 
 def test_two_process_ddp_fit_streams_from_the_bucket_and_encode_reads_it(tmp_path, bucket):
-    url = f"s3://{bucket}/tiny.zarr"
-    synthesize(url, TINY, progress=False)
-    run_cli(
-        ["fit", "--config", str(streaming_config(tmp_path, url)), "--trainer.strategy=ddp", "--trainer.devices=2"],
-        tmp_path,
-    )
-    probes = [json.loads((tmp_path / "run" / f"probe_rank{r}.json").read_text()) for r in range(2)]
-    split = json.loads((tmp_path / "run" / "split.json").read_text())
-    meta = SpectraStore.open(url).meta
-    pos = {v: i for i, v in enumerate(meta["id"])}
-    train = sorted(pos[i] for i in split["split_ids"]["train"])
-    for epoch in ("0", "1"):
-        assert sorted(probes[0]["seen"][epoch] + probes[1]["seen"][epoch]) == train  # each once, across ranks
+    # the DDP checks of the default suite (on a local store: test_streaming.py, under -m slow)
+    url = f"s3://{bucket}/one_per_star.zarr"
+    one_per_star = SynthSpec(n=120, seed=4, grid="tiny")  # a split of odd size exists
+    synthesize(url, one_per_star, progress=False)
+    run = ddp_fit_checks(tmp_path, url)  # its encode read the bucket
     # encode from the bucket gives the codes of the same store on local disk
-    ckpt = next((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
-    local = tmp_path / "tiny.zarr"
-    synthesize(str(local), TINY, progress=False)
+    local = tmp_path / "local.zarr"
+    synthesize(str(local), one_per_star, progress=False)
     from spectra_lightning.cli import main
 
-    for name, store in (("remote", url), ("local", str(local))):
-        assert (
-            main(
-                ["encode", "--ckpt", str(ckpt), "--store", store, "--output", str(tmp_path / f"{name}.zarr"), "--quiet"]
-            )
-            == 0
-        )
+    ckpt = next((run / "checkpoints").glob("*.ckpt"))
+    args = ["encode", "--ckpt", str(ckpt), "--store", str(local), "--output", str(tmp_path / "l.zarr"), "--quiet"]
+    assert main(args) == 0
     from spectra_lightning.codes import load_codes
 
-    remote, local_codes = load_codes(tmp_path / "remote.zarr"), load_codes(tmp_path / "local.zarr")
-    assert remote["mu"].shape == (TINY.n, 4)
+    remote, local_codes = load_codes(tmp_path / "codes.zarr"), load_codes(tmp_path / "l.zarr")
+    assert remote["mu"].shape == (one_per_star.n, 4)
     np.testing.assert_array_equal(remote["mu"], local_codes["mu"])
 
 
