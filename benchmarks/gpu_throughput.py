@@ -38,6 +38,8 @@ from spectra_lightning.nets import ConvAutoencoder
 from spectra_lightning.store import SpectraStore
 from spectra_lightning.synth import SynthSpec, synthesize
 
+NAMES = {"32-true": "fp32", "bf16-mixed": "bf16-mixed"}
+
 
 class Clock(L.Callback):
     """Wall time from the start of step ``warmup`` to the end of the last step."""
@@ -164,7 +166,7 @@ def main() -> None:
         "| what | spectra/s | × eager fp32 | warm-up s | goal |",
         "|---|---|---|---|---|",
         *(
-            f"| training, {precision.split('-')[0]}{', compiled' if compiled else ''} | {rate:.0f} | {rate / base:.2f} | "
+            f"| training, {NAMES[precision]}{', compiled' if compiled else ''} | {rate:.0f} | {rate / base:.2f} | "
             f"{warm:.0f} | ≥ 2,000 |"
             for (precision, compiled), (rate, warm) in runs.items()
         ),

@@ -34,21 +34,3 @@ def tiny_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("stores") / "tiny.zarr"
     synthesize(str(path), SynthSpec(n=160, seed=3, grid="tiny", spectra_per_star=2), progress=False)
     return path
-
-
-@pytest.hookimpl(trylast=True)  # after -m/-k have deselected
-def pytest_collection_modifyitems(session, config, items):
-    """Start the mypy gate now when its test will run (test_gates.py waits for it): it overlaps the suite."""
-    from test_gates import EARLY, EARLY_GATE, start_gate
-
-    if any(item.nodeid.endswith(f"test_gate_is_clean[{EARLY}]") for item in items):
-        config.stash[EARLY_GATE] = start_gate(EARLY)
-
-
-def pytest_unconfigure(config):
-    from test_gates import EARLY_GATE
-
-    proc = config.stash.get(EARLY_GATE, None)
-    if proc is not None and proc.poll() is None:  # the run stopped before the gate's test
-        proc.kill()
-        proc.wait()
