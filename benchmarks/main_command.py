@@ -64,14 +64,15 @@ def main() -> None:
     if a.baseline:
         with tempfile.TemporaryDirectory() as tmp:
             tree = Path(tmp) / "baseline"
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), a.baseline], check=True)
+            git = ["git", "-C", str(REPO), "worktree"]  # its messages on stderr: stdout is the section
+            subprocess.run([*git, "add", "--detach", str(tree), a.baseline], check=True, stdout=sys.stderr)
             for sub in ("callbacks", "data_modules"):  # where the wheel puts them: else the editable install's win
                 if (tree / sub).is_dir() and not (tree / "spectra_lightning" / sub).exists():
                     (tree / "spectra_lightning" / sub).symlink_to(tree / sub)
             try:
                 seconds, rc, tail = timed(tree, command)
             finally:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=True)
+                subprocess.run([*git, "remove", "--force", str(tree)], check=True, stdout=sys.stderr)
             if rc:
                 raise SystemExit(f"the baseline's command failed ({rc}):\n{tail}")
             rows.append((f"`{a.baseline}` (baseline)", seconds))

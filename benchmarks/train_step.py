@@ -194,8 +194,8 @@ def main() -> None:
         f"backward + Adam; {flops / 1e9:.2f} GFLOP); median of {a.rounds} rounds × {a.steps} steps, each variant "
         f"in its own process, order rotating. Peak: {f'{peak:.0f} GFLOP/s ({how})' if peak else how}.",
         "",
-        "| variant | ms/step | × baseline speed | GFLOP/s | share of fp32 peak | peak memory (MB) |",
-        "|---|---|---|---|---|---|",
+        "| variant | ms/step | × baseline speed | GFLOP/s | share of fp32 peak | peak memory (MB) | rounds (ms/step) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         ms = median(v, "ms")
@@ -203,7 +203,9 @@ def main() -> None:
         share = f"{100 * gf / peak:.1f} %" if peak else "-"
         extra = f" (compile {median(v, 'compile_s'):.0f} s)" if v == "compiled" else ""
         lines.append(
-            f"| {VARIANTS[v][0]}{extra} | {ms:.1f} | {base / ms:.2f} | {gf:.1f} | {share} | {median(v, 'peak_mb'):.0f} |"
+            f"| {VARIANTS[v][0]}{extra} | {ms:.1f} | {base / ms:.2f} | {gf:.1f} | {share} | {median(v, 'peak_mb'):.0f} | "
+            + ", ".join(f"{x['ms']:.1f}" for x in results[v])
+            + " |"
         )
     sys.path.insert(0, str(HERE))
     from report import publish
