@@ -8,6 +8,8 @@ half a file, and the previous version stays until the new one is complete.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,3 +37,13 @@ def write_atomic(path: str | os.PathLike, content: str | bytes) -> Path:
         else:
             tmp.write_text(content)
     return Path(path)
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """A table of ``rows`` written through :func:`replacing`; its columns every key of any row, in first-seen
+    order (an absent value is left empty)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, list(dict.fromkeys(k for r in rows for k in r)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_atomic(path, text.getvalue())

@@ -20,12 +20,12 @@ rest and at their v, their calibration drift and tellurics kept).
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from spectra_lightning import synth
+from spectra_lightning.files import write_csv
 from spectra_lightning.grid import SpectralGrid
 from spectra_lightning.synth import SynthSpec, draw_labels, render
 
@@ -153,10 +153,7 @@ def main() -> None:
         rows = store_rows(a.store, a.doppler_kms, a.seed)
         for r in rows:
             print(r)
-        with open(a.out / "store_loss_worth.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(a.out / "store_loss_worth.csv", rows)
         return
     rows = []
     print("| data | L1: RV / Teff | L2: RV / Teff |\n|---|---|---|")
@@ -165,10 +162,7 @@ def main() -> None:
         rows.append({"data": name, **{f"{k}_{lab}": round(w[lab][k], 1) for lab in w for k in ("l1", "l2")}})
         r = rows[-1]
         print(f"| {name} | {r['l1_rv']} / {r['l1_teff']} | {r['l2_rv']} / {r['l2_teff']} |", flush=True)
-    with open(a.out / "loss_worth.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(a.out / "loss_worth.csv", rows)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ the best label-free baseline with its interval (``metrics/intervals.py``, ``metr
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import subprocess
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from spectra_lightning.files import write_atomic
+from spectra_lightning.files import write_atomic, write_csv
 
 LABELS = ("rv", "teff", "logg", "feh")
 
@@ -87,15 +85,6 @@ def run_seed(config: list[str], seed: int, run: Path, extra: list[str]) -> int:
     return rc
 
 
-def write_csv(rows: list[dict], out: Path) -> None:
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    text = io.StringIO()
-    w = csv.DictWriter(text, columns)
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(out, text.getvalue())
-
-
 def main() -> None:
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -116,7 +105,7 @@ def main() -> None:
                 run_seed(a.config, seed, run, extra)
     finished = sorted((r for r in runs.glob("seed*") if (r / "report.json").exists()), key=lambda r: int(r.name[4:]))
     rows = [row_of(r, " ".join(extra), tuple(a.labels)) for r in finished]
-    write_csv(rows, Path(a.out))
+    write_csv(Path(a.out), rows)
     print(f"{len(rows)} runs -> {a.out}")
 
 

@@ -19,8 +19,6 @@ r.m.s. On a linear grid, a Doppler shift by v moves λ by λ·v/c; a calibration
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import torch
 import yaml
 
 from spectra_lightning.checkpoints import load_model
-from spectra_lightning.files import write_atomic
+from spectra_lightning.files import write_csv
 from spectra_lightning.grid import C_KMS
 from spectra_lightning.legacy import model_settings, upgrade_hparams
 
@@ -198,11 +196,7 @@ def main() -> None:
         rows += r
         for label, v in c.items():
             curves[label][str(run)] = v
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(a.csv, buf.getvalue())
+    write_csv(a.csv, rows)
     if a.figure:
         figure({k: v for k, v in curves.items() if v}, a.figure)
     for r in rows:

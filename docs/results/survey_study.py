@@ -16,8 +16,6 @@ baseline's (PCA, colour, CCF fit on the run's training spectra), where a class h
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import torch
 import yaml
 
 from spectra_lightning.checkpoints import load_model
-from spectra_lightning.files import write_atomic
+from spectra_lightning.files import write_csv
 from spectra_lightning.store import SpectraStore, fill_masked
 
 
@@ -108,14 +106,6 @@ def by_class(run: Path, classes: list[str], min_n: int) -> list[dict]:
         )
         print(rows[-1], flush=True)
     return rows
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    text = io.StringIO()
-    w = csv.DictWriter(text, list(dict.fromkeys(k for r in rows for k in r)))
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(path, text.getvalue())
 
 
 def main() -> None:
