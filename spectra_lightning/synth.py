@@ -284,6 +284,13 @@ def gaussian_sigma_kms(teff, vsini, mass, resolution: float | None = RESOLUTION)
     return np.sqrt(0.5 * thermal2 + 1.0 + (0.6 * vsini[:, None]) ** 2 + inst**2)
 
 
+def pixel_window(grid: SpectralGrid, lo: float, hi: float) -> tuple[int, int]:
+    """The grid's pixels ``[i0, i1)`` a line drawn between ``lo`` and ``hi`` Å touches (clipped to the grid)."""
+    span = np.asarray(grid.index_of(np.array([lo, hi]))).astype(int) + [0, 2]
+    i0, i1 = np.clip(span, 0, grid.length)
+    return int(i0), int(i1)
+
+
 def telluric_depth(grid: SpectralGrid, scale: np.ndarray, offset, stretch, mid: float, resolution: float):
     """``(N, L)`` optical depth of the telluric lines, ``scale (N,)`` the strongest's, recorded as the instrument
     records them (unresolved: the instrument's and the pixel's width)."""
@@ -295,8 +302,7 @@ def telluric_depth(grid: SpectralGrid, scale: np.ndarray, offset, stretch, mid: 
     wave = grid.wavelength
     tau = np.zeros((len(scale), grid.length))
     for m in range(len(wave0)):
-        span = grid.index_of(np.array([centres[:, m].min() - 6 * sig[m], centres[:, m].max() + 6 * sig[m]]))
-        i0, i1 = np.clip(np.asarray(span).astype(int) + [0, 2], 0, grid.length)
+        i0, i1 = pixel_window(grid, centres[:, m].min() - 6 * sig[m], centres[:, m].max() + 6 * sig[m])
         x = wave[None, i0:i1] - centres[:, m, None]
         tau[:, i0:i1] += (scale * depth[m])[:, None] * np.exp(-0.5 * (x / sig[m]) ** 2)
     return tau
@@ -341,8 +347,7 @@ def render(
         eta = (g / (g + s))[:, None]  # Lorentz share of the pseudo-Voigt
         half = max(6 * s.max(), min(g.max() * np.sqrt(a.max() / 1e-3), 30.0)) + abs(rv).max() * lines["wave"][m] / C_KMS
         half += drift[m]
-        span = grid.index_of(np.array([lines["wave"][m] - half, lines["wave"][m] + half]))
-        i0, i1 = np.clip(np.asarray(span).astype(int) + [0, 2], 0, grid.length)
+        i0, i1 = pixel_window(grid, lines["wave"][m] - half, lines["wave"][m] + half)
         if i1 <= i0:
             continue
         x = wave[None, i0:i1] - centres[:, m, None]
