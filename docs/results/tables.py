@@ -65,13 +65,13 @@ def claims_table(rows: list[dict[str, str]], labels: tuple[str, ...]) -> str:
             "best pair",
             "best baseline [95 %]",
         ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out = []
     for r in rows:
         cells = [r["seed"], r.get("data_seed") or "–", f"{r['split']}, {r['n']}", r["informative"]]
         for label in labels:
             cells += node_cells(r, label)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        out.append(cells)
+    return rows_table(head, out)
 
 
 def distinct_count(rows: list[dict[str, str]], label: str) -> int:
@@ -129,15 +129,15 @@ def sdss() -> str:
     head = ["loss", "λ", "seed", "validation: z MI, informative", "test spectra", "χ²/pixel, median [16th, 84th %]"]
     head += ["informative nodes", "z: best node MI [95 %]", "distinct", "best baseline"]
     head += ["continuum colour: best node MI [95 %]"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out = []
     for r in rows:
         cells = [r["loss"], r["kl_weight"], r["seed"], f"{r['val_z_mi']}, {r['val_informative']}", r["n_test"]]
         cells += [f"{r['chi2_median']} [{r['chi2_p16']}, {r['chi2_p84']}]", r["informative"]]
         cells += [f"{r['z_node']}: {mi(r, 'z')}", "yes" if r.get("z_distinct") == "1" else "no"]
         cells.append(f"{r['z_baseline']} {r['z_baseline_mi']}")
         cells.append(f"{r['colour_node']}: {mi(r, 'colour')}" + (" distinct" if r["colour_distinct"] == "1" else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        out.append(cells)
+    return rows_table(head, out)
 
 
 def sdss_by_class() -> str:
