@@ -28,6 +28,11 @@ from spectra_lightning.files import write_csv
 from spectra_lightning.store import SpectraStore, fill_masked
 
 
+def loss_name(model) -> str:
+    """The run's loss class, e.g. ``ChiSquared``."""
+    return str(model.hparams.loss["class_path"]).rsplit(".", 1)[-1]
+
+
 def chi2_per_pixel(run: Path) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     """The run's loss class, the χ²/pixel ``(N_test,)`` of its test spectra, their μ ``(N_test, D)`` and their
     continuum colour ``(N_test,)`` (``LabelFreeBaselines.colour``: the slope a node may carry)."""
@@ -46,7 +51,7 @@ def chi2_per_pixel(run: Path) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
         recon, mu, _ = (t.numpy() for t in model(torch.from_numpy(flux)))
     used = ivar > 0
     chi2 = (ivar * (recon - flux) ** 2).sum(1) / np.maximum(used.sum(1), 1)
-    loss = str(model.hparams.loss["class_path"]).rsplit(".", 1)[-1]
+    loss = loss_name(model)
     return loss, chi2, mu.astype(np.float64), LabelFreeBaselines.colour(flux, mask)
 
 
@@ -68,7 +73,7 @@ def by_class(run: Path, classes: list[str], min_n: int) -> list[dict]:
     rows = []
     which = {
         "run": str(run),
-        "loss": str(model.hparams.loss["class_path"]).rsplit(".", 1)[-1],
+        "loss": loss_name(model),
         "seed": config.get("seed_everything", ""),
     }
     for name in classes:
