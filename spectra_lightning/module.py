@@ -233,6 +233,12 @@ class SpectrumAutoencoder(L.LightningModule):
         means = sums[:-1] / sums[-1].clamp_min(1.0)
         self.log_dict({f"{stage}/kl_node/{i}": v for i, v in enumerate(means)}, on_step=False, on_epoch=True)
 
+    def on_validation_epoch_start(self) -> None:
+        self._kl_node_sums.pop("val", None)  # an evaluation stopped mid-epoch leaves no partial sum for the next
+
+    def on_test_epoch_start(self) -> None:
+        self._kl_node_sums.pop("test", None)
+
     def on_validation_epoch_end(self) -> None:
         self._log_kl_nodes("val")
 

@@ -214,6 +214,23 @@ def test_the_schedule_shapes_the_training_loss_and_validation_keeps_the_plain_ob
     assert torch.allclose(loss, model.loss(recon, b).mean() + 5.0 * kl_to_prior(mu, logvar).mean(0).sum())
 
 
+@pytest.mark.parametrize("stage", ["val", "test"])
+def test_an_evaluation_epoch_sums_its_per_node_kl_afresh(stage):
+    """The per-node KL is summed over an evaluation epoch's batches; an epoch stopped mid-way (an exception in
+    the loop) must not leave its partial sum to the next one: each epoch's start drops what is held."""
+    model = small(variational=True)
+    model.eval()
+    b = batch()
+    with torch.no_grad():
+        model._shared_step(dict(b), stage)
+        one = model._kl_node_sums[stage].clone()
+        model._shared_step(dict(b), stage)  # the same batch twice: the sums add up
+        assert torch.allclose(model._kl_node_sums[stage], 2 * one)
+        getattr(model, f"on_{'validation' if stage == 'val' else 'test'}_epoch_start")()
+        model._shared_step(dict(b), stage)
+    assert torch.allclose(model._kl_node_sums[stage], one)
+
+
 def test_the_monitored_objective_means_the_same_in_every_epoch(tmp_path, tiny_store):
     """``val/loss`` follows the λ schedule (here a warm-up over the whole run); ``val/objective`` is always
     reconstruction + the final λ × KL, so a checkpoint's "best" compares like with like. The per-node KL
