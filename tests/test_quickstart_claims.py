@@ -1,4 +1,4 @@
-"""The paper's findings on the quickstart recipes, seed 0 (slow: ~25 min on 2 cores).
+"""The paper's findings on the quickstart recipes, seed 0 (slow: ~16 min on 2 cores).
 
     .venv/bin/python -m pytest -m slow tests/test_quickstart_claims.py
 
@@ -55,7 +55,8 @@ def distinct(report: dict, label: str, floor: float = 0.5) -> dict:
 def test_quickstart_routes_rv_through_one_node_of_its_shift_operator_and_keeps_teff_on_another(quickstart):
     """The default: no node wired to the Doppler law, but a code-driven shift operator (nets.Warp) whose span
     contains it; the network picks the node that drives it."""
-    assert quickstart["config"]["model"]["doppler_node"] is None
+    net = quickstart["config"]["model"]["net"]["init_args"]
+    assert net["doppler_node"] is None and net["warp_knots"] > 0
     rv, teff = distinct(quickstart, "rv", floor=1.0), distinct(quickstart, "teff")
     assert teff["best_node"] != rv["best_node"]
 
@@ -69,7 +70,11 @@ def test_doppler_recipe_uses_its_velocity_node(quickstart_doppler):
 
 @pytest.mark.slow
 def test_paper_l1_loss_learns_teff_but_no_rv(quickstart_l1):
-    distinct(quickstart_l1, "teff")
+    """Teff is learned (its best node's interval above the runner-up's and the null level), not necessarily on
+    one node alone: at this recipe's 1,500 steps the KL term may not have pruned a second Teff node yet (seed 0
+    on 2026-12-04: four informative nodes, Teff on two). No node, nor pair, carries RV."""
+    mi = quickstart_l1["mi"]["ksg"]["teff"]
+    assert mi["intervals"]["distinct"] and mi["best"] >= 1.0, mi
     rv = quickstart_l1["mi"]["ksg"]["rv"]["values"]
     # why: docs/results/history.md, "What makes RV learnable" (collapsed nodes are left out: KSG reads
     # spurious MI in codes that vary at the 1e-6 level)
