@@ -39,7 +39,13 @@ class AutoWandbLogger(WandbLogger):
         if offline is None:
             offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_credentials()
         os.makedirs(save_dir, exist_ok=True)
+        if kwargs.get("settings") is None:  # W&B's run history/summary footer would bury the run's own summary
+            import wandb
+
+            kwargs["settings"] = wandb.Settings(quiet=True)
         super().__init__(project=project, save_dir=save_dir, offline=offline, **kwargs)
+        if self._wandb_init.get("anonymous") is None:  # unset, yet passed on: W&B warns that it has no effect
+            self._wandb_init.pop("anonymous", None)
         self.full_config: dict | None = None
 
     def log_config(self, config: dict) -> None:

@@ -247,8 +247,10 @@ class SpectraCLI(LightningCLI):
         lines += [f"W&B run:       {where}" for where in wandb_locations(self.trainer)]
         if is_run(run_dir):
             lines.append(f"explore:       {PROG} explore --run {run_dir}")
+        # the run is complete: a later fit (or resume) starts cleanly; W&B's own summary comes out first, so
+        # that where to look is what the terminal ends with
+        finish_wandb(self.trainer)
         print("\n".join(lines), flush=True)
-        finish_wandb(self.trainer)  # the run is complete: a later fit (or resume) starts cleanly
 
 
 def documented_args(cls: type) -> dict[str, str]:

@@ -88,7 +88,19 @@ def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys):
     assert list((tmp_path / "run/checkpoints").glob("*.ckpt")) and (tmp_path / "run/csv/version_0/split.json").exists()
 
 
-def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store, monkeypatch):
+def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store, monkeypatch, capfd):
+    """No key, no mode: the run is written offline; W&B's run ends, quietly, before the run's summary is
+    printed (its footer would bury where to look)."""
+    import spectra_lightning.loggers as loggers
+
+    printed_before_finish: list[str] = []
+    finish = loggers.finish_wandb
+
+    def finish_and_note(trainer):
+        printed_before_finish.append("".join(capfd.readouterr()))
+        finish(trainer)
+
+    monkeypatch.setattr(loggers, "finish_wandb", finish_and_note)
     cfg = tiny_config(
         tmp_path,
         tiny_store,
@@ -99,8 +111,14 @@ def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store, mon
     )
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)  # no key, no mode: AutoWandbLogger must choose offline
+    monkeypatch.delenv("WANDB_SILENT", raising=False)  # W&B as a user's terminal shows it
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     assert main(["fit", "--config", str(cfg)]) == 0
+    assert len(printed_before_finish) == 1 and "run directory" not in printed_before_finish[0]
+    assert "anonymous setting has no effect" not in printed_before_finish[0]  # Lightning passes it unset
+    end = capfd.readouterr()
+    assert "W&B run:       offline: upload with `wandb sync" in end.out
+    assert "Run history" not in end.out + end.err  # W&B's footer (quiet): the run's summary is what stays on screen
     (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     logged: list[float] = []
     for _ in range(40):  # W&B's writer process may still be flushing the run's log when fit returns
