@@ -381,6 +381,10 @@ def run(args: list[str], from_argv: bool) -> int:
     """One training command (``args[0]`` in :data:`~spectra_lightning.cli.TRAINER_COMMANDS`); from
     ``sys.argv`` when ``from_argv`` (DDP children re-read it)."""
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # no "Seed set to 0" line
+    # Lightning's notices of what is so on purpose: the module finishes each batch on the device beside a
+    # DataModule, and Lightning's own call of a torch pytree API that torch has deprecated
+    warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     alias_moved_packages()
     had_run_dir = RUN_DIR_ENV in os.environ
     SpectraCLI.run_label = ",".join(
