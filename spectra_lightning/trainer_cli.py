@@ -247,8 +247,8 @@ class SpectraCLI(LightningCLI):
         lines += [f"W&B run:       {where}" for where in wandb_locations(self.trainer)]
         if is_run(run_dir):
             lines.append(f"explore:       {PROG} explore --run {run_dir}")
-        # the run is complete: a later fit (or resume) starts cleanly; W&B's own summary comes out first, so
-        # that where to look is what the terminal ends with
+        # the run is complete: a later fit (or resume) starts cleanly; whatever W&B prints as it ends comes
+        # before where to look, which is what the terminal ends with
         finish_wandb(self.trainer)
         print("\n".join(lines), flush=True)
 
