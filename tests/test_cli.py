@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -68,7 +69,7 @@ def test_fast_dev_run(tmp_path, tiny_store):
     assert main(["fit", "--config", str(cfg), "--trainer.fast_dev_run=true"]) == 0
 
 
-def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys):
+def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys, caplog):
     cfg = tiny_config(
         tmp_path,
         tiny_store,
@@ -80,11 +81,14 @@ def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys):
         },
     )
     lr = ["--model.optimizer=torch.optim.Adam", "--model.optimizer.init_args.lr=0.003"]
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         assert main(["fit", "--config", str(cfg), *lr]) == 0
-    # Lightning's notices of what is so on purpose stay off the user's screen
+    # Lightning's notices of what is so on purpose, and its advert, stay off the user's screen
     assert not [w for w in seen if "on_after_batch_transfer" in str(w.message) or "LeafSpec" in str(w.message)]
+    infos = [r.getMessage() for r in caplog.records]
+    assert any("GPU available" in m for m in infos) and not any("Tip:" in m for m in infos)
     rows = list(csv.DictReader(open(tmp_path / "run/csv/version_0/metrics.csv")))
     val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
     assert len(val) == 6 and val[-1] < 0.7 * val[0]
