@@ -29,7 +29,13 @@ def labels_from_store(store_path: str, n: int) -> dict:
     store = SpectraStore.open(store_path)
     if store.n != n:
         raise InputError(f"{store_path}: {store.n} spectra for {n} codes")
-    return {name: store.meta[name].astype(np.float64) for name in store.label_names}
+    # the order a training run reports them in (the data modules' default labels first), not the order the
+    # file system or object store happens to list the columns in
+    from .synth import LABELS
+
+    first = {name: i for i, name in enumerate(LABELS)}
+    names = sorted(store.label_names, key=lambda name: (first.get(name, len(first)), name))
+    return {name: store.meta[name].astype(np.float64) for name in names}
 
 
 def split_rows(split_file, split: str, ids: np.ndarray | None) -> tuple[np.ndarray, dict[str, list[str]]]:

@@ -180,6 +180,11 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
     )
     r1 = json.loads((tmp_path / "a1/report.json").read_text())
     r2 = json.loads((tmp_path / "a2/report.json").read_text())
+    # the store's labels in a training report's order, whatever order the file system lists the columns in
+    from spectra_lightning.synth import LABELS
+
+    names = list(r1["mi"]["ksg"])
+    assert names == [n for n in LABELS if n in names] + sorted(set(names) - set(LABELS)) and names[0] == "rv"
     assert set(r2["mi"]["ksg"]) == {"teff", "rv"}  # the text column is not a label
     assert r2["mi"]["ksg"]["teff"]["values"] == r1["mi"]["ksg"]["teff"]["values"]
     assert (tmp_path / "a2/figures/mad.png").exists()
