@@ -377,11 +377,9 @@ def check_yaml(path: str) -> None:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
 
 
-class _NoAdverts(logging.Filter):
-    """Drops Lightning's "💡 Tip:" lines (an advert for a cloud logger) from every run's output."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip:")
+def _no_adverts(record: logging.LogRecord) -> bool:
+    """A logging filter: False for Lightning's "💡 Tip:" lines (an advert for a cloud logger)."""
+    return not str(record.msg).startswith("💡 Tip:")
 
 
 def run(args: list[str], from_argv: bool) -> int:
@@ -392,9 +390,7 @@ def run(args: list[str], from_argv: bool) -> int:
     # DataModule, and Lightning's own call of a torch pytree API that torch has deprecated
     warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer`")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _NoAdverts) for f in rank_zero.filters):
-        rank_zero.addFilter(_NoAdverts())
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_adverts)  # added once: same object
     alias_moved_packages()
     had_run_dir = RUN_DIR_ENV in os.environ
     SpectraCLI.run_label = ",".join(
