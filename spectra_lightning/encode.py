@@ -16,6 +16,7 @@ import torch
 import zarr
 
 from .checkpoints import check_grid, fingerprint, load_model, pick_device
+from .parts import add_allow_option, allowing
 from .store import SpectraStore, fill_masked
 
 
@@ -75,9 +76,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch-size", type=int, default=64, help="spectra per forward pass (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_allow_option(p)
     a = p.parse_args(argv)
     try:
-        out = encode(a.ckpt, a.store, a.output, a.batch_size, a.device, progress=not a.quiet)
+        with allowing(a.allow_module):
+            out = encode(a.ckpt, a.store, a.output, a.batch_size, a.device, progress=not a.quiet)
     except (OSError, ValueError) as e:
         print(f"encode: error: {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from typing import cast
 
 from .explorer import ExploreError, Explorer
 from .explorer_server import is_loopback, machine_addresses, make_server, screenshot
+from .parts import add_allow_option, allow_modules
 from .run_layout import checkpoint_dir, codes_store, is_run, last_checkpoint, report_file, split_file
 
 
@@ -102,7 +103,9 @@ def main(argv: list[str]) -> int:
         help="render the page in headless Chromium, save it here and exit "
         "(for reports; needs a `chromium` on the PATH)",
     )
+    add_allow_option(p)
     a = p.parse_args(argv)
+    allow_modules(a.allow_module)
     if not a.run and not (a.ckpt and a.codes):
         p.error("give --run RUN_DIR, or --ckpt and --codes")
     try:

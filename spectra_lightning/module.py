@@ -10,7 +10,6 @@ return ``{"mu", "logvar", "index", "labels"}`` so callbacks read the codes witho
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, cast
 
 import lightning as L
@@ -33,6 +32,16 @@ from .parts import build, spec_of
 CHECKPOINT_FORMAT = 2
 
 
+# the base class each part option must name a subclass of (parts.resolve), checked before anything is built
+PART_BASES: dict[str, type] = {
+    "net": SpectrumNet,
+    "loss": Reconstruction,
+    "kl_schedule": KLSchedule,
+    "optimizer": torch.optim.Optimizer,
+    "scheduler": torch.optim.lr_scheduler.LRScheduler,
+}
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a non-finite loss: stop rather than train (and report) on NaN weights."""
 
@@ -41,11 +50,10 @@ class SpectrumAutoencoder(L.LightningModule):
     """(Variational) autoencoder of spectra, after Sedaghat et al. (2021), composed of parts.
 
     Args:
-        net: the network: in YAML a ``class_path`` and ``init_args`` without ``n_pixels`` (the grid's length is
-            passed as the first argument), e.g. ``spectra_lightning.nets.ConvAutoencoder`` with ``latent_dim``,
-            ``depth``, ``warp_knots`` (any ``nets.SpectrumNet``); in Python a module or ``n_pixels -> module``.
-            Default: the paper's
-            ``ConvAutoencoder`` (128 nodes, 15 layers).
+        net: the network, a ``nets.SpectrumNet`` subclass: in YAML a ``class_path`` and ``init_args`` without
+            ``n_pixels`` (the CLI links the grid's length into it), e.g. ``spectra_lightning.nets.ConvAutoencoder``
+            with ``latent_dim``, ``depth``, ``warp_knots``; in Python a module or such a spec (``n_pixels`` is
+            passed as its first argument). Default: the paper's ``ConvAutoencoder`` (128 nodes, 15 layers).
         loss: the reconstruction loss (``spectra_lightning.losses``: ``AbsoluteError``, the paper's L1;
             ``SquaredError``); default ``AbsoluteError(normalisation="mean")``, the paper's.
         kl_schedule: λ and the KL term over training (``spectra_lightning.kl_schedules``: ``Constant``,
@@ -66,7 +74,7 @@ class SpectrumAutoencoder(L.LightningModule):
 
     def __init__(
         self,
-        net: Callable[[int], SpectrumNet] | None = None,
+        net: SpectrumNet | None = None,
         loss: Reconstruction | None = None,
         kl_schedule: KLSchedule | None = None,
         variational: bool = True,
@@ -78,13 +86,14 @@ class SpectrumAutoencoder(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.optimizer, self.scheduler = optimizer, scheduler
-        # each part is kept in the hyper-parameters as {"class_path", "init_args"}: every checkpoint rebuilds it
-        if isinstance(net, dict):  # a checkpoint's (or a Python caller's) spec
-            net = build(net, "--model.net", n_pixels)
+        # each part is kept in the hyper-parameters as {"class_path", "init_args"}: every checkpoint rebuilds it;
+        # a spec (a checkpoint's, a Python caller's) builds only a subclass of the option's base (parts.resolve)
+        if isinstance(net, dict):
+            net = build(net, "--model.net", PART_BASES["net"], n_pixels)
         elif net is None:
             net = ConvAutoencoder(n_pixels)
         elif not isinstance(net, nn.Module):
-            net = net(n_pixels)
+            raise ConfigError(f"--model.net: expected a network (nn.Module) or its spec, got {type(net).__name__}")
         self.hparams["net"] = spec_of(net, "--model.net")
         if getattr(net, "n_pixels", None) != n_pixels:
             raise ConfigError(
@@ -95,8 +104,11 @@ class SpectrumAutoencoder(L.LightningModule):
             cast(ConvAutoencoder, net).set_wavelengths(SpectralGrid(**grid).wavelength)  # or any net that has it
         if getattr(net, "needs_wavelengths", False):
             raise ConfigError("--model.net has a doppler_node: it needs the data's grid (the CLI links it)")
-        loss = build(loss, "--model.loss") if isinstance(loss, dict) else loss or AbsoluteError("mean")
-        schedule = build(kl_schedule, "--model.kl_schedule") if isinstance(kl_schedule, dict) else kl_schedule
+        loss = build(loss, "--model.loss", Reconstruction) if isinstance(loss, dict) else loss or AbsoluteError("mean")
+        if isinstance(kl_schedule, dict):
+            schedule = build(kl_schedule, "--model.kl_schedule", KLSchedule)
+        else:
+            schedule = kl_schedule
         schedule = schedule or LinearWarmup(0.3)
         self.hparams["loss"] = spec_of(loss, "--model.loss")
         self.hparams["kl_schedule"] = spec_of(schedule, "--model.kl_schedule")
@@ -293,6 +305,20 @@ class SpectrumAutoencoder(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     # -- checkpoints -------------------------------------------------------------
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any
+    ) -> SpectrumAutoencoder:
+        """The model in a checkpoint, read as data by :func:`spectra_lightning.checkpoints.load_model` (any format
+        this version reads; its parts only allowed classes), in eval mode. Lightning's own reader would import and
+        call whatever a checkpoint's ``_instantiator`` names, and takes no part specs' rules."""
+        if kwargs:
+            raise TypeError(f"load_from_checkpoint takes a path and map_location only, not {sorted(kwargs)}")
+        from .checkpoints import load_model
+
+        device = torch.device(map_location) if isinstance(map_location, (str, torch.device)) else torch.device("cpu")
+        return load_model(checkpoint_path, device)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["spectra_lightning_format"] = CHECKPOINT_FORMAT
 

@@ -15,7 +15,6 @@ import types
 import warnings
 from pathlib import Path
 
-import torch
 import yaml
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -24,11 +23,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from spectra_lightning.data_modules import SpectraDataModule
 
+from .checkpoints import completed, model_differences, read_checkpoint
 from .cli import PROG
 from .errors import ConfigError, MovedWarning
 from .files import write_atomic
 from .lock import StoreLockedError
-from .module import NonFiniteLossError, SpectrumAutoencoder
+from .module import PART_BASES, NonFiniteLossError, SpectrumAutoencoder
+from .parts import ALLOW_ENV, allow_modules, allowing, resolve
 from .run_layout import checkpoint_dir, is_run, last_checkpoint, override_name, run_file, run_of
 from .store import StoreError
 
@@ -105,15 +106,30 @@ class SpectraParser(LightningArgumentParser):
         sys.exit(2)
 
 
-def checkpoint_hparams(path: str) -> dict:
-    """The hyper-parameters in a checkpoint, read without unpickling code (``weights_only``)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:
-        raise ConfigError(f"--ckpt_path {path}: not a loadable checkpoint ({type(e).__name__})") from None
-    from .legacy import upgrade_hparams
+def check_continues(checkpoint: dict, trainer, ckpt: str) -> None:
+    """A resume whose ``max_epochs`` / ``max_steps`` ends before the checkpoint's epoch or step: one line."""
+    epochs, steps = completed(checkpoint)
+    for limit, done, unit in (("max_epochs", epochs, "epochs"), ("max_steps", steps, "steps")):
+        value = trainer.get(limit)
+        if value is not None and value >= 0 and value <= done:
+            raise ConfigError(
+                f"--trainer.{limit}={value}: the checkpoint {ckpt} has completed {done} {unit} already; "
+                f"give more than {done} to train on"
+            )
 
-    return upgrade_hparams(dict(ckpt.get("hyper_parameters", {}))) if isinstance(ckpt, dict) else {}
+
+def check_model_parts(model) -> None:
+    """Each model part given in a config or on the command line names an allowed subclass of its option's base
+    (``parts.resolve``), checked before jsonargparse builds it."""
+    for key, base in PART_BASES.items():
+        spec = model.get(key) if model is not None else None
+        if spec is None:
+            continue
+        if hasattr(spec, "as_dict"):
+            spec = spec.as_dict()
+        if not isinstance(spec, dict):
+            raise ConfigError(f"--model.{key}: give a class_path of a {base.__name__} subclass, not {spec!r}")
+        resolve(spec, f"--model.{key}", base)
 
 
 class SpectraCLI(LightningCLI):
@@ -124,6 +140,7 @@ class SpectraCLI(LightningCLI):
     with a checkpoint of a run directory continues that run: same directory, checkpoints, W&B run.
     """
 
+    _checkpoint_hparams: dict | None = None  # the --ckpt_path checkpoint's, read and checked by _parse_ckpt_path
     run_label = ""  # set by run(): the dotted overrides, e.g. "kl_schedule.weight=0.3,net.latent_dim=8"
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
@@ -134,25 +151,53 @@ class SpectraCLI(LightningCLI):
             sub.epilog = options_help()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--allow_modules",
+            type=list[str],
+            default=[],
+            help="modules (and their submodules) whose classes a config or checkpoint may name as model parts, "
+            f"besides spectra_lightning's and torch.optim's; also the setting {ALLOW_ENV}=a,b",
+        )
         parser.link_arguments("data.n_pixels", "model.n_pixels", apply_on="instantiate")
+        # the network is typed as a class (only a SpectrumNet subclass parses) and built with the data's length
+        parser.link_arguments("data.n_pixels", "model.net.init_args.n_pixels", apply_on="instantiate")
+        parser.set_defaults({"model.net": {"class_path": "spectra_lightning.nets.ConvAutoencoder"}})
         parser.link_arguments("data.grid_spec", "model.grid", apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
-        # As LightningCLI's: the checkpoint's model hyper-parameters become the config's model. Here a missing or
-        # foreign file is one line, and an older checkpoint's hyper-parameters are upgraded first (legacy.py).
+        # As LightningCLI's: the checkpoint's model hyper-parameters become the config's model. Here the checkpoint
+        # is read as data first (checkpoints.read_checkpoint: its parts must name allowed classes, its weights be
+        # intact and finite), a resume may not contradict the model settings given, nor end before it starts.
         sub = self.config.get("subcommand")
-        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        cfg = self.config[sub] if sub else None
+        if cfg is None:
+            return
+        allow_modules(cfg.get("allow_modules") or [])
+        ckpt = cfg.get("ckpt_path")
         if not ckpt or ckpt in ("last", "best", "hpc", "registry"):
             return
-        if not Path(ckpt).is_file():
-            raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
-        self._checkpoint_hparams = checkpoint_hparams(ckpt)  # loadable at all? (kept for the grid check)
-        hparams = {k: v for k, v in self._checkpoint_hparams.items() if not k.startswith("_")}
+        checkpoint = read_checkpoint(ckpt)
+        saved = self._checkpoint_hparams = checkpoint["hyper_parameters"]
+        hparams = {k: v for k, v in saved.items() if not k.startswith("_")}
+        given = cfg.model.as_dict() if hasattr(cfg.model, "as_dict") else dict(cfg.model or {})
+        defaults = self._parser(sub).get_defaults().model
+        differences = [] if given == defaults.as_dict() else model_differences(given, hparams)
+        if differences and sub == "fit":
+            shown = "; ".join(differences[:4]) + (f"; ... ({len(differences)} in all)" if len(differences) > 4 else "")
+            raise ConfigError(
+                f"--ckpt_path {ckpt}: the checkpoint was trained with other model settings than given ({shown}); "
+                "resume with the run's own config (--config RUN/config.yaml) or give the same settings"
+            )
+        if differences:
+            print(f"{PROG} {sub}: the model is the checkpoint's: {'; '.join(differences[:4])}", file=sys.stderr)
+        if sub == "fit":
+            check_continues(checkpoint, cfg.trainer, ckpt)
         if hparams:
             self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand]
+        check_model_parts(cfg.get("model"))
         ckpt = cfg.get("ckpt_path")
         resumed = self.subcommand == "fit" and ckpt and run_of(ckpt) is not None
         run_dir = os.environ.get(RUN_DIR_ENV) or cfg.trainer.default_root_dir
@@ -186,7 +231,7 @@ class SpectraCLI(LightningCLI):
             if getattr(self.trainer, limit) == 0:
                 raise ConfigError(f"--trainer.{limit}=0: nothing would be trained; give at least 1 (-1: no limit)")
         ckpt = self.config[self.subcommand].get("ckpt_path")
-        if ckpt and Path(ckpt).is_file():
+        if getattr(self, "_checkpoint_hparams", None) is not None:
             self._check_checkpoint_grid(ckpt)
         for logger in self.trainer.loggers:
             if isinstance(logger, AutoWandbLogger) and self.trainer.is_global_zero:
@@ -200,9 +245,7 @@ class SpectraCLI(LightningCLI):
 
     def _check_checkpoint_grid(self, ckpt: str) -> None:
         """A checkpoint trained on another grid cannot go on with this store: say so, not a size mismatch."""
-        saved = getattr(self, "_checkpoint_hparams", None)
-        if saved is None:
-            saved = checkpoint_hparams(ckpt)
+        saved = self._checkpoint_hparams or {}
         for key in ("n_pixels", "grid"):
             if saved.get(key) is not None and saved[key] != self.model.hparams.get(key):
                 raise ConfigError(
@@ -400,15 +443,16 @@ def run(args: list[str], from_argv: bool) -> int:
     try:
         for path in config_files(args):
             check_yaml(path)
-        SpectraCLI(
-            SpectrumAutoencoder,
-            SpectraDataModule,
-            subclass_mode_data=True,
-            args=None if from_argv else args,
-            save_config_kwargs={"overwrite": True},
-            parser_class=SpectraParser,
-            parser_kwargs={"prog": PROG, "formatter_class": _HelpFormatter},
-        )
+        with allowing():  # what --allow_modules allows lasts for this command only
+            SpectraCLI(
+                SpectrumAutoencoder,
+                SpectraDataModule,
+                subclass_mode_data=True,
+                args=None if from_argv else args,
+                save_config_kwargs={"overwrite": True},
+                parser_class=SpectraParser,
+                parser_kwargs={"prog": PROG, "formatter_class": _HelpFormatter},
+            )
     except SIGTERMException:
         last = last_checkpoint(os.environ.get(RUN_DIR_ENV, "RUN"))
         print(

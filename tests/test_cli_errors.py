@@ -112,7 +112,7 @@ def test_a_missing_or_foreign_checkpoint(tmp_path, tiny_store, capsys):
     fails_in_one_line(
         capsys,
         ["fit", "--config", str(cfg), f"--ckpt_path={tmp_path / 'junk.ckpt'}"],
-        "junk.ckpt: not a loadable checkpoint",
+        "junk.ckpt: not a loadable spectra_lightning checkpoint",
     )
 
 

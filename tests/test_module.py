@@ -180,8 +180,11 @@ def test_an_injected_network_is_used_and_checked():
     net = ConvAutoencoder(64, 4, depth=3)
     model = SpectrumAutoencoder(n_pixels=64, net=net)
     assert model.net is net and model.latent_dim == 4
-    built = SpectrumAutoencoder(n_pixels=64, net=lambda n: ConvAutoencoder(n, 4, depth=2))
+    spec = {"class_path": "spectra_lightning.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 2}}
+    built = SpectrumAutoencoder(n_pixels=64, net=spec)  # a spec is built with the data's length
     assert built.net.n_pixels == 64 and built.net.depth == 2
+    with pytest.raises(ConfigError, match="expected a network"):  # a callable is code, not a part
+        SpectrumAutoencoder(n_pixels=64, net=lambda n: ConvAutoencoder(n, 4, depth=2))
     with pytest.raises(ConfigError, match=r"takes 64 px but the data has 128"):
         SpectrumAutoencoder(n_pixels=128, net=net)
 
@@ -278,9 +281,10 @@ def test_the_monitored_objective_means_the_same_in_every_epoch(tmp_path, tiny_st
     assert rows[0]["loss"] < rows[0]["objective"] - 1e-6 * abs(rows[0]["objective"])
 
 
-def test_an_injected_network_is_rebuilt_from_its_checkpoint(tmp_path):
+def test_an_injected_network_is_rebuilt_from_its_checkpoint(tmp_path, monkeypatch):
     """A net passed from Python is saved as its class path and init args: load_model rebuilds it (it used to
-    fail with "Error(s) in loading state_dict"); a net that cannot say how to rebuild it is refused."""
+    fail with "Error(s) in loading state_dict"); a loss of the user's own module loads once that module is allowed;
+    a net that cannot say how to rebuild it is refused."""
     import lightning as L
 
     from spectra_lightning.checkpoints import load_model
@@ -295,6 +299,9 @@ def test_an_injected_network_is_rebuilt_from_its_checkpoint(tmp_path):
     data = [{"flux": torch.rand(4, 64) + 0.5, "index": torch.arange(4)}]
     trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
     trainer.save_checkpoint(tmp_path / "m.ckpt")
+    with pytest.raises(ConfigError, match=r"'test_module.Huber' is not a spectra_lightning class.*--allow-module"):
+        load_model(tmp_path / "m.ckpt", torch.device("cpu"))
+    monkeypatch.setenv("SPECTRA_LIGHTNING_ALLOW_MODULES", "test_module")
     loaded = load_model(tmp_path / "m.ckpt", torch.device("cpu"))
     assert loaded.net.depth == 3 and loaded.net.warp is not None
     assert type(loaded.loss) is Huber and loaded.loss.delta == 0.1 and loaded.kl_schedule.weight == 2.0
@@ -323,8 +330,9 @@ class Huber(Reconstruction):
         return torch.nn.functional.huber_loss(residual, torch.zeros_like(residual), reduction="none", delta=self.delta)
 
 
-def test_a_new_loss_is_one_class_named_in_the_config(tmp_path, tiny_store):
-    """``model.loss: {class_path: test_module.Huber}`` trains through the CLI; the checkpoint names it."""
+def test_a_new_loss_is_one_class_named_in_the_config(tmp_path, tiny_store, capsys):
+    """``model.loss: {class_path: test_module.Huber}`` trains through the CLI once its module is allowed; the
+    checkpoint names it and reloads (``encode --allow-module``); without the allowance each is one line, exit 2."""
     import yaml
 
     from spectra_lightning.cli import main
@@ -332,12 +340,22 @@ def test_a_new_loss_is_one_class_named_in_the_config(tmp_path, tiny_store):
     from helpers import tiny_config
 
     cfg = tiny_config(tmp_path, tiny_store, logger=False, max_epochs=1, limit_train_batches=2, limit_val_batches=1)
-    assert main(["fit", "--config", str(cfg), "--model.loss=test_module.Huber", "--model.loss.delta=0.2"]) == 0
+    args = ["fit", "--config", str(cfg), "--model.loss=test_module.Huber", "--model.loss.delta=0.2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'test_module.Huber' is not a spectra_lightning class" in err and "\n" not in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert main([*args, "--allow_modules=[test_module]"]) == 0
     (ckpt,) = (tmp_path / "run" / "checkpoints").glob("*.ckpt")
     saved = torch.load(ckpt, weights_only=True)["hyper_parameters"]["loss"]
     assert saved == {"class_path": "test_module.Huber", "init_args": {"delta": 0.2, "normalisation": "sum"}}
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert written["model"]["loss"]["class_path"] == "test_module.Huber"
+    encode = ["encode", "--ckpt", str(ckpt), "--store", str(tiny_store), "--quiet", "--output"]
+    assert main([*encode, str(tmp_path / "refused.zarr")]) == 2  # the allowance lasted for that command only
+    assert "--allow-module test_module" in capsys.readouterr().err
+    assert main([*encode, str(tmp_path / "codes.zarr"), "--allow-module", "test_module"]) == 0
+    assert (tmp_path / "codes.zarr" / "mu").exists()
 
 
 def test_chi_squared_weighs_each_pixel_by_its_inverse_variance():

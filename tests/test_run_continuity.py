@@ -192,3 +192,26 @@ def test_the_recipes_rewrite_last_ckpt_every_epoch_even_when_the_validation_loss
     assert [n for n in saved if not n.startswith("epoch=")] == ["last.ckpt"], sorted(saved)  # no last-v1 etc.
     assert len(best) == 1 and best[0]["epoch"] == 0  # val/loss rose after the first epoch
     assert saved["last.ckpt"]["global_step"] == 4 * best[0]["global_step"]
+
+
+def test_a_resume_that_contradicts_its_checkpoint_or_ends_before_it_is_one_line(tmp_path, tiny_store, capsys):
+    """A changed model setting on resume used to be silently replaced by the checkpoint's; a max_epochs the
+    checkpoint already reached trained nothing and still recorded a resume."""
+    from spectra_lightning.cli import main
+
+    cfg = write_config(tmp_path / "r.yaml", tiny_store, {"max_epochs": 1, "default_root_dir": str(tmp_path / "run")})
+    assert main(["fit", "--config", str(cfg), "--trainer.logger=false"]) == 0
+    (ckpt,) = (tmp_path / "run" / "checkpoints").glob("*.ckpt")
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    capsys.readouterr()
+    base = ["fit", "--config", str(cfg), "--trainer.logger=false", f"--ckpt_path={ckpt}"]
+    assert main([*base, "--trainer.max_epochs=3", "--model.net.init_args.latent_dim=8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "net.init_args.latent_dim: 4 (checkpoint) vs 8 (given)" in err[0], err
+    assert main([*base, "--trainer.max_epochs=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--trainer.max_epochs=1: the checkpoint" in err[0] and "completed 1 epochs" in err[0]
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == record  # no "resumed" entry
+    # validate takes the checkpoint's model, and says what it overrode
+    assert main(["validate", "--config", str(cfg), f"--ckpt_path={ckpt}", "--model.net.init_args.latent_dim=8"]) == 0
+    assert "the model is the checkpoint's: net.init_args.latent_dim: 4 (checkpoint) vs 8" in capsys.readouterr().err
