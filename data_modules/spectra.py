@@ -208,6 +208,8 @@ class SpectraDataModule(L.LightningDataModule):
         if self.splits:
             return
         store = self.store
+        if store.n == 0:
+            raise StoreError(f"{self.store_path}: the store holds no spectrum: nothing to split or train on")
         self.splits = self.select(assign_splits(store.meta, *self.fractions, seed=self.split_seed))
         self._build()
         trainer = self.trainer

@@ -19,8 +19,10 @@ MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's ceiling on 64-bit (4 MiB × sizeof(lo
 TRIM_THRESHOLD = 2**30  # free heap tops are returned to the kernel only beyond 1 GiB
 
 
-def keep_freed_memory() -> bool:
-    """Keep freed blocks of up to 32 MiB mapped for reuse (glibc's ``mallopt``); True where it took effect.
+def keep_freed_memory(trim: int = TRIM_THRESHOLD) -> bool:
+    """Keep freed blocks of up to 32 MiB mapped for reuse (glibc's ``mallopt``), and free heap tops up to ``trim``
+    bytes (training: 1 GiB; ingest's reading workers, which each hold a few files' arrays: less); True where it
+    took effect.
 
     A no-op returning False where the C library is not glibc (macOS, Windows, musl). Process-wide and
     irreversible; DataLoader workers forked afterwards inherit it.
@@ -32,4 +34,4 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # a C library without mallopt
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(M_TRIM_THRESHOLD, trim))

@@ -23,6 +23,7 @@ import argparse
 import ctypes
 import errno
 import glob
+import hashlib
 import mmap
 import multiprocessing
 import os
@@ -34,20 +35,35 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import grid_kernel
+from .allocator import keep_freed_memory
 from .grid import SpectralGrid, air_to_vacuum, vacuum_to_air
 from .labels import LabelTable, LabelTableError, read_csv
-from .readers import NotASpectrum, RejectError, Spectrum, SurveySpectrum, read_spectrum, read_survey
-from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, StoreError
+from .readers import (
+    NotASpectrum,
+    NotASurvey,
+    RejectError,
+    Spectrum,
+    SurveySpectrum,
+    read_spectrum,
+    read_survey,
+    truncation,
+)
+from .store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, StoreError, row_checksums
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
 MIN_FLUX = 50.0  # the paper's raw median-flux cut
 IVAR_KEY = "_ivar"  # a placed spectrum's inverse-variance row, carried in its metadata to the writer
+WARNINGS_KEY = "_warnings"  # what the summary says of a placed spectrum, carried in its metadata likewise
+MIN_USABLE = 0.2  # a spectrum with fewer usable pixels than this share of its own is rejected (real surveys: >= 0.5)
+MIN_SIGMA_FRACTION = 1e-6  # σ below this share of the median flux is a placeholder (e.g. ivar 1e30), not a measurement
+OVERSAMPLING_WARN = 10.0  # an input pixel spanning more grid pixels than this is worth a warning
 # products whose flux is detector counts: only for these does a median below MIN_FLUX mean a faint exposure
 # (generic 1-D images and tables — MILES, normalised HARPS sets, other archives — carry arbitrary units)
 COUNT_PRODUCTS = ("adp", "s1d", "e2ds")
@@ -177,18 +193,63 @@ def mask_out_of_range(row: np.ndarray) -> int:
     return k
 
 
-def process(
-    path: Path,
-    grid: SpectralGrid,
-    min_flux: float,
-    known: frozenset | set,
-    dtype: str = "float16",
-    out: np.ndarray | None = None,
-    keep_ivar: bool = False,
-) -> tuple:
-    """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)``, ``("skip"|"reject", reason)``, or
-    for a survey file ``("many", [such results, one per spectrum])``; a single spectrum's flux is written into
-    ``out`` when given; ``keep_ivar``: its inverse variance rides in the metadata (:func:`place`)."""
+@dataclass(frozen=True)
+class Known:
+    """What a store already holds, to tell a repeat from a new spectrum: ``hashes`` maps each content hash to its
+    spectrum's id; ``legacy`` maps the ids of rows ingested before content hashes were kept to their rows' CRC-32
+    (a file with such an id is that row again when it places to the same bytes)."""
+
+    hashes: dict[str, str] = field(default_factory=dict)
+    legacy: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, meta: dict[str, np.ndarray]) -> Known:
+        ids = meta.get("id", np.array([], str)).astype(str)
+        hashes = meta.get("content_hash", np.full(len(ids), "")).astype(str)
+        crc = meta.get("crc32", np.full(len(ids), -1))
+        return cls(
+            {h: i for i, h in zip(ids, hashes) if h},
+            {i: int(c) for i, h, c in zip(ids, hashes, crc) if not h},
+        )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How every input goes on the grid, shared by the reading workers: the grid, the paper's ``min_flux`` flag,
+    the ``min_usable`` fraction of a spectrum's pixels below which it is rejected, the stored ``dtype``, whether
+    the store keeps inverse variances, and what it already holds."""
+
+    grid: SpectralGrid
+    min_flux: float = MIN_FLUX
+    min_usable: float = MIN_USABLE
+    dtype: str = "float16"
+    keep_ivar: bool = False
+    known: Known = field(default_factory=Known)
+
+
+def content_hash(spec: Spectrum) -> str:
+    """A hash of a spectrum as read (wavelengths and flux, with their shapes and types): equal for the same
+    spectrum under any file name or compression, different for different spectra."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in (spec.wave, spec.flux):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def process(path: Path, how: Placement, out: np.ndarray | None = None) -> tuple:
+    """One input -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id, hash)``, ``("skip"|"reject", reason)``,
+    or for a survey file ``("many", [such results, one per spectrum])``; a single spectrum's flux is written into
+    ``out`` when given. Any error reading or placing it is this file's reject: the rest of an ingest goes on."""
+    try:
+        return _process(path, how, out)
+    except Exception as e:  # a reader's or the grid's error: this file's reject, named
+        reason = " ".join(str(e).split())[:200] or "no message"
+        return ("reject", f"cannot be ingested ({type(e).__name__}: {reason})")
+
+
+def _process(path: Path, how: Placement, out: np.ndarray | None) -> tuple:
     try:
         spec = read_spectrum(path)
     except NotASpectrum as e:
@@ -200,23 +261,24 @@ def process(
     if spec is None or spec.product == "table1d":
         try:
             spectra = read_survey(path)
-        except RejectError:
+        except NotASurvey:
             spectra = None
+        except RejectError as e:  # a survey format, but this file cannot be read as one
+            return ("reject", truncation(path) or str(e))
         if spectra is not None:
-            placed = [place(survey_spectrum(s, grid), grid, min_flux, known, dtype, None, keep_ivar) for s in spectra]
-            return ("many", placed)
+            return ("many", [place(survey_spectrum(s, how), how, survey=True) for s in spectra])
         if spec is None:
-            return ("reject", archive_reason)
-    return place(spec, grid, min_flux, known, dtype, out, keep_ivar)
+            return ("reject", truncation(path) or archive_reason)
+    return place(spec, how, out)
 
 
-def survey_spectrum(s: SurveySpectrum, grid: SpectralGrid) -> Spectrum:
+def survey_spectrum(s: SurveySpectrum, how: Placement) -> Spectrum:
     """A survey spectrum as the grid work takes it: pixels of zero inverse variance masked (NaN), wavelengths in
     the grid's medium (air or vacuum), the inverse variance kept (1-D: per pixel, :func:`ivar_row`)."""
     usable = s.ivar > 0
     flux = np.where(usable, s.flux, np.nan)
     wave = s.wave
-    if s.medium != grid.medium:
+    if s.medium != how.grid.medium:
         wave = vacuum_to_air(wave) if s.medium == "vacuum" else air_to_vacuum(wave)
     return Spectrum(wave, flux, np.where(usable, s.ivar, 0.0), s.product, dict(s.meta))
 
@@ -233,22 +295,75 @@ def ivar_row(spec: Spectrum, grid: SpectralGrid, median: float, row: np.ndarray)
     return np.where(ok, median**2 / np.where(ok, var, 1.0), 0.0).astype(np.float32)
 
 
-def place(
-    spec: Spectrum,
-    grid: SpectralGrid,
-    min_flux: float,
-    known: frozenset | set,
-    dtype: str = "float16",
-    out: np.ndarray | None = None,
-    keep_ivar: bool = False,
-) -> tuple:
-    """One read spectrum on the grid -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id)`` or ``("reject",
-    reason)``."""
-    if spec.meta["id"] in known:
-        return ("dup", spec.meta["id"])
-    if spec.flux.size == 0 or not np.isfinite(spec.flux).any():
-        return ("reject", "flux is empty or all non-finite")
-    row, n_valid, raw_median = on_grid_row(spec, grid, dtype, out)
+def unusable(spec: Spectrum, min_usable: float) -> str | None:
+    """Why a spectrum as read cannot be used — empty, no finite flux, no pixel with weight, or fewer usable
+    pixels (finite flux and, where given, inverse variance > 0) than ``min_usable`` of them — or None."""
+    n = spec.flux.size
+    if n == 0:
+        return "the flux array is empty"
+    if spec.ivar is not None and not np.any(spec.ivar > 0):
+        return "no pixel with inverse variance > 0"
+    finite = np.isfinite(spec.flux)
+    if not finite.any():
+        return "no finite flux value"
+    usable = finite if spec.ivar is None else finite & (spec.ivar > 0)
+    k = int(np.count_nonzero(usable))
+    if k < min_usable * n:
+        return f"only {k:,} of {n:,} pixels usable ({k / n:.1%}; --min-usable is {min_usable:.0%})"
+    return None
+
+
+def implausible_ivar(spec: Spectrum) -> int:
+    """Mask (flux NaN, inverse variance 0), in place, a 1-D spectrum's pixels whose σ is below
+    :data:`MIN_SIGMA_FRACTION` of its median |flux| — a placeholder such as 1e30, not a measurement; how many."""
+    if spec.ivar is None or spec.wave.ndim != 1:
+        return 0
+    ok = (spec.ivar > 0) & np.isfinite(spec.flux)
+    scale = float(np.median(np.abs(spec.flux[ok]))) if ok.any() else 0.0
+    if not scale > 0:
+        return 0
+    bad = ok & (spec.ivar > (MIN_SIGMA_FRACTION * scale) ** -2)
+    k = int(np.count_nonzero(bad))
+    if k:
+        spec.ivar = np.where(bad, 0.0, spec.ivar)
+        spec.flux = np.where(bad, np.nan, spec.flux)
+    return k
+
+
+def oversampling(spec: Spectrum, grid: SpectralGrid) -> float:
+    """How many grid pixels one input pixel spans, typically (1-D spectra; 0 when it cannot tell)."""
+    wave = spec.wave if spec.wave.ndim == 1 else spec.wave[0]
+    wave = wave[np.isfinite(wave)]
+    if wave.size < 2:
+        return 0.0
+    k = max(1, (wave.size - 1) // 1024)
+    step = float(np.median(np.abs(np.diff(wave[::k])))) / k
+    return step / float(grid.pixel_width(float(np.median(wave))))
+
+
+def place(spec: Spectrum, how: Placement, out: np.ndarray | None = None, survey: bool = False) -> tuple:
+    """One read spectrum on the grid -> ``("ok", flux (L,) in dtype, meta)``, ``("dup", id, hash)`` or
+    ``("reject", reason)``; ``meta`` carries its content hash and, under :data:`WARNINGS_KEY`, what the summary
+    should say about it (``survey``: a survey format's spectrum, whose inverse variance a store should keep)."""
+    grid = how.grid
+    ident, digest = str(spec.meta["id"]), content_hash(spec)
+    if digest in how.known.hashes:
+        return ("dup", ident, digest)
+    if (why := unusable(spec, how.min_usable)) is not None:
+        return ("reject", why)
+    warnings = []
+    if (masked := implausible_ivar(spec)) > 0:
+        warnings.append(
+            f"{masked} pixel(s) with an implausible inverse variance (σ < {MIN_SIGMA_FRACTION:g} × the median flux) "
+            "masked"
+        )
+    if (ratio := oversampling(spec, grid)) > OVERSAMPLING_WARN:
+        warnings.append(
+            f"its pixels span {ratio:.0f} grid pixels: the grid oversamples it (a grid near its own pixels fits it)"
+        )
+    if survey and not how.keep_ivar:
+        warnings.append("its inverse variance is not kept: the store keeps none (a new store keeps it with --ivar yes)")
+    row, n_valid, raw_median = on_grid_row(spec, grid, how.dtype, out)
     if n_valid == 0:
         finite_wave = spec.wave[np.isfinite(spec.wave)]
         lo, hi = (finite_wave.min(), finite_wave.max()) if finite_wave.size else (np.nan, np.nan)
@@ -257,34 +372,41 @@ def place(
                 "reject",
                 f"wavelength {lo:.1f}–{hi:.1f} Å lies outside the grid {grid.wave_min:g}–{grid.wave_max:g} Å",
             )
-        return ("reject", "no finite flux on the grid")
+        return ("reject", "no usable flux on the grid")
     if not raw_median > 0:
         return ("reject", f"median flux on the grid is {raw_median:g} (not positive)")
     n_range = mask_out_of_range(row)
+    if ident in how.known.legacy and int(row_checksums(row[None])[0]) == how.known.legacy[ident]:
+        return ("dup", ident, digest)  # the row of a store ingested before content hashes, placed again
     meta = dict(spec.meta)
     counts = spec.product in COUNT_PRODUCTS
     meta.update(
         product=spec.product,
         raw_median=raw_median,
         counts=int(counts),
-        low_flux=int(counts and raw_median < min_flux),
+        low_flux=int(counts and raw_median < how.min_flux),
         coverage=(n_valid - n_range) / grid.n_valid,
         n_masked_range=n_range,
+        content_hash=digest,
     )
-    if keep_ivar and spec.ivar is not None and spec.wave.ndim == 1:  # rides with the metadata to the writer
+    if how.keep_ivar and spec.ivar is not None and spec.wave.ndim == 1:  # rides with the metadata to the writer
         meta[IVAR_KEY] = ivar_row(spec, grid, raw_median, row)
+    if warnings:
+        meta[WARNINGS_KEY] = warnings
     return ("ok", row, meta)
 
 
-# what every file's task shares, set once per process (a task then pickles only its paths)
-_WORKER_SETUP: tuple = (None, MIN_FLUX, frozenset(), "float16", None, False)
+# what every file's task shares, set once per worker process by the pool's initializer (a task then pickles only
+# its paths): the placement rules and the shared-memory row slots
+_worker_setup: tuple[Placement, np.ndarray | None] | None = None
 
 
-def _init_worker(grid, min_flux, known, dtype, slots, keep_ivar, parent):
-    global _WORKER_SETUP
-    _WORKER_SETUP = (grid, min_flux, known, dtype, slots, keep_ivar)
+def _init_worker(how: Placement, slots: np.ndarray | None, parent: int) -> None:
+    global _worker_setup
+    _worker_setup = (how, slots)
     _follow(parent)
-    _reuse_freed_memory()
+    # every file allocates ~20 MB of arrays of a few MB each: fresh pages cost as much as the grid work itself
+    keep_freed_memory(trim=256 << 20)
 
 
 def _follow(parent: int) -> None:
@@ -301,25 +423,14 @@ def _follow(parent: int) -> None:
         os._exit(1)
 
 
-def _reuse_freed_memory() -> None:
-    """In a worker process (ours alone): let glibc keep freed blocks for reuse instead of returning
-    them to the kernel. Every file allocates ~20 MB of arrays of a few MB each; fresh pages fault
-    in one at a time, which cost as much as the grid work itself. No-op off glibc."""
-    try:
-        libc = ctypes.CDLL(None)  # this process's own C library
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: serve blocks up to 32 MB from the heap
-        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MB of free heap
-    except (OSError, AttributeError):
-        pass
-
-
 def _worker(group: int, paths: list[Path]) -> list[tuple]:
     """One task: a few files in a row (one round trip to the worker for several files). With shared
     ``slots``, each row is written into ``slots[group, j]`` and sent as None (the writer reads it there)."""
-    grid, min_flux, known, dtype, slots, keep_ivar = _WORKER_SETUP
+    assert _worker_setup is not None, "a worker runs after _init_worker"
+    how, slots = _worker_setup
     if slots is None:
-        return [process(p, grid, min_flux, known, dtype, keep_ivar=keep_ivar) for p in paths]
-    results = [process(p, grid, min_flux, known, dtype, slots[group, j], keep_ivar) for j, p in enumerate(paths)]
+        return [process(p, how) for p in paths]
+    results = [process(p, how, slots[group, j]) for j, p in enumerate(paths)]
     return [(r[0], None, r[2]) if r[0] == "ok" else r for r in results]  # "many": rows pickled, not in slots
 
 
@@ -452,6 +563,10 @@ RESERVED = {
 }
 
 
+class IngestError(ValueError):
+    """An ingest that cannot start or stored nothing; the message says why."""
+
+
 def ingest(
     inputs: list[str],
     output: str,
@@ -465,13 +580,20 @@ def ingest(
     batch: int = 16 * DEFAULT_CHUNK_ROWS,
     labels_text: tuple[str, ...] = (),
     ivar: bool | None = None,
+    min_usable: float = MIN_USABLE,
 ) -> dict:
     """Ingest ``inputs`` into ``output``; returns a summary dict (also stored in the attributes).
     ``labels_text``: columns of the ``labels`` table kept as text (see :mod:`spectra_lightning.labels`).
-    ``ivar``: a new store keeps each pixel's inverse variance (None: on a logarithmic grid, the surveys')."""
+    ``ivar``: a new store keeps each pixel's inverse variance (None: on a logarithmic grid, the surveys').
+    No input file, or a new store that would hold no spectrum, is an :class:`IngestError` and leaves no store."""
     grid = SpectralGrid.parse(grid)
-    paths, broken = expand_inputs(inputs)
+    if not 0 <= min_usable <= 1:
+        raise IngestError(f"--min-usable must be a fraction in [0, 1], got {min_usable}")
     table = IngestLabels(labels, tuple(labels_text)) if labels else None
+    paths, broken = expand_inputs(inputs)
+    if not paths and not broken:
+        raise IngestError(f"nothing to ingest: no FITS file ({', '.join(FITS_SUFFIXES)}) in {' '.join(inputs)}")
+    created = False
     try:
         store = SpectraStore.open(output, mode="a")  # takes the writer lock: one writer at a time
     except StoreError as e:
@@ -480,10 +602,21 @@ def ingest(
         keep = grid.log if ivar is None else ivar
         attrs = {"producer": "ingest", "rejects": {}}
         store = SpectraStore.create(output, grid, dtype=dtype, codec=codec, attrs=attrs, ivar=keep)
+        created = True
     with store:
         if store.grid != grid:
             raise StoreError(f"{output}: existing store is on grid {store.grid.describe()}, not {grid.describe()}")
-        return _ingest_into(store, paths, broken, grid, workers, table, min_flux, progress, batch)
+        how = Placement(grid, min_flux, min_usable, str(store.flux.dtype), store.ivar is not None, Known.of(store.meta))
+        try:
+            summary = _ingest_into(store, paths, broken, how, workers, table, progress, batch)
+        except BaseException:
+            if created and store.n == 0:
+                store.remove()
+            raise
+        if created and store.n == 0:  # every input rejected or skipped: no empty store is left to mistake
+            store.remove()
+            summary["store_removed"] = True
+    return summary
 
 
 class ReaderPool:
@@ -492,23 +625,13 @@ class ReaderPool:
     flight. On Linux each task writes its rows into its own group of shared-memory slots, free again once
     the caller has copied them (rows cross without pickling). Use as a context manager."""
 
-    def __init__(
-        self,
-        paths: list[Path],
-        grid: SpectralGrid,
-        workers: int,
-        min_flux: float,
-        known: set[str],
-        dtype: np.dtype,
-        keep_ivar: bool = False,
-    ):
+    def __init__(self, paths: list[Path], how: Placement, workers: int):
         self.paths, self.in_flight = paths, 2 * workers + 1
-        self.slots = _shared_slots(self.in_flight, grid.length, dtype)
-        setup = (grid, min_flux, frozenset(known), str(dtype), self.slots, keep_ivar)
+        self.slots = _shared_slots(self.in_flight, how.grid.length, how.dtype)
         grid_kernel.warm()  # once here rather than in every (forked) worker
         context = multiprocessing.get_context("fork") if self.slots is not None else None
         self.pool = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(*setup, os.getpid())
+            workers, mp_context=context, initializer=_init_worker, initargs=(how, self.slots, os.getpid())
         )
 
     def __iter__(self) -> Iterator[tuple[int, tuple]]:
@@ -624,56 +747,99 @@ class BatchWriter:
             self.committing.pop().result()
 
 
+def unique_id(ident: str, digest: str) -> str:
+    """The id of a spectrum whose own id another spectrum has: its id and the start of its content hash."""
+    return f"{ident}-{digest[:8]}"
+
+
+class Tally:
+    """What an ingest did with each input, as the summary reports it; decides, for each placed spectrum, whether
+    it is new (and under which id), a repeat of one stored, or the same spectrum as another file's."""
+
+    def __init__(self, store: SpectraStore, how: Placement, broken: dict[str, str]):
+        self.by_hash = dict(how.known.hashes)  # content hash -> stored id
+        self.ids = set(store.meta.get("id", np.array([], str)).astype(str).tolist())
+        self.rejects: dict[str, str] = {**dict(store.attrs.get("rejects", {})), **broken}
+        self.counts = {"ingested": 0, "already_present": 0, "duplicates": 0, "skipped": 0, "rejected": len(broken)}
+        self.skipped: dict[str, str] = {}
+        self.duplicates: dict[str, str] = {}  # input -> the id of the same spectrum, stored once
+        self.renamed: dict[str, str] = {}  # input -> the id it is stored under (another spectrum has its name)
+        self.warnings: dict[str, str] = {}
+
+    def repeat(self, name: str, ident: str, digest: str) -> None:
+        """A spectrum whose content is stored already: a rerun's repeat, or the same spectrum under another name."""
+        existing = self.by_hash.get(digest)
+        # None: a row stored before hashes were kept, matched by id; or the file's own, perhaps made unique
+        if existing is None or existing in (ident, unique_id(ident, digest)):
+            self.counts["already_present"] += 1
+        else:
+            self.duplicates[name] = existing
+            self.counts["duplicates"] += 1
+
+    def new(self, name: str, meta: dict) -> bool:
+        """Whether a placed spectrum is to be stored; gives it a unique id (its own, or with its hash)."""
+        ident, digest = str(meta["id"]), meta["content_hash"]
+        if digest in self.by_hash:
+            self.repeat(name, ident, digest)
+            return False
+        if ident in self.ids:  # a different spectrum has this name (e.g. the same file name in two folders)
+            meta["id"] = self.renamed[name] = unique_id(ident, digest)
+        self.ids.add(meta["id"])
+        self.by_hash[digest] = meta["id"]
+        self.rejects.pop(name, None)
+        self.counts["ingested"] += 1
+        if notes := meta.pop(WARNINGS_KEY, None):
+            self.warnings[name] = "; ".join(notes)
+        return True
+
+    def other(self, name: str, result: tuple) -> None:
+        kind = result[0]
+        if kind == "dup":
+            self.repeat(name, result[1], result[2])
+        elif kind == "skip":
+            self.counts["skipped"] += 1
+            self.skipped[name] = result[1]
+        else:
+            self.counts["rejected"] += 1
+            self.rejects[name] = result[1]
+
+
 def _ingest_into(
     store: SpectraStore,
     paths: list[Path],
     broken: dict[str, str],
-    grid: SpectralGrid,
+    how: Placement,
     workers: int,
     table: IngestLabels | None,
-    min_flux: float,
     progress: bool,
     batch: int,
 ) -> dict:
     from tqdm.auto import tqdm
 
-    known = set(store.meta.get("id", np.array([], str)).tolist())
     if table is not None:
         table.mark_present(store.meta)  # rows matched by an earlier run are not "unmatched" in this one
-    rejects: dict[str, str] = dict(store.attrs.get("rejects", {}))
-    rejects.update(broken)
-    counts = {"ingested": 0, "already_present": 0, "skipped": 0, "rejected": len(broken)}
-    skipped: dict[str, str] = {}
+    tally = Tally(store, how, broken)
     sizes = [p.stat().st_size for p in paths]
     t0, done_bytes = time.perf_counter(), 0
     with (
         tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress) as bar,
         BatchWriter(store, batch) as writer,
-        ReaderPool(paths, grid, workers, min_flux, known, store.flux.dtype, store.ivar is not None) as reader,
+        ReaderPool(paths, how, workers) as reader,
     ):
 
         def take(name: str, result: tuple) -> None:
-            kind = result[0]
-            if kind == "ok" and result[2]["id"] not in known:
-                _, flux, meta = result
-                known.add(meta["id"])
-                rejects.pop(name, None)
-                if table is not None:
-                    meta.update(table.lookup(meta))
-                writer.add(flux, meta, rejects)
-                counts["ingested"] += 1
-            elif kind in ("ok", "dup"):  # ok: a second file with the same id in this run
-                counts["already_present"] += 1
-            elif kind == "skip":
-                counts["skipped"] += 1
-                skipped[name] = result[1]
-            else:
-                counts["rejected"] += 1
-                rejects[name] = result[1]
+            if result[0] != "ok":
+                tally.other(name, result)
+                return
+            _, flux, meta = result
+            if table is not None:
+                meta.update(table.lookup(meta))  # by the spectrum's own id, before any renaming
+            if tally.new(name, meta):
+                writer.add(flux, meta, tally.rejects)
 
         for i, result in reader:
             if result[0] == "many":  # a survey file: its spectra one by one, rejects named by their place
-                rejects.pop(str(paths[i]), None)
+                tally.rejects.pop(str(paths[i]), None)
                 for k, one in enumerate(result[1]):
                     take(f"{paths[i]}[{k}]", one)
             else:
@@ -681,30 +847,71 @@ def _ingest_into(
             done_bytes += sizes[i]
             bar.set_postfix_str(f"{done_bytes / max(time.perf_counter() - t0, 1e-9) / 1e6:.1f} MB/s", refresh=False)
             bar.update(1)
-        writer.flush(rejects)
+        writer.flush(tally.rejects)
     elapsed = time.perf_counter() - t0
     summary: dict[str, Any] = {
-        **counts,
+        **tally.counts,
         "files": len(paths),
         "seconds": elapsed,
         "files_per_s": len(paths) / max(elapsed, 1e-9),
         "mb_per_s": sum(sizes) / 1e6 / max(elapsed, 1e-9),
         "n_spectra": store.n,
         "unmatched_labels": table.unmatched() if table else [],
-        "skipped_files": skipped,
+        "skipped_files": tally.skipped,
+        "duplicates_of": tally.duplicates,
+        "renamed": tally.renamed,
+        "warnings": tally.warnings,
     }
-    store.group.attrs["rejects"] = rejects
-    store.group.attrs["last_ingest"] = {k: v for k, v in summary.items() if k != "skipped_files"}
+    store.group.attrs["rejects"] = tally.rejects
+    store.group.attrs["last_ingest"] = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     inputs = {str(x) for x in paths} | set(broken)
     # a survey file's spectra are rejected one by one, as "FILE[k]"
-    ours = {p: r for p, r in rejects.items() if p in inputs or (p.endswith("]") and p.rsplit("[", 1)[0] in inputs)}
+    ours = {
+        p: r for p, r in tally.rejects.items() if p in inputs or (p.endswith("]") and p.rsplit("[", 1)[0] in inputs)
+    }
     return summary | {"rejects": ours}
+
+
+EXIT_OK, EXIT_ERROR, EXIT_REJECTS = 0, 2, 3  # documented in `ingest --help` (1 stays Python's own: a crash)
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}  done: every input ingested (or already present, or a duplicate of another file's spectrum)
+  {EXIT_REJECTS}  done, some inputs rejected: each is listed, and kept in the store's 'rejects' attribute
+  {EXIT_ERROR}  nothing done: a bad option, no input file, or no input that could be ingested (no store is
+     left behind then)"""
+
+
+def report(s: dict, output: str, shown: int = 20) -> None:
+    """The summary of an ingest, on stdout: counts, then each rejected, duplicate, renamed and warned input."""
+    print(
+        f"ingested {s['ingested']} spectra into {output} ({s['n_spectra']} in the store); "
+        f"{s['already_present']} already present, {s['duplicates']} duplicates of another file's spectrum, "
+        f"{s['skipped']} skipped (calibration/CCF), {s['rejected']} rejected, {len(s['warnings'])} with warnings; "
+        f"{s['files_per_s']:.1f} files/s, {s['mb_per_s']:.1f} MB/s"
+    )
+    sections = (
+        ("rejected", s["rejects"], "{}"),
+        ("duplicate", s["duplicates_of"], "the same spectrum as {}, stored once"),
+        ("renamed", s["renamed"], "stored as {} (another spectrum has its name)"),
+        ("warning", s["warnings"], "{}"),
+    )
+    for label, entries, text in sections:
+        for path, value in list(entries.items())[:shown]:
+            print(f"  {label} {path}: {text.format(value)}")
+        if len(entries) > shown:
+            print(f"  ... and {len(entries) - shown} more {label} (store attribute 'last_ingest' counts them)")
+    if s["unmatched_labels"]:
+        print(
+            f"  {len(s['unmatched_labels'])} label rows matched no spectrum: {', '.join(s['unmatched_labels'][:5])}"
+            + (" ..." if len(s["unmatched_labels"]) > 5 else "")
+        )
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m spectra_lightning ingest",
         description="Put archive FITS spectra (ESO ADP, HARPS s1d/e2ds, generic 1-D) on the grid in a store.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="FITS files (optionally .gz), directories or globs")
     p.add_argument("--output", required=True, help="store to create or extend (path or URL)")
@@ -739,6 +946,13 @@ def main(argv: list[str]) -> int:
         default=MIN_FLUX,
         help="flag (meta/low_flux) spectra in detector counts (ADP, s1d, e2ds) whose raw median is below "
         "this (default %(default)s, the paper's); normalised or calibrated spectra are never flagged",
+    )
+    p.add_argument(
+        "--min-usable",
+        type=float,
+        default=MIN_USABLE,
+        help="reject a spectrum when fewer of its pixels than this fraction are usable (finite flux and, where the "
+        "file gives one, inverse variance > 0; default %(default)s)",
     )
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument(
@@ -778,22 +992,13 @@ def main(argv: list[str]) -> int:
             batch=a.batch,
             labels_text=tuple(a.labels_text),
             ivar={"auto": None, "yes": True, "no": False}[a.ivar],
+            min_usable=a.min_usable,
         )
     except (OSError, ValueError) as e:
         print(f"ingest: error: {e}", file=sys.stderr)
-        return 2
-    print(
-        f"ingested {s['ingested']} spectra into {a.output} ({s['n_spectra']} in the store); "
-        f"{s['already_present']} already present, {s['skipped']} skipped (calibration/CCF), "
-        f"{s['rejected']} rejected; {s['files_per_s']:.1f} files/s, {s['mb_per_s']:.1f} MB/s"
-    )
-    for path, reason in list(s["rejects"].items())[:20]:
-        print(f"  rejected {path}: {reason}")
-    if len(s["rejects"]) > 20:
-        print(f"  ... and {len(s['rejects']) - 20} more (store attribute 'rejects')")
-    if s["unmatched_labels"]:
-        print(
-            f"  {len(s['unmatched_labels'])} label rows matched no spectrum: {', '.join(s['unmatched_labels'][:5])}"
-            + (" ..." if len(s["unmatched_labels"]) > 5 else "")
-        )
-    return 1 if s["rejects"] else 0
+        return EXIT_ERROR
+    report(s, a.output)
+    if s.get("store_removed"):
+        print(f"ingest: error: no input could be ingested: no store written at {a.output}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_REJECTS if s["rejects"] else EXIT_OK

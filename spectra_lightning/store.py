@@ -231,6 +231,17 @@ class SpectraStore:
             self.lock.release()
             self.lock = None
 
+    def remove(self) -> None:
+        """Delete the store, by its writer (holding the lock): what an ingest that stored nothing leaves behind."""
+        self._writable()
+        backend = self.group.store
+        if isinstance(backend, zarr.storage.LocalStore):
+            shutil.rmtree(backend.root, ignore_errors=True)
+        elif isinstance(backend, zarr.storage.FsspecStore):
+            backend.fs.rm(backend.path, recursive=True)
+        else:
+            raise StoreError(f"{self.path}: cannot remove a store of type {type(backend).__name__}")
+
     def __enter__(self) -> SpectraStore:
         return self
 

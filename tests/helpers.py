@@ -280,3 +280,18 @@ def ddp_fit_checks(tmp_path, store: str) -> Path:
     for name in names:
         np.testing.assert_allclose(report["mi"]["ksg"][name]["values"], single["mi"]["ksg"][name]["values"], atol=0.02)
     return run
+
+
+def linear_fits(path, seed: int, start: float = 5150.0, step: float = 0.5, n: int = 500, obj: str = "star") -> Path:
+    """A 1-D FITS spectrum with a linear WCS (Å), its flux a deterministic function of ``seed``: the same seed
+    writes the same bytes (the inputs of a store kept in tests/data can be made again)."""
+    import numpy as np
+    from astropy.io import fits
+
+    x = np.arange(n)
+    flux = 1.0 + 0.2 * np.sin(x / (7.0 + seed)) - 0.5 * np.exp(-0.5 * ((x - 40 * seed - 60) / 3.0) ** 2)
+    hdu = fits.PrimaryHDU(flux.astype(np.float32))
+    hdu.header.update(CRVAL1=start, CDELT1=step, CRPIX1=1, CUNIT1="Angstrom", OBJECT=obj)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    hdu.writeto(path, overwrite=True)
+    return Path(path)

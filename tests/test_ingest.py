@@ -242,10 +242,10 @@ def craft_bad_files(d):
     e2ds = real_file("harps/e2ds/HARPS.2003-12-13T06:19:48.371_e2ds_A.fits")
     shutil.copy(e2ds, d / "lonely_e2ds_A.fits")  # its wave/blaze files are not beside it
     return {
-        "truncated.fits": "not a readable FITS",
+        "truncated.fits": "truncated: its size, 20,000 bytes, is not a whole number of 2880-byte FITS blocks",
         "notfits.fits": "not a readable FITS",
         "nocols.fits": "lacks a FLUX column",
-        "allnan.fits": "all non-finite",
+        "allnan.fits": "no finite flux value",
         "outside.fits": "outside the grid",
         "cube.fits": "unknown layout",
         "lonely_e2ds_A.fits": "calibration",
@@ -264,7 +264,7 @@ def test_bad_files_are_rejected_with_reasons_and_good_ones_kept(tmp_path):
     from spectra_lightning.cli import main
 
     rc = main(["ingest", str(d), "--output", str(tmp_path / "s.zarr"), "--workers", "2", "--quiet"])
-    assert rc == 1  # something was rejected
+    assert rc == 3  # done, something was rejected
     store = SpectraStore.open(tmp_path / "s.zarr")
     rejects = store.attrs["rejects"]
     assert {p.split("/")[-1] for p in rejects} == set(bad)
@@ -351,7 +351,7 @@ def test_broken_symbolic_links_are_rejects_with_their_reason(tmp_path, capsys):
     from spectra_lightning.cli import main
 
     out = tmp_path / "s.zarr"
-    assert main(["ingest", str(d), "--output", str(out), "--workers", "1", "--quiet"]) == 1
+    assert main(["ingest", str(d), "--output", str(out), "--workers", "1", "--quiet"]) == 3
     printed = capsys.readouterr().out
     rejects = SpectraStore.open(out).attrs["rejects"]
     assert rejects[str(d / "loop_a.fits")] == "symbolic link loop"

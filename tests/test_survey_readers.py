@@ -163,7 +163,7 @@ def test_ingest_takes_every_survey_format_onto_a_grid(tmp_path):
         (d / f.name).symlink_to(f)
     out = tmp_path / "s.zarr"
     grid = "3700:9000:1.0"
-    assert main(["ingest", str(d), "--output", str(out), "--grid", grid, "--workers", "1", "--quiet"]) == 1
+    assert main(["ingest", str(d), "--output", str(out), "--grid", grid, "--workers", "1", "--quiet"]) == 3
     store = SpectraStore.open(out)
     meta = store.meta
     ids = list(meta["id"])

@@ -17,7 +17,9 @@ Readers never write anything; :class:`RejectError` carries a one-line reason.
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -228,6 +230,31 @@ def _extensions(f):
             return
 
 
+FITS_BLOCK = 2880  # bytes: every FITS file is a whole number of these
+
+
+def truncation(path: str | Path) -> str | None:
+    """Why a FITS file (optionally gzip-compressed) is cut short, or None (also for a file that does not start as
+    FITS): a gzip stream without its end marker, or a size that is not a whole number of FITS blocks. Reads the
+    whole file: meant for files that already failed to read."""
+    size, head = 0, b""
+    try:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        with gzip.open(path) if gzipped else open(path, "rb") as stream:
+            while chunk := stream.read(1 << 22):
+                head = head or chunk[:6]
+                size += len(chunk)
+    except EOFError:
+        return f"truncated: its gzip stream ends before the end marker (after {size:,} bytes)"
+    except (OSError, zlib.error) as e:
+        return f"damaged: {' '.join(str(e).split()) or type(e).__name__}"
+    if head == b"SIMPLE" and size % FITS_BLOCK:
+        what = "decompressed " if gzipped else ""
+        return f"truncated: its {what}size, {size:,} bytes, is not a whole number of {FITS_BLOCK}-byte FITS blocks"
+    return None
+
+
 def read_spectrum(path: str | Path, all_cards: bool = False) -> Spectrum:
     """Read one FITS file (optionally gzip-compressed) as a 1-D spectrum.
 
@@ -271,7 +298,8 @@ def _read(primary: fits.Header, hdu0, extensions, path: Path) -> Spectrum:
             if product == "adp" and "err" in names:  # the ESO product's σ per pixel: inverse variance, 0 if unusable
                 err = np.asarray(table[names["err"]][0], float)
                 usable = np.isfinite(err) & (err > 0)
-                ivar = np.where(usable, 1.0 / np.where(usable, err, 1.0) ** 2, 0.0)
+                # an ERR column without one usable value (all NaN in some archive files) says nothing: no ivar
+                ivar = np.where(usable, 1.0 / np.where(usable, err, 1.0) ** 2, 0.0) if usable.any() else None
             return Spectrum(to_angstrom(wave, unit, f"{product} WAVE"), flux, ivar, product, meta)
     if hdu0.data is None:
         raise RejectError("unknown layout: no image data and no table with WAVE/FLUX columns")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .survey import SurveySpectrum, base_meta, good_ivar
+from .survey import RejectError, SurveySpectrum, base_meta, good_ivar
 
 PRODUCT = "desi"
 CAMERAS = ("B", "R", "Z")
@@ -37,6 +37,13 @@ def _redshifts(hdul: fits.HDUList) -> dict:
 def read(hdul: fits.HDUList, path: Path) -> list[SurveySpectrum]:
     waves = [np.asarray(hdul[f"{c}_WAVELENGTH"].data, np.float64) for c in CAMERAS]
     lo = min(w[0] for w in waves)
+    for c, w in zip(CAMERAS, waves):  # the cameras are merged pixel by pixel: each must sit on the one lattice
+        off = (w - lo) / STEP
+        if w.size < 2 or np.max(np.abs(off - np.rint(off))) > 1e-3 or np.any(np.diff(np.rint(off)) != 1):
+            step = float(np.median(np.diff(w))) if w.size > 1 else float("nan")
+            raise RejectError(
+                f"DESI camera {c}: pixels {step:g} Å apart or off the {STEP} Å lattice the cameras are merged on"
+            )
     n = int(round((max(w[-1] for w in waves) - lo) / STEP)) + 1
     wave = lo + STEP * np.arange(n)
     fibres = hdul["FIBERMAP"].data

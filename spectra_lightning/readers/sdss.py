@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .survey import SurveySpectrum, base_meta, column, good_ivar
+from .survey import RejectError, SurveySpectrum, base_meta, column, good_ivar
 
 PRODUCT = "sdss"
 
@@ -22,7 +22,7 @@ def detect(hdul: fits.HDUList) -> bool:
     if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU) or hdul[1].columns is None:
         return False
     names = {n.lower() for n in hdul[1].columns.names}
-    return {"flux", "loglam", "ivar"} <= names
+    return {"flux", "loglam"} <= names  # without ivar too: then refused, not read as a table of unknown weights
 
 
 def _labels(hdul: fits.HDUList) -> dict:
@@ -54,6 +54,8 @@ def read(hdul: fits.HDUList, path: Path) -> list[SurveySpectrum]:
     flux = np.asarray(column(data, "flux"), np.float64)
     loglam = np.asarray(column(data, "loglam"), np.float64)
     names = {n.lower() for n in data.columns.names}
+    if "ivar" not in names:
+        raise RejectError("an SDSS spectrum without its ivar column: the pixels' weights are unknown")
     bad = np.asarray(column(data, "and_mask")) != 0 if "and_mask" in names else None
     ivar = good_ivar(column(data, "ivar"), flux, bad)
     meta = base_meta(path, PRODUCT, **_labels(hdul))

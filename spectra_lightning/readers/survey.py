@@ -31,6 +31,13 @@ class SurveySpectrum:
     log_step: float | None
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        shapes = {"wave": np.shape(self.wave), "flux": np.shape(self.flux), "ivar": np.shape(self.ivar)}
+        if len(set(shapes.values())) > 1 or len(shapes["wave"]) != 1:
+            raise RejectError(
+                "arrays of unequal length: " + ", ".join(f"{k} {v}" for k, v in shapes.items()) + " (a malformed file)"
+            )
+
     @property
     def product(self) -> str:
         return str(self.meta.get("product", ""))
