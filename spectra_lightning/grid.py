@@ -143,15 +143,18 @@ class SpectralGrid:
 
         ``linear``: linear interpolation; an output pixel is NaN when an input neighbour it
         draws on is non-finite (a neighbour with zero weight does not count), so an input
-        already on the grid is copied exactly. ``mean``: flux-conserving box average of the
-        input pixels whose centres fall in each output pixel, NaN if any of them is
-        non-finite; right when the input is much finer than the grid (no aliasing of
-        narrow lines). ``auto``: :meth:`auto_method`. Pixels outside the input's coverage and
-        masked grid pixels are NaN. ``grid_kernel.place_linear`` is the compiled ``linear``.
+        already on the grid is copied exactly. ``mean``: exact flux-conserving rebinning (:func:`rebin`): each
+        output pixel is the mean flux density over its extent, each input pixel weighted by the length it
+        overlaps (input pixels span halfway to their neighbours; a step more than twice both neighbouring steps
+        is a gap, not a pixel), NaN if any overlapping input is non-finite or the extent is not covered; right
+        when the input is finer than the grid (no aliasing of narrow lines, equivalent widths kept).
+        ``auto``: :meth:`auto_method`. Pixels outside the input's coverage and masked grid pixels are NaN.
+        ``grid_kernel.place_linear`` is the compiled ``linear``.
 
         ``variance``: ``flux`` holds the input pixels' variances (independent noise) and the result is the
         output pixels' variances: each output is a weighted sum Σ wᵢ xᵢ of inputs, so its variance is Σ wᵢ² σᵢ²
-        (``linear``: (1−f)² σⱼ² + f² σⱼ₊₁²; ``mean``: Σ σᵢ² / n²; a copy on the lattice: σ² itself).
+        (``linear``: (1−f)² σⱼ² + f² σⱼ₊₁²; ``mean``: Σ oᵢ² σᵢ² / (Σ oᵢ)² with oᵢ the overlaps; a copy on the
+        lattice: σ² itself).
         """
         wave = np.asarray(wave, float)
         flux = np.asarray(flux, float)
@@ -166,15 +169,8 @@ class SpectralGrid:
         target = self.wavelength
         inside = self.valid & (target >= wave[0]) & (target <= wave[-1])
         if method == "mean":
-            idx = np.rint(self.index_of(wave)).astype(np.int64)
-            ok = (idx >= 0) & (idx < self.length)
-            idx, f = idx[ok], flux[ok]
-            bad = ~np.isfinite(f)
-            total = np.bincount(idx, np.where(bad, 0.0, f), self.length)
-            count = np.bincount(idx, minlength=self.length)
-            nbad = np.bincount(idx, bad.astype(float), self.length)
-            good = inside & (count > 0) & (nbad == 0)
-            out[good] = total[good] / (count[good] ** 2 if variance else count[good])
+            lo, hi = self.pixel_edges()
+            out[self.valid] = rebin(wave, flux, lo[self.valid], hi[self.valid], variance)
             return out
         if method != "linear":
             raise ValueError(f"unknown resampling method {method!r}")
@@ -206,6 +202,13 @@ class SpectralGrid:
             )
         out[inside] = values
         return out
+
+    def pixel_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(L,)`` lower and upper wavelength edges (Å) of every pixel: ± half a step in λ, or in log10 λ."""
+        if not self.log:
+            return self.wavelength - self.step / 2, self.wavelength + self.step / 2
+        coord = np.log10(self.wavelength)
+        return 10 ** (coord - self.step / 2), 10 ** (coord + self.step / 2)
 
     def _on_lattice(self, wave: np.ndarray) -> bool:
         """Is every input pixel one of the grid's, consecutively? Linear: to 1e-4 of a pixel (the archives write
@@ -297,6 +300,47 @@ class SpectralGrid:
         if length is not None and length < n:
             raise ValueError(f"grid {text!r}: LENGTH {length} is shorter than its {n} on-grid pixels")
         return cls(start, stop, step, length if length is not None else n, False, log, medium)
+
+
+def input_edges(wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The extents ``[a, b]`` of input pixels at ascending centres ``wave (M,)``: halfway to each neighbour (the
+    first and last as wide as their inner half); across a gap — a step more than twice both neighbouring steps —
+    each side keeps its own half-width, and what lies between is covered by no pixel."""
+    d = np.diff(wave)
+    left = np.concatenate([d[:1], d]) / 2  # half the step to the left neighbour
+    right = np.concatenate([d, d[-1:]]) / 2
+    if d.size >= 3:
+        wider = np.maximum(np.concatenate([d[:1], d[:-1]]), np.concatenate([d[1:], d[-1:]]))
+        gap = np.flatnonzero(d > 2 * wider)  # the step from pixel g to pixel g + 1
+        right[gap], left[gap + 1] = left[gap], right[gap + 1]
+    return wave - left, wave + right
+
+
+def rebin(wave: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray, variance: bool = False) -> np.ndarray:
+    """Exact flux-conserving rebinning: input pixels at ascending centres ``wave (M,)`` holding flux densities
+    ``values (M,)`` onto output pixels ``[lo, hi]`` (each ``(N,)``, ascending, not overlapping) -> ``(N,)``, each the
+    overlap-weighted mean Σ oᵢ fᵢ / Σ oᵢ (as SpectRes and specutils' FluxConservingResampler define it), so the
+    integral of the flux over every output pixel is the input's. ``variance``: ``values`` are variances and the
+    result is Σ oᵢ² σᵢ² / (Σ oᵢ)². NaN where an overlapping input is non-finite or part of the pixel is covered by
+    no input pixel (beyond the input, or in a gap)."""
+    a, b = input_edges(wave)
+    cuts = np.unique(np.concatenate([a, b, lo, hi]))
+    mid, length = (cuts[:-1] + cuts[1:]) / 2, np.diff(cuts)
+    j = np.searchsorted(lo, mid, side="right") - 1  # the output pixel each piece lies in, if any
+    i = np.searchsorted(a, mid, side="right") - 1  # the input pixel, if any
+    in_out = (j >= 0) & (mid < hi[np.clip(j, 0, None)])
+    covered = (i >= 0) & (mid < b[np.clip(i, 0, None)])
+    j, i, length, covered = j[in_out], np.clip(i[in_out], 0, None), length[in_out], covered[in_out]
+    f = values[i]
+    bad = ~covered | ~np.isfinite(f)
+    n = lo.size
+    weight = np.bincount(j, length, n)
+    flawed = np.bincount(j, bad.astype(float), n) > 0
+    wsum = np.bincount(j, np.where(bad, 0.0, (length**2 if variance else length) * f), n)
+    out = np.full(n, np.nan)
+    good = (weight > 0) & ~flawed
+    out[good] = wsum[good] / (weight[good] ** 2 if variance else weight[good])
+    return out
 
 
 def log_grid(log_start: float, step: float, n: int, length: int) -> SpectralGrid:

@@ -187,3 +187,47 @@ def test_resampled_variance_matches_the_scatter_of_resampled_noise(grid_name, st
     if step_ratio is None:  # output pixel 10 + i is input pixel i
         inner = ok[10:300]
         np.testing.assert_array_equal(predicted[10:300][inner], (sigma**2)[inner])
+
+
+def gaussian_line(wave, centre=5050.123, sigma=0.08, depth=0.6):
+    return 1 - depth * np.exp(-0.5 * ((wave - centre) / sigma) ** 2)
+
+
+@pytest.mark.parametrize("kind", ["regular", "random"])
+def test_flux_conserving_resampling_keeps_a_narrow_lines_equivalent_width(kind):
+    """Ground truth: a Gaussian absorption line's equivalent width, depth·σ·√(2π), sampled on a fine input grid (a
+    regular 1e-5-dex one, or random steps) and rebinned onto 0.5-Å pixels: within 0.1 % (the box mean of pixel
+    centres it replaced lost 3.3 % and 4.7 %)."""
+    g = SpectralGrid(5000.0, 5100.0, 0.5, 208, mask_gap=False)
+    rng = np.random.default_rng(0)
+    if kind == "regular":
+        wave = 10 ** np.arange(np.log10(4990.0), np.log10(5110.0), 1e-5)
+    else:
+        wave = 4990.0 + np.cumsum(rng.uniform(0.7, 1.3, 300_000)) * 4e-4
+    for centre in (5050.123, 5050.37, 5061.01):  # where the line falls on the output pixels changes nothing
+        out = g.resample(wave, gaussian_line(wave, centre), method="mean")
+        ew = np.nansum(1 - out) * g.step
+        assert ew == pytest.approx(0.6 * 0.08 * np.sqrt(2 * np.pi), rel=1e-3)
+
+
+def test_rebinning_conserves_the_total_flux_over_the_overlap():
+    """Σ output × width over the output pixels equals the integral of the (piecewise-constant) input over the
+    same span, to rounding, on an irregular input with a gap; outputs that reach into the gap are NaN."""
+    from spectra_lightning.grid import input_edges, rebin
+
+    rng = np.random.default_rng(3)
+    wave = 6000.0 + np.cumsum(rng.uniform(0.05, 0.09, 4000))
+    wave[2000:] += 5.0  # a 5-Å gap between two chips
+    flux = rng.uniform(0.5, 2.0, wave.size)
+    lo = np.arange(6002.0, wave[-1] - 1, 0.3)
+    hi = lo + 0.3
+    out = rebin(wave, flux, lo, hi)
+    a, b = input_edges(wave)
+    gap = (b[1999], a[2000])
+    assert gap[1] - gap[0] == pytest.approx(5.0, abs=0.1)
+    touches_gap = (hi > gap[0]) & (lo < gap[1])
+    assert np.all(np.isnan(out[touches_gap])) and np.all(np.isfinite(out[~touches_gap]))
+    for part in (hi <= gap[0], lo >= gap[1]):
+        span = (lo[part][0], hi[part][-1])
+        overlap = np.clip(np.minimum(b, span[1]) - np.maximum(a, span[0]), 0, None)
+        assert np.sum(out[part] * 0.3) == pytest.approx(np.sum(flux * overlap), rel=1e-12)
