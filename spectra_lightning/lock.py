@@ -28,7 +28,9 @@ TAKEOVER_TIMEOUT_S = 30.0  # a takeover mutex older than this was left by a cras
 
 
 class StoreLockedError(OSError):
-    """The store is being written by another process."""
+    """The store is being written by another process; ``holder`` describes it (host, pid, since, command)."""
+
+    holder = ""
 
 
 def _process_start(pid: int) -> str | None:
@@ -179,10 +181,12 @@ class WriterLock:
             if holder is None:  # released between our attempts
                 continue
             if not self._stale(holder):
-                raise StoreLockedError(
+                error = StoreLockedError(
                     f"{self.store}: being written by another writer ({_describe(holder)}); wait for it to finish, "
                     f"or delete {self.path} if that process is gone"
                 )
+                error.holder = _describe(holder)
+                raise error
             if self._take_over(holder):
                 break
             time.sleep(0.05)

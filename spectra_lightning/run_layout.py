@@ -11,6 +11,7 @@ callbacks read it.
       figures/<tag>/     figures every few epochs (epoch_NNN) and at the end (final)
       report.json        the final latent-space report (docs/report-format.md)
       codes.zarr         codes of the run's store, made by ``explore --run``
+      run.lock           held while a ``fit`` writes the run (a second one into it is refused)
 """
 
 from __future__ import annotations
@@ -47,6 +48,26 @@ def run_of(ckpt: str | Path) -> Path | None:
     """The run directory a checkpoint lies in, or None when it is not in one."""
     ckpt = Path(ckpt)
     return ckpt.parent.parent if ckpt.parent.name == CHECKPOINTS else None
+
+
+def new_run_dir(base: str | Path) -> Path:
+    """A run directory made here and now, atomically: ``base``, or ``base-2``, ``base-3`` ... when another run
+    took that name first (two runs started in the same second)."""
+    base = Path(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 1000):
+        path = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{base}: 999 runs of this name already")
+
+
+def run_lock_target(run: str | Path) -> Path:
+    """What a fit's writer lock is named after: its lock is the file ``RUN/run.lock``."""
+    return Path(run) / "run"
 
 
 def run_file(run: str | Path) -> Path:

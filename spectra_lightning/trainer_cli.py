@@ -3,6 +3,7 @@ directory per run, one-line user errors and the moved-package aliases of old con
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -20,6 +21,7 @@ from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from spectra_lightning.data_modules import SpectraDataModule
 
@@ -27,10 +29,19 @@ from .checkpoints import completed, model_differences, read_checkpoint
 from .cli import PROG
 from .errors import ConfigError, MovedWarning
 from .files import write_atomic
-from .lock import StoreLockedError
+from .lock import StoreLockedError, WriterLock
 from .module import PART_BASES, NonFiniteLossError, SpectrumAutoencoder
 from .parts import ALLOW_ENV, allow_modules, allowing, resolve
-from .run_layout import checkpoint_dir, is_run, last_checkpoint, override_name, run_file, run_of
+from .run_layout import (
+    checkpoint_dir,
+    is_run,
+    last_checkpoint,
+    new_run_dir,
+    override_name,
+    run_file,
+    run_lock_target,
+    run_of,
+)
 from .store import StoreError
 
 RUN_DIR_ENV = "SPECTRA_LIGHTNING_RUN_DIR"  # shared with DDP child processes
@@ -141,6 +152,11 @@ class SpectraCLI(LightningCLI):
     """
 
     _checkpoint_hparams: dict | None = None  # the --ckpt_path checkpoint's, read and checked by _parse_ckpt_path
+
+    def __init__(self, *args, resources: contextlib.ExitStack, **kwargs):
+        self._resources = resources  # what the command holds until it ends (the run's lock), released by run()
+        super().__init__(*args, **kwargs)
+
     run_label = ""  # set by run(): the dotted overrides, e.g. "kl_schedule.weight=0.3,net.latent_dim=8"
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
@@ -200,14 +216,8 @@ class SpectraCLI(LightningCLI):
         check_model_parts(cfg.get("model"))
         ckpt = cfg.get("ckpt_path")
         resumed = self.subcommand == "fit" and ckpt and run_of(ckpt) is not None
-        run_dir = os.environ.get(RUN_DIR_ENV) or cfg.trainer.default_root_dir
-        if not run_dir and resumed:
-            run_dir = str(run_of(ckpt))  # continue the checkpoint's run
-        if not run_dir:
-            configs = [Path(str(c)) for c in (cfg.get("config") or [])]
-            name = configs[-1].stem if configs else "default"
-            run_dir = str(Path("runs") / name / time.strftime("%Y%m%d-%H%M%S"))
-        os.environ[RUN_DIR_ENV] = run_dir
+        run_dir = self._run_dir(cfg, str(run_of(ckpt)) if resumed else None)
+        os.environ[RUN_DIR_ENV] = run_dir  # for the DDP processes Lightning starts: they name no directory
         cfg.trainer.default_root_dir = run_dir
         previous = read_run_file(run_dir) if resumed else {}
         from .loggers import configure_logger
@@ -215,6 +225,33 @@ class SpectraCLI(LightningCLI):
         loggers = cfg.trainer.logger
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             configure_logger(logger, run_dir, self.run_label, previous.get("wandb_id"))
+
+    def _run_dir(self, cfg, resumed_run: str | None) -> str:
+        """The run's directory: the explicit ``--trainer.default_root_dir``, else the resumed checkpoint's run,
+        else a new ``runs/<config>/<date-time>`` made atomically. DDP processes other than rank 0 take rank 0's
+        from the environment (they must not name another). Rank 0 of a ``fit`` holds the run's lock: a second
+        fit into the same directory at the same time is refused in one line."""
+        explicit = cfg.trainer.default_root_dir
+        child = rank_zero_only.rank != 0
+        run_dir = explicit or (os.environ.get(RUN_DIR_ENV) if child else None) or resumed_run
+        try:
+            if not run_dir:
+                configs = [Path(str(c)) for c in (cfg.get("config") or [])]
+                name = configs[-1].stem if configs else "default"
+                run_dir = str(new_run_dir(Path("runs") / name / time.strftime("%Y%m%d-%H%M%S")))
+            if self.subcommand == "fit" and not child:
+                Path(run_dir).mkdir(parents=True, exist_ok=True)
+                self._resources.enter_context(WriterLock(run_lock_target(run_dir)))
+        except StoreLockedError as e:
+            raise ConfigError(
+                f"{run_dir}: another fit is writing this run directory ({e.holder or e}); wait for it to end, or "
+                "give another --trainer.default_root_dir"
+            ) from None
+        except OSError as e:
+            raise ConfigError(
+                f"--trainer.default_root_dir {run_dir}: cannot write the run there ({e.strerror or e})"
+            ) from None
+        return str(run_dir)
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         from spectra_lightning.callbacks import EpochLines, SaveOnInterrupt
@@ -443,10 +480,12 @@ def run(args: list[str], from_argv: bool) -> int:
     try:
         for path in config_files(args):
             check_yaml(path)
-        with allowing():  # what --allow_modules allows lasts for this command only
+        # what --allow_modules allows, and the run's lock, last for this command only
+        with contextlib.ExitStack() as resources, allowing():
             SpectraCLI(
                 SpectrumAutoencoder,
                 SpectraDataModule,
+                resources=resources,
                 subclass_mode_data=True,
                 args=None if from_argv else args,
                 save_config_kwargs={"overwrite": True},

@@ -2,13 +2,17 @@
 cannot train fails, and a non-finite loss stops the run."""
 
 import json
+import os
 import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import yaml
 
-from helpers import tiny_model
+from helpers import TESTS, tiny_model
 
 
 def write_config(path, store, trainer=None, data=None, model=None, callbacks=()):
@@ -215,3 +219,57 @@ def test_a_resume_that_contradicts_its_checkpoint_or_ends_before_it_is_one_line(
     # validate takes the checkpoint's model, and says what it overrode
     assert main(["validate", "--config", str(cfg), f"--ckpt_path={ckpt}", "--model.net.init_args.latent_dim=8"]) == 0
     assert "the model is the checkpoint's: net.init_args.latent_dim: 4 (checkpoint) vs 8" in capsys.readouterr().err
+
+
+def test_two_fits_into_one_run_directory_never_collide(tmp_path, tiny_store):
+    """Two fits into one --trainer.default_root_dir at the same time both exited 0 with one run's files left:
+    the second is refused in one line while the first runs (and the first finishes whole)."""
+    from spectra_lightning.run_layout import new_run_dir
+
+    run = tmp_path / "shared_run"
+    cfg = write_config(
+        tmp_path / "c.yaml", tiny_store, {"max_epochs": 30, "logger": False, "default_root_dir": str(run)}
+    )
+    env = {"PYTHONPATH": str(TESTS)}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "spectra_lightning", "fit", "--config", str(cfg)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "run.lock").exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first fit never took its lock"
+            time.sleep(0.1)
+        second = subprocess.run(
+            [sys.executable, "-m", "spectra_lightning", "fit", "--config", str(cfg), "--trainer.max_epochs=1"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        err = second.stderr.strip().splitlines()
+        assert second.returncode == 2 and len(err) == 1, second.stderr
+        assert "another fit is writing this run directory" in err[0] and f"pid {first.pid}" in err[0]
+    finally:
+        assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+    assert not (run / "run.lock").exists()  # released at the end
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["max_epochs"] == 30
+    # runs named by the clock get their own directory even when started in the same second
+    a, b = (
+        new_run_dir(tmp_path / "runs" / "x" / "20261207-120000"),
+        new_run_dir(tmp_path / "runs" / "x" / "20261207-120000"),
+    )
+    assert a != b and a.is_dir() and b.is_dir() and b.name == "20261207-120000-2"
+
+
+def test_an_unwritable_run_directory_is_one_line(tmp_path, tiny_store, capsys):
+    from spectra_lightning.cli import main
+
+    (tmp_path / "a_file").write_text("not a directory")
+    cfg = write_config(tmp_path / "c.yaml", tiny_store, {"max_epochs": 1, "logger": False})
+    rc = main(["fit", "--config", str(cfg), f"--trainer.default_root_dir={tmp_path / 'a_file' / 'run'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "cannot write the run there" in err[0], err
