@@ -35,6 +35,17 @@ SYNTH_HELP = {
 }
 
 
+def count(text: str) -> int:
+    """A whole number from the command line, in any notation that names one (``20000``, ``2e4``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(value)
+
+
 def synth_main(argv: list[str]) -> int:
     """``synth``: write a synthetic store."""
     from .grid import GRIDS
@@ -57,10 +68,11 @@ def synth_main(argv: list[str]) -> int:
             )
             continue
         choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
+        kind = type(getattr(defaults, f.name))
         p.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f.name,
-            type=type(getattr(defaults, f.name)),
+            type=count if kind is int else kind,
             default=getattr(defaults, f.name),
             choices=choices,
             help=(SYNTH_HELP.get(f.name, "") + " (default %(default)s)").strip(),
@@ -72,6 +84,8 @@ def synth_main(argv: list[str]) -> int:
         synthesize(a.output, spec, progress=not a.quiet)
     except (ValueError, OSError) as e:  # StoreError, a held lock, unknown grid, a bad value
         p.exit(2, f"synth: error: {e}\n")
+    except KeyboardInterrupt:
+        p.exit(130, f"synth: interrupted: nothing written at {a.output}\n")
     print(f"wrote {spec.n} spectra to {a.output}")
     return 0
 

@@ -24,6 +24,7 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", "
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 TOKEN_COOKIE = "spectra_lightning_token"
+REQUEST_TIMEOUT_S = 30.0  # a connection idle this long mid-request is closed
 
 
 def is_loopback(host: str) -> bool:
@@ -78,6 +79,12 @@ def host_allowed(header: str | None, names: set[str], port: int, ips: set[str] |
     return ips is None or ip.is_loopback or str(ip) in ips
 
 
+def same(given: str, token: str) -> bool:
+    """A constant-time comparison of a given token with ours, for any text given (``compare_digest`` refuses
+    strings with non-ASCII characters: compared as UTF-8 bytes)."""
+    return secrets.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())
+
+
 class ExplorerServer(ThreadingHTTPServer):
     """A threading HTTP server with a deep listen queue (a burst of decodes must not be refused)."""
 
@@ -91,18 +98,22 @@ def make_server(
     port: int = 8050,
     allowed_hosts: tuple[str, ...] = (),
     token: str | None = None,
+    timeout: float = REQUEST_TIMEOUT_S,
 ) -> ThreadingHTTPServer:
     """An HTTP server (not yet serving) for ``explorer``; port 0 picks a free one. It answers requests whose
     ``Host`` is ``localhost``, ``host``, this machine's name or one of ``allowed_hosts``, or an IP address
     (off loopback: one of this machine's; 421 otherwise: DNS rebinding). With a ``token``, every request must
     carry it: ``?token=`` (the page then keeps it in a cookie), the cookie, or ``Authorization: token T``
-    (403 otherwise)."""
+    (403 otherwise). A connection that sends nothing for ``timeout`` seconds is closed (a half-sent request would
+    otherwise hold its thread forever)."""
     names = {n.lower() for n in (host, *allowed_hosts, *LOOPBACK_NAMES, socket.gethostname(), socket.getfqdn())}
+    timeout_s = timeout
     ips = None if is_loopback(host) else {host, *machine_addresses(host), *allowed_hosts}
 
     class Handler(BaseHTTPRequestHandler):
         # headers and body go out in two writes; with Nagle on, the body waits ~40 ms for an ACK
         disable_nagle_algorithm = True
+        timeout = timeout_s  # the socket's: an idle or half-sent connection is dropped, not held
 
         def log_message(self, *args):  # quiet: the terminal shows the URL, not every request
             pass
@@ -121,13 +132,13 @@ def make_server(
             if token is None:
                 return True, False
             given = query.get("token")
-            if given is not None and secrets.compare_digest(given, token):
+            if given is not None and same(given, token):
                 return True, True
             cookie = SimpleCookie(self.headers.get("Cookie") or "")
-            if TOKEN_COOKIE in cookie and secrets.compare_digest(cookie[TOKEN_COOKIE].value, token):
+            if TOKEN_COOKIE in cookie and same(cookie[TOKEN_COOKIE].value, token):
                 return True, False
             auth = self.headers.get("Authorization") or ""
-            return auth.startswith("token ") and secrets.compare_digest(auth[6:].strip(), token), False
+            return auth.startswith("token ") and same(auth[6:].strip(), token), False
 
         def _send(self, status, body: bytes, ctype: str, cookie: bool = False):
             self.send_response(status)

@@ -377,15 +377,41 @@ def instrument_response(wave_aa):
     return np.exp(-0.5 * ((wave_aa - 5800.0) / 1400.0) ** 2)
 
 
+LABEL_BYTES = 200  # memory per spectrum while drawing the labels (10 float64 columns and their temporaries)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits_in_memory(spec: SynthSpec) -> None:
+    """Refuse, before anything is drawn, a set whose labels would not fit in the memory available."""
+    need, have = spec.n * LABEL_BYTES, available_memory()
+    if have is not None and need > 0.8 * have:
+        raise ValueError(
+            f"--n {spec.n:,}: drawing its labels needs about {need / 1e9:,.1f} GB of memory and "
+            f"{have / 1e9:.1f} GB is available: write fewer spectra (or several stores with other seeds)"
+        )
+
+
 def synthesize(path: str, spec: SynthSpec, block: int = 256, progress: bool = True):
-    """Write ``spec`` as a store at ``path`` (atomically: built aside, then renamed)."""
+    """Write ``spec`` as a store at ``path`` (atomically: built aside, then renamed; an interrupted run leaves
+    nothing at ``path``)."""
     from .store import SpectraStore
 
+    if spec.n < 1:
+        raise ValueError(f"--n must be at least 1, got {spec.n}")
+    check_fits_in_memory(spec)
     grid = SpectralGrid.parse(spec.grid)
     labels = draw_labels(spec)
     meta = {k: labels[k] for k in spec.labels}
-    meta["id"] = np.array([f"synth-{spec.seed}-{i:07d}" for i in range(spec.n)])
-    meta["object"] = np.array([f"SYN{spec.seed}-{s:07d}" for s in labels["star"]])
     meta["low_flux"] = np.zeros(spec.n, np.int64)  # as ingest flags real spectra; never low here
     with SpectraStore.create_atomic(
         path, grid, dtype=spec.dtype, attrs={"producer": "synth", "synth": asdict(spec)}
@@ -396,5 +422,9 @@ def synthesize(path: str, spec: SynthSpec, block: int = 256, progress: bool = Tr
             sl = slice(start, min(start + block, spec.n))
             rng = np.random.default_rng([spec.seed, 1, b])
             flux = render(grid, {k: v[sl] for k, v in labels.items()}, rng, spec.resolution, spec.tellurics)
-            store.append(flux, {k: v[sl] for k, v in meta.items()})
+            names = {  # made per block: as strings they would outweigh the labels
+                "id": np.array([f"synth-{spec.seed}-{i:07d}" for i in range(sl.start, sl.stop)]),
+                "object": np.array([f"SYN{spec.seed}-{s:07d}" for s in labels["star"][sl]]),
+            }
+            store.append(flux, {**{k: v[sl] for k, v in meta.items()}, **names})
     return path

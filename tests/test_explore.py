@@ -380,6 +380,35 @@ def test_a_token_guards_every_request(served):
         server.server_close()
 
 
+def test_a_non_ascii_token_is_refused_and_an_idle_connection_closed(served):
+    """A non-ASCII token made the server fail its comparison (TypeError, an empty reply); a connection that sent
+    half a request was held forever."""
+    import time
+    from urllib.parse import quote
+
+    explorer, _ = served
+    server = make_server(explorer, port=0, token="s3cret", timeout=1.0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for path in (f"/api/info?token={quote('sécret')}", "/api/info?token=%FF%FE"):
+            status, body = request(port, path, "127.0.0.1")
+            assert status == 403 and b"token" in body, path
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/api/info", headers={"Authorization": "token sécret".encode().decode("latin-1")})
+        assert conn.getresponse().status == 403
+        conn.close()
+        idle = socket.create_connection(("127.0.0.1", port), timeout=30)
+        idle.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        t0 = time.monotonic()
+        assert idle.recv(1024) == b""  # the server closes it
+        assert time.monotonic() - t0 < 10
+        idle.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_ip_literals_off_loopback_must_be_this_machines():
     from spectra_lightning.explorer_server import host_allowed
 

@@ -148,3 +148,37 @@ def test_competing_shifts_are_off_by_default_and_labelled_when_on(tmp_path):
     np.testing.assert_array_equal(a["rv"], b["rv"])
     with pytest.raises(ValueError, match="wave_stretch -0.1: must be >= 0"):
         SynthSpec(wave_stretch=-0.1)
+
+
+def test_a_set_too_large_for_memory_is_refused_before_drawing(tmp_path, capsys):
+    """``synth --n 1e12`` died with an ArrayMemoryError traceback: now one line with the memory it would need."""
+    from spectra_lightning.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["synth", "--output", str(tmp_path / "big.zarr"), "--n", "1e12", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "needs about 200,000.0 GB of memory" in err[0], err
+    assert not (tmp_path / "big.zarr").exists()
+
+
+def test_ctrl_c_during_synth_is_one_line_and_leaves_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "s.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spectra_lightning", "synth", "--output", str(out), "--n", "200000", "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.glob(".s.zarr.tmp-*")):  # building aside
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1].strip().splitlines()
+    assert proc.returncode == 130 and err == [f"synth: interrupted: nothing written at {out}"], err
+    assert not out.exists() and not any(tmp_path.glob(".s.zarr.tmp-*"))
