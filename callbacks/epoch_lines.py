@@ -35,9 +35,10 @@ class EpochLines(ProgressBar):
         if not (self._enabled and trainer.is_global_zero):
             return
         metrics = trainer.callback_metrics
+        epochs, steps = trainer.max_epochs, trainer.max_steps  # -1 or None: no such limit (not shown)
         parts = [
-            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs if trainer.max_epochs else '?'}",
-            f"step {trainer.global_step}",
+            f"epoch {trainer.current_epoch + 1}" + (f"/{epochs}" if epochs is not None and epochs > 0 else ""),
+            f"step {trainer.global_step}" + (f"/{steps}" if steps is not None and steps > 0 else ""),
         ]
         for key in self.KEYS:
             for name in (key, f"{key}_epoch"):

@@ -79,6 +79,7 @@ class LatentMetrics(L.Callback):
         self._features: dict[int, tuple[float, np.ndarray]] = {}
         self.pending_test = False  # the final report waits for the test loop
         self.last_validation: dict | None = None  # the last evaluated validation epoch, for sweeps
+        self.fit_metrics: dict[str, float] = {}  # the last validation's val/loss and val/objective
         self.metric: LatentCodes | None = None
         self.examples: dict | None = None
         self.last_codes: dict | None = None
@@ -151,7 +152,14 @@ class LatentMetrics(L.Callback):
 
     @staticmethod
     def _last_epoch(trainer) -> bool:
-        return trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
+        """Is this epoch the fit's last: its max_epochs, or its max_steps reached (-1 or None: no such limit), or
+        a stop asked for?"""
+        epochs, steps = trainer.max_epochs, trainer.max_steps
+        return (
+            bool(trainer.should_stop)
+            or (epochs is not None and epochs >= 0 and trainer.current_epoch + 1 >= epochs)
+            or (steps is not None and steps >= 0 and trainer.global_step >= steps)
+        )
 
     def _runs_this_epoch(self, trainer, every: int) -> bool:
         return self._last_epoch(trainer) or (every > 0 and (trainer.current_epoch + 1) % every == 0)
@@ -254,6 +262,12 @@ class LatentMetrics(L.Callback):
 
     # -- the final report ---------------------------------------------------------------
     def on_fit_end(self, trainer, pl_module):
+        # the last validation's losses, kept for the report: the test loop that follows replaces callback_metrics
+        self.fit_metrics = {
+            key: float(trainer.callback_metrics[f"val/{key}"])
+            for key in ("loss", "objective")
+            if f"val/{key}" in trainer.callback_metrics
+        }
         dm = trainer.datamodule
         self.pending_test = bool(self.final_report and len(getattr(dm, "splits", {}).get("test", [])))
         if self.pending_test or not (self.final_report and trainer.is_global_zero and self.last_codes is not None):
@@ -289,11 +303,11 @@ class LatentMetrics(L.Callback):
         )
         if split != "val" and self.last_validation is not None:
             report["validation"] = self.last_validation  # what sweeps compare: never the test split
-        val_loss = trainer.callback_metrics.get("val/loss")
         report["fit"] = {
             "epoch": trainer.current_epoch,
             "global_step": trainer.global_step,
-            "val_loss": float(val_loss) if val_loss is not None else None,
+            "val_loss": self.fit_metrics.get("loss"),  # the last validation's, not the test split's
+            "val_objective": self.fit_metrics.get("objective"),
             "latent_dim": int(pl_module.net.latent_dim),
             "kl_weight": float(pl_module.kl_schedule.weight),
             "variational": pl_module.variational,

@@ -23,7 +23,9 @@ from .metrics.mi import PAPER_BINS
 from .metrics.report import format_summary, latent_report
 
 
-def labels_from_store(store_path: str, n: int) -> dict:
+def labels_from_store(store_path: str, n: int, columns: list[str] | None = None) -> dict:
+    """The numeric labels of the store behind codes of ``n`` spectra (only ``columns`` when given: all missing
+    ones named in one line)."""
     from .store import SpectraStore
 
     store = SpectraStore.open(store_path)
@@ -35,6 +37,13 @@ def labels_from_store(store_path: str, n: int) -> dict:
 
     first = {name: i for i, name in enumerate(LABELS)}
     names = sorted(store.label_names, key=lambda name: (first.get(name, len(first)), name))
+    if columns:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise InputError(
+                f"{store_path}: no numeric label column {', '.join(missing)} (it has {', '.join(names) or 'none'})"
+            )
+        names = list(columns)
     return {name: store.meta[name].astype(np.float64) for name in names}
 
 
@@ -93,7 +102,7 @@ def analyze(
     if labels_path is not None:
         labels = load_labels(labels_path, codes["id"], n, label_columns, labels_text, labels_by_row)
     elif store:
-        labels = labels_from_store(store, n)
+        labels = labels_from_store(store, n, label_columns)
     else:
         raise InputError(f"{codes_path}: no --labels given and the codes do not name a store")
     rows, train = np.arange(n), np.arange(n)

@@ -11,3 +11,8 @@ class SpectraLightningWarning(UserWarning):
 
 class MovedWarning(SpectraLightningWarning, FutureWarning):
     """A name users type has moved; the old one still works for now."""
+
+
+class WeightlessSpectraWarning(SpectraLightningWarning):
+    """Training spectra that the reconstruction loss gives no weight (all masked, or all of zero inverse
+    variance): they train the KL term alone."""

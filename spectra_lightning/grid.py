@@ -169,8 +169,8 @@ class SpectralGrid:
         target = self.wavelength
         inside = self.valid & (target >= wave[0]) & (target <= wave[-1])
         if method == "mean":
-            lo, hi = self.pixel_edges()
-            out[self.valid] = rebin(wave, flux, lo[self.valid], hi[self.valid], variance)
+            lower, upper = self.pixel_edges()
+            out[self.valid] = rebin(wave, flux, lower[self.valid], upper[self.valid], variance)
             return out
         if method != "linear":
             raise ValueError(f"unknown resampling method {method!r}")

@@ -36,6 +36,11 @@ class Reconstruction(Part):
         """``(B, L)`` error of each pixel from the residual reconstruction − flux ``(B, L)`` (0 where masked)."""
         raise NotImplementedError
 
+    def weightless(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """``(B,)`` bool: spectra this loss gives no weight at all (every pixel masked); they train the KL term
+        alone."""
+        return ~batch["mask"].any(1)
+
     def __call__(self, recon: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
         """``(B,)`` error of reconstructions ``(B, L)`` against ``batch["flux"]`` where ``batch["mask"]``."""
         mask = batch["mask"].to(recon.dtype)
@@ -86,9 +91,17 @@ class ChiSquared(Reconstruction):
     """
 
     def pixel_error(self, residual: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
+        return residual.pow(2) * self._ivar(batch)
+
+    def weightless(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Spectra whose every unmasked pixel has zero inverse variance weigh nothing in χ² either."""
+        return ~((self._ivar(batch) > 0) & batch["mask"]).any(1)
+
+    @staticmethod
+    def _ivar(batch: Mapping[str, Any]) -> torch.Tensor:
         ivar = batch.get("ivar")
         if ivar is None:
             raise ConfigError(
                 "--model.loss ChiSquared needs inverse variances: a store with an ivar array (see docs/store-format.md)"
             )
-        return residual.pow(2) * ivar
+        return ivar

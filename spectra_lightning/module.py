@@ -10,6 +10,7 @@ return ``{"mu", "logvar", "index", "labels"}`` so callbacks read the codes witho
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, cast
 
 import lightning as L
@@ -19,7 +20,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from .batch import Batch, finish_batch
-from .errors import ConfigError
+from .errors import ConfigError, WeightlessSpectraWarning
 from .grid import HARPS_LENGTH, SpectralGrid
 from .kl_schedules import KLSchedule, LinearWarmup
 from .losses import AbsoluteError, Reconstruction
@@ -116,6 +117,7 @@ class SpectrumAutoencoder(L.LightningModule):
         self.train_means = torch.nn.ModuleDict({k: MeanMetric() for k in ("loss", "recon", "kl")})
         # per stage ("val", "test"): Σ weight·KL per node and Σ weight, `(D + 1,)`, summed over an epoch's batches
         self._kl_node_sums: dict[str, torch.Tensor] = {}
+        self._warned_weightless = False
 
     @property
     def latent_dim(self) -> int:
@@ -258,21 +260,37 @@ class SpectrumAutoencoder(L.LightningModule):
         self._log_kl_nodes("test")
 
     def training_step(self, batch, batch_idx):
+        if not self._warned_weightless:  # once a run: the spectra say what to look at
+            idle = self.loss.weightless(batch)
+            if bool(idle.any()):
+                self._warned_weightless = True
+                rows = batch["index"][idle].detach().cpu().numpy()
+                warnings.warn(
+                    f"{len(rows)} spectra of a training batch (step {self.global_step}) carry no weight in "
+                    f"{type(self.loss).__name__}: {self._spectra_named(rows)}; they train the KL term alone. Check "
+                    "their mask and inverse variance (`verify`, `ingest --min-usable`), or leave them out "
+                    "(warned once a run)",
+                    WeightlessSpectraWarning,
+                    stacklevel=2,
+                )
         loss = self._shared_step(batch, "train")[0]
         # any rank's non-finite loss stops every rank (no rank waits forever in the next all-reduce)
         if self.trainer.strategy.reduce_boolean_decision(bool(~torch.isfinite(loss.detach())), all=False):
             raise NonFiniteLossError(self._non_finite_message(loss, batch))
         return loss
 
-    def _non_finite_message(self, loss: torch.Tensor, batch: dict) -> str:
-        rows = batch["index"].detach().cpu().numpy()
+    def _spectra_named(self, rows) -> str:
+        """The store ids of a batch's rows (``row N`` where the data module has no store), at most 8 shown."""
         ids = None
         try:
             ids = getattr(self.trainer, "datamodule").store.meta.get("id")  # noqa: B009  (typed without it)
-        except AttributeError:
+        except (AttributeError, RuntimeError):
             pass
         names = [str(ids[r]) for r in rows] if ids is not None else [f"row {r}" for r in rows]
-        shown = ", ".join(names[:8]) + (f" ... ({len(names)} in all)" if len(names) > 8 else "")
+        return ", ".join(names[:8]) + (f" ... ({len(names)} in all)" if len(names) > 8 else "")
+
+    def _non_finite_message(self, loss: torch.Tensor, batch: dict) -> str:
+        shown = self._spectra_named(batch["index"].detach().cpu().numpy())
         where = "this rank's loss" if torch.isfinite(loss) else f"the loss is {float(loss)}"
         return (
             f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}; {where}); batch spectra: "

@@ -232,7 +232,7 @@ class SpectraCLI(LightningCLI):
         from the environment (they must not name another). Rank 0 of a ``fit`` holds the run's lock: a second
         fit into the same directory at the same time is refused in one line."""
         explicit = cfg.trainer.default_root_dir
-        child = rank_zero_only.rank != 0
+        child = getattr(rank_zero_only, "rank", 0) != 0  # from the launcher's environment (RANK, LOCAL_RANK, ...)
         run_dir = explicit or (os.environ.get(RUN_DIR_ENV) if child else None) or resumed_run
         try:
             if not run_dir:

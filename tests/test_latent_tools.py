@@ -85,7 +85,7 @@ def test_two_ranks_give_the_same_numbers_as_one():
     assert two["n_spectra"] == N and two["mad"] == one["mad"] and two["mi"] == one["mi"]
 
 
-def fit_with_callback(tmp_path, store, epochs=2):
+def fit_with_callback(tmp_path, store, epochs=2, *args):
     metrics = {
         "class_path": "spectra_lightning.callbacks.LatentMetrics",
         "init_args": {"figures_every_n_epochs": 1, "estimators": ["ksg", "histogram"]},
@@ -98,8 +98,21 @@ def fit_with_callback(tmp_path, store, epochs=2):
         logger=False,
         callbacks=[metrics],
     )
-    assert main(["fit", "--config", str(path)]) == 0
+    assert main(["fit", "--config", str(path), *args]) == 0
     return tmp_path / "run"
+
+
+def test_a_fit_limited_by_steps_draws_its_figures_and_says_its_steps(tmp_path, tiny_store, capsys):
+    """With --trainer.max_steps and no max_epochs every epoch was taken for the last (no periodic figures) and the
+    epoch line read "epoch 3/-1"; report.json's fit.val_loss was always null (read after the test loop)."""
+    import re
+
+    run = fit_with_callback(tmp_path, tiny_store, None, "--trainer.max_steps=12", "--trainer.enable_progress_bar=true")
+    out = capsys.readouterr().out
+    assert re.search(r"^epoch 1  step 4/12  train/loss", out, re.M) and re.search(r"^epoch 3  step 12/12 ", out, re.M)
+    assert {p.name for p in (run / "figures").iterdir()} == {"epoch_000", "epoch_001", "final"}
+    fit = json.loads((run / "report.json").read_text())["fit"]
+    assert fit["global_step"] == 12 and fit["val_loss"] > 0 and fit["val_objective"] > 0
 
 
 def test_callback_writes_report_and_figures(tmp_path, tiny_store, capsys):
@@ -149,6 +162,13 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
 
     # labels from the store named in the codes, and from a CSV with shuffled ids
     assert main(["analyze", "--codes", str(codes), "--output", str(tmp_path / "a1"), "--no-figures"]) == 0
+    # --label-columns picks among the store's labels too (it used to be ignored without --labels)
+    picked = ["analyze", "--codes", str(codes), "--output", str(tmp_path / "a2"), "--no-figures"]
+    assert main([*picked, "--label-columns", "teff,rv"]) == 0
+    assert set(json.loads((tmp_path / "a2/report.json").read_text())["mi"]["ksg"]) == {"teff", "rv"}
+    capsys.readouterr()
+    assert main([*picked, "--label-columns", "teff,nope,gone"]) == 2
+    assert "no numeric label column nope, gone" in capsys.readouterr().err
     # the run's test split only, with baselines fit on its training split, and saying so
     args = ["analyze", "--codes", str(codes), "--split-file", str(run / "split.json"), "--no-figures"]
     assert main([*args, "--output", str(tmp_path / "a0")]) == 0

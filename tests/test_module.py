@@ -378,3 +378,28 @@ def test_chi_squared_weighs_each_pixel_by_its_inverse_variance():
     assert ChiSquared("mean")(recon, b).tolist() == pytest.approx([1.0, 4.0 / 6.0], rel=1e-5)
     with pytest.raises(ConfigError, match="ChiSquared needs inverse variances"):
         ChiSquared()(recon, {"flux": flux, "mask": torch.ones_like(flux, dtype=torch.bool)})
+
+
+def test_spectra_that_weigh_nothing_in_the_loss_are_warned_about_once():
+    """A ChiSquared batch whose ivar is all zero for a spectrum trained it on the KL term alone, silently."""
+    import lightning as L
+
+    from spectra_lightning.errors import WeightlessSpectraWarning
+    from spectra_lightning.losses import ChiSquared
+
+    torch.manual_seed(0)
+    model = SpectrumAutoencoder(net=NET, n_pixels=64, loss=ChiSquared("sum"))
+    ivar = torch.ones(4, 64)
+    ivar[2] = 0.0  # no information anywhere
+    data = [{"flux": torch.rand(4, 64) + 0.5, "ivar": ivar, "index": torch.tensor([10, 11, 12, 13])}] * 3
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=3)
+    with pytest.warns(WeightlessSpectraWarning) as caught:
+        trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    ours = [w for w in caught if issubclass(w.category, WeightlessSpectraWarning)]
+    assert len(ours) == 1 and "1 spectra" in str(ours[0].message) and "row 12" in str(ours[0].message)
+    assert ChiSquared().weightless({"ivar": ivar, "mask": torch.ones(4, 64, dtype=torch.bool)}).tolist() == [
+        False,
+        False,
+        True,
+        False,
+    ]
