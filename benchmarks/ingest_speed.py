@@ -4,7 +4,7 @@
 
 Makes a directory of ``--copies`` files by copying the real HARPS 1-D spectra in
 ``../shared/data/real/harps`` (ADP, s1d, normalised 1-D) under new ids (``ARCFILE`` rewritten,
-new file names), and a second one of copies of the ESO Phase-3 ADP file alone (the archive
+new file names, the flux scaled by 1 + 1e-4·k so that each copy is another spectrum), and a second one of copies of the ESO Phase-3 ADP file alone (the archive
 product the paper used), then times on each
 
 * baseline: a loop that opens each file with astropy and reads it: every HDU's header
@@ -53,6 +53,12 @@ def make_copies(dst: Path, copies: int, adp_only: bool = False) -> list[Path]:
         target = dst / f"bench_{i:05d}_{src.name}"
         with fits.open(src) as h:
             h[0].header["ARCFILE"] = f"BENCH.{i:05d}.fits"
+            # a different spectrum each (ingest stores a spectrum copied under another name once)
+            table = next((hdu for hdu in h[1:] if isinstance(hdu, fits.BinTableHDU)), None)
+            if table is not None:
+                table.data["FLUX"] = table.data["FLUX"] * np.float32(1 + 1e-4 * (i + 1))
+            else:
+                h[0].data = (h[0].data * (1 + 1e-4 * (i + 1))).astype(h[0].data.dtype)
             h.writeto(target)
         out.append(target)
     return out
