@@ -21,9 +21,9 @@ import torch
 from lightning_overhead import make_batches, new_model, step_loss
 from report import publish
 
-from spectra_lightning.batch import finish_batch
+from spectra_lightning.ingest.synth import SynthSpec, synthesize
 from spectra_lightning.store import SpectraStore
-from spectra_lightning.synth import SynthSpec, synthesize
+from spectra_lightning.store.batch import finish_batch
 
 
 def read_seconds(store: SpectraStore, check: bool) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 import zarr
 from report import publish
 
-from spectra_lightning.ingest import ingest
+from spectra_lightning.ingest.pipeline import ingest
 from spectra_lightning.store import SpectraStore
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"

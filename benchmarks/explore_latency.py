@@ -25,11 +25,11 @@ import torch
 from report import publish
 from scipy.spatial import cKDTree
 
-from spectra_lightning.encode import encode
-from spectra_lightning.explore import resolve_run
-from spectra_lightning.explorer import Explorer
-from spectra_lightning.explorer_server import make_server
-from spectra_lightning.headless import Chromium, find_chromium
+from spectra_lightning.analysis.encode import encode
+from spectra_lightning.explorer.app import Explorer
+from spectra_lightning.explorer.command import resolve_run
+from spectra_lightning.explorer.headless import Chromium, find_chromium
+from spectra_lightning.explorer.server import make_server
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -93,7 +93,7 @@ def main() -> None:
     t_page = browser_ms(url, 30) if find_chromium() else None
     server.shutdown()
 
-    from spectra_lightning.nets import ConvAutoencoder
+    from spectra_lightning.model.nets import ConvAutoencoder
 
     full = ConvAutoencoder(latent_dim=ex.model.latent_dim).decoder.eval()  # the paper's size, untrained weights
     with torch.no_grad():

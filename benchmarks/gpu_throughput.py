@@ -29,14 +29,14 @@ import numpy as np
 import torch
 from report import publish
 
+from spectra_lightning.analysis.encode import encode
 from spectra_lightning.data_modules import StreamingSpectraDataModule
-from spectra_lightning.encode import encode
-from spectra_lightning.kl_schedules import LinearWarmup
-from spectra_lightning.losses import AbsoluteError
-from spectra_lightning.module import SpectrumAutoencoder
-from spectra_lightning.nets import ConvAutoencoder
+from spectra_lightning.ingest.synth import SynthSpec, synthesize
+from spectra_lightning.model.kl_schedules import LinearWarmup
+from spectra_lightning.model.losses import AbsoluteError
+from spectra_lightning.model.module import SpectrumAutoencoder
+from spectra_lightning.model.nets import ConvAutoencoder
 from spectra_lightning.store import SpectraStore
-from spectra_lightning.synth import SynthSpec, synthesize
 
 NAMES = {"32-true": "fp32", "bf16-mixed": "bf16-mixed"}
 

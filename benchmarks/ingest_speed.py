@@ -9,7 +9,7 @@ product the paper used), then times on each
 
 * baseline: a loop that opens each file with astropy and reads it: every HDU's header
   (astropy parses all its cards on first access; ingest needs the metadata) and data;
-* ingest's own reader alone (``read_spectrum``: the data and only the header cards it uses), to show
+* ingest's own reader alone (``read``: the data and only the header cards it uses), to show
   how much of ingest's rate is its reading;
 * ``ingest`` at 1 and 2 workers onto the HARPS grid into a fresh store (after a warm-up ingest of
   8 files, so that loading the compiled kernels, once per process, is not timed).
@@ -33,9 +33,9 @@ import numpy as np
 from astropy.io import fits
 from report import publish
 
-from spectra_lightning import grid_kernel
-from spectra_lightning.ingest import expand_inputs, ingest
-from spectra_lightning.readers import read_spectrum
+from spectra_lightning.ingest.pipeline import expand_inputs, ingest
+from spectra_lightning.ingest.readers import read
+from spectra_lightning.physics import grid_kernel
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "harps"
 BARE = ("bare astropy read (1 process)", 1)  # (row name, workers)
@@ -79,7 +79,7 @@ def bare_read(paths: list[Path]) -> None:
 
 def own_read(paths: list[Path]) -> None:
     for p in paths:
-        read_spectrum(p)
+        read(p)[0]
 
 
 def cpu_seconds() -> float:

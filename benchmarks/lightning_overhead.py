@@ -28,11 +28,11 @@ import torch
 from recipe import recipe_model
 from report import publish
 
-from spectra_lightning.batch import finish_batch
+from spectra_lightning.ingest.synth import SynthSpec, synthesize
 from spectra_lightning.metrics.latent import kl_to_prior
-from spectra_lightning.module import SpectrumAutoencoder
+from spectra_lightning.model.module import SpectrumAutoencoder
 from spectra_lightning.store import SpectraStore, fill_masked
-from spectra_lightning.synth import SynthSpec, synthesize
+from spectra_lightning.store.batch import finish_batch
 
 RECIPE = ("quickstart.yaml", "quickstart_doppler.yaml")  # the Doppler-node recipe: plain λ·KL after a warm-up
 

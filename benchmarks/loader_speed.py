@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from report import publish
 
-from spectra_lightning.batch import finish_batch
 from spectra_lightning.data_modules import StreamingSpectraDataModule
 from spectra_lightning.data_modules.streaming import epoch_rows
-from spectra_lightning.ingest import ingest
-from spectra_lightning.nets import ConvAutoencoder
+from spectra_lightning.ingest.pipeline import ingest
+from spectra_lightning.model.nets import ConvAutoencoder
 from spectra_lightning.store import SpectraStore
+from spectra_lightning.store.batch import finish_batch
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 CODEC_ORDER = ("lz4", "zstd", "lz4hc")

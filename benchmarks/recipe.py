@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from spectra_lightning.grid import GRIDS
-from spectra_lightning.module import SpectrumAutoencoder
-from spectra_lightning.parts import build
+from spectra_lightning.model.module import SpectrumAutoencoder
+from spectra_lightning.model.parts import build
+from spectra_lightning.physics.grid import GRIDS
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

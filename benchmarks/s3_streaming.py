@@ -25,8 +25,8 @@ import s3fs
 from report import publish
 
 from spectra_lightning.data_modules import StreamingSpectraDataModule
+from spectra_lightning.ingest.synth import SynthSpec, synthesize
 from spectra_lightning.store import SpectraStore
-from spectra_lightning.synth import SynthSpec, synthesize
 
 
 def start_server() -> tuple[subprocess.Popen, str]:

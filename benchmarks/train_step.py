@@ -81,7 +81,7 @@ def one(variant: str, steps: int, warmup: int) -> dict:
     """Time ``steps`` training steps of ``variant`` in this process."""
     change = VARIANTS[variant][1]
     if change["memory"]:  # before torch allocates anything
-        from spectra_lightning.allocator import keep_freed_memory
+        from spectra_lightning.common.allocator import keep_freed_memory
 
         keep_freed_memory()
     import torch
@@ -90,7 +90,7 @@ def one(variant: str, steps: int, warmup: int) -> dict:
     sys.path.insert(0, str(HERE))
     from recipe import recipe_model
 
-    from spectra_lightning import nets
+    from spectra_lightning.model import nets
 
     model, opt, cfg = recipe_model("quickstart.yaml")
     if change["layers"] == "torch":

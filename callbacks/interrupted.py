@@ -9,8 +9,8 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from spectra_lightning.files import replacing
-from spectra_lightning.run_layout import last_checkpoint
+from spectra_lightning.common.files import replacing
+from spectra_lightning.common.run_layout import last_checkpoint
 
 
 class SaveOnInterrupt(L.Callback):

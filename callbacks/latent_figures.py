@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from spectra_lightning import plots
-from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.module import SpectrumAutoencoder
+from spectra_lightning.analysis import plots
+from spectra_lightning.model.module import SpectrumAutoencoder
+from spectra_lightning.physics.grid import SpectralGrid
 
 
 def latent_figures(

@@ -23,16 +23,15 @@ import lightning as L
 import numpy as np
 import torch
 
-from spectra_lightning import plots
-from spectra_lightning.files import write_atomic
-from spectra_lightning.loggers import log_final_report
+from spectra_lightning.analysis import plots
+from spectra_lightning.analysis.loggers import log_final_report
+from spectra_lightning.callbacks.latent_figures import latent_figures
+from spectra_lightning.common.files import write_atomic
+from spectra_lightning.common.run_layout import figures_dir, report_file
 from spectra_lightning.metrics.baselines import LabelFreeBaselines
 from spectra_lightning.metrics.latent import MAD_THRESHOLD
 from spectra_lightning.metrics.report import format_summary, latent_report
 from spectra_lightning.metrics.torchmetric import LatentCodes
-from spectra_lightning.run_layout import figures_dir, report_file
-
-from .latent_figures import latent_figures
 
 
 class LatentMetrics(L.Callback):
@@ -77,7 +76,6 @@ class LatentMetrics(L.Callback):
         # baseline features of evaluated spectra by row, with the flux sum they were computed from: the validation
         # set is the same every epoch (its augmentation too), and its CCF is most of a validation batch's metrics
         self._features: dict[int, tuple[float, np.ndarray]] = {}
-        self.pending_test = False  # the final report waits for the test loop
         self.last_validation: dict | None = None  # the last evaluated validation epoch, for sweeps
         self.fit_metrics: dict[str, float] = {}  # the last validation's val/loss and val/objective
         self.metric: LatentCodes | None = None
@@ -268,11 +266,12 @@ class LatentMetrics(L.Callback):
             for key in ("loss", "objective")
             if f"val/{key}" in trainer.callback_metrics
         }
-        dm = trainer.datamodule
-        self.pending_test = bool(self.final_report and len(getattr(dm, "splits", {}).get("test", [])))
-        if self.pending_test or not (self.final_report and trainer.is_global_zero and self.last_codes is not None):
+        # with a test split, `fit` runs the test loop next and the final report is the test split's
+        # (on_test_epoch_end); without one it is the last validation's
+        if getattr(trainer.datamodule, "has_test_split", False):
             return
-        self._final_report(trainer, pl_module, self.last_codes, "val")
+        if self.final_report and trainer.is_global_zero and self.last_codes is not None:
+            self._final_report(trainer, pl_module, self.last_codes, "val")
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         self.on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
@@ -283,7 +282,6 @@ class LatentMetrics(L.Callback):
         codes = self.metric.codes()  # a collective
         if trainer.is_global_zero:
             self._final_report(trainer, pl_module, codes, "test")
-        self.pending_test = False
 
     def _final_report(self, trainer, pl_module, codes: dict, split: str) -> None:
         fit_seconds = time.perf_counter() - self._fit_start

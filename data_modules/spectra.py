@@ -16,16 +16,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from spectra_lightning.batch import Item
-from spectra_lightning.errors import ConfigError
-from spectra_lightning.files import write_atomic
-from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.lock import StoreLockedError
-from spectra_lightning.run_layout import split_file
+from spectra_lightning.common.errors import ConfigError
+from spectra_lightning.common.files import write_atomic
+from spectra_lightning.common.run_layout import split_file
+from spectra_lightning.data_modules.split import assign_splits
+from spectra_lightning.ingest.synth import SynthSpec, synthesize
+from spectra_lightning.physics.grid import SpectralGrid
+from spectra_lightning.physics.labels import LABELS
 from spectra_lightning.store import SpectraStore, StoreError, fill_masked
-from spectra_lightning.synth import LABELS, SynthSpec, synthesize
-
-from .split import assign_splits
+from spectra_lightning.store.batch import Item
+from spectra_lightning.store.lock import StoreLockedError
 
 
 def cache_dir() -> Path:
@@ -34,7 +34,7 @@ def cache_dir() -> Path:
 
 
 class StoreDataset(Dataset):
-    """Rows of a store as map-style :class:`~spectra_lightning.batch.Item` s (collated into a ``Batch``), with
+    """Rows of a store as map-style :class:`~spectra_lightning.store.batch.Item` s (collated into a ``Batch``), with
     their inverse variances (``ivar``) when the store keeps them."""
 
     def __init__(self, store: SpectraStore, rows: np.ndarray, labels: np.ndarray, in_memory: bool):
@@ -220,6 +220,11 @@ class SpectraDataModule(L.LightningDataModule):
             selection = getattr(self, "selection", None)
             if selection and trainer.logger is not None:
                 trainer.logger.log_hyperparams({"data_selection": selection})
+
+    @property
+    def has_test_split(self) -> bool:
+        """Does the data hold test spectra (after ``setup``)? ``fit`` runs the test loop on them once trained."""
+        return len(self.splits.get("test", [])) > 0
 
     def select(self, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Hook for subclasses that filter the split rows (the default keeps them all)."""

@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-from spectra_lightning.errors import ConfigError
+from spectra_lightning.common.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 

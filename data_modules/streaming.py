@@ -22,12 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from spectra_lightning.batch import Batch
-from spectra_lightning.errors import ConfigError
-from spectra_lightning.nets import DopplerShift
+from spectra_lightning.common.errors import ConfigError
+from spectra_lightning.data_modules.spectra import SpectraDataModule
+from spectra_lightning.physics.doppler import DopplerShift
 from spectra_lightning.store import SpectraStore
-
-from .spectra import SpectraDataModule
+from spectra_lightning.store.batch import Batch
 
 _OPS = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _FILTER = re.compile(r"^\s*(\w+)\s*(==|!=|>=|<=|>|<)\s*(.+?)\s*$")
@@ -176,7 +175,7 @@ def worker_share(order: np.ndarray, part: int, parts: int) -> tuple[np.ndarray, 
 
 
 class BlockStream(IterableDataset):
-    """Streaming-wire :class:`~spectra_lightning.batch.Batch` es from a store split, read block by block
+    """Streaming-wire :class:`~spectra_lightning.store.batch.Batch` es from a store split, read block by block
     (a block: rows stored together, see the module docstring); ``flux (B, L)`` in the stored dtype with
     NaN = masked.
 
@@ -355,7 +354,7 @@ class StreamingSpectraDataModule(SpectraDataModule):
         self.selection: dict = {}
 
     def select(self, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .split import split_keys
+        from spectra_lightning.data_modules.split import split_keys
 
         meta = self.store.meta
         out = {}

@@ -29,7 +29,7 @@ def _offline(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory):
     """160 noisy spectra on the 512-px test grid, 2 epochs per star."""
-    from spectra_lightning.synth import SynthSpec, synthesize
+    from spectra_lightning.ingest.synth import SynthSpec, synthesize
 
     path = tmp_path_factory.mktemp("stores") / "tiny.zarr"
     synthesize(str(path), SynthSpec(n=160, seed=3, grid="tiny", spectra_per_star=2), progress=False)

@@ -46,11 +46,11 @@ def tiny_model(weight: float = 0.1, **net) -> dict:
     """The ``model`` section of a seconds-long fit: a 4-node, 5-layer VAE, L1 summed over pixels, constant λ."""
     return {
         "net": {
-            "class_path": "spectra_lightning.nets.ConvAutoencoder",
+            "class_path": "spectra_lightning.model.nets.ConvAutoencoder",
             "init_args": {"latent_dim": 4, "depth": 5, **net},
         },
-        "loss": {"class_path": "spectra_lightning.losses.AbsoluteError", "init_args": {"normalisation": "sum"}},
-        "kl_schedule": {"class_path": "spectra_lightning.kl_schedules.Constant", "init_args": {"weight": weight}},
+        "loss": {"class_path": "spectra_lightning.model.losses.AbsoluteError", "init_args": {"normalisation": "sum"}},
+        "kl_schedule": {"class_path": "spectra_lightning.model.kl_schedules.Constant", "init_args": {"weight": weight}},
     }
 
 
@@ -233,8 +233,8 @@ def ddp_fit_checks(tmp_path, store: str) -> Path:
 
     import numpy as np
 
+    from spectra_lightning.analysis.encode import encode
     from spectra_lightning.data_modules.split import assign_splits
-    from spectra_lightning.encode import encode
     from spectra_lightning.metrics.report import latent_report
     from spectra_lightning.store import SpectraStore
 

@@ -5,13 +5,13 @@ import sys
 
 import pytest
 
-from spectra_lightning import cli
+from spectra_lightning.cli import commands as cli
 
 # Allocate and free a step's worth of few-MB arrays again and again, touching every page; print the minor page
 # faults of the last 20 rounds. argv[1] == "1": keep_freed_memory() first.
 PROBE = """
 import resource, sys
-from spectra_lightning.allocator import keep_freed_memory
+from spectra_lightning.common.allocator import keep_freed_memory
 took = keep_freed_memory() if sys.argv[1] == "1" else None
 import numpy as np
 def rounds(n):

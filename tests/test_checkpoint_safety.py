@@ -17,7 +17,7 @@ OPTIONS = ("net", "loss", "kl_schedule", "optimizer")
 EVIL_MODULE = """
 from pathlib import Path
 Path({marker!r}).touch()
-from spectra_lightning.losses import Reconstruction
+from spectra_lightning.model.losses import Reconstruction
 class Evil(Reconstruction):
     pass
 """
@@ -29,7 +29,7 @@ def hostile_specs(marker: str) -> dict[str, dict]:
         "subprocess.getoutput": {"class_path": "subprocess.getoutput", "init_args": {"cmd": f"touch {marker}"}},
         "builtins.eval": {"class_path": "builtins.eval", "init_args": {"source": f"open({marker!r}, 'w')"}},
         # ours, and a class, but not a subclass of any part's base
-        "not a subclass": {"class_path": "spectra_lightning.lock.WriterLock", "init_args": {"path": marker}},
+        "not a subclass": {"class_path": "spectra_lightning.store.lock.WriterLock", "init_args": {"path": marker}},
         "module not allowed": {"class_path": "evil_parts.Evil", "init_args": {}},
     }
 
@@ -138,7 +138,7 @@ def test_the_network_option_is_typed_as_a_class(trained, capsys):
 
 def test_load_from_checkpoint_reads_as_data(trained, tmp_path):
     """Lightning's ``load_from_checkpoint`` imports and calls a checkpoint's ``_instantiator``; ours reads data."""
-    from spectra_lightning.module import SpectrumAutoencoder
+    from spectra_lightning.model.module import SpectrumAutoencoder
 
     marker = tmp_path / "PWNED"
     checkpoint = torch.load(trained["ckpt"], weights_only=True)

@@ -100,7 +100,7 @@ def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys, caplog):
 def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store, monkeypatch, capfd):
     """No key, no mode: the run is written offline; W&B's run ends, quietly, before the run's summary is
     printed (its footer would bury where to look)."""
-    import spectra_lightning.loggers as loggers
+    import spectra_lightning.analysis.loggers as loggers
 
     printed_before_finish: list[str] = []
     finish = loggers.finish_wandb
@@ -116,7 +116,7 @@ def test_wandb_logger_runs_offline_without_credentials(tmp_path, tiny_store, mon
         max_steps=2,
         log_every_n_steps=1,
         limit_val_batches=1,
-        logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "test"}},
+        logger={"class_path": "spectra_lightning.analysis.loggers.AutoWandbLogger", "init_args": {"project": "test"}},
     )
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)  # no key, no mode: AutoWandbLogger must choose offline
@@ -155,7 +155,7 @@ def test_synth_command_and_its_errors(tmp_path, capsys):
 def test_wandb_gets_the_nested_config_once_and_sweep_names(tmp_path, tiny_store, monkeypatch):
     from lightning.pytorch.loggers import WandbLogger
 
-    from spectra_lightning.loggers import AutoWandbLogger
+    from spectra_lightning.analysis.loggers import AutoWandbLogger
 
     captured, passed = {}, []
     original = AutoWandbLogger.log_config
@@ -172,7 +172,7 @@ def test_wandb_gets_the_nested_config_once_and_sweep_names(tmp_path, tiny_store,
         tiny_store,
         max_steps=1,
         limit_val_batches=1,
-        logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "t"}},
+        logger={"class_path": "spectra_lightning.analysis.loggers.AutoWandbLogger", "init_args": {"project": "t"}},
     )
     overrides = ["--model.kl_schedule.init_args.weight=0.5", "--model.net.init_args.latent_dim=3"]
     assert main(["fit", "--config", str(cfg), *overrides]) == 0
@@ -192,13 +192,13 @@ def test_missing_store_is_one_clear_line(tmp_path, tiny_store, capsys):
 
 
 def test_network_optimizer_and_scheduler_from_yaml(tmp_path, tiny_store):
-    from spectra_lightning.checkpoints import load_model
+    from spectra_lightning.model.checkpoints import load_model
 
     cfg = tiny_config(tmp_path, tiny_store, logger=False, max_epochs=2)
     c = yaml.safe_load(cfg.read_text())
     # no n_pixels: the data's grid length is passed to the class
     c["model"]["net"] = {
-        "class_path": "spectra_lightning.nets.ConvAutoencoder",
+        "class_path": "spectra_lightning.model.nets.ConvAutoencoder",
         "init_args": {"latent_dim": 4, "depth": 3},
     }
     c["model"]["optimizer"] = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01, "weight_decay": 0.25}}
@@ -242,7 +242,7 @@ def test_every_model_option_has_help_text(capsys):
     import inspect
     import re
 
-    from spectra_lightning import kl_schedules, losses, nets
+    from spectra_lightning.model import kl_schedules, losses, nets
 
     with pytest.raises(SystemExit):
         main(["fit", "--help"])

@@ -12,10 +12,11 @@ import torch
 import zarr
 
 from spectra_lightning.cli import main
+from spectra_lightning.cli.training import one_line_error
 from spectra_lightning.data_modules.streaming import BlockStream
-from spectra_lightning.store import DamagedStoreError, SpectraStore, verify
-from spectra_lightning.synth import SynthSpec, synthesize
-from spectra_lightning.trainer_cli import one_line_error
+from spectra_lightning.ingest.synth import SynthSpec, synthesize
+from spectra_lightning.store import DamagedStoreError, SpectraStore
+from spectra_lightning.store.verify import verify
 
 from helpers import tiny_config
 
@@ -133,7 +134,7 @@ def test_verify_does_not_take_lost_checksums_for_an_old_store(store, capsys):
 
 
 def test_a_column_added_later_has_every_chunk(tmp_path):
-    from spectra_lightning.grid import SpectralGrid
+    from spectra_lightning.physics.grid import SpectralGrid
 
     grid = SpectralGrid.named("tiny")
     with SpectraStore.create(tmp_path / "s.zarr", grid, chunk_rows=1000) as s:
@@ -168,9 +169,9 @@ def test_fit_and_encode_stop_in_one_line_on_a_lost_chunk(trained, store, tmp_pat
 
 
 def test_explore_answers_500_with_a_json_error_on_a_damaged_row(trained, store, tmp_path):
-    from spectra_lightning.encode import encode
-    from spectra_lightning.explorer import Explorer
-    from spectra_lightning.explorer_server import make_server
+    from spectra_lightning.analysis.encode import encode
+    from spectra_lightning.explorer.app import Explorer
+    from spectra_lightning.explorer.server import make_server
 
     encode(trained, str(store), tmp_path / "codes.zarr", progress=False)
     flip_header(store)

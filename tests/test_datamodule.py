@@ -3,8 +3,9 @@ import torch
 
 from spectra_lightning.data_modules import SpectraDataModule
 from spectra_lightning.data_modules.split import assign_splits
+from spectra_lightning.ingest.synth import SynthSpec
+from spectra_lightning.physics.labels import LABELS
 from spectra_lightning.store import SpectraStore
-from spectra_lightning.synth import LABELS, SynthSpec
 
 
 def test_split_is_by_star_and_deterministic():
@@ -57,7 +58,7 @@ def test_a_synthetic_store_being_made_by_another_run_is_waited_for(tmp_path, mon
         [
             sys.executable,
             "-c",
-            "import sys, time; from spectra_lightning.lock import WriterLock; "
+            "import sys, time; from spectra_lightning.store.lock import WriterLock; "
             "l = WriterLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(2); l.release()",
             dm.store_path,
         ],

@@ -16,10 +16,10 @@ import torch
 import yaml
 
 from spectra_lightning.cli import main
-from spectra_lightning.explore import resolve_run
-from spectra_lightning.explorer import Explorer, envelope
-from spectra_lightning.explorer_server import make_server
-from spectra_lightning.headless import Chromium, find_chromium
+from spectra_lightning.explorer.app import Explorer, envelope
+from spectra_lightning.explorer.command import resolve_run
+from spectra_lightning.explorer.headless import Chromium, find_chromium
+from spectra_lightning.explorer.server import make_server
 
 from helpers import tiny_model
 
@@ -57,7 +57,7 @@ def run(tmp_path_factory, tiny_store):
     found = resolve_run(tmp)  # a folder of runs resolves to its newest run
     assert found["run"] == tmp / "run" and found["ckpt"].name == "last.ckpt"
     assert found["store"] == str(tiny_store)
-    from spectra_lightning.encode import encode
+    from spectra_lightning.analysis.encode import encode
 
     encode(found["ckpt"], found["store"], found["codes"], progress=False)
     return found
@@ -271,7 +271,7 @@ def test_a_checkpoint_that_carries_code_is_refused_unrun(run, tmp_path, capsys):
 def test_info_loads_when_the_report_skipped_a_label(run, tmp_path):
     report = json.loads((run["run"] / "report.json").read_text()) if (run["run"] / "report.json").exists() else None
     if report is None:  # the fixture's run has no LatentMetrics callback: analyse its codes
-        from spectra_lightning.codes import load_codes
+        from spectra_lightning.analysis.codes import load_codes
         from spectra_lightning.metrics.report import latent_report
 
         c = load_codes(run["codes"])
@@ -346,7 +346,7 @@ def test_neighbours_k_is_bounded(served):
 
 
 def test_info_sends_the_real_threshold_and_no_local_paths(run, tmp_path):
-    from spectra_lightning.analyze import analyze
+    from spectra_lightning.analysis.analyze import analyze
 
     analyze(run["codes"], None, tmp_path, figures=False, threshold=0.05)
     info = Explorer(run["ckpt"], run["codes"], run["store"], tmp_path / "report.json").info()
@@ -410,7 +410,7 @@ def test_a_non_ascii_token_is_refused_and_an_idle_connection_closed(served):
 
 
 def test_ip_literals_off_loopback_must_be_this_machines():
-    from spectra_lightning.explorer_server import host_allowed
+    from spectra_lightning.explorer.server import host_allowed
 
     mine = {"192.0.2.10"}
     assert host_allowed("192.0.2.10:8050", set(), 8050, mine) and host_allowed("127.0.0.1:8050", set(), 8050, mine)
@@ -419,8 +419,8 @@ def test_ip_literals_off_loopback_must_be_this_machines():
 
 
 def test_serving_off_loopback_warns_and_prints_a_token_url(run, monkeypatch, capsys):
-    import spectra_lightning.explore as explore_cli
-    from spectra_lightning.explorer_server import ExplorerServer
+    import spectra_lightning.explorer.command as explore_cli
+    from spectra_lightning.explorer.server import ExplorerServer
 
     monkeypatch.setattr(explore_cli, "is_loopback", lambda host: False)  # as if bound to 0.0.0.0; no real exposure
     monkeypatch.setattr(ExplorerServer, "serve_forever", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
@@ -436,10 +436,10 @@ def test_serving_off_loopback_warns_and_prints_a_token_url(run, monkeypatch, cap
 
 def test_a_log_grid_run_explores_on_its_own_wavelengths_with_vacuum_presets(tmp_path):
     """A run on a vacuum log grid (as SDSS's): the wavelength axis is the grid's, the line presets in vacuum."""
-    from spectra_lightning.encode import encode
-    from spectra_lightning.grid import SpectralGrid, air_to_vacuum
-    from spectra_lightning.lines import WINDOWS
-    from spectra_lightning.synth import SynthSpec, synthesize
+    from spectra_lightning.analysis.encode import encode
+    from spectra_lightning.ingest.synth import SynthSpec, synthesize
+    from spectra_lightning.physics.grid import SpectralGrid, air_to_vacuum
+    from spectra_lightning.physics.lines import WINDOWS
 
     grid_spec = "log:5100:5450:3e-5:1024"  # Mg b and the Fe I windows, vacuum
     store = tmp_path / "log.zarr"

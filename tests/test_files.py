@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from spectra_lightning.files import write_csv
+from spectra_lightning.common.files import write_csv
 
 
 def test_a_table_has_every_rows_columns_and_replaces_the_old_one_only_when_complete(tmp_path):

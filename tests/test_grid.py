@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from spectra_lightning.grid import CCD_GAP, GRIDS, SpectralGrid
+from spectra_lightning.physics.grid import CCD_GAP, GRIDS, SpectralGrid
 
 
 def test_harps_grid_constants():
@@ -148,7 +148,7 @@ def test_a_spectrum_on_the_lattice_is_placed_pixel_for_pixel():
 def test_a_doppler_shift_on_a_log_grid_is_a_translation():
     import torch
 
-    from spectra_lightning.nets import C_KMS, DopplerShift
+    from spectra_lightning.physics.doppler import C_KMS, DopplerShift
 
     g = SpectralGrid.named("sdss")
     wave = g.wavelength
@@ -166,7 +166,7 @@ def test_resampled_variance_matches_the_scatter_of_resampled_noise(grid_name, st
     """Ground truth by simulation: resample many noise draws of known per-pixel σ; the spread of the outputs is
     what ``variance=True`` predicts (box mean for a finer input, interpolation for a coarser one, a copy on the
     lattice)."""
-    from spectra_lightning.grid import GRIDS
+    from spectra_lightning.physics.grid import GRIDS
 
     grid = GRIDS[grid_name]
     rng = np.random.default_rng(1)
@@ -213,7 +213,7 @@ def test_flux_conserving_resampling_keeps_a_narrow_lines_equivalent_width(kind):
 def test_rebinning_conserves_the_total_flux_over_the_overlap():
     """Σ output × width over the output pixels equals the integral of the (piecewise-constant) input over the
     same span, to rounding, on an irregular input with a gap; outputs that reach into the gap are NaN."""
-    from spectra_lightning.grid import input_edges, rebin
+    from spectra_lightning.physics.grid import input_edges, rebin
 
     rng = np.random.default_rng(3)
     wave = 6000.0 + np.cumsum(rng.uniform(0.05, 0.09, 4000))

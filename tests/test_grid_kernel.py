@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from spectra_lightning import grid_kernel
-from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.ingest import on_grid_row
-from spectra_lightning.readers import read_spectrum
+from spectra_lightning.ingest.placement import on_grid_row
+from spectra_lightning.ingest.readers import read
+from spectra_lightning.physics import grid_kernel
+from spectra_lightning.physics.grid import SpectralGrid
 
 from helpers import real_file
 
@@ -123,7 +123,7 @@ def test_placement_declines_unsorted_or_nan_wavelengths():
 )
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
 def test_compiled_rows_equal_the_numpy_rows(rel, dtype, monkeypatch):
-    spec = read_spectrum(real_file(rel))
+    spec = read(real_file(rel))[0]
     compiled = on_grid_row(spec, HARPS, dtype)
     monkeypatch.setattr(grid_kernel, "available", False)
     reference = on_grid_row(spec, HARPS, dtype)

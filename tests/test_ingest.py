@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.ingest import ingest
+from spectra_lightning.ingest.pipeline import ingest
+from spectra_lightning.physics.grid import SpectralGrid
 from spectra_lightning.store import SpectraStore
 
 from helpers import REAL, harps_spectra, ingest_cmd, kill_when_rows, real_file
@@ -139,20 +139,20 @@ def test_other_instruments_land_at_the_right_wavelengths(tmp_path, rel):
 
 
 def test_nm_units_are_converted():
-    from spectra_lightning.readers import read_spectrum
+    from spectra_lightning.ingest.readers import read
 
-    spec = read_spectrum(real_file("other/gbs/NARVAL_HD22879.fits"))
+    spec = read(real_file("other/gbs/NARVAL_HD22879.fits"))[0]
     assert spec.wave[0] == pytest.approx(4800.0) and spec.wave[-1] == pytest.approx(6799.99, abs=0.01)
 
 
 def read_both_ways(path):
-    """``read_spectrum`` parsing only the cards it needs, then the whole header: (Spectrum or reason) each."""
-    from spectra_lightning.readers import RejectError, read_spectrum
+    """``read`` parsing only the cards it needs, then the whole header: (Spectrum or reason) each."""
+    from spectra_lightning.ingest.readers import RejectError, read
 
     out = []
     for all_cards in (False, True):
         try:
-            out.append(read_spectrum(path, all_cards=all_cards))
+            out.append(read(path, all_cards=all_cards)[0])
         except RejectError as e:
             out.append(f"{type(e).__name__}: {e}")
     return out
@@ -198,7 +198,7 @@ def test_damaged_files_get_the_same_outcome_as_a_full_read(tmp_path, damage):
 
 
 def test_needed_cards_are_found_among_thousands_with_long_values(tmp_path):
-    from spectra_lightning.readers import PRIMARY_CARDS
+    from spectra_lightning.ingest.readers import PRIMARY_CARDS
 
     hdu = fits.PrimaryHDU(np.linspace(1.0, 2.0, 500).astype(np.float32))
     for i in range(2000):  # noise before, between and after the needed cards
@@ -285,7 +285,7 @@ def test_rows_through_shared_memory_equal_rows_through_the_pipe(tmp_path, monkey
         "harps/norm_odusseas/HARPS_GJ163.fits",
     ):
         shutil.copy(real_file(rel), d / real_file(rel).name)
-    from spectra_lightning import ingest as ingest_module
+    from spectra_lightning.ingest import pool as ingest_module
 
     ingest([str(d)], str(tmp_path / "shared.zarr"), workers=2, progress=False)
     monkeypatch.setattr(ingest_module, "_shared_slots", lambda *a: None)  # as where processes are not forked
@@ -331,7 +331,7 @@ def test_labels_are_joined_and_unmatched_rows_reported(tmp_path):
 
 
 def test_workers_below_one_is_a_usage_error(tmp_path, capsys):
-    from spectra_lightning.ingest import main
+    from spectra_lightning.ingest.command import main
 
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path), "--output", str(tmp_path / "s.zarr"), "--workers", "0"])
@@ -403,7 +403,7 @@ def test_a_second_writer_is_refused_while_the_first_writes(tmp_path, capsys):
         [
             sys.executable,
             "-c",
-            "import sys, time; from spectra_lightning.store import "
+            "import sys, time; from spectra_lightning.store.spectra_store import "
             "SpectraStore; s = SpectraStore.open(sys.argv[1], mode='a'); print('held', flush=True); "
             "time.sleep(120)",
             str(out),
@@ -424,7 +424,7 @@ def test_a_second_writer_is_refused_while_the_first_writes(tmp_path, capsys):
         holder.wait()
     assert (tmp_path / "s.zarr.lock").exists()
     ingest([str(f) for f in files], str(out), workers=1, progress=False)  # takes the dead writer's lock over
-    from spectra_lightning.store import verify
+    from spectra_lightning.store.verify import verify
 
     result = verify(SpectraStore.open(out))
     assert result["ok"] and result["checked"] == SpectraStore.open(out).n == 2

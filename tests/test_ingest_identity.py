@@ -11,8 +11,10 @@ import pytest
 from astropy.io import fits
 
 from spectra_lightning.cli import main
-from spectra_lightning.ingest import EXIT_ERROR, EXIT_OK, EXIT_REJECTS, ingest
-from spectra_lightning.store import SpectraStore, verify
+from spectra_lightning.ingest.command import EXIT_ERROR, EXIT_OK, EXIT_REJECTS
+from spectra_lightning.ingest.pipeline import ingest
+from spectra_lightning.store import SpectraStore
+from spectra_lightning.store.verify import verify
 
 from helpers import TESTS, linear_fits
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from spectra_lightning.cli import main
-from spectra_lightning.ingest import ingest
-from spectra_lightning.labels import LabelTable, LabelTableError, parse_cell
+from spectra_lightning.ingest.label_table import LabelTable, LabelTableError, parse_cell
+from spectra_lightning.ingest.pipeline import ingest
 from spectra_lightning.store import SpectraStore
 
 from helpers import REAL, real_file

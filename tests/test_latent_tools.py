@@ -151,7 +151,7 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
     g = zarr.open_group(str(codes), mode="r")
     assert g["mu"].shape == (160, 4) and g["logvar"].shape == (160, 4)
     # codes equal the model's own μ
-    from spectra_lightning.checkpoints import load_model
+    from spectra_lightning.model.checkpoints import load_model
     from spectra_lightning.store import SpectraStore
 
     model = load_model(ckpt, torch.device("cpu"))
@@ -201,7 +201,7 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
     r1 = json.loads((tmp_path / "a1/report.json").read_text())
     r2 = json.loads((tmp_path / "a2/report.json").read_text())
     # the store's labels in a training report's order, whatever order the file system lists the columns in
-    from spectra_lightning.synth import LABELS
+    from spectra_lightning.physics.labels import LABELS
 
     names = list(r1["mi"]["ksg"])
     assert names == [n for n in LABELS if n in names] + sorted(set(names) - set(LABELS)) and names[0] == "rv"
@@ -300,7 +300,7 @@ import matplotlib
 matplotlib.use("svg")
 import matplotlib.pyplot as plt
 import numpy as np
-from spectra_lightning import plots
+from spectra_lightning.analysis import plots
 from spectra_lightning.metrics.report import latent_report
 rng = np.random.default_rng(0)
 mu = rng.standard_normal((200, 3))
@@ -313,7 +313,7 @@ print(matplotlib.get_backend(), len(plt.get_fignums()), len(figs))
 
 
 def test_envelope_draws_the_same_line_with_fewer_points():
-    from spectra_lightning.plots import envelope
+    from spectra_lightning.analysis.plots import envelope
 
     x = np.arange(327_680.0)
     y = np.sin(x / 40.0) + 1e-3 * np.random.default_rng(0).normal(size=x.size)

@@ -11,8 +11,8 @@ import zarr
 from astropy.io import fits
 
 from spectra_lightning.cli import main
-from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.ingest import ingest
+from spectra_lightning.ingest.pipeline import ingest
+from spectra_lightning.physics.grid import SpectralGrid
 from spectra_lightning.store import SpectraStore
 
 from helpers import real_file
@@ -179,7 +179,7 @@ def test_the_miles_recipe_fits_a_subset_and_the_grid_flows_into_encode(miles_sto
     assert SpectralGrid(**codes.attrs["grid"]) == SpectralGrid.named("miles")
     # a store of another grid is refused by this model in one line
     other = tmp_path / "q.zarr"
-    from spectra_lightning.synth import SynthSpec, synthesize
+    from spectra_lightning.ingest.synth import SynthSpec, synthesize
 
     synthesize(str(other), SynthSpec(n=8, grid="quickstart"), progress=False)
     capsys.readouterr()
@@ -193,10 +193,10 @@ def test_the_miles_recipe_fits_a_subset_and_the_grid_flows_into_encode(miles_sto
 
 def test_a_harps_file_on_the_miles_grid_is_masked_outside_its_coverage():
     g = SpectralGrid.named("miles")
-    from spectra_lightning.ingest import on_grid_row
-    from spectra_lightning.readers import read_spectrum
+    from spectra_lightning.ingest.placement import on_grid_row
+    from spectra_lightning.ingest.readers import read
 
-    spec = read_spectrum(real_file("harps/adp/ADP.2014-09-16T11:04:45.123.fits"))
+    spec = read(real_file("harps/adp/ADP.2014-09-16T11:04:45.123.fits"))[0]
     row, n, _ = on_grid_row(spec, g, "float32")
     w = g.wavelength
     inside = (w >= spec.wave.min()) & (w <= spec.wave.max()) & g.valid

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from spectra_lightning.errors import ConfigError
-from spectra_lightning.kl_schedules import CapacityAnnealing, Constant, LinearWarmup
-from spectra_lightning.losses import AbsoluteError, Reconstruction, SquaredError
+from spectra_lightning.common.errors import ConfigError
 from spectra_lightning.metrics.latent import kl_to_prior
-from spectra_lightning.module import SpectrumAutoencoder
-from spectra_lightning.nets import ConvAutoencoder
+from spectra_lightning.model.kl_schedules import CapacityAnnealing, Constant, LinearWarmup
+from spectra_lightning.model.losses import AbsoluteError, Reconstruction, SquaredError
+from spectra_lightning.model.module import SpectrumAutoencoder
+from spectra_lightning.model.nets import ConvAutoencoder
 
-NET = {"class_path": "spectra_lightning.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 4}}
+NET = {"class_path": "spectra_lightning.model.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 4}}
 
 
 def small(**kw):
@@ -127,9 +127,9 @@ def test_eval_step_returns_the_codes_of_the_batch():
 )
 def test_checkpoints_of_older_formats_load_and_encode_the_same(tmp_path, fixture, hparams):
     """tests/data/<fixture>.ckpt and the .npz of what it gave then for three inputs: read through today's parts."""
-    from spectra_lightning.checkpoints import load_model
-    from spectra_lightning.legacy import upgrade_hparams
-    from spectra_lightning.module import CHECKPOINT_FORMAT
+    from spectra_lightning.model.checkpoint_file import CHECKPOINT_FORMAT
+    from spectra_lightning.model.checkpoints import load_model
+    from spectra_lightning.model.legacy import upgrade_hparams
 
     data = Path(__file__).parent / "data"
     old = torch.load(data / f"{fixture}.ckpt", weights_only=True)
@@ -148,7 +148,7 @@ def test_checkpoints_of_older_formats_load_and_encode_the_same(tmp_path, fixture
     if fixture == "format1_tiny_warp":  # the schedule and loss come back as the parts they were
         up = upgrade_hparams(old["hyper_parameters"])
         assert up["kl_schedule"] == {
-            "class_path": "spectra_lightning.kl_schedules.CapacityAnnealing",
+            "class_path": "spectra_lightning.model.kl_schedules.CapacityAnnealing",
             "init_args": {
                 "weight": 6.0,
                 "capacity": 2.0,
@@ -167,7 +167,7 @@ def test_checkpoints_of_older_formats_load_and_encode_the_same(tmp_path, fixture
 
 
 def test_an_old_schedule_that_mixes_units_is_refused_in_one_line():
-    from spectra_lightning.legacy import upgrade_hparams
+    from spectra_lightning.model.legacy import upgrade_hparams
 
     with pytest.raises(ConfigError, match="mixes fractions and steps"):
         upgrade_hparams({"kl_weight": 1.0, "kl_warmup_start": 500, "kl_warmup_steps": 0.3})
@@ -180,7 +180,7 @@ def test_an_injected_network_is_used_and_checked():
     net = ConvAutoencoder(64, 4, depth=3)
     model = SpectrumAutoencoder(n_pixels=64, net=net)
     assert model.net is net and model.latent_dim == 4
-    spec = {"class_path": "spectra_lightning.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 2}}
+    spec = {"class_path": "spectra_lightning.model.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 2}}
     built = SpectrumAutoencoder(n_pixels=64, net=spec)  # a spec is built with the data's length
     assert built.net.n_pixels == 64 and built.net.depth == 2
     with pytest.raises(ConfigError, match="expected a network"):  # a callable is code, not a part
@@ -258,7 +258,7 @@ def test_the_monitored_objective_means_the_same_in_every_epoch(tmp_path, tiny_st
             nodes = [float(m[f"val/kl_node/{i}"]) for i in range(pl_module.latent_dim)]
             Record.node_sums.append((sum(nodes), float(m["val/kl"])))
 
-    import spectra_lightning.trainer_cli as cli
+    import spectra_lightning.cli.training as cli
 
     original = cli.SpectraCLI._instantiate_trainer
     cli.SpectraCLI._instantiate_trainer = lambda self, config, callbacks: original(self, config, [*callbacks, Record()])
@@ -287,9 +287,9 @@ def test_an_injected_network_is_rebuilt_from_its_checkpoint(tmp_path, monkeypatc
     a net that cannot say how to rebuild it is refused."""
     import lightning as L
 
-    from spectra_lightning.checkpoints import load_model
-    from spectra_lightning.errors import ConfigError
-    from spectra_lightning.nets import ConvAutoencoder
+    from spectra_lightning.common.errors import ConfigError
+    from spectra_lightning.model.checkpoints import load_model
+    from spectra_lightning.model.nets import ConvAutoencoder
 
     torch.manual_seed(0)
     model = SpectrumAutoencoder(
@@ -361,8 +361,8 @@ def test_a_new_loss_is_one_class_named_in_the_config(tmp_path, tiny_store, capsy
 def test_chi_squared_weighs_each_pixel_by_its_inverse_variance():
     """Ground truth: residuals of exactly 1σ give χ² = the number of usable pixels; a pixel of zero ivar (or a
     masked one) counts nothing; without ivar in the batch the loss says what it needs, in one line."""
-    from spectra_lightning.batch import finish_batch
-    from spectra_lightning.losses import ChiSquared
+    from spectra_lightning.model.losses import ChiSquared
+    from spectra_lightning.store.batch import finish_batch
 
     flux = torch.ones(2, 6)
     sigma = torch.tensor([[0.1, 0.2, 0.5, 1.0, 2.0, 0.1], [0.3] * 6])
@@ -384,8 +384,8 @@ def test_spectra_that_weigh_nothing_in_the_loss_are_warned_about_once():
     """A ChiSquared batch whose ivar is all zero for a spectrum trained it on the KL term alone, silently."""
     import lightning as L
 
-    from spectra_lightning.errors import WeightlessSpectraWarning
-    from spectra_lightning.losses import ChiSquared
+    from spectra_lightning.common.errors import WeightlessSpectraWarning
+    from spectra_lightning.model.losses import ChiSquared
 
     torch.manual_seed(0)
     model = SpectrumAutoencoder(net=NET, n_pixels=64, loss=ChiSquared("sum"))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from spectra_lightning.errors import ConfigError
-from spectra_lightning.nets import (
+from spectra_lightning.common.errors import ConfigError
+from spectra_lightning.model.nets import (
     ConvAutoencoder,
     PhaseConvTranspose1d,
     SingleInputConv1d,
@@ -47,8 +47,8 @@ def test_any_length_is_padded_to_one_the_depth_accepts():
 
 
 def test_doppler_shift_moves_a_line_by_v_over_c():
-    from spectra_lightning.grid import GRIDS
-    from spectra_lightning.nets import C_KMS, DopplerShift
+    from spectra_lightning.physics.doppler import C_KMS, DopplerShift
+    from spectra_lightning.physics.grid import GRIDS
 
     wave = GRIDS["quickstart"].wavelength
     line = 1 - 0.6 * np.exp(-0.5 * ((wave - 5200.0) / 0.2) ** 2)
@@ -64,11 +64,11 @@ def test_doppler_shift_moves_a_line_by_v_over_c():
 
 
 def test_doppler_node_shifts_the_decoded_spectrum():
-    from spectra_lightning.grid import GRIDS
-    from spectra_lightning.module import SpectrumAutoencoder
+    from spectra_lightning.model.module import SpectrumAutoencoder
+    from spectra_lightning.physics.grid import GRIDS
 
     grid = GRIDS["tiny"]
-    net = {"class_path": "spectra_lightning.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 5}}
+    net = {"class_path": "spectra_lightning.model.nets.ConvAutoencoder", "init_args": {"latent_dim": 4, "depth": 5}}
     net["init_args"] |= {"doppler_node": 2, "doppler_scale": 30.0}
     m = SpectrumAutoencoder(net=net, n_pixels=grid.length, grid=grid.describe())
     z = torch.zeros(2, 4)
@@ -85,7 +85,7 @@ def test_doppler_node_shifts_the_decoded_spectrum():
 
 
 def test_warp_moves_a_line_by_its_displacement_field():
-    from spectra_lightning.nets import Warp
+    from spectra_lightning.model.nets import Warp
 
     n = 400
     x = torch.arange(n, dtype=torch.float32)
@@ -109,8 +109,9 @@ def test_warp_moves_a_line_by_its_displacement_field():
 
 def test_the_warp_contains_the_doppler_shift_on_a_linear_grid():
     """What the quickstart builds in: one code direction with knot values ∝ λ_k is DopplerShift."""
-    from spectra_lightning.grid import GRIDS
-    from spectra_lightning.nets import C_KMS, DopplerShift, Warp
+    from spectra_lightning.model.nets import Warp
+    from spectra_lightning.physics.doppler import C_KMS, DopplerShift
+    from spectra_lightning.physics.grid import GRIDS
 
     wave = GRIDS["quickstart"].wavelength
     n = len(wave)
@@ -153,8 +154,8 @@ def test_the_warp_is_off_by_default_and_adds_only_its_coefficients():
 def test_the_doppler_shift_keeps_its_precision_on_long_grids(grid):
     """Against numpy's float64 interpolation at λ/(1+v/c): float32 throughout, yet errors stay at float32's
     level on the full 327,680-px grid (reading positions as i − d in float32 gave 1.5 % of a pixel step there)."""
-    from spectra_lightning.grid import C_KMS, GRIDS
-    from spectra_lightning.nets import DopplerShift
+    from spectra_lightning.physics.doppler import DopplerShift
+    from spectra_lightning.physics.grid import C_KMS, GRIDS
 
     wave = GRIDS[grid].wavelength
     flux = np.random.default_rng(0).random((2, len(wave))).astype(np.float32)
@@ -237,9 +238,9 @@ def test_a_compiled_network_gives_the_eager_loss_and_gradients():
     time): the module's training loss and every parameter's gradient equal the eager network's to float32 rounding."""
     import copy
 
-    from spectra_lightning.kl_schedules import LinearWarmup
-    from spectra_lightning.losses import SquaredError
-    from spectra_lightning.module import SpectrumAutoencoder
+    from spectra_lightning.model.kl_schedules import LinearWarmup
+    from spectra_lightning.model.losses import SquaredError
+    from spectra_lightning.model.module import SpectrumAutoencoder
 
     torch.manual_seed(0)
     eager = SpectrumAutoencoder(

@@ -37,8 +37,8 @@ def test_the_wheel_claims_only_the_spectra_lightning_name(tmp_path):
         sources |= {f"spectra_lightning/{folder}/{p.relative_to(REPO / folder)}" for p in (REPO / folder).rglob("*.py")}
     sources = {name for name in sources if "__pycache__" not in name}
     assert sources - set(names) == set()
-    assert {"spectra_lightning/readers/sdss.py", "spectra_lightning/py.typed"} <= set(names)
-    assert "spectra_lightning/explorer_static/index.html" in names
+    assert {"spectra_lightning/ingest/readers/sdss.py", "spectra_lightning/py.typed"} <= set(names)
+    assert "spectra_lightning/explorer/static/index.html" in names
 
 
 def test_an_old_config_naming_top_level_packages_still_runs_with_a_warning(tmp_path, tiny_store):

@@ -35,7 +35,7 @@ def test_ctrl_c_leaves_a_current_last_ckpt(tmp_path, tiny_store, capsys, monkeyp
             if trainer.global_step == 3:
                 raise KeyboardInterrupt
 
-    from spectra_lightning import trainer_cli
+    from spectra_lightning.cli import training as trainer_cli
 
     original = trainer_cli.SpectraCLI._instantiate_trainer
     monkeypatch.setattr(

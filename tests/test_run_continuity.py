@@ -39,7 +39,7 @@ def test_resume_continues_the_run_its_wandb_run_its_split_and_its_data_order(tmp
     from spectra_lightning.cli import main
 
     monkeypatch.chdir(tmp_path)
-    logger = {"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "t"}}
+    logger = {"class_path": "spectra_lightning.analysis.loggers.AutoWandbLogger", "init_args": {"project": "t"}}
     checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
     cfg = write_config(
         tmp_path / "cont.yaml",
@@ -86,9 +86,9 @@ def test_no_training_batch_for_a_rank_fails_in_one_line(tmp_path):
     """What a 2-rank DDP run of too few spectra says (the DataModule asks the trainer for its world size)."""
     from types import SimpleNamespace
 
+    from spectra_lightning.common.errors import ConfigError
     from spectra_lightning.data_modules import SpectraDataModule
-    from spectra_lightning.errors import ConfigError
-    from spectra_lightning.synth import SynthSpec, synthesize
+    from spectra_lightning.ingest.synth import SynthSpec, synthesize
 
     store = tmp_path / "s96.zarr"
     synthesize(str(store), SynthSpec(n=96, seed=5, grid="tiny"), progress=False)
@@ -149,7 +149,10 @@ def test_an_infinite_pixel_never_reaches_the_loss_and_a_non_finite_loss_stops_th
         {**common, "default_root_dir": str(tmp_path / "nan")},
         model={
             "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e12}},
-            "kl_schedule": {"class_path": "spectra_lightning.kl_schedules.Constant", "init_args": {"weight": 1e12}},
+            "kl_schedule": {
+                "class_path": "spectra_lightning.model.kl_schedules.Constant",
+                "init_args": {"weight": 1e12},
+            },
         },
         callbacks=[metrics],
     )
@@ -179,7 +182,7 @@ def test_the_recipes_rewrite_last_ckpt_every_epoch_even_when_the_validation_loss
         model={  # weights ~frozen, λ rising
             "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-9}},
             "kl_schedule": {
-                "class_path": "spectra_lightning.kl_schedules.LinearWarmup",
+                "class_path": "spectra_lightning.model.kl_schedules.LinearWarmup",
                 "init_args": {"weight": 10.0, "length": 0.99},
             },
         },
@@ -224,7 +227,7 @@ def test_a_resume_that_contradicts_its_checkpoint_or_ends_before_it_is_one_line(
 def test_two_fits_into_one_run_directory_never_collide(tmp_path, tiny_store):
     """Two fits into one --trainer.default_root_dir at the same time both exited 0 with one run's files left:
     the second is refused in one line while the first runs (and the first finishes whole)."""
-    from spectra_lightning.run_layout import new_run_dir
+    from spectra_lightning.common.run_layout import new_run_dir
 
     run = tmp_path / "shared_run"
     cfg = write_config(

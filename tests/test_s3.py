@@ -17,8 +17,8 @@ import uuid
 import numpy as np
 import pytest
 
+from spectra_lightning.ingest.synth import SynthSpec, synthesize
 from spectra_lightning.store import SpectraStore
-from spectra_lightning.synth import SynthSpec, synthesize
 
 from helpers import ddp_fit_checks, harps_spectra, ingest_cmd, kill_when_rows, run_cli, streaming_config
 
@@ -127,7 +127,7 @@ def test_two_process_ddp_fit_streams_from_the_bucket_and_encode_reads_it(tmp_pat
     ckpt = next((run / "checkpoints").glob("*.ckpt"))
     args = ["encode", "--ckpt", str(ckpt), "--store", str(local), "--output", str(tmp_path / "l.zarr"), "--quiet"]
     assert main(args) == 0
-    from spectra_lightning.codes import load_codes
+    from spectra_lightning.analysis.codes import load_codes
 
     remote, local_codes = load_codes(tmp_path / "codes.zarr"), load_codes(tmp_path / "l.zarr")
     assert remote["mu"].shape == (one_per_star.n, 4)

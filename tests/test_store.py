@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import zarr
 
-from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.lock import StoreLockedError
-from spectra_lightning.store import SpectraStore, StoreError, verify
+from spectra_lightning.physics.grid import SpectralGrid
+from spectra_lightning.store import SpectraStore, StoreError
+from spectra_lightning.store.lock import StoreLockedError
+from spectra_lightning.store.verify import verify
 
 GRID = SpectralGrid.named("tiny")
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from spectra_lightning.batch import finish_batch
 from spectra_lightning.data_modules import StreamingSpectraDataModule
 from spectra_lightning.data_modules.streaming import (
     Augment,
@@ -22,9 +21,10 @@ from spectra_lightning.data_modules.streaming import (
     one_per_object,
     worker_share,
 )
-from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.ingest.synth import C_KMS, render
+from spectra_lightning.physics.grid import SpectralGrid
 from spectra_lightning.store import SpectraStore
-from spectra_lightning.synth import C_KMS, render
+from spectra_lightning.store.batch import finish_batch
 
 from helpers import ddp_fit_checks, streaming_config
 
@@ -201,7 +201,7 @@ def test_noise_and_masking_augmentations():
 
 @pytest.mark.slow  # the default suite runs these checks from a bucket (test_s3.py): one DDP fit, not two
 def test_two_process_ddp_sees_each_training_spectrum_once_per_epoch_and_reports_the_whole_test_split(tmp_path):
-    from spectra_lightning.synth import SynthSpec, synthesize
+    from spectra_lightning.ingest.synth import SynthSpec, synthesize
 
     store = tmp_path / "one_per_star.zarr"  # one spectrum per star: a split of odd size exists
     synthesize(str(store), SynthSpec(n=120, seed=4, grid="tiny"), progress=False)

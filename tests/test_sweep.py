@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
+from spectra_lightning.analysis.sweep import command, draw, load_sweep, report, run_sweep
 from spectra_lightning.cli import main
-from spectra_lightning.sweep import command, draw, load_sweep, report, run_sweep
-from spectra_lightning.synth import SynthSpec, synthesize
+from spectra_lightning.ingest.synth import SynthSpec, synthesize
 
 from helpers import tiny_model
 
@@ -28,7 +28,7 @@ def harps_store(tmp_path_factory):
     synthesize(str(path), SynthSpec(n=4, seed=1, grid="harps"), progress=False)
     synthesize(str(path.with_name("m.zarr")), SynthSpec(n=8, seed=1, grid="miles"), progress=False)
     # eight rows on the SDSS log grid with inverse variances, as an ingest of survey files leaves them
-    from spectra_lightning.grid import SpectralGrid
+    from spectra_lightning.physics.grid import SpectralGrid
     from spectra_lightning.store import SpectraStore
 
     grid = SpectralGrid.named("sdss")
@@ -78,16 +78,16 @@ def overrides_for(config: Path, harps_store) -> list[str]:
 
 def built_models(monkeypatch) -> list[dict]:
     """The hyper-parameters (each part as class_path + init_args) of every model a `fit` builds, as it trains."""
-    import spectra_lightning.trainer_cli as cli
+    import spectra_lightning.cli.training as cli
 
     seen: list[dict] = []
-    original = cli.SpectraCLI.before_fit
+    original = cli.prepare_fit
 
-    def spy(self):
-        seen.append(dict(self.model.hparams))
-        original(self)
+    def spy(built):
+        seen.append(dict(built.model.hparams))
+        original(built)
 
-    monkeypatch.setattr(cli.SpectraCLI, "before_fit", spy)
+    monkeypatch.setattr(cli, "prepare_fit", spy)
     return seen
 
 

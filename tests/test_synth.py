@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from spectra_lightning.grid import SpectralGrid
+from spectra_lightning.ingest.synth import C_KMS, SynthSpec, draw_labels, render, synthesize
+from spectra_lightning.physics.grid import SpectralGrid
 from spectra_lightning.store import SpectraStore
-from spectra_lightning.synth import C_KMS, SynthSpec, draw_labels, render, synthesize
 
 
 def one(**labels):

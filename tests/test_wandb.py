@@ -24,7 +24,7 @@ def test_offline_run_holds_per_epoch_scalars_final_tables_summary_and_artifacts(
         tmp_path,
         tiny_store,
         max_epochs=2,
-        logger={"class_path": "spectra_lightning.loggers.AutoWandbLogger", "init_args": {"project": "test"}},
+        logger={"class_path": "spectra_lightning.analysis.loggers.AutoWandbLogger", "init_args": {"project": "test"}},
         callbacks=[*checkpoints, metrics],
     )
     assert main(["fit", "--config", str(cfg)]) == 0

@@ -82,7 +82,7 @@ class MITrajectory(L.Callback):
 
 
 def figure(rows: list[dict], path: Path) -> None:
-    from spectra_lightning.plots import subplots
+    from spectra_lightning.analysis.plots import subplots
 
     steps = [r["step"] for r in rows]
     fig, ax = subplots(figsize=(7, 3.6))
@@ -106,7 +106,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers")
     p.add_argument("--out", required=True, help="folder for the CSV and the figure (docs/results for the record)")
     a = p.parse_args()
-    from spectra_lightning.cli import main as cli
+    from spectra_lightning.cli import commands as cli
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spectra_lightning import synth
-from spectra_lightning.files import write_csv
-from spectra_lightning.grid import SpectralGrid
-from spectra_lightning.synth import SynthSpec, draw_labels, render
+from spectra_lightning.common.files import write_csv
+from spectra_lightning.ingest import synth
+from spectra_lightning.ingest.synth import SynthSpec, draw_labels, render
+from spectra_lightning.physics.grid import SpectralGrid
 
 ROWS = [  # name, SynthSpec overrides, weak-line density factor
     ("quickstart, RV ±2.5 km/s", {"rv_max": 2.5}, 1),
@@ -95,7 +95,7 @@ def store_rows(path: str, kms: float, seed: int) -> list[dict]:
     """The store's spectra with injected velocities; and the quickstart's, at rest and at their v, beside them."""
     import torch
 
-    from spectra_lightning.nets import DopplerShift
+    from spectra_lightning.physics.doppler import DopplerShift
     from spectra_lightning.store import SpectraStore
 
     store = SpectraStore.open(path)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from spectra_lightning.files import replacing
-from spectra_lightning.legacy import model_settings
+from spectra_lightning.common.files import replacing
+from spectra_lightning.model.legacy import model_settings
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -26,9 +26,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import spearmanr
 
-from spectra_lightning.encode import encode
-from spectra_lightning.explore import resolve_run
-from spectra_lightning.ingest import ingest
+from spectra_lightning.analysis.encode import encode
+from spectra_lightning.explorer.command import resolve_run
+from spectra_lightning.ingest.pipeline import ingest
 from spectra_lightning.store import SpectraStore
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from spectra_lightning.files import write_atomic, write_csv
+from spectra_lightning.common.files import write_atomic, write_csv
 
 LABELS = ("rv", "teff", "logg", "feh")
 

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import yaml
 
-from spectra_lightning.legacy import model_settings
+from spectra_lightning.model.legacy import model_settings
 
 
 def describe(run: Path) -> dict:

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import yaml
 
-from spectra_lightning.checkpoints import load_model
-from spectra_lightning.files import write_csv
-from spectra_lightning.grid import C_KMS
-from spectra_lightning.legacy import model_settings, upgrade_hparams
+from spectra_lightning.common.files import write_csv
+from spectra_lightning.model.checkpoints import load_model
+from spectra_lightning.model.legacy import model_settings, upgrade_hparams
+from spectra_lightning.physics.grid import C_KMS
 
 
 def sig(x: float) -> float:
@@ -66,13 +66,13 @@ def test_codes(run: Path, model) -> tuple[np.ndarray, dict[str, np.ndarray], flo
     ``Σ(x̂ − x)²`` (unmasked pixels), and the store's grid."""
     import importlib
 
-    from spectra_lightning.batch import finish_batch
+    from spectra_lightning.store.batch import finish_batch
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())["data"]
     module, name = cfg["class_path"].rsplit(".", 1)
     init = dict(cfg["init_args"])
     if init.get("synth"):
-        from spectra_lightning.synth import SynthSpec
+        from spectra_lightning.ingest.synth import SynthSpec
 
         init["synth"] = SynthSpec(**init["synth"])
     dm = getattr(importlib.import_module(module), name)(**init)

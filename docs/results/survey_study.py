@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import yaml
 
-from spectra_lightning.checkpoints import load_model
-from spectra_lightning.files import write_csv
+from spectra_lightning.common.files import write_csv
+from spectra_lightning.model.checkpoints import load_model
 from spectra_lightning.store import SpectraStore, fill_masked
 
 

@@ -1,7 +1,7 @@
 """Latent-space metrics as pure functions over arrays (no Lightning, no torch)."""
 
-from .latent import KL_THRESHOLD, MAD_THRESHOLD, informative_nodes, kl_per_node, mad
-from .mi import (
+from spectra_lightning.metrics.latent import KL_THRESHOLD, MAD_THRESHOLD, informative_nodes, kl_per_node, mad
+from spectra_lightning.metrics.mi import (
     PAPER_BINS,
     best_and_gap,
     best_pair,

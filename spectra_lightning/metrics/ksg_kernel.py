@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..jit import available, njit
+from spectra_lightning.physics.jit import available, njit
 
 __all__ = ["CELL_POINTS", "available", "ksg_pair"]  # available: tests switch paths per module
 

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma, ndtri
 
-from . import ksg_kernel
+from spectra_lightning.metrics import ksg_kernel
 
 PAPER_BINS = (5, 10, 20, 40, 80, 160)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .intervals import half_sample_se, interval, label_intervals
-from .latent import KL_THRESHOLD, MAD_THRESHOLD, informative_nodes
-from .mi import (
+from spectra_lightning.metrics.intervals import half_sample_se, interval, label_intervals
+from spectra_lightning.metrics.latent import KL_THRESHOLD, MAD_THRESHOLD, informative_nodes
+from spectra_lightning.metrics.mi import (
     PAPER_BINS,
     best_and_gap,
     best_pair,

@@ -9,7 +9,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from .report import latent_report
+from spectra_lightning.metrics.report import latent_report
 
 
 class LatentCodes(Metric):

@@ -1,0 +1,160 @@
+"""``explore``: a local web app to move latent nodes, watch the decoded spectrum, and retrieve
+the nearest real spectra (the paper's "sliders" and "RETR-SPECT" pages, offline).
+
+Stack: the standard library's threaded HTTP server, a JSON API, and one static page of
+plain JavaScript drawing on ``<canvas>`` (``static/``). No extra dependency and no
+CDN: a slider move costs one decoder forward plus a few kB of JSON (see
+``docs/explorer.md`` for the measured latency and why not Dash/Panel).
+
+This module is the command (which run, which files, the server's lifetime); :class:`Explorer`
+(``explorer.py``) answers the page's queries, ``explorer_server.py`` puts it behind HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from pathlib import Path
+from typing import cast
+
+from spectra_lightning.common.run_layout import (
+    checkpoint_dir,
+    codes_store,
+    is_run,
+    last_checkpoint,
+    report_file,
+    split_file,
+)
+from spectra_lightning.explorer.app import ExploreError, Explorer
+from spectra_lightning.explorer.server import is_loopback, machine_addresses, make_server, screenshot
+from spectra_lightning.model.parts import add_allow_option, allow_modules
+
+
+def resolve_run(path) -> dict:
+    """A run directory (or a folder of runs: the newest) -> its checkpoint, store, report and codes.
+
+    Uses ``checkpoints/last.ckpt`` (the weights ``report.json`` was computed from) and the store
+    named in ``split.json``; codes are ``codes.zarr`` in the run, made with ``encode`` when missing.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ExploreError(f"{path}: no such run directory")
+    runs = [path] if is_run(path) else sorted((p for p in path.iterdir() if is_run(p)), key=lambda p: p.name)
+    if not runs:
+        raise ExploreError(f"{path}: not a run directory (no checkpoints/ in it or its subfolders)")
+    run = runs[-1]
+    ckpts = sorted(checkpoint_dir(run).glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not ckpts:
+        raise ExploreError(f"{checkpoint_dir(run)}: no checkpoint yet")
+    ckpt = last_checkpoint(run) if last_checkpoint(run).exists() else ckpts[-1]
+    try:
+        store = json.loads(split_file(run).read_text())["store"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        raise ExploreError(
+            f"{run}: no split.json naming the training store; pass --ckpt, --codes and --store"
+        ) from None
+    report = report_file(run)
+    return {
+        "run": run,
+        "ckpt": ckpt,
+        "store": store,
+        "report": report if report.exists() else None,
+        "codes": codes_store(run),
+    }
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m spectra_lightning explore",
+        description="Serve a local web page: sliders over the informative latent nodes decode spectra live; "
+        "a node scatter, the nearest real spectra, MAD stems and the MI table beside them.",
+    )
+    p.add_argument(
+        "--run",
+        help="a run directory of `fit` (or runs/<config>: its newest run); finds the "
+        "checkpoint, store and report, and encodes the store once into RUN/codes.zarr",
+    )
+    p.add_argument("--ckpt", help="checkpoint of a trained model")
+    p.add_argument("--codes", help="codes from `encode` (CODES.zarr)")
+    p.add_argument("--store", help="the store the codes were made from (default: the one named in the codes)")
+    p.add_argument("--report", help="report.json of the run (MAD stems, MI table, informative nodes)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: loopback only); requests must "
+        "name it, an IP address, localhost or this machine in their Host header",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name the page may be opened under (e.g. behind a proxy); repeatable",
+    )
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument(
+        "--no-token",
+        action="store_true",
+        help="off loopback, serve without the access token (anyone who can reach the port sees the page)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (decoding one spectrum is fast on a CPU)")
+    p.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        help="render the page in headless Chromium, save it here and exit "
+        "(for reports; needs a `chromium` on the PATH)",
+    )
+    add_allow_option(p)
+    a = p.parse_args(argv)
+    allow_modules(a.allow_module)
+    if not a.run and not (a.ckpt and a.codes):
+        p.error("give --run RUN_DIR, or --ckpt and --codes")
+    try:
+        if a.run:
+            run = resolve_run(a.run)
+            a.ckpt, a.store, a.report = a.ckpt or run["ckpt"], a.store or run["store"], a.report or run["report"]
+            a.codes = a.codes or run["codes"]
+            if not Path(a.codes).exists():
+                from spectra_lightning.analysis.encode import encode
+
+                print(f"encoding {a.store} with {a.ckpt} -> {a.codes}", flush=True)
+                encode(a.ckpt, a.store, a.codes, device=a.device)
+        explorer = Explorer(a.ckpt, a.codes, a.store, a.report, a.device)
+        exposed = not is_loopback(a.host)
+        token = secrets.token_urlsafe(24) if exposed and not a.no_token else None
+        server = make_server(explorer, a.host, a.port, tuple(a.allow_host), token)
+    except (OSError, ValueError) as e:  # ExploreError, InputError, StoreError are ValueErrors
+        print(f"explore: error: {e}", file=sys.stderr)
+        return 2
+    host, port = cast(tuple[str, int], server.server_address[:2])
+    if a.screenshot:
+        try:
+            screenshot(server, a.screenshot)
+        except (OSError, RuntimeError, TimeoutError) as e:
+            print(f"explore: error: screenshot failed: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {a.screenshot}")
+        return 0
+    if exposed:
+        guard = "without a token (--no-token)" if token is None else "with the access token below"
+        print(f"explore: warning: serving beyond this machine on {host}:{port}, {guard}", file=sys.stderr, flush=True)
+    query = f"?token={token}" if token else ""
+    urls = [f"http://{_url_host(h)}:{port}/{query}" for h in (machine_addresses(a.host) if exposed else [host])]
+    print(
+        f"explorer: {len(explorer.nodes)} informative nodes {explorer.nodes} over {len(explorer.mu):,} codes "
+        f"-> {'  '.join(urls)}  (Ctrl-C to stop)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,40 @@
+"""MaNGA spaxel spectra as the DRP cubes and the DAP's test files give them: image HDUs ``WAVE`` (L,), ``FLUX``,
+``IVAR``, ``MASK`` (N × L) and ``Z`` (N,). One spectrum per row (ids ``…_<row>``); vacuum, 1e-4 dex. A pixel is
+bad where the inverse variance is 0 or the DRP mask has any bit set. ``SRES`` (the resolution) is not kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from spectra_lightning.ingest.readers.survey import Spectrum, base_meta, good_ivar, survey_spectrum
+
+PRODUCT = "manga"
+
+
+def detect(hdul: fits.HDUList, header: fits.Header) -> bool:
+    """Is it this format (``header``: the primary header, perhaps only :data:`~.archive.PRIMARY_CARDS` of it)?"""
+    names = {h.name.upper() for h in hdul}
+    return {"WAVE", "FLUX", "IVAR", "MASK"} <= names and hdul["FLUX"].data is not None and hdul["FLUX"].data.ndim == 2
+
+
+def read(hdul: fits.HDUList, path: Path) -> list[Spectrum]:
+    wave = np.asarray(hdul["WAVE"].data, np.float64)
+    flux = np.asarray(hdul["FLUX"].data, np.float64)
+    ivar = np.asarray(hdul["IVAR"].data, np.float64)
+    mask = np.asarray(hdul["MASK"].data)
+    z = np.asarray(hdul["Z"].data, np.float64) if "Z" in {h.name.upper() for h in hdul} else np.full(len(flux), np.nan)
+    return [
+        survey_spectrum(
+            wave,
+            flux[i],
+            good_ivar(ivar[i], flux[i], mask[i] != 0),
+            "vacuum",
+            1e-4,
+            base_meta(path, PRODUCT, f"_{i}", z=z[i], row=i),
+        )
+        for i in range(len(flux))
+    ]
