@@ -130,7 +130,8 @@ def analyze(
     return report
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The ``analyze`` command's options."""
     p = argparse.ArgumentParser(
         prog="python -m spectra_lightning analyze",
         description="MAD and mutual information of latent codes against labels -> report.json + figures.",
@@ -172,7 +173,12 @@ def main(argv: list[str]) -> int:
         "(default %(default)s, the paper's)",
     )
     p.add_argument("--sigma", type=float, default=5.0, help="label sigma-clipping (default %(default)s)")
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for every node's KSG standard errors")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        help="bootstrap resamples for every node's KSG standard errors (default %(default)s: none)",
+    )
     p.add_argument(
         "--intervals",
         type=int,
@@ -193,6 +199,12 @@ def main(argv: list[str]) -> int:
         "spectra; computed when the codes name a store)",
     )
     p.add_argument("--no-figures", action="store_true", help="write report.json only")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """The ``analyze`` command."""
+    p = parser()
     a = p.parse_args(argv)
     try:
         report = analyze(

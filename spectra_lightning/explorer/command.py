@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
+from spectra_lightning.analysis.encode import encode
 from spectra_lightning.common.run_layout import (
     checkpoint_dir,
     codes_store,
@@ -29,7 +30,7 @@ from spectra_lightning.common.run_layout import (
 )
 from spectra_lightning.explorer.app import ExploreError, Explorer
 from spectra_lightning.explorer.server import is_loopback, machine_addresses, make_server, screenshot
-from spectra_lightning.model.parts import add_allow_option, allow_modules
+from spectra_lightning.model.parts import add_allow_option, allowing
 
 
 def resolve_run(path) -> dict:
@@ -69,7 +70,8 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The ``explore`` command's options."""
     p = argparse.ArgumentParser(
         prog="python -m spectra_lightning explore",
         description="Serve a local web page: sliders over the informative latent nodes decode spectra live; "
@@ -97,7 +99,7 @@ def main(argv: list[str]) -> int:
         metavar="NAME",
         help="another host name the page may be opened under (e.g. behind a proxy); repeatable",
     )
-    p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--port", type=int, default=8050, help="the port to serve on (default %(default)s; 0: any free one)")
     p.add_argument(
         "--no-token",
         action="store_true",
@@ -111,28 +113,24 @@ def main(argv: list[str]) -> int:
         "(for reports; needs a `chromium` on the PATH)",
     )
     add_allow_option(p)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """The ``explore`` command: build the explorer and its server, then take a screenshot or serve."""
+    p = parser()
     a = p.parse_args(argv)
-    allow_modules(a.allow_module)
     if not a.run and not (a.ckpt and a.codes):
         p.error("give --run RUN_DIR, or --ckpt and --codes")
     try:
-        if a.run:
-            run = resolve_run(a.run)
-            a.ckpt, a.store, a.report = a.ckpt or run["ckpt"], a.store or run["store"], a.report or run["report"]
-            a.codes = a.codes or run["codes"]
-            if not Path(a.codes).exists():
-                from spectra_lightning.analysis.encode import encode
-
-                print(f"encoding {a.store} with {a.ckpt} -> {a.codes}", flush=True)
-                encode(a.ckpt, a.store, a.codes, device=a.device)
-        explorer = Explorer(a.ckpt, a.codes, a.store, a.report, a.device)
+        with allowing(a.allow_module):
+            explorer = build_explorer(a)
         exposed = not is_loopback(a.host)
         token = secrets.token_urlsafe(24) if exposed and not a.no_token else None
         server = make_server(explorer, a.host, a.port, tuple(a.allow_host), token)
     except (OSError, ValueError) as e:  # ExploreError, InputError, StoreError are ValueErrors
         print(f"explore: error: {e}", file=sys.stderr)
         return 2
-    host, port = cast(tuple[str, int], server.server_address[:2])
     if a.screenshot:
         try:
             screenshot(server, a.screenshot)
@@ -141,11 +139,31 @@ def main(argv: list[str]) -> int:
             return 2
         print(f"wrote {a.screenshot}")
         return 0
+    serve(server, explorer, a.host, exposed, token)
+    return 0
+
+
+def build_explorer(a: argparse.Namespace) -> Explorer:
+    """The explorer of ``--run`` (its checkpoint, store and report; its store encoded once into RUN/codes.zarr)
+    or of the files given."""
+    if a.run:
+        run = resolve_run(a.run)
+        a.ckpt, a.store, a.report = a.ckpt or run["ckpt"], a.store or run["store"], a.report or run["report"]
+        a.codes = a.codes or run["codes"]
+        if not Path(a.codes).exists():
+            print(f"encoding {a.store} with {a.ckpt} -> {a.codes}", flush=True)
+            encode(a.ckpt, a.store, a.codes, device=a.device)
+    return Explorer(a.ckpt, a.codes, a.store, a.report, a.device)
+
+
+def serve(server, explorer: Explorer, bind: str, exposed: bool, token: str | None) -> None:
+    """Say where the page is (and warn when it is open beyond this machine), then serve until Ctrl-C."""
+    host, port = cast(tuple[str, int], server.server_address[:2])
     if exposed:
         guard = "without a token (--no-token)" if token is None else "with the access token below"
         print(f"explore: warning: serving beyond this machine on {host}:{port}, {guard}", file=sys.stderr, flush=True)
     query = f"?token={token}" if token else ""
-    urls = [f"http://{_url_host(h)}:{port}/{query}" for h in (machine_addresses(a.host) if exposed else [host])]
+    urls = [f"http://{_url_host(h)}:{port}/{query}" for h in (machine_addresses(bind) if exposed else [host])]
     print(
         f"explorer: {len(explorer.nodes)} informative nodes {explorer.nodes} over {len(explorer.mu):,} codes "
         f"-> {'  '.join(urls)}  (Ctrl-C to stop)",
@@ -157,4 +175,3 @@ def main(argv: list[str]) -> int:
         pass
     finally:
         server.server_close()
-    return 0

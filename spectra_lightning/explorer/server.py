@@ -86,10 +86,96 @@ def same(given: str, token: str) -> bool:
 
 
 class ExplorerServer(ThreadingHTTPServer):
-    """A threading HTTP server with a deep listen queue (a burst of decodes must not be refused)."""
+    """A threading HTTP server with a deep listen queue (a burst of decodes must not be refused), holding what its
+    handlers answer with: the ``explorer``, the host names and addresses requests may name, and the ``token``."""
 
     request_queue_size = 256
     daemon_threads = True
+
+    def __init__(self, address, handler, explorer: Explorer, names: set[str], ips: set[str] | None, token):
+        super().__init__(address, handler)
+        self.explorer, self.names, self.ips, self.token = explorer, names, ips, token
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request: the Host check, the token check, then the JSON API (``/api/...``) or a static file."""
+
+    server: ExplorerServer
+    # headers and body go out in two writes; with Nagle on, the body waits ~40 ms for an ACK
+    disable_nagle_algorithm = True
+    timeout = REQUEST_TIMEOUT_S  # the socket's: an idle or half-sent connection is dropped, not held
+
+    def log_message(self, *args):  # quiet: the terminal shows the URL, not every request
+        pass
+
+    def _host_ok(self) -> bool:
+        port = cast(tuple[str, int], self.server.server_address)[1]
+        if host_allowed(self.headers.get("Host"), self.server.names, port, self.server.ips):
+            return True
+        self._send(HTTPStatus.MISDIRECTED_REQUEST, b"unknown Host: open the address the explorer printed", "text/plain")
+        return False
+
+    def _token_ok(self, query: dict) -> tuple[bool, bool]:
+        """(allowed, set the cookie)."""
+        token = self.server.token
+        if token is None:
+            return True, False
+        given = query.get("token")
+        if given is not None and same(given, token):
+            return True, True
+        cookie = SimpleCookie(self.headers.get("Cookie") or "")
+        if TOKEN_COOKIE in cookie and same(cookie[TOKEN_COOKIE].value, token):
+            return True, False
+        auth = self.headers.get("Authorization") or ""
+        return auth.startswith("token ") and same(auth[6:].strip(), token), False
+
+    def _send(self, status, body: bytes, ctype: str, cookie: bool = False):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        if cookie:
+            self.send_header("Set-Cookie", f"{TOKEN_COOKIE}={self.server.token}; Path=/; HttpOnly; SameSite=Strict")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if not self._host_ok():
+            return
+        url = urlparse(self.path)
+        q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        allowed, cookie = self._token_ok(q)
+        if not allowed:
+            body = b'{"error": "open the address with ?token= the explorer printed"}'
+            self._send(HTTPStatus.FORBIDDEN, body, "application/json")
+        elif url.path.startswith("/api/"):
+            q.pop("token", None)
+            body, status = self._answer(url.path[5:], q)
+            self._send(status, json.dumps(body).encode(), "application/json", cookie)
+        else:
+            self._static(url.path, cookie)
+
+    def _answer(self, endpoint: str, query: dict) -> tuple[dict, HTTPStatus]:
+        """The API's answer and its status; never a dropped connection: the page shows the reason."""
+        try:
+            return self.server.explorer.handle(endpoint, query), HTTPStatus.OK
+        except KeyError as e:
+            return {"error": f"no such endpoint or parameter: {e}"}, HTTPStatus.NOT_FOUND
+        except DamagedStoreError as e:  # the data, not the request: a server-side failure
+            return {"error": str(e)}, HTTPStatus.INTERNAL_SERVER_ERROR
+        except ValueError as e:
+            return {"error": str(e)}, HTTPStatus.BAD_REQUEST
+        except Exception as e:
+            reason = f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            return {"error": reason}, HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def _static(self, path: str, cookie: bool) -> None:
+        name = "index.html" if path in ("/", "/index.html") else path.removeprefix("/static/")
+        file = STATIC / name
+        if "/" in name or file.suffix not in STATIC_TYPES or not file.is_file():
+            self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
+            return
+        self._send(HTTPStatus.OK, file.read_bytes(), STATIC_TYPES[file.suffix], cookie)
 
 
 def make_server(
@@ -99,7 +185,7 @@ def make_server(
     allowed_hosts: tuple[str, ...] = (),
     token: str | None = None,
     timeout: float = REQUEST_TIMEOUT_S,
-) -> ThreadingHTTPServer:
+) -> ExplorerServer:
     """An HTTP server (not yet serving) for ``explorer``; port 0 picks a free one. It answers requests whose
     ``Host`` is ``localhost``, ``host``, this machine's name or one of ``allowed_hosts``, or an IP address
     (off loopback: one of this machine's; 421 otherwise: DNS rebinding). With a ``token``, every request must
@@ -107,86 +193,10 @@ def make_server(
     (403 otherwise). A connection that sends nothing for ``timeout`` seconds is closed (a half-sent request would
     otherwise hold its thread forever)."""
     names = {n.lower() for n in (host, *allowed_hosts, *LOOPBACK_NAMES, socket.gethostname(), socket.getfqdn())}
-    timeout_s = timeout
     ips = None if is_loopback(host) else {host, *machine_addresses(host), *allowed_hosts}
-
-    class Handler(BaseHTTPRequestHandler):
-        # headers and body go out in two writes; with Nagle on, the body waits ~40 ms for an ACK
-        disable_nagle_algorithm = True
-        timeout = timeout_s  # the socket's: an idle or half-sent connection is dropped, not held
-
-        def log_message(self, *args):  # quiet: the terminal shows the URL, not every request
-            pass
-
-        def _host_ok(self) -> bool:
-            port = cast(tuple[str, int], self.server.server_address)[1]
-            if host_allowed(self.headers.get("Host"), names, port, ips):
-                return True
-            self._send(
-                HTTPStatus.MISDIRECTED_REQUEST, b"unknown Host: open the address the explorer printed", "text/plain"
-            )
-            return False
-
-        def _token_ok(self, query: dict) -> tuple[bool, bool]:
-            """(allowed, set the cookie)."""
-            if token is None:
-                return True, False
-            given = query.get("token")
-            if given is not None and same(given, token):
-                return True, True
-            cookie = SimpleCookie(self.headers.get("Cookie") or "")
-            if TOKEN_COOKIE in cookie and same(cookie[TOKEN_COOKIE].value, token):
-                return True, False
-            auth = self.headers.get("Authorization") or ""
-            return auth.startswith("token ") and same(auth[6:].strip(), token), False
-
-        def _send(self, status, body: bytes, ctype: str, cookie: bool = False):
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            if cookie:
-                self.send_header("Set-Cookie", f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):
-            if not self._host_ok():
-                return
-            url = urlparse(self.path)
-            q = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            allowed, cookie = self._token_ok(q)
-            if not allowed:
-                self._send(
-                    HTTPStatus.FORBIDDEN,
-                    b'{"error": "open the address with ?token= the explorer printed"}',
-                    "application/json",
-                )
-                return
-            if url.path.startswith("/api/"):
-                q.pop("token", None)
-                try:
-                    body, status = explorer.handle(url.path[5:], q), HTTPStatus.OK
-                except KeyError as e:
-                    body, status = {"error": f"no such endpoint or parameter: {e}"}, HTTPStatus.NOT_FOUND
-                except DamagedStoreError as e:  # the data, not the request: a server-side failure
-                    body, status = {"error": str(e)}, HTTPStatus.INTERNAL_SERVER_ERROR
-                except ValueError as e:
-                    body, status = {"error": str(e)}, HTTPStatus.BAD_REQUEST
-                except Exception as e:  # never a dropped connection: the page shows the reason
-                    body = {"error": f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]}"}
-                    status = HTTPStatus.INTERNAL_SERVER_ERROR
-                self._send(status, json.dumps(body).encode(), "application/json", cookie)
-                return
-            name = "index.html" if url.path in ("/", "/index.html") else url.path.removeprefix("/static/")
-            path = STATIC / name
-            if "/" in name or path.suffix not in STATIC_TYPES or not path.is_file():
-                self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
-                return
-            self._send(HTTPStatus.OK, path.read_bytes(), STATIC_TYPES[path.suffix], cookie)
-
+    handler = type("TimedHandler", (Handler,), {"timeout": timeout})
     try:
-        return ExplorerServer((host, port), Handler)
+        return ExplorerServer((host, port), handler, explorer, names, ips, token)
     except OSError as e:
         raise ExploreError(
             f"cannot listen on {host}:{port} ({e.strerror or e}); is another explorer running? pick another --port"

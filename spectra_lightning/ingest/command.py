@@ -8,6 +8,8 @@ import sys
 
 from spectra_lightning.ingest.pipeline import ingest
 from spectra_lightning.ingest.placement import MIN_FLUX, MIN_USABLE
+from spectra_lightning.ingest.readers import FORMAT_NAMES
+from spectra_lightning.physics.grid import GRIDS
 from spectra_lightning.store.spectra_store import CODECS, DEFAULT_CHUNK_ROWS, DEFAULT_CODEC
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECTS = 0, 2, 3  # documented in `ingest --help` (1 stays Python's own: a crash)
@@ -44,10 +46,11 @@ def report(s: dict, output: str, shown: int = 20) -> None:
         )
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The ``ingest`` command's options (its help names every format and grid it knows)."""
     p = argparse.ArgumentParser(
         prog="python -m spectra_lightning ingest",
-        description="Put archive FITS spectra (ESO ADP, HARPS s1d/e2ds, generic 1-D) on the grid in a store.",
+        description=f"Put FITS spectra on a grid in a store: {FORMAT_NAMES}.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -74,9 +77,9 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--grid",
         default="harps",
-        help="named grid (harps: the paper's, default; miles; quickstart; tiny; the survey log grids sdss, lamost, "
-        "apogee) or an explicit one: START:STOP:STEP[:LENGTH] in Å (linear, air), e.g. 3540.5:7409.6:0.9, or "
-        "log:START:STOP:STEP[:LENGTH] with STEP in dex (vacuum); :air or :vacuum at the end says the medium",
+        help=f"a named grid ({', '.join(GRIDS)}; harps: the paper's, the default) or an explicit one: "
+        "START:STOP:STEP[:LENGTH] in Å (linear, air), e.g. 3540.5:7409.6:0.9, or log:START:STOP:STEP[:LENGTH] with "
+        "STEP in dex (vacuum); :air or :vacuum at the end says the medium",
     )
     p.add_argument(
         "--min-flux",
@@ -92,7 +95,13 @@ def main(argv: list[str]) -> int:
         help="reject a spectrum when fewer of its pixels than this fraction are usable (finite flux and, where the "
         "file gives one, inverse variance > 0; default %(default)s)",
     )
-    p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument(
+        "--dtype",
+        default="float16",
+        choices=["float16", "float32"],
+        help="the stored flux of a new store: float16 (the archive format, half the bytes) or float32 "
+        "(default %(default)s)",
+    )
     p.add_argument(
         "--codec",
         default=DEFAULT_CODEC,
@@ -113,6 +122,12 @@ def main(argv: list[str]) -> int:
         "auto: on a logarithmic grid (docs/store-format.md)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """The ``ingest`` command (exit codes: :data:`EXIT_CODES`)."""
+    p = parser()
     a = p.parse_args(argv)
     if a.workers < 1:
         p.error(f"--workers must be at least 1, got {a.workers}")

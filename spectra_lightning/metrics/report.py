@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,56 +30,68 @@ from spectra_lightning.metrics.mi import (
 REPORT_VERSION = 2  # 2: mi_pairs values are max(2-D KSG, members); split, intervals, baselines added
 
 
-def latent_report(
-    mu: np.ndarray,
-    labels: dict[str, np.ndarray],
-    logvar: np.ndarray | None = None,
-    threshold: float = MAD_THRESHOLD,
-    kl_threshold: float = KL_THRESHOLD,
-    criterion: str = "auto",
-    estimators: tuple[str, ...] = ("ksg", "histogram"),
-    bins: tuple[int, ...] = PAPER_BINS,
-    k: int = 3,
-    sigma: float | None = 5.0,
-    pair_labels: bool = True,
-    bootstrap: int = 0,
-    seed: int = 0,
-    intervals: int = 30,
-    baselines: dict[str, np.ndarray] | None = None,
-    baseline_info: dict[str, str] | None = None,
-    split: str | None = None,
-) -> dict[str, Any]:
-    """Analyse codes ``mu (N, D)`` against labels ``{name: (N,)}``.
+@dataclass(frozen=True)
+class ReportSettings:
+    """How :func:`latent_report` reads codes.
 
     Args:
-        logvar: ``(N, D)`` posterior log-variances of a VAE (enables per-node KL).
-        threshold, kl_threshold, criterion: see :func:`informative_nodes`.
+        threshold, kl_threshold, criterion: informative nodes (see :func:`informative_nodes`).
         estimators: any of ``ksg``, ``histogram``.
         bins: histogram bin counts (the paper's by default).
         k: KSG neighbours.
         sigma: label sigma-clipping (None: off).
-        pair_labels: also find, per label, the pair of informative nodes with the highest
-            joint KSG MI (``mi_pairs``) — a label can live in a pair (e.g. a phase-like code).
-        bootstrap: resamples for KSG standard errors of every node (0: none; with replacement, the older
-            and cruder measure: see :mod:`.intervals`).
-        intervals: half-samples and permutations for the best and runner-up node's intervals, the null
-            level and the distinct verdict per label (:func:`~.intervals.label_intervals`; 0: none).
-        baselines: label-free features of the same spectra ``{name: (N,)}`` (:mod:`.baselines`); per label
-            the best one's MI (with its interval) stands beside the best node's. ``baseline_info`` says
-            what each is.
-        split: the split the codes come from (``val``, ``test``), recorded in the report.
+        pair_labels: also find, per label, the pair of informative nodes with the highest joint KSG MI
+            (``mi_pairs``) — a label can live in a pair (e.g. a phase-like code).
+        bootstrap: resamples for KSG standard errors of every node (0: none; with replacement, the older and cruder
+            measure: see :mod:`.intervals`).
+        seed: the seed of every random draw (KSG's noise, resamples, permutations).
+        intervals: half-samples and permutations for the best and runner-up node's intervals, the null level and
+            the distinct verdict per label (:func:`~.intervals.label_intervals`; 0: none).
     """
+
+    threshold: float = MAD_THRESHOLD
+    kl_threshold: float = KL_THRESHOLD
+    criterion: str = "auto"
+    estimators: tuple[str, ...] = ("ksg", "histogram")
+    bins: tuple[int, ...] = PAPER_BINS
+    k: int = 3
+    sigma: float | None = 5.0
+    pair_labels: bool = True
+    bootstrap: int = 0
+    seed: int = 0
+    intervals: int = 30
+
+
+def latent_report(
+    mu: np.ndarray,
+    labels: dict[str, np.ndarray],
+    logvar: np.ndarray | None = None,
+    baselines: dict[str, np.ndarray] | None = None,
+    baseline_info: dict[str, str] | None = None,
+    split: str | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Analyse codes ``mu (N, D)`` against labels ``{name: (N,)}`` (``docs/report-format.md``).
+
+    Args:
+        logvar: ``(N, D)`` posterior log-variances of a VAE (enables per-node KL).
+        baselines: label-free features of the same spectra ``{name: (N,)}`` (:mod:`.baselines`); per label the best
+            one's MI (with its interval) stands beside the best node's. ``baseline_info`` says what each is.
+        split: the split the codes come from (``val``, ``test``), recorded in the report.
+        settings: :class:`ReportSettings`' fields.
+    """
+    how = ReportSettings(**settings)
     mu = np.asarray(mu, np.float64)
-    info = informative_nodes(mu, logvar, threshold, kl_threshold, criterion)
+    info = informative_nodes(mu, logvar, how.threshold, how.kl_threshold, how.criterion)
     nodes = info["informative"]
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "n_spectra": mu.shape[0],
         "latent_dim": mu.shape[1],
         "mad": {
-            "threshold": threshold,
+            "threshold": how.threshold,
             "criterion": info["criterion"],
-            "kl_threshold": kl_threshold,
+            "kl_threshold": how.kl_threshold,
             "values": info["values"],
             "kl": info["kl"],
             "informative": nodes,
@@ -89,47 +102,48 @@ def latent_report(
     }
     if baselines is not None:
         report["baselines"] = {"names": list(baselines), "what": baseline_info or {}}
-    cleaned = clean_labels(labels, sigma, min_n=2 * k + 2)
-    usable = {name: keep for name, (keep, counts) in cleaned.items() if "skipped" not in counts}
-    if "ksg" in estimators:
-        table: dict[str, Any] = {
-            name: ksg_entry(
-                mu[keep],
-                np.asarray(labels[name], np.float64)[keep],
-                nodes,
-                k,
-                seed,
-                bootstrap=bootstrap,
-                intervals=intervals,
-                baselines=None if baselines is None else {b: np.asarray(f)[keep] for b, f in baselines.items()},
-            )
-            | cleaned[name][1]
-            for name, keep in usable.items()
-        }
-        for name, (_, counts) in cleaned.items():
-            table.setdefault(name, counts)
-        report["mi"]["ksg"] = table
-        report["gap"] = {name: e["gap"] for name, e in table.items() if "gap" in e}
-    if "histogram" in estimators:
+    cleaned = clean_labels(labels, how.sigma, min_n=2 * how.k + 2)
+    columns = {
+        name: (mu[keep], np.asarray(labels[name], np.float64)[keep], keep)
+        for name, (keep, counts) in cleaned.items()
+        if "skipped" not in counts
+    }
+    if "ksg" in how.estimators:
+        report["mi"]["ksg"] = ksg_table(columns, cleaned, nodes, how, baselines)
+        report["gap"] = {name: e["gap"] for name, e in report["mi"]["ksg"].items() if "gap" in e}
+    if "histogram" in how.estimators:
         report["mi"]["histogram"] = {
-            name: {
-                **mi_histogram(mu[keep], np.asarray(labels[name], np.float64)[keep], bins),
-                "n": cleaned[name][1]["n"],
-            }
-            for name, keep in usable.items()
+            name: {**mi_histogram(m, y, how.bins), "n": cleaned[name][1]["n"]} for name, (m, y, _) in columns.items()
         }
-    matrix = mi_pair_matrix(mu[:, nodes], k=k, seed=seed) if len(nodes) > 1 else np.zeros((len(nodes), len(nodes)))
+    matrix = mi_pair_matrix(mu[:, nodes], k=how.k, seed=how.seed) if len(nodes) > 1 else np.zeros((len(nodes),) * 2)
     report["pair_mi"] = {"nodes": nodes, "matrix": matrix}
-    if pair_labels:
-        report["mi_pairs"] = {
-            "ksg": {
-                name: best_pair(mu[keep], np.asarray(labels[name], np.float64)[keep], nodes, k=k, seed=seed)
-                for name, keep in usable.items()
-            }
-        }
+    if how.pair_labels:
+        pairs = {name: best_pair(m, y, nodes, k=how.k, seed=how.seed) for name, (m, y, _) in columns.items()}
+        report["mi_pairs"] = {"ksg": pairs}
     report = to_json(report)
     report["carriers"] = label_carriers(report)
     return report
+
+
+def ksg_table(
+    columns: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    cleaned: dict[str, tuple[np.ndarray, dict[str, Any]]],
+    nodes: list[int],
+    how: ReportSettings,
+    baselines: dict[str, np.ndarray] | None,
+) -> dict[str, Any]:
+    """Per label, the KSG entry (:func:`ksg_entry`) of its usable rows ``columns[name] = (μ, label, rows)``, with
+    what cleaning did; a label too short to estimate keeps only its counts."""
+    table: dict[str, Any] = {}
+    for name, (m, y, keep) in columns.items():
+        features = None if baselines is None else {b: np.asarray(f)[keep] for b, f in baselines.items()}
+        entry = ksg_entry(
+            m, y, nodes, how.k, how.seed, bootstrap=how.bootstrap, intervals=how.intervals, baselines=features
+        )
+        table[name] = entry | cleaned[name][1]
+    for name, (_, counts) in cleaned.items():
+        table.setdefault(name, counts)
+    return table
 
 
 def clean_labels(
