@@ -23,7 +23,7 @@ from spectra_lightning.data_modules.split import assign_splits
 from spectra_lightning.ingest.synth import SynthSpec, synthesize
 from spectra_lightning.physics.grid import SpectralGrid
 from spectra_lightning.physics.labels import LABELS
-from spectra_lightning.store import SpectraStore, StoreError, fill_masked
+from spectra_lightning.store import SpectraStore, StoreError, StoreSource, fill_masked
 from spectra_lightning.store.batch import Item
 from spectra_lightning.store.lock import StoreLockedError
 
@@ -136,9 +136,9 @@ class SpectraDataModule(L.LightningDataModule):
         self.split_seed, self.in_memory = split_seed, in_memory
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.storage_options, self.check_checksums = storage_options, check_checksums
+        self.source = StoreSource(self.store_path, storage_options, check_checksums)
         self.splits: dict[str, np.ndarray] = {}
         self.datasets: dict[str, StoreDataset] = {}
-        self._store: SpectraStore | None = None
         self._split_path: Path | None = None
 
     @property
@@ -166,11 +166,7 @@ class SpectraDataModule(L.LightningDataModule):
 
     @property
     def store(self) -> SpectraStore:
-        if self._store is None:
-            self._store = SpectraStore.open(
-                self.store_path, storage_options=self.storage_options, check_checksums=self.check_checksums
-            )
-        return self._store
+        return self.source.open()
 
     def prepare_data(self):
         try:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from spectra_lightning.common.errors import ConfigError
 from spectra_lightning.data_modules.spectra import SpectraDataModule
 from spectra_lightning.physics.doppler import DopplerShift
-from spectra_lightning.store import SpectraStore
+from spectra_lightning.store import SpectraStore, StoreSource
 from spectra_lightning.store.batch import Batch
 
 _OPS = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
@@ -185,7 +185,7 @@ class BlockStream(IterableDataset):
 
     def __init__(
         self,
-        store_path: str,
+        source: StoreSource | str,
         rows: np.ndarray,
         labels: np.ndarray,
         label_names: list[str],
@@ -195,18 +195,14 @@ class BlockStream(IterableDataset):
         shuffle_buffer: int = 1024,
         augment: Augment | None = None,
         probabilities: np.ndarray | None = None,
-        storage_options: dict | None = None,
-        check_checksums: bool = True,
     ):
-        self.store_path, self.storage_options = store_path, storage_options
-        self.check_checksums = check_checksums
+        self.source = source if isinstance(source, StoreSource) else StoreSource(source)
         self.rows, self.labels, self.label_names = rows, labels, label_names
         self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
         self.shuffle_buffer = shuffle_buffer if shuffle else 0
         self.augment, self.probabilities = augment, probabilities
         self.epoch = 0
         self.num_workers = 1
-        self._store: SpectraStore | None = None
 
     @staticmethod
     def world() -> tuple[int, int]:
@@ -222,11 +218,7 @@ class BlockStream(IterableDataset):
         return self.num_workers * math.ceil(per_piece / self.batch_size)
 
     def store(self) -> SpectraStore:
-        if self._store is None:
-            self._store = SpectraStore.open(
-                self.store_path, storage_options=self.storage_options, check_checksums=self.check_checksums
-            )
-        return self._store
+        return self.source.open()
 
     def __iter__(self) -> Iterator[Batch]:
         rank, world = self.world()
@@ -325,6 +317,8 @@ class StreamingSpectraDataModule(SpectraDataModule):
         doppler_kms, noise, mask_segments, mask_length, rest_frame: training augmentations (:class:`Augment`).
         val_doppler_kms: shift the validation spectra too, by a velocity drawn once (the same every epoch),
             so that the latent space can be read against a known ``rv`` on a rest-frame library.
+        in_memory: not for a stream, which reads its blocks as it goes (True is refused: use SpectraDataModule to
+            hold a split in memory).
     """
 
     def __init__(
@@ -342,10 +336,15 @@ class StreamingSpectraDataModule(SpectraDataModule):
         mask_length: int = 256,
         rest_frame: bool = False,
         val_doppler_kms: float = 0.0,
+        in_memory: bool = False,
         **kwargs,
     ):
-        kwargs.setdefault("in_memory", False)
-        super().__init__(*args, **kwargs)
+        if in_memory:
+            raise ConfigError(
+                "--data.init_args.in_memory: a StreamingSpectraDataModule reads its blocks as it goes; "
+                "SpectraDataModule holds a split in memory"
+            )
+        super().__init__(*args, in_memory=False, **kwargs)
         self.shuffle_buffer, self.prefetch_factor = shuffle_buffer, prefetch_factor
         self.filters, self.one_per_object = list(filters or []), one_per_object
         self.balance_by, self.balance_bins = balance_by, balance_bins
@@ -388,7 +387,7 @@ class StreamingSpectraDataModule(SpectraDataModule):
                 raise ConfigError(f"balance_by: no metadata column {self.balance_by!r}")
             probabilities = balance_weights(values[rows].astype(float), self.balance_bins)
         dataset = BlockStream(
-            self.store_path,
+            self.source,
             rows,
             self.store.labels(self.labels),
             self.labels,
@@ -398,8 +397,6 @@ class StreamingSpectraDataModule(SpectraDataModule):
             shuffle_buffer=self.shuffle_buffer,
             augment=self.augment if shuffle else self.val_augment,
             probabilities=probabilities,
-            storage_options=self.storage_options,
-            check_checksums=self.check_checksums,
         )
         kwargs = {"num_workers": self.num_workers, "pin_memory": self.pin_memory}
         if self.num_workers:

@@ -4,6 +4,15 @@ import os
 
 import pytest
 
+SLOW_TIMEOUT_S = 1800  # a claims test fits a recipe for ~8 minutes on 2 cores; the default (pyproject) is 300 s
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow get a longer timeout than the default suite's, unless they name their own."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _offline(tmp_path_factory):

@@ -65,8 +65,14 @@ def test_print_config_of_quickstart(capsys):
 
 
 def test_fast_dev_run(tmp_path, tiny_store):
-    cfg = tiny_config(tmp_path, tiny_store, logger=False)
+    """fast_dev_run: one batch of each loop, then done — nothing trained beyond it, no checkpoint written."""
+    import json
+
+    cfg = tiny_config(tmp_path, tiny_store, logger=False, callbacks=[{"class_path": "stream_probe.IndexRecorder"}])
     assert main(["fit", "--config", str(cfg), "--trainer.fast_dev_run=true"]) == 0
+    seen = json.loads((tmp_path / "run" / "probe_rank0.json").read_text())["seen"]
+    assert [len(rows) for rows in seen.values()] == [16]  # one epoch of one training batch of 16 spectra
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
 
 
 def test_short_fit_lowers_validation_loss(tmp_path, tiny_store, capsys, caplog):

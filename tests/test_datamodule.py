@@ -9,11 +9,30 @@ from spectra_lightning.store import SpectraStore
 
 
 def test_split_is_by_star_and_deterministic():
+    """Whole stars in one set; the same in another process (Python's string hashing differs there: no rank or
+    resumed run may draw another split); a star's set does not depend on the other spectra in the store."""
+    import json
+    import os
+    import subprocess
+    import sys
+
     meta = {"id": np.array([f"s{i}" for i in range(600)]), "object": np.array([f"star{i // 3}" for i in range(600)])}
     a = assign_splits(meta, 0.2, 0.1, seed=1)
-    b = assign_splits(meta, 0.2, 0.1, seed=1)
+    code = (
+        "import json, numpy as np; from spectra_lightning.data_modules.split import assign_splits; "
+        "m = {'id': np.array([f's{i}' for i in range(600)]), "
+        "'object': np.array([f'star{i // 3}' for i in range(600)])}; "
+        "print(json.dumps({k: v.tolist() for k, v in assign_splits(m, 0.2, 0.1, seed=1).items()}))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    b = json.loads(other.stdout)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+    grown = {key: np.concatenate([v, np.array([f"new{i}" for i in range(300)])]) for key, v in meta.items()}
+    g = assign_splits(grown, 0.2, 0.1, seed=1)
+    for k in a:
+        np.testing.assert_array_equal(g[k][g[k] < 600], a[k])
     assert sum(len(v) for v in a.values()) == 600
     stars = {k: set(meta["object"][v]) for k, v in a.items()}
     assert (

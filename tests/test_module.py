@@ -109,11 +109,18 @@ def test_eval_step_returns_the_codes_of_the_batch():
     model = small()
     model.eval()
     b = batch()
+    reversed_batch = {k: v.flip(0) for k, v in b.items()}
     out = model.validation_step(b, 0)
-    mu, logvar = model.net.encode(b["flux"])
-    torch.testing.assert_close(out["mu"], mu.detach())
-    torch.testing.assert_close(out["logvar"], logvar.detach())
-    assert out["index"].tolist() == [0, 1, 2] and out["labels"] is b["labels"]
+    # each row's code is its own spectrum's: encoded alone, and in a batch in the reverse order
+    with torch.no_grad():
+        alone = [model.net.encode(b["flux"][i : i + 1]) for i in range(3)]
+        flipped = model.validation_step(reversed_batch, 0)
+    for i, (mu, logvar) in enumerate(alone):
+        torch.testing.assert_close(out["mu"][i : i + 1], mu, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out["logvar"][i : i + 1], logvar, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(flipped["mu"], out["mu"].flip(0), rtol=1e-5, atol=1e-6)
+    assert out["index"].tolist() == [0, 1, 2] and flipped["index"].tolist() == [2, 1, 0]
+    torch.testing.assert_close(out["labels"], b["labels"])
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from spectra_lightning.common.errors import ConfigError
+from spectra_lightning.model.parts import Recorded
 from spectra_lightning.physics.doppler import DopplerShift, resample
 from spectra_lightning.physics.grid import HARPS_LENGTH
 
@@ -196,7 +197,7 @@ class Warp(nn.Module):
         return resample(flux, self.displacement(z).float())
 
 
-class SpectrumNet(nn.Module):
+class SpectrumNet(Recorded, nn.Module):
     """What ``SpectrumAutoencoder`` needs of a network (subclass it to write another; any ``nn.Module`` with these
     works from Python): ``n_pixels`` (L) and ``latent_dim`` (D); :meth:`encode` ``(B, L)`` -> μ, log σ² ``(B, D)``;
     :meth:`decode` ``(B, D)`` -> ``(B, L)``; ``init_args``, the constructor's arguments but ``n_pixels``, which
@@ -204,7 +205,7 @@ class SpectrumNet(nn.Module):
 
     n_pixels: int
     latent_dim: int
-    init_args: dict
+    not_recorded = ("n_pixels",)  # the grid's length: the module passes it anew when it rebuilds the network
 
     def encode(self, flux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -254,14 +255,6 @@ class ConvAutoencoder(SpectrumNet):
         if not doppler_scale > 0:
             raise ConfigError(f"doppler_scale must be > 0, got {doppler_scale}")
         self.n_pixels, self.latent_dim, self.depth = n_pixels, latent_dim, depth
-        self.init_args = {
-            "latent_dim": latent_dim,
-            "depth": depth,
-            "doppler_node": doppler_node,
-            "doppler_scale": doppler_scale,
-            "warp_knots": warp_knots,
-            "warp_init": warp_init,
-        }
         self.encoder = Encoder(n_pixels, latent_dim, depth)
         self.decoder = Decoder(n_pixels, latent_dim, depth)
         self.warp = Warp(n_pixels, latent_dim, warp_knots) if warp_knots else None

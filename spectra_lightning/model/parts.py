@@ -30,17 +30,26 @@ ALLOW_ENV = "SPECTRA_LIGHTNING_ALLOW_MODULES"  # comma-separated module names wh
 _allowed: set[str] = set()  # added by command-line options for this process
 
 
-class Part:
-    """Base of small configurable parts: ``init_args`` holds the constructor's arguments, defaults filled in."""
+class Recorded:
+    """Records the arguments a class is built with: ``init_args`` holds its constructor's arguments, defaults filled
+    in, but those named in ``not_recorded`` (what the caller passes anew, like a network's length). What a
+    checkpoint saves and :func:`build` rebuilds from: one way for every part."""
 
     init_args: dict[str, Any]
+    not_recorded: tuple[str, ...] = ()
 
     def __new__(cls, *args: Any, **kwargs: Any):
         self = super().__new__(cls)
-        bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+        # partial: copy and pickle make an object by calling __new__ without arguments (its state comes after)
+        bound = inspect.signature(cls.__init__).bind_partial(self, *args, **kwargs)
         bound.apply_defaults()
-        self.init_args = {k: v for k, v in list(bound.arguments.items())[1:]}
+        recorded = list(bound.arguments.items())[1:]
+        self.init_args = {k: v for k, v in recorded if k not in cls.not_recorded}
         return self
+
+
+class Part(Recorded):
+    """Base of small configurable parts (losses, KL schedules): their constructor's arguments recorded."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.init_args.items())})"

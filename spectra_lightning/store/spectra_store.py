@@ -633,3 +633,23 @@ class SpectraStore:
         self._staged_crc = []
         self._staged_ivar_crc = []
         self.__dict__.pop("meta", None)
+
+
+class StoreSource:
+    """Where a store is and how to read it, opened on first use in each process: a data module opens it when it
+    sets up, each DataLoader worker its own (an open store is not pickled along: :meth:`__getstate__`)."""
+
+    def __init__(self, path: str, storage_options: dict | None = None, check_checksums: bool = True):
+        self.path, self.storage_options, self.check_checksums = str(path), storage_options, check_checksums
+        self._store: SpectraStore | None = None
+
+    def open(self) -> SpectraStore:
+        """The store, read-only, opened once in this process."""
+        if self._store is None:
+            self._store = SpectraStore.open(
+                self.path, storage_options=self.storage_options, check_checksums=self.check_checksums
+            )
+        return self._store
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_store": None}
