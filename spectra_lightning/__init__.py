@@ -4,6 +4,13 @@ The package is in wings that follow the pipeline (docs/architecture.md): ``physi
 ``ingest``, ``data_modules``, ``model``, ``metrics``, ``analysis``, ``explorer``, ``callbacks`` and ``cli`` on top.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from spectra_lightning.common import moved
 
-moved.install()  # 0.2's module paths (spectra_lightning.nets ...) import, with a warning, for one release
+try:
+    __version__ = version("spectra-lightning")
+except PackageNotFoundError:  # a source tree on the path, not installed
+    __version__ = "unknown"
+
+moved.install()  # 0.4's module paths (spectra_lightning.nets ...) import, with a warning, for one release

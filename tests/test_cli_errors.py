@@ -159,3 +159,17 @@ def test_a_config_with_a_tab_names_the_file_and_line(tmp_path, tiny_store, capsy
     fails_in_one_line(
         capsys, ["fit", "--config", str(cfg)], f"{cfg}: line {tab_line}, column 1", "YAML indents with spaces, not tabs"
     )
+
+
+def test_lightnings_own_optimizer_options_point_to_the_models(tmp_path, tiny_store, capsys):
+    """LightningCLI's --optimizer silently replaced model.optimizer; this CLI says where the optimizer is set."""
+    cfg = tiny_config(tmp_path, tiny_store, logger=False)
+    for option in ("--optimizer=Adam", "--lr_scheduler=StepLR"):
+        fails_in_one_line(capsys, ["fit", "--config", str(cfg), option], "is --model.")
+
+
+def test_the_version_is_the_installed_one(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"spectra_lightning {version('spectra-lightning')}"

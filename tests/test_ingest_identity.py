@@ -18,7 +18,7 @@ from spectra_lightning.store.verify import verify
 
 from helpers import TESTS, linear_fits
 
-LEGACY = TESTS / "data" / "store_0.2_two_spectra.zarr"  # made by 0.2's ingest from linear_fits seeds 1 and 2
+LEGACY = TESTS / "data" / "store_0.4_two_spectra.zarr"  # made by 0.4's ingest from linear_fits seeds 1 and 2
 
 
 def run(inputs, out, *extra, capsys=None):
@@ -83,7 +83,7 @@ def test_the_same_spectrum_under_two_names_is_stored_once(tmp_path, capsys):
 
 
 def test_a_store_ingested_before_content_hashes_keeps_its_ids(tmp_path):
-    """A store made by 0.2's ingest has no content hashes: its spectra ingested again are already present (told
+    """A store made by 0.4's ingest has no content hashes: its spectra ingested again are already present (told
     by their placed rows' checksums), a different spectrum under one of its names is added, renamed."""
     out = tmp_path / "legacy.zarr"
     shutil.copytree(LEGACY, out)

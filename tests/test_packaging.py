@@ -54,8 +54,8 @@ def test_an_old_config_naming_top_level_packages_still_runs_with_a_warning(tmp_p
         assert main(["fit", "--config", str(cfg), "--trainer.fast_dev_run=true"]) == 0
 
 
-def test_a_checkpoint_of_0_2_loads_and_encodes_the_same():
-    """tests/data/format2_tiny_warp_0.2.ckpt was written by 0.2 (its parts named spectra_lightning.nets.…,
+def test_a_checkpoint_of_0_4_loads_and_encodes_the_same():
+    """tests/data/format2_tiny_warp_0.4.ckpt was written by 0.4 (its parts named spectra_lightning.nets.…,
     .losses.…, .kl_schedules.…) with what it encoded then: today's package reads it silently, the same."""
     import warnings
 
@@ -65,14 +65,14 @@ def test_a_checkpoint_of_0_2_loads_and_encodes_the_same():
     from spectra_lightning.model.checkpoints import load_model
 
     data = REPO / "tests" / "data"
-    saved = torch.load(data / "format2_tiny_warp_0.2.ckpt", weights_only=True)["hyper_parameters"]
+    saved = torch.load(data / "format2_tiny_warp_0.4.ckpt", weights_only=True)["hyper_parameters"]
     assert saved["net"]["class_path"] == "spectra_lightning.nets.ConvAutoencoder"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a checkpoint is not the user's to update: no warning
-        model = load_model(data / "format2_tiny_warp_0.2.ckpt", torch.device("cpu"))
+        model = load_model(data / "format2_tiny_warp_0.4.ckpt", torch.device("cpu"))
     assert model.hparams["net"]["class_path"] == "spectra_lightning.model.nets.ConvAutoencoder"
     assert type(model.loss).__name__ == "SquaredError" and model.loss.noise_scale == 0.05
-    want = np.load(data / "format2_tiny_warp_0.2.npz")
+    want = np.load(data / "format2_tiny_warp_0.4.npz")
     with torch.no_grad():
         recon, mu, logvar = model(torch.from_numpy(want["flux"]))
     np.testing.assert_allclose(mu.numpy(), want["mu"], rtol=1e-5, atol=1e-6)
@@ -80,8 +80,8 @@ def test_a_checkpoint_of_0_2_loads_and_encodes_the_same():
     np.testing.assert_allclose(recon.numpy(), want["recon"], rtol=1e-5, atol=1e-5)
 
 
-def test_a_config_naming_0_2_module_paths_still_runs_with_a_warning(tmp_path, tiny_store):
-    """Module paths that moved in 0.3 (spectra_lightning.nets, .losses, .kl_schedules, .loggers) import for one
+def test_a_config_naming_0_4_module_paths_still_runs_with_a_warning(tmp_path, tiny_store):
+    """Module paths that moved in 0.5 (spectra_lightning.nets, .losses, .kl_schedules, .loggers) import for one
     release: the run trains the same classes, and says where they live now."""
     from spectra_lightning.common.errors import MovedWarning
 

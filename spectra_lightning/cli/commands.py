@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from spectra_lightning import __version__
 from spectra_lightning.cli.names import PROG, TENSOR_COMMANDS, TRAINER_COMMANDS
 from spectra_lightning.common.allocator import keep_freed_memory
 
@@ -39,7 +40,7 @@ def overview() -> str:
     from spectra_lightning.ingest.readers import FORMAT_NAMES
     from spectra_lightning.physics.grid import GRIDS
 
-    return f"""usage: {PROG} COMMAND [options]
+    return f"""usage: {PROG} COMMAND [options]    ({PROG} --version: this one's)
 
 Train and read autoencoders of stellar spectra (Sedaghat et al. 2021).
 
@@ -75,6 +76,9 @@ def main(args: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if args is None else args)
     if not args or args[0] in ("-h", "--help"):
         print(overview())
+        return 0
+    if args[0] == "--version":
+        print(f"spectra_lightning {__version__}")
         return 0
     if args[0] not in TOOLS and args[0] not in TRAINER_COMMANDS:
         print(f"spectra_lightning: unknown command {args[0]!r}\n\n{overview()}", file=sys.stderr)

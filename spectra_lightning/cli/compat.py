@@ -1,6 +1,6 @@
 """Configs written before 0.2 named the top-level folders as packages (``class_path: data_modules.X``): for the
 training commands, those names stand in for ``spectra_lightning.data_modules`` and ``spectra_lightning.callbacks``
-(with a warning) unless another installed package owns them. Module paths that moved in 0.3 are
+(with a warning) unless another installed package owns them. Module paths that moved in 0.5 are
 :mod:`spectra_lightning.common.moved`'s."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Module paths that moved in 0.3 (the package in wings), kept importing for one release: a config's or a
+"""Module paths that moved in 0.5 (the package in wings), kept importing for one release: a config's or a
 user's ``spectra_lightning.nets.ConvAutoencoder`` still names ``spectra_lightning.model.nets.ConvAutoencoder``.
 
 Importing an old path gives the new module itself (the same classes: ``isinstance`` and the part checks hold)
@@ -17,7 +17,7 @@ import warnings
 from spectra_lightning.common.errors import MovedWarning
 
 PACKAGE = "spectra_lightning"
-MOVED = {  # old module under spectra_lightning -> its module since 0.3
+MOVED = {  # old module under spectra_lightning -> its module since 0.5
     "errors": "common.errors",
     "files": "common.files",
     "allocator": "common.allocator",
@@ -65,7 +65,7 @@ def current(name: str) -> str:
 
 def names_moved_to(package: str, names: dict[str, str]):
     """A package's ``__getattr__`` (PEP 562) that finds each of ``names`` in the submodule it names (a module that
-    became this package in 0.3 had them), with a :class:`MovedWarning`; imported only when asked for."""
+    became this package in 0.5 had them), with a :class:`MovedWarning`; imported only when asked for."""
 
     def __getattr__(name: str):
         if name not in names:

@@ -4,5 +4,5 @@ generator, and the parallel, resumable ingest pipeline (``ingest.pipeline``) wit
 
 from spectra_lightning.common.moved import names_moved_to
 
-# 0.2's names of the module spectra_lightning.ingest (a package now), importing for one release with a warning
+# 0.4's names of the module spectra_lightning.ingest (a package now), importing for one release with a warning
 __getattr__ = names_moved_to(__name__, {"ingest": "pipeline", "expand_inputs": "pipeline", "main": "command"})
