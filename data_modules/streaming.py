@@ -387,7 +387,7 @@ class StreamingSpectraDataModule(SpectraDataModule):
                 raise ConfigError(f"balance_by: no metadata column {self.balance_by!r}")
             probabilities = balance_weights(values[rows].astype(float), self.balance_bins)
         dataset = BlockStream(
-            self.source,
+            self.source.fresh(),  # opened anew in this loader's workers
             rows,
             self.store.labels(self.labels),
             self.labels,

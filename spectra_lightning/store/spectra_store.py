@@ -637,7 +637,9 @@ class SpectraStore:
 
 class StoreSource:
     """Where a store is and how to read it, opened on first use in each process: a data module opens it when it
-    sets up, each DataLoader worker its own (an open store is not pickled along: :meth:`__getstate__`)."""
+    sets up, each DataLoader worker its own (an open store is not pickled along: :meth:`__getstate__`; a stream
+    takes :meth:`fresh`, so that workers forked after the data module opened its store open their own: an
+    object store's client does not survive a fork)."""
 
     def __init__(self, path: str, storage_options: dict | None = None, check_checksums: bool = True):
         self.path, self.storage_options, self.check_checksums = str(path), storage_options, check_checksums
@@ -650,6 +652,10 @@ class StoreSource:
                 self.path, storage_options=self.storage_options, check_checksums=self.check_checksums
             )
         return self._store
+
+    def fresh(self) -> StoreSource:
+        """The same source, not yet opened."""
+        return StoreSource(self.path, self.storage_options, self.check_checksums)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_store": None}
