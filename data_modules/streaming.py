@@ -317,8 +317,8 @@ class StreamingSpectraDataModule(SpectraDataModule):
         doppler_kms, noise, mask_segments, mask_length, rest_frame: training augmentations (:class:`Augment`).
         val_doppler_kms: shift the validation spectra too, by a velocity drawn once (the same every epoch),
             so that the latent space can be read against a known ``rv`` on a rest-frame library.
-        in_memory: not for a stream, which reads its blocks as it goes (True is refused: use SpectraDataModule to
-            hold a split in memory).
+
+    It has no ``in_memory``: a stream reads its blocks as it goes (SpectraDataModule holds a split in memory).
     """
 
     def __init__(
@@ -336,14 +336,8 @@ class StreamingSpectraDataModule(SpectraDataModule):
         mask_length: int = 256,
         rest_frame: bool = False,
         val_doppler_kms: float = 0.0,
-        in_memory: bool = False,
         **kwargs,
     ):
-        if in_memory:
-            raise ConfigError(
-                "--data.init_args.in_memory: a StreamingSpectraDataModule reads its blocks as it goes; "
-                "SpectraDataModule holds a split in memory"
-            )
         super().__init__(*args, in_memory=False, **kwargs)
         self.shuffle_buffer, self.prefetch_factor = shuffle_buffer, prefetch_factor
         self.filters, self.one_per_object = list(filters or []), one_per_object

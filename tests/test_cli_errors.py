@@ -173,3 +173,14 @@ def test_the_version_is_the_installed_one(capsys):
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"spectra_lightning {version('spectra-lightning')}"
+
+
+def test_the_streaming_module_takes_no_in_memory(tmp_path, tiny_store, capsys):
+    """It used to accept in_memory and ignore it: an option that exists does what it says, or is not there."""
+    streaming = {"class_path": "spectra_lightning.data_modules.StreamingSpectraDataModule"}
+    cfg = tiny_config(tmp_path, tiny_store, logger=False)
+    text = yaml.safe_load(cfg.read_text())
+    text["data"]["class_path"] = streaming["class_path"]
+    text["data"]["init_args"]["in_memory"] = True
+    cfg.write_text(yaml.safe_dump(text))
+    fails_in_one_line(capsys, ["fit", "--config", str(cfg)], "'in_memory' is not accepted")
