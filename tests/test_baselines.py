@@ -68,3 +68,31 @@ def test_long_spectra_are_averaged_in_blocks_before_pca():
     flux = np.random.default_rng(4).normal(size=(20, 20_000))
     f = b.fit(flux, np.ones_like(flux, bool)).features(flux, np.ones_like(flux, bool))
     assert f.shape == (20, 5) and b.components.shape == (3, 6667) and b.names[-1] == "ccf_velocity"
+
+
+def test_on_a_log_grid_the_ccf_redshift_scans_every_shift():
+    """Ground truth: galaxy-like spectra (emission lines at fixed rest wavelengths) redshifted by z up to 0.6 on the
+    SDSS grid, where z moves every line by log10(1 + z)/1e-4 px (thousands of pixels): ``ccf_z`` gives (1 + z) up to
+    the template's own factor, one constant for all; the ±1,000 km/s CCF cannot."""
+    from spectra_lightning.physics.grid import GRIDS
+
+    grid = GRIDS["sdss"]
+    wave = grid.wavelength
+    rest = np.array([3727.0, 4101.7, 4340.5, 4861.3, 4958.9, 5006.8, 5175.0, 6562.8, 6583.4])
+
+    def galaxies(z: np.ndarray) -> np.ndarray:
+        out = np.ones((len(z), len(wave)))
+        for i, zi in enumerate(z):
+            centres = rest * (1 + zi)
+            out[i] += 2.0 * np.exp(-0.5 * ((wave[:, None] - centres[None, :]) / (1.5 * (1 + zi))) ** 2).sum(axis=1)
+        return out
+
+    rng = np.random.default_rng(4)
+    mask_train = np.ones((150, len(wave)), bool)
+    b = LabelFreeBaselines(wave).fit(galaxies(rng.uniform(0.0, 0.6, 150)), mask_train)
+    assert b.names[-1] == "ccf_z"
+    z = np.array([0.02, 0.11, 0.25, 0.4, 0.58])
+    got = b.features(galaxies(z), np.ones((len(z), len(wave)), bool))[:, -1]
+    template = (1 + z) / (1 + got)  # (1 + z_template): the same for every spectrum
+    assert np.ptp(template) < 3 * np.log(10) * 1e-4 * template.mean()  # within a few of the grid's pixels
+    assert LabelFreeBaselines(WAVE).names[-1] == "ccf_velocity"  # a linear grid has no ccf_z

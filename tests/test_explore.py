@@ -352,6 +352,11 @@ def test_info_sends_the_real_threshold_and_no_local_paths(run, tmp_path):
     info = Explorer(run["ckpt"], run["codes"], run["store"], tmp_path / "report.json").info()
     assert info["mad_threshold"] == 0.05
     assert info["checkpoint"] == "last.ckpt" and "/" not in info["store"]
+    # each examined node's verdict beside its MI, as the report's separation block gives it
+    separation = json.loads((tmp_path / "report.json").read_text())["separation"]["nodes"]
+    assert info["verdicts"] and set(info["verdicts"]) == set(separation)
+    for node, v in info["verdicts"].items():
+        assert v["clean"] is separation[node]["clean"] and v["best_label"] == separation[node]["best_label"]
 
 
 def test_a_token_guards_every_request(served):

@@ -26,11 +26,13 @@ def run(inputs, out, *extra, capsys=None):
     return rc, (capsys.readouterr() if capsys is not None else None)
 
 
-def sdss_file(path: Path, n: int = 4617, bad: int = 0, ivar: bool = True, scale: float = 1.0) -> Path:
-    """An SDSS ``spec`` file: a COADD table (flux, loglam, ivar, and_mask) and a SPECOBJ row (class, z); the
-    last ``bad`` pixels flagged in and_mask."""
+def sdss_file(
+    path: Path, n: int = 4617, bad: int = 0, ivar: bool = True, scale: float = 1.0, at=(150.0, 2.0), seed: int = 0
+) -> Path:
+    """An SDSS ``spec`` file: a COADD table (flux, loglam, ivar, and_mask) and a SPECOBJ row (class, z, the plug
+    position ``at``); the last ``bad`` pixels flagged in and_mask; ``seed`` varies the flux."""
     loglam = 3.5800 + 1e-4 * np.arange(n)
-    flux = scale * (10 + np.sin(np.arange(n) / 30.0)).astype(np.float32)
+    flux = scale * (10 + np.sin(np.arange(n) / (30.0 + seed))).astype(np.float32)
     cols = [
         fits.Column(name="flux", format="E", array=flux),
         fits.Column(name="loglam", format="E", array=loglam.astype(np.float32)),
@@ -39,7 +41,12 @@ def sdss_file(path: Path, n: int = 4617, bad: int = 0, ivar: bool = True, scale:
     if ivar:
         cols.insert(2, fits.Column(name="ivar", format="E", array=np.full(n, 4.0 / scale**2, np.float32)))
     specobj = fits.BinTableHDU.from_columns(
-        [fits.Column(name="CLASS", format="6A", array=["QSO"]), fits.Column(name="Z", format="E", array=[2.1])]
+        [
+            fits.Column(name="CLASS", format="6A", array=["QSO"]),
+            fits.Column(name="Z", format="E", array=[2.1]),
+            fits.Column(name="PLUG_RA", format="D", array=[at[0]]),
+            fits.Column(name="PLUG_DEC", format="D", array=[at[1]]),
+        ]
     )
     fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols, name="COADD"), specobj]).writeto(path)
     return path
@@ -228,3 +235,27 @@ def test_the_exit_codes_are_documented(capsys):
         (EXIT_ERROR, "nothing"),
     ):
         assert f"  {code}  {meaning}" in text
+
+
+def test_repeat_spectra_of_one_object_land_in_one_split(tmp_path):
+    """Spectra of one target on other plates (another plate-mjd-fiber, the same plug position to 0.3″) are one
+    object: the split never puts one in training and another in the test set."""
+    from spectra_lightning.data_modules.split import assign_splits
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for star in range(40):
+        at = (10.0 + star * 0.01, -5.0 + star * 0.02)
+        for epoch in range(2):
+            moved = (at[0] + epoch * 0.3 / 3600, at[1])  # 0.3″ apart, on either side of nothing
+            sdss_file(d / f"spec-{1000 + epoch}-5000{epoch}-{star:04d}.fits", at=moved, seed=star * 2 + epoch)
+    summary = ingest([str(d)], str(tmp_path / "s.zarr"), grid="sdss", progress=False)
+    assert summary["ingested"] == 80
+    meta = SpectraStore.open(tmp_path / "s.zarr").meta
+    assert len(set(meta["object"])) == 40
+    splits = assign_splits(meta, 0.25, 0.25, seed=0)
+    where = {}
+    for name, rows in splits.items():
+        for obj in meta["object"][rows]:
+            where.setdefault(obj, set()).add(name)
+    assert all(len(s) == 1 for s in where.values()) and len({n for s in where.values() for n in s}) == 3

@@ -49,6 +49,15 @@ def test_the_null_is_the_estimator_without_dependence():
     assert hits <= 6  # independent data exceed the null's 95th percentile about 1 time in 20
 
 
+def test_the_null_is_the_best_of_all_nodes_by_chance():
+    """With 16 nodes and no dependence, the best of them by chance sits higher than one node's null: the level a
+    label's best node must pass."""
+    rng = np.random.default_rng(9)
+    codes, y = rng.standard_normal((300, 16)), rng.standard_normal(300)
+    one, every = permutation_null(estimate, codes[:, :1], y, reps=30), permutation_null(estimate, codes, y, reps=30)
+    assert every["p95"] > one["p95"] and every["mean"] > 2 * one["mean"]
+
+
 def test_distinct_needs_a_real_gap_and_a_signal():
     codes, y = gaussian(500, [0.95, 0.5], 3)
     r = label_intervals(estimate, codes, y, 0, 1, estimate(codes, y), reps=20)

@@ -138,9 +138,13 @@ def test_informative_criteria():
         informative_nodes(mu, criterion="kl")
 
 
-def test_best_node_is_chosen_among_informative_nodes_only():
+def test_the_best_node_is_an_informative_one_and_the_runner_up_any_node():
+    """A collapsed node (1) that carries more of the label than the best informative node (3) is its runner-up:
+    the best node is then not the label's only carrier (a negative gap)."""
     values = np.array([0.1, 1.5, 0.8, 1.2])
     r = best_and_gap(values, nodes=[0, 2, 3])
+    assert (r["best_node"], r["runner_up"]) == (3, 1) and r["gap"] == pytest.approx((1.2 - 1.5) / 1.2)
+    r = best_and_gap(np.array([0.1, 0.2, 0.8, 1.2]), nodes=[0, 2, 3])
     assert (r["best_node"], r["runner_up"]) == (3, 2) and r["gap"] == pytest.approx((1.2 - 0.8) / 1.2)
 
 
@@ -230,3 +234,27 @@ def test_one_labels_entry_and_the_label_cleaning_each_stand_alone():
     y_bad[:5] = 1.0
     cleaned = clean_labels({"ok": y, "bad": y_bad}, sigma=None, min_n=8)
     assert "skipped" in cleaned["bad"][1] and "skipped" not in cleaned["ok"][1] and cleaned["ok"][0].sum() == n
+
+
+def test_a_final_report_holds_the_separation_contract():
+    """report.json["separation"] as docs/report-format.md gives it (other tools read it): per node (keys strings)
+    its best and second label and whether clean; per label its node, MI, runner-up's MI, the conditional MI with an
+    interval, distinct and clean; MIG and DCI with intervals."""
+    from spectra_lightning.metrics.report import latent_report
+
+    rng = np.random.default_rng(11)
+    n = 400
+    labels = {name: rng.standard_normal(n) for name in ("rv", "teff", "logg")}
+    mu = np.column_stack([labels["rv"] + 0.1 * rng.standard_normal(n), labels["teff"] + labels["logg"]])
+    report = latent_report(mu, labels, intervals=10)
+    sep = report["separation"]
+    for node, entry in sep["nodes"].items():
+        assert isinstance(node, str) and {"best_label", "best_mi", "second_label", "second_mi", "clean"} <= set(entry)
+    assert sep["nodes"]["0"]["clean"] and not sep["nodes"]["1"]["clean"]
+    for entry in sep["labels"].values():
+        assert {"node", "mi", "runner_up_mi", "cmi", "distinct", "clean"} <= set(entry)
+        assert {"value", "lo", "hi"} <= set(entry["cmi"])
+    assert sep["labels"]["rv"]["clean"] and not sep["labels"]["teff"]["clean"]
+    assert {"value", "lo", "hi"} <= set(sep["mig"])
+    assert {"disentanglement", "completeness", "informativeness"} == set(sep["dci"])
+    assert "separation" not in latent_report(mu, labels, intervals=0)  # per-epoch reports stay cheap

@@ -253,6 +253,11 @@ class Explorer:
             "mad_threshold": self.threshold,
             "mi": mi,
             "carriers": report.get("carriers", {}),
+            # per node: its best label and whether it carries nothing else once that is known (report's separation)
+            "verdicts": {
+                node: {"best_label": e["best_label"], "second_label": e.get("second_label"), "clean": e["clean"]}
+                for node, e in (report.get("separation") or {}).get("nodes", {}).items()
+            },
             "wave_range": [lo, hi],
             "presets": [
                 {"name": name, "lo": a, "hi": b} for name, (a, b) in windows_within(lo, hi, self.grid.medium).items()

@@ -14,6 +14,9 @@ features ``(N, F)``:
   through the peak; searched within ±:data:`CCF_MAX_KMS`. The template starts as the most typical training
   spectrum (largest dot product with their mean profile); the training spectra are then aligned on it and
   averaged (:data:`ALIGN_ITERATIONS` rounds). Its zero point is that first spectrum's velocity.
+- ``ccf_z`` (logarithmic grids only, where a redshift is a translation): the same cross-correlation scanned over
+  the grid's whole range of log-λ shifts, as ``(1 + z) / (1 + z_template) − 1``: a label-free redshift up to the
+  template's own.
 
 Nothing here is specific to a data set; pure numpy.
 """
@@ -83,12 +86,15 @@ class LabelFreeBaselines:
         ratio = np.diff(self.wave[finite]) / self.wave[finite][:-1]
         self.kms_per_px = float(C_KMS * np.median(ratio)) if ratio.size else 1.0
         self.max_shift = int(min(len(self.wave) // 4, max(2, np.ceil(CCF_MAX_KMS / max(self.kms_per_px, 1e-9)))))
+        # a constant step of log10 λ: a redshift moves every line by the same number of pixels
+        log_steps = np.diff(np.log10(self.wave[finite])) if finite.sum() > 2 else np.zeros(1)
+        self.log_step = float(np.median(log_steps)) if np.allclose(log_steps, np.median(log_steps), rtol=1e-3) else 0.0
 
     @property
     def names(self) -> list[str]:
         """The features' names; fewer components than asked when fit on fewer spectra."""
         n = len(self.components) if self.components is not None else self.n_components
-        return [f"pc{i + 1}" for i in range(n)] + ["colour", "ccf_velocity"]
+        return [f"pc{i + 1}" for i in range(n)] + ["colour", "ccf_velocity"] + (["ccf_z"] if self.log_step else [])
 
     def fit(self, flux: np.ndarray, mask: np.ndarray) -> LabelFreeBaselines:
         """Principal components and the CCF template from training spectra ``(M, L)`` (masked pixels 0)."""
@@ -118,7 +124,11 @@ class LabelFreeBaselines:
         mask = np.asarray(mask, bool)
         x = _block_means(np.where(mask, flux, 0.0), self.block)
         pcs = (x - self.mean) @ self.components.T
-        return np.column_stack([pcs, self.colour(flux, mask), self.ccf_velocity(flux, mask)])
+        profile = line_profile(flux, mask)
+        columns = [pcs, self.colour(flux, mask), self._lags(profile) * self.kms_per_px]
+        if self.log_step:  # the same correlation over every shift the grid allows
+            columns.append(10 ** (self._lags(profile, len(self.wave) - 1) * self.log_step) - 1)
+        return np.column_stack(columns)
 
     @staticmethod
     def colour(flux: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -138,15 +148,16 @@ class LabelFreeBaselines:
         """``(N,)`` km/s of the cross-correlation peak against the template (positive: lines moved redward)."""
         return self._lags(line_profile(flux, mask)) * self.kms_per_px
 
-    def _lags(self, profile: np.ndarray) -> np.ndarray:
-        """``(N,)`` pixel lag of each line profile's cross-correlation peak against the template."""
+    def _lags(self, profile: np.ndarray, max_shift: int | None = None) -> np.ndarray:
+        """``(N,)`` pixel lag of each line profile's cross-correlation peak against the template, within
+        ``max_shift`` pixels (default: :data:`CCF_MAX_KMS`'s)."""
         assert self.template is not None
         length = profile.shape[1]
         size = 1 << int(np.ceil(np.log2(2 * length)))
         spec = np.fft.rfft(profile, size, axis=1)
         tmpl = np.fft.rfft(self.template, size)
         cc = np.fft.irfft(spec * np.conj(tmpl), size, axis=1)  # cc[s] = Σ profile[i + s] · template[i]
-        s = self.max_shift
+        s = min(max_shift or self.max_shift, length - 1)
         window = np.concatenate([cc[:, -s:], cc[:, : s + 1]], axis=1)  # lags -s .. s
         peak = np.argmax(window, axis=1)
         rows = np.arange(len(window))
@@ -167,4 +178,12 @@ class LabelFreeBaselines:
             "colour": "-2.5 log10(mean flux of the bluest third of unmasked pixels / the reddest third)",
             "ccf_velocity": f"km/s of the cross-correlation peak against the training mean spectrum's lines "
             f"(within ±{CCF_MAX_KMS:g} km/s, {self.kms_per_px:.3g} km/s per px)",
+            **(
+                {
+                    "ccf_z": "(1 + z) / (1 + z_template) − 1 of the same cross-correlation's peak over every "
+                    "log-λ shift the grid allows"
+                }
+                if self.log_step
+                else {}
+            ),
         }

@@ -9,10 +9,10 @@ report passes :func:`~spectra_lightning.metrics.mi.mi_ksg`).
   estimates without replacement equals the full sample's standard error (the finite-population factor
   √(1 − ½) cancels the √2 of the halved n). A bootstrap with replacement is not used: its repeated points sit at
   distance 0 from each other, which a k-nearest-neighbour estimator reads as extra information.
-* Null: the estimate between ``x`` and ``reps`` random permutations of ``y`` (no dependence, same n and
-  marginals): its mean (the estimator's bias at that n) and 95th percentile.
-* Distinct (:data:`DISTINCT_RULE`): the best node's interval lies wholly above the runner-up's interval and
-  above the null's 95th percentile.
+* Null: the largest estimate over all nodes between ``x`` and ``reps`` random permutations of ``y`` (no
+  dependence, same n and marginals): its mean and 95th percentile — what the best of D nodes reaches by chance.
+* Distinct (:data:`DISTINCT_RULE`): the best node's interval lies wholly above the runner-up's interval (the
+  runner-up among *all* nodes: a collapsed node counts with the MI it has) and above that null's 95th percentile.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 
 Z95 = 1.959963984540054
-DISTINCT_RULE = "best − 1.96·se > max(runner-up + 1.96·se, null 95th percentile)"
+DISTINCT_RULE = (
+    "best − 1.96·se > max(runner-up among all nodes + 1.96·se, 95th percentile of the best of all nodes' MI with "
+    "the label permuted)"
+)
 
 Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -40,9 +43,10 @@ def half_sample_se(estimate: Estimator, x: np.ndarray, y: np.ndarray, reps: int 
 def permutation_null(
     estimate: Estimator, x: np.ndarray, y: np.ndarray, reps: int = 30, seed: int = 0
 ) -> dict[str, float]:
-    """The estimator between ``x (N, 1)`` and permuted ``y (N,)``: ``{"mean", "p95", "reps"}`` (nats)."""
+    """The largest estimate over the columns of ``x (N, D)`` with permuted ``y (N,)``: ``{"mean", "p95", "reps"}``
+    (nats) — with D columns, what the best of them reaches by chance."""
     rng = np.random.default_rng([seed, 13])
-    values = np.array([float(estimate(x, y[rng.permutation(len(y))])[0]) for _ in range(reps)])
+    values = np.array([float(np.max(estimate(x, y[rng.permutation(len(y))]))) for _ in range(reps)])
     return {"mean": float(values.mean()), "p95": float(np.percentile(values, 95)), "reps": reps}
 
 
@@ -68,11 +72,12 @@ def label_intervals(
     reps: int = 30,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Intervals of a label's best and runner-up node, the null at this n and the distinct verdict.
+    """Intervals of a label's best and runner-up node, the null at this n over all D nodes and the distinct
+    verdict.
 
     ``codes (N, D)``, ``y (N,)`` (finite), ``values (D,)`` the full-sample estimates. Returns ``{"best":
-    {"node", "value", "se", "interval"}, "runner_up": {...} or None, "null": {"mean", "p95", "reps", "n"},
-    "distinct": bool, "rule": str, "se_method": str}``.
+    {"node", "value", "se", "interval"}, "runner_up": {...} or None, "null": {"mean", "p95", "reps", "n",
+    "over_nodes"}, "distinct": bool, "rule": str, "se_method": str}``.
     """
     if best is None:
         return {"best": None, "runner_up": None, "null": None, "distinct": False, "rule": DISTINCT_RULE}
@@ -82,7 +87,7 @@ def label_intervals(
         {"node": int(node), "value": float(values[node]), "se": float(s), "interval": interval(float(values[node]), s)}
         for node, s in zip(nodes, se)
     ]
-    null = {**permutation_null(estimate, codes[:, [best]], y, reps, seed), "n": len(y)}
+    null = {**permutation_null(estimate, codes, y, reps, seed), "n": len(y), "over_nodes": codes.shape[1]}
     second = entries[1] if len(entries) > 1 else None
     return {
         "best": entries[0],

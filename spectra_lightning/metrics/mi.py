@@ -240,15 +240,17 @@ def best_pair(
 
 
 def best_and_gap(values: np.ndarray, nodes: list[int]) -> dict[str, Any]:
-    """Best node and runner-up among ``nodes`` and the gap ``(best - runner_up) / best``.
+    """The best node among ``nodes`` (the informative ones), the runner-up among *all* nodes, and the gap
+    ``(best - runner_up) / best``.
 
-    Like MIG, normalised by the best MI instead of the label entropy (not defined for a
-    continuous label). Only informative nodes compete: KSG is scale-invariant and finds
-    spurious MI in collapsed nodes whose μ vary at the 1e-6 level.
+    Like MIG, normalised by the best MI instead of the label entropy (not defined for a continuous label). A
+    collapsed node competes for runner-up with the MI it has: KSG is scale-invariant, so a node whose μ vary with
+    the label at the 1e-6 level does carry it, and a best node with such a rival is not the label's only carrier.
     """
     ranked = sorted(nodes, key=lambda d: -values[d])
     best = ranked[0] if ranked else None
-    runner = ranked[1] if len(ranked) > 1 else None
+    others = [d for d in np.argsort(-np.asarray(values), kind="stable").tolist() if d != best]
+    runner = others[0] if best is not None and others else None
     vb = float(values[best]) if best is not None else 0.0
     vr = float(values[runner]) if runner is not None else 0.0
     gap = (vb - vr) / vb if vb > 0 else 0.0

@@ -26,8 +26,9 @@ from spectra_lightning.metrics.mi import (
     mi_ksg_table,
     mi_pair_matrix,
 )
+from spectra_lightning.metrics.separation import separation
 
-REPORT_VERSION = 2  # 2: mi_pairs values are max(2-D KSG, members); split, intervals, baselines added
+REPORT_VERSION = 3  # 2: mi_pairs floored, split, intervals, baselines; 3: fair runner-up and null, separation
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ def latent_report(
     if how.pair_labels:
         pairs = {name: best_pair(m, y, nodes, k=how.k, seed=how.seed) for name, (m, y, _) in columns.items()}
         report["mi_pairs"] = {"ksg": pairs}
+    if how.intervals and len(columns) >= 2:  # a final report: whether each node carries one label and no other
+        kept = {name: np.asarray(labels[name], np.float64) for name in columns}
+        report["separation"] = separation(mu, kept, nodes, k=how.k, reps=how.intervals, seed=how.seed)
     report = to_json(report)
     report["carriers"] = label_carriers(report)
     return report
@@ -320,9 +324,40 @@ def format_summary(report: dict[str, Any]) -> str:
         )
     if any((e.get("intervals") or {}).get("rule") for e in ksg.values()):
         lines.append(
-            "  intervals: ±1.96 se from half-samples; distinct: best − 1.96·se above the runner-up's upper end "
-            "and the null's 95th percentile (permuted labels, same n)"
+            "  intervals: ±1.96 se from half-samples (test-sample noise only, not the spread over training seeds); "
+            "distinct: best − 1.96·se above the upper end of the runner-up among all nodes and the 95th percentile "
+            "of the best of all nodes with the label permuted (same n)"
         )
     for name, c in label_carriers(report).items():
         lines.append(f"{name} is carried by: {c['kind']} {c.get('nodes')} ({c['value']:.2f} nat)")
+    if report.get("separation"):
+        lines += format_separation(report["separation"])
     return "\n".join(lines)
+
+
+def _span(entry: dict[str, Any]) -> str:
+    return f"{entry['value']:.2f} [{entry['lo']:.2f}, {entry['hi']:.2f}]"
+
+
+def format_separation(sep: dict[str, Any]) -> list[str]:
+    """The separation block as text: MIG and DCI, then per label and per node whether it is clean."""
+    dci = sep["dci"]
+    lines = [
+        f"separation ({sep['n']} spectra with every label): MIG {_span(sep['mig'])}; DCI disentanglement "
+        f"{_span(dci['disentanglement'])}, completeness {_span(dci['completeness'])}, informativeness "
+        f"{_span(dci['informativeness'])}",
+        "  label        node  MI given the other labels (nat)  distinct  clean",
+    ]
+    for name, e in sep["labels"].items():
+        cmi = e.get("cmi")
+        given = f"{cmi['value']:.2f} [{cmi['lo']:.2f}, {cmi['hi']:.2f}] null {cmi['null_p95']:.2f}" if cmi else "-"
+        lines.append(
+            f"  {name:12s} {e['node']:4d}  {given:31s}  {'yes' if e['distinct'] else 'no':8s}  "
+            f"{'yes' if e['clean'] else 'no'}"
+        )
+    lines.append("  node  best label (MI)      2nd label (MI)       clean: nothing else once its best label is known")
+    for node, e in sep["nodes"].items():
+        best = f"{e['best_label']} ({e['best_mi']:.2f})"
+        second = f"{e['second_label']} ({e['second_mi']:.2f})" if e.get("second_label") else "-"
+        lines.append(f"  {int(node):4d}  {best:20s} {second:20s} {'yes' if e['clean'] else 'no'}")
+    return lines

@@ -327,7 +327,7 @@ function drawMad() {
 }
 
 function buildReport() {
-  const { mi, nodes, carriers } = state.info;
+  const { mi, nodes, carriers, verdicts } = state.info;
   const labels = Object.keys(mi);
   if (!labels.length) { $("mi").innerHTML = "<tr><td>no report.json given (--report)</td></tr>"; return; }
   let html = `<tr><th></th>${nodes.map((n) => `<th>node ${n}</th>`).join("")}</tr>`;
@@ -335,6 +335,14 @@ function buildReport() {
     const e = mi[label];
     html += `<tr><th>${label}</th>${nodes.map((n) => `<td class="${e.best_node === n && e.values[n] >= 0.1 ? "best" : ""}">${e.values[n].toFixed(2)}</td>`).join("")}</tr>`;
   }
+  // each node's verdict beside its MI: clean (nothing else once its best label is known) or mixed (and with what)
+  const verdict = (n) => {
+    const v = (verdicts || {})[String(n)];
+    if (!v) return "<td>–</td>";
+    return v.clean ? `<td class="clean" title="carries nothing else once ${v.best_label} is known">clean</td>`
+      : `<td class="mixed" title="carries more than ${v.best_label}: ${v.second_label} too">mixed</td>`;
+  };
+  html += `<tr><th>verdict</th>${nodes.map(verdict).join("")}</tr>`;
   $("mi").innerHTML = html;
   $("carriers").textContent = Object.entries(carriers)
     .map(([label, c]) => `${label}: ${c.kind} (node${c.nodes.length > 1 ? "s" : ""} ${c.nodes.join(", ")}, ${c.value.toFixed(2)} nat)`).join(" · ");

@@ -63,6 +63,8 @@ def read(hdul: fits.HDUList, path: Path) -> list[Spectrum]:
         with np.errstate(invalid="ignore", divide="ignore"):
             flux = np.where(den > 0, num / den, np.nan)
         zz, zerr = z.get(int(target), (None, None))
-        meta = base_meta(path, PRODUCT, f"_{int(target)}", z=zz, z_err=zerr, targetid=int(target))
+        meta = base_meta(
+            path, PRODUCT, f"_{int(target)}", z=zz, z_err=zerr, targetid=int(target), object=f"desi:{int(target)}"
+        )
         out.append(survey_spectrum(wave, flux, den, "vacuum", None, meta))
     return out

@@ -1,5 +1,6 @@
 """MaNGA spaxel spectra as the DRP cubes and the DAP's test files give them: image HDUs ``WAVE`` (L,), ``FLUX``,
-``IVAR``, ``MASK`` (N × L) and ``Z`` (N,). One spectrum per row (ids ``…_<row>``); vacuum, 1e-4 dex. A pixel is
+``IVAR``, ``MASK`` (N × L) and ``Z`` (N,). One spectrum per row (ids ``…_<row>``); vacuum, 1e-4 dex. The rows are
+spaxels of one galaxy: one object (the header's ``MANGAID``, else the file), so a split never divides them. A pixel is
 bad where the inverse variance is 0 or the DRP mask has any bit set. ``SRES`` (the resolution) is not kept.
 """
 
@@ -26,6 +27,7 @@ def read(hdul: fits.HDUList, path: Path) -> list[Spectrum]:
     flux = np.asarray(hdul["FLUX"].data, np.float64)
     ivar = np.asarray(hdul["IVAR"].data, np.float64)
     mask = np.asarray(hdul["MASK"].data)
+    galaxy = f"manga:{hdul[0].header.get('MANGAID') or path.name.split('.')[0]}"
     z = np.asarray(hdul["Z"].data, np.float64) if "Z" in {h.name.upper() for h in hdul} else np.full(len(flux), np.nan)
     return [
         survey_spectrum(
@@ -34,7 +36,7 @@ def read(hdul: fits.HDUList, path: Path) -> list[Spectrum]:
             good_ivar(ivar[i], flux[i], mask[i] != 0),
             "vacuum",
             1e-4,
-            base_meta(path, PRODUCT, f"_{i}", z=z[i], row=i),
+            base_meta(path, PRODUCT, f"_{i}", z=z[i], row=i, object=galaxy),
         )
         for i in range(len(flux))
     ]

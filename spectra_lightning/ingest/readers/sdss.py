@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from spectra_lightning.ingest.readers.survey import RejectError, Spectrum, base_meta, column, good_ivar, survey_spectrum
+from spectra_lightning.ingest.readers.survey import (
+    RejectError,
+    Spectrum,
+    base_meta,
+    column,
+    good_ivar,
+    sky_object,
+    survey_spectrum,
+)
 
 PRODUCT = "sdss"
 
@@ -36,6 +44,9 @@ def _labels(hdul: fits.HDUList) -> dict:
         return row[key] if key in names else None
 
     values = {
+        # the object, for splits that keep repeat spectra together: the plug position rounded to 1″ (every file has
+        # it; THING_ID is missing from older files, so one star would be two objects across them)
+        "object": sky_object(get("PLUG_RA"), get("PLUG_DEC")),
         "class": get("CLASS"),
         "subclass": get("SUBCLASS"),
         "z": get("Z"),
@@ -50,6 +61,10 @@ def _labels(hdul: fits.HDUList) -> dict:
     return {k: (int(v) if k == "zwarning" and v is not None else v) for k, v in values.items()}
 
 
+def _object_from_header(header) -> str:
+    return sky_object(header.get("PLUG_RA", header.get("RA")), header.get("PLUG_DEC", header.get("DEC")))
+
+
 def read(hdul: fits.HDUList, path: Path) -> list[Spectrum]:
     data = hdul[1].data
     flux = np.asarray(column(data, "flux"), np.float64)
@@ -61,5 +76,7 @@ def read(hdul: fits.HDUList, path: Path) -> list[Spectrum]:
     ivar = good_ivar(column(data, "ivar"), flux, bad)
     meta = base_meta(path, PRODUCT, **_labels(hdul))
     header = hdul[0].header
+    if not meta["object"]:  # a lite file without its SPECOBJ row: the primary header's
+        meta["object"] = _object_from_header(header)
     meta.update(plate=header.get("PLATEID", -1), mjd=float(header.get("MJD", np.nan)), fiber=header.get("FIBERID", -1))
     return [survey_spectrum(10**loglam, flux, ivar, "vacuum", 1e-4, meta)]

@@ -45,6 +45,14 @@ def base_meta(path: Path, product: str, suffix: str = "", **values) -> dict:
     return meta
 
 
+def sky_object(ra: float | None, dec: float | None) -> str:
+    """An object name from a sky position rounded to 1″ (``"sky:RA″:DEC″"``): repeat spectra of one target share it;
+    "" without a finite position."""
+    if ra is None or dec is None or not (np.isfinite(ra) and np.isfinite(dec)):
+        return ""
+    return f"sky:{round(float(ra) * 3600) % (360 * 3600)}:{round(float(dec) * 3600):+d}"
+
+
 def good_ivar(ivar: np.ndarray, flux: np.ndarray, bad: np.ndarray | None = None) -> np.ndarray:
     """``ivar`` with 0 wherever a pixel cannot be used: non-finite or non-positive ivar, non-finite flux, or
     ``bad`` (the file's mask, already reduced to a boolean)."""
