@@ -67,7 +67,44 @@ def row_of(run: Path, extra: str = "", labels: tuple[str, ...] = LABELS) -> dict
             f"{label}_baseline_lo": round(base["interval"][0], 3) if base.get("interval") else "",
             f"{label}_baseline_hi": round(base["interval"][1], 3) if base.get("interval") else "",
         }
-    return row
+    return row | separation_columns(r, labels)
+
+
+def separation_columns(report: dict, labels: tuple[str, ...]) -> dict:
+    """The report's separation block as CSV columns (report version 3; empty for older reports): per label whether
+    its node is clean and its MI given the other labels that node carries; MIG and DCI with their intervals."""
+    sep = report.get("separation")
+    if not sep:
+        return {}
+    out: dict = {"sep_n": sep["n"]}
+    for label in labels:
+        e = sep["labels"].get(label)
+        if not e:
+            continue
+        cmi = e["cmi"]
+        out |= {
+            f"{label}_sep_node": e["node"],
+            f"{label}_clean": int(bool(e["clean"])),
+            f"{label}_node_clean": int(bool(sep["nodes"][str(e["node"])]["clean"])),
+            f"{label}_cmi": round(cmi["value"], 3),
+            f"{label}_cmi_lo": round(cmi["lo"], 3),
+            f"{label}_cmi_hi": round(cmi["hi"], 3),
+            f"{label}_cmi_given": "+".join(cmi["given"]),
+        }
+    for key in ("mig",):
+        out |= {
+            key: round(sep[key]["value"], 3),
+            f"{key}_lo": round(sep[key]["lo"], 3),
+            f"{key}_hi": round(sep[key]["hi"], 3),
+        }
+    for key in ("disentanglement", "completeness", "informativeness"):
+        d = sep["dci"][key]
+        out |= {
+            f"dci_{key}": round(d["value"], 3),
+            f"dci_{key}_lo": round(d["lo"], 3),
+            f"dci_{key}_hi": round(d["hi"], 3),
+        }
+    return out
 
 
 def run_seed(config: list[str], seed: int, run: Path, extra: list[str]) -> int:
