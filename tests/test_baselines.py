@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from spectra_lightning.metrics.baselines import C_KMS, LabelFreeBaselines
+from spectra_lightning.metrics.baselines import C_KMS, LabelFreeBaselines, ccf_lags
 
 WAVE = np.arange(5000.0, 5200.0, 0.05)  # 4,000 px, ~3 km/s per px
 LINES = np.random.default_rng(0).uniform(5005, 5195, 40)
@@ -96,3 +96,23 @@ def test_on_a_log_grid_the_ccf_redshift_scans_every_shift():
     template = (1 + z) / (1 + got)  # (1 + z_template): the same for every spectrum
     assert np.ptp(template) < 3 * np.log(10) * 1e-4 * template.mean()  # within a few of the grid's pixels
     assert LabelFreeBaselines(WAVE).names[-1] == "ccf_velocity"  # a linear grid has no ccf_z
+
+
+def test_ccf_lags_in_a_band_read_that_band_s_shift_only():
+    """Two sets of lines moved by different amounts (a star's by its velocity, telluric ones by the instrument's
+    zero-point only): correlated over the band where only the second set lies, against that set's own template,
+    ``ccf_lags`` returns the second shift (sub-pixel), not the first — what a telluric-referenced velocity uses."""
+    x = np.arange(2000.0)
+    star_at, tell_at = np.array([200.0, 450.0, 700.0]), np.array([1400.0, 1480.0, 1610.0, 1750.0])
+
+    def lines(at: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        return -np.exp(-0.5 * ((x[None, None, :] - at[None, :, None] - shift[:, None, None]) / 1.5) ** 2).sum(1)
+
+    star_shift, tell_shift = np.array([3.3, -2.6, 0.0]), np.array([-0.4, 0.7, 1.25])
+    profile = lines(star_at, star_shift) + lines(tell_at, tell_shift)
+    band = x > 1300
+    template = np.where(band, lines(tell_at, np.zeros(1))[0], 0.0)
+    got = ccf_lags(np.where(band, profile, 0.0), template, max_shift=8)
+    np.testing.assert_allclose(got, tell_shift, atol=0.05)
+    whole = ccf_lags(profile, lines(star_at, np.zeros(1))[0], max_shift=8)
+    np.testing.assert_allclose(whole, star_shift, atol=0.05)

@@ -14,6 +14,13 @@ knot wavelength ``λ_k``, fitted three ways by least squares:
 ``*_rms`` are each fit's residual r.m.s. over the r.m.s. of ``d`` (0: the law holds exactly). And a linear
 read-out of the label from the node's μ over the test spectra: its slope (label units per unit) and residual
 r.m.s. On a linear grid, a Doppler shift by v moves λ by λ·v/c; a calibration offset moves it by a constant.
+
+For the RV node, the controls a referee asks for (issue #41): the report's separation verdict of the node
+(``node_clean``, its second label); its μ regressed on RV and the zero-point in km/s at 5400 Å (``zp_over_rv``: μ's
+change per km/s of zero-point over its change per km/s of RV, with a 95 % interval; 1: it reads the apparent
+shift); the MI it keeps with the zero-point once RV is known (``zp_given_rv``, KSG-type conditional MI, its interval
+and local-permutation null); and, with tellurics, a telluric-referenced CCF velocity (stellar minus telluric
+cross-correlation) as a label-free baseline that the zero-point does not fool (``ccf_telluric_mi``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import torch
 import yaml
 
 from spectra_lightning.common.files import write_csv
+from spectra_lightning.metrics.intervals import Z95
+from spectra_lightning.metrics.separation import cmi_with_interval
 from spectra_lightning.model.checkpoints import load_model
 from spectra_lightning.model.legacy import model_settings, upgrade_hparams
 from spectra_lightning.physics.grid import C_KMS
@@ -60,10 +69,10 @@ def fits(lam: np.ndarray, d: np.ndarray) -> dict[str, float]:
     }
 
 
-def test_codes(run: Path, model) -> tuple[np.ndarray, dict[str, np.ndarray], float, object]:
+def test_codes(run: Path, model) -> tuple[np.ndarray, dict[str, np.ndarray], float, object, tuple]:
     """μ ``(N_test, D)`` and labels ``{name: (N_test,)}`` of the run's test spectra as its own data module serves
     them (injected velocities included), the share of their spread ``Σ(x − x̄)²`` that the reconstruction leaves
-    ``Σ(x̂ − x)²`` (unmasked pixels), and the store's grid."""
+    ``Σ(x̂ − x)²`` (unmasked pixels), the store's grid, and the spectra with their mask ``(N_test, L)``."""
     import importlib
 
     from spectra_lightning.store.batch import finish_batch
@@ -92,7 +101,84 @@ def test_codes(run: Path, model) -> tuple[np.ndarray, dict[str, np.ndarray], flo
     mean = np.where(m, x, 0).sum(0) / np.maximum(m.sum(0), 1)
     left = float((np.where(m, xh - x, 0) ** 2).sum() / (np.where(m, x - mean, 0) ** 2).sum())
     values = np.concatenate(labels)
-    return np.concatenate(mus), {n: values[:, j] for j, n in enumerate(dm.label_names)}, left, dm.grid
+    labels_by_name = {n: values[:, j] for j, n in enumerate(dm.label_names)}
+    return np.concatenate(mus), labels_by_name, left, dm.grid, (x, m.astype(bool))
+
+
+ZP_REFERENCE_AA = 5400.0  # a zero-point offset in Å is quoted in km/s at the band's middle: c · offset / 5400 Å
+
+
+def apparent_shift(mu: np.ndarray, rv: np.ndarray, offset_aa: np.ndarray) -> dict[str, float]:
+    """How the node's μ ``(N,)`` moves per km/s of RV and per km/s of zero-point (``offset_aa`` at
+    :data:`ZP_REFERENCE_AA`): the least-squares fit μ = a·v + b·zp + c with classical standard errors, and the
+    ratio b/a with its delta-method error (1: the node reads the apparent shift, star and instrument alike; 0: RV
+    alone)."""
+    zp = C_KMS * offset_aa / ZP_REFERENCE_AA
+    design = np.column_stack([rv, zp, np.ones_like(rv)])
+    coef, *_ = np.linalg.lstsq(design, mu, rcond=None)
+    resid = mu - design @ coef
+    cov = np.linalg.inv(design.T @ design) * float(resid @ resid) / (len(mu) - 3)
+    a, b = coef[0], coef[1]
+    ratio = b / a
+    grad = np.array([-b / a**2, 1 / a])  # d(b/a)/d(a, b)
+    ratio_se = float(np.sqrt(grad @ cov[:2, :2] @ grad))
+    return {
+        "mu_per_kms_rv": sig(a),
+        "mu_per_kms_zp": sig(b),
+        "zp_over_rv": round(float(ratio), 3),
+        "zp_over_rv_lo": round(float(ratio - Z95 * ratio_se), 3),
+        "zp_over_rv_hi": round(float(ratio + Z95 * ratio_se), 3),
+    }
+
+
+def telluric_referenced_velocity(flux: np.ndarray, mask: np.ndarray, grid, resolution: float) -> np.ndarray:
+    """``(N,)`` km/s: the stellar cross-correlation velocity minus the telluric lines' (a label-free, physics-aware
+    baseline). The stellar template is the spectra's own aligned mean (``LabelFreeBaselines`` fit on them, no
+    labels); the telluric one is the atmosphere's line list (synth's) at rest, correlated over its bands only. Both
+    lags are in pixels of the same grid, so their difference cancels a zero-point offset (and a stretch, to first
+    order near the telluric bands)."""
+    from spectra_lightning.ingest.synth import telluric_depth
+    from spectra_lightning.metrics.baselines import LabelFreeBaselines, ccf_lags, line_profile
+
+    star = LabelFreeBaselines(grid.wavelength).fit(flux, mask)
+    star_lag = star.ccf_velocity(flux, mask) / star.kms_per_px
+    mid = 0.5 * (grid.wave_min + grid.wave_max)
+    tau = telluric_depth(grid, np.ones(1), np.zeros(1), np.zeros(1), mid, resolution)[0]
+    band = np.convolve(tau > 1e-3 * tau.max(), np.ones(31), mode="same") > 0  # the bands, ±15 px
+    template = np.where(band, line_profile(np.exp(-tau)[None, :], grid.valid[None, :])[0], 0.0)
+    tell_lag = ccf_lags(np.where(band, line_profile(flux, mask), 0.0), template, max_shift=8)
+    return (star_lag - tell_lag) * star.kms_per_px
+
+
+def mi_entry(name: str, x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> dict[str, float]:
+    """``{name, name_lo, name_hi, name_null}``: I(x; y) (or I(x; y | z)) with its half-sample interval and null."""
+    c = cmi_with_interval(x, y, z, k=3, reps=30, seed=0)
+    return {
+        name: round(c["value"], 3),
+        f"{name}_lo": round(c["lo"], 3),
+        f"{name}_hi": round(c["hi"], 3),
+        f"{name}_null": round(c["null_p95"], 3),
+    }
+
+
+def rv_node_controls(report: dict, node: int, mu: np.ndarray, truths: dict, spectra: tuple, grid, synth: dict) -> dict:
+    """The referee's controls on the RV node (issue #41): its separation verdict, μ regressed on (v, zero-point),
+    what it carries of the zero-point once RV is known, and the telluric-referenced CCF beside the plain one."""
+    sep = report.get("separation") or {}
+    verdict = (sep.get("nodes") or {}).get(str(node)) or {}
+    out: dict = {
+        "node_clean": int(bool(verdict.get("clean"))) if verdict else "",
+        "node_second_label": verdict.get("second_label", ""),
+    }
+    rv = truths["rv"].astype(float)
+    offset = truths.get("wave_offset")
+    if offset is not None and np.ptp(offset) > 0:
+        out |= apparent_shift(mu[:, node], rv, offset.astype(float))
+        out |= mi_entry("zp_given_rv", mu[:, node], offset.astype(float), rv[:, None])
+    if synth.get("tellurics"):
+        referenced = telluric_referenced_velocity(*spectra, grid, float(synth.get("resolution") or 5000.0))
+        out |= mi_entry("ccf_telluric_mi", referenced, rv)
+    return out
 
 
 def study(run: Path, labels: list[str]) -> tuple[list[dict], dict]:
@@ -103,7 +189,7 @@ def study(run: Path, labels: list[str]) -> tuple[list[dict], dict]:
     if warp is None:
         raise SystemExit(f"{run}: its decoder has no warp (ConvAutoencoder(warp_knots=0)); nothing to read")
     model.eval()
-    mu, truths, left, grid = test_codes(run, model)
+    mu, truths, left, grid, spectra = test_codes(run, model)
     lam = knot_wavelengths(grid.wavelength, warp.knots)
     # (K, D) Å per unit of each node: pixels times the pixel's width at the knot (linear or log grid)
     weight = warp.scale * warp.coef.weight.detach().numpy() * grid.pixel_width(lam)[:, None]
@@ -152,6 +238,9 @@ def study(run: Path, labels: list[str]) -> tuple[list[dict], dict]:
             "recon_left": round(left, 4),
             **fits(lam, weight[:, node]),
         }
+        if label == "rv":
+            synth = cfg["data"]["init_args"].get("synth") or {}
+            row |= rv_node_controls(report, node, mu, truths, spectra, grid, synth)
         out.append(row)
         curves[label] = (lam, weight[:, node], node)
     return out, curves

@@ -66,6 +66,29 @@ def line_profile(flux: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(ok, out, 0.0)
 
 
+def ccf_lags(profile: np.ndarray, template: np.ndarray, max_shift: int) -> np.ndarray:
+    """``(N,)`` pixel lag (positive: ``profile`` moved to larger indices) of each row of ``profile (N, L)`` where its
+    cross-correlation with ``template (L,)`` peaks, within ``±max_shift`` px, refined by a parabola through the peak.
+    Zero the pixels that should not count (a band mask) in ``profile`` or ``template``."""
+    length = profile.shape[1]
+    size = 1 << int(np.ceil(np.log2(2 * length)))
+    spec = np.fft.rfft(profile, size, axis=1)
+    tmpl = np.fft.rfft(template, size)
+    cc = np.fft.irfft(spec * np.conj(tmpl), size, axis=1)  # cc[s] = Σ profile[i + s] · template[i]
+    s = min(max_shift, length - 1)
+    window = np.concatenate([cc[:, -s:], cc[:, : s + 1]], axis=1)  # lags -s .. s
+    peak = np.argmax(window, axis=1)
+    rows = np.arange(len(window))
+    inner = (peak > 0) & (peak < 2 * s)
+    left = window[rows, np.clip(peak - 1, 0, 2 * s)]
+    mid = window[rows, peak]
+    right = window[rows, np.clip(peak + 1, 0, 2 * s)]
+    denom = left - 2 * mid + right
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(inner & (denom < 0), 0.5 * (left - right) / denom, 0.0)
+    return np.asarray(peak - s + frac, dtype=np.float64)
+
+
 class LabelFreeBaselines:
     """Fit on training spectra, then ``features(flux, mask) -> (N, F)`` named by :attr:`names`.
 
@@ -152,23 +175,7 @@ class LabelFreeBaselines:
         """``(N,)`` pixel lag of each line profile's cross-correlation peak against the template, within
         ``max_shift`` pixels (default: :data:`CCF_MAX_KMS`'s)."""
         assert self.template is not None
-        length = profile.shape[1]
-        size = 1 << int(np.ceil(np.log2(2 * length)))
-        spec = np.fft.rfft(profile, size, axis=1)
-        tmpl = np.fft.rfft(self.template, size)
-        cc = np.fft.irfft(spec * np.conj(tmpl), size, axis=1)  # cc[s] = Σ profile[i + s] · template[i]
-        s = min(max_shift or self.max_shift, length - 1)
-        window = np.concatenate([cc[:, -s:], cc[:, : s + 1]], axis=1)  # lags -s .. s
-        peak = np.argmax(window, axis=1)
-        rows = np.arange(len(window))
-        inner = (peak > 0) & (peak < 2 * s)
-        left = window[rows, np.clip(peak - 1, 0, 2 * s)]
-        mid = window[rows, peak]
-        right = window[rows, np.clip(peak + 1, 0, 2 * s)]
-        denom = left - 2 * mid + right
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.where(inner & (denom < 0), 0.5 * (left - right) / denom, 0.0)
-        return np.asarray(peak - s + frac, dtype=np.float64)
+        return ccf_lags(profile, self.template, max_shift or self.max_shift)
 
     def describe(self) -> dict[str, Any]:
         """What each feature is (for ``report.json``)."""
