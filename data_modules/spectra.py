@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from spectra_lightning.common.errors import ConfigError
-from spectra_lightning.common.files import write_atomic
+from spectra_lightning.common.files import cache_dir, write_atomic
 from spectra_lightning.common.run_layout import split_file
 from spectra_lightning.data_modules.split import assign_splits
 from spectra_lightning.ingest.synth import SynthSpec, synthesize
@@ -26,11 +26,6 @@ from spectra_lightning.physics.labels import LABELS
 from spectra_lightning.store import SpectraStore, StoreError, StoreSource, fill_masked
 from spectra_lightning.store.batch import Item
 from spectra_lightning.store.lock import StoreLockedError
-
-
-def cache_dir() -> Path:
-    """Where generated synthetic stores are kept (``$SPECTRA_LIGHTNING_CACHE``)."""
-    return Path(os.environ.get("SPECTRA_LIGHTNING_CACHE", Path.home() / ".cache" / "spectra_lightning"))
 
 
 class StoreDataset(Dataset):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,14 +24,23 @@ def run_cli(args: list[str], cwd, ok: bool = True) -> subprocess.CompletedProces
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     env.pop("SPECTRA_LIGHTNING_RUN_DIR", None)
     env.pop("WANDB_SERVICE", None)  # each command its own W&B service, as from a shell
-    r = subprocess.run(
+    # its own session: a DDP run's other ranks die with it (on a timeout, or a rank 0 that failed and left them)
+    proc = subprocess.Popen(
         [sys.executable, "-m", "spectra_lightning", *args],
         env=env,
         cwd=cwd,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=600)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if ok:
         assert r.returncode == 0, r.stderr[-3000:]
     return r

@@ -143,7 +143,7 @@ def test_nothing_to_ingest_is_an_error_and_leaves_no_store(tmp_path, tiny_store,
     (tmp_path / "empty").mkdir()
     rc = main(["ingest", str(tmp_path / "empty"), "--output", str(tmp_path / "e.zarr"), "--quiet"])
     err = capsys.readouterr().err.strip()
-    assert rc == EXIT_ERROR and "nothing to ingest: no FITS file" in err and len(err.splitlines()) == 1
+    assert rc == EXIT_ERROR and "nothing to ingest: no spectrum file" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "e.zarr").exists()
     junk = tmp_path / "junk"
     junk.mkdir()

@@ -21,7 +21,7 @@ LAYERS = [
     "data_modules",
     "model",
     "analysis",
-    ("callbacks", "explorer"),
+    ("callbacks", "explorer", "api"),
     "cli",
 ]
 RANK = {wing: i for i, entry in enumerate(LAYERS) for wing in (entry if isinstance(entry, tuple) else (entry,))}

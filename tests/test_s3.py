@@ -164,3 +164,21 @@ def test_storage_options_instead_of_the_aws_variables(tmp_path, bucket, s3_endpo
     assert main(["fit", "--config", str(streaming_config(tmp_path, url, max_epochs=1))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{url}: cannot open (NoCredentialsError" in err[0]
+
+
+def test_a_shared_model_loads_from_the_bucket_with_its_sha256(bucket, tmp_path, monkeypatch):
+    import spectra_lightning as sl
+    from spectra_lightning.api import CheckpointError, sha256_of
+    from spectra_lightning.model.checkpoints import fingerprint
+
+    from helpers import TESTS
+
+    src = TESTS / "data" / "format2_tiny_warp_0.4.ckpt"
+    s3fs.S3FileSystem(skip_instance_cache=True).put(str(src), f"{bucket}/models/tiny.ckpt")
+    monkeypatch.setenv("SPECTRA_LIGHTNING_CACHE", str(tmp_path))
+    digest = sha256_of(src)
+    model = sl.load(f"s3://{bucket}/models/tiny.ckpt", sha256=digest)
+    assert fingerprint(model.module) == fingerprint(sl.load(src).module)
+    assert (tmp_path / "models" / f"{digest}-tiny.ckpt").is_file()
+    with pytest.raises(CheckpointError, match="cannot download"):
+        sl.load(f"s3://{bucket}/models/none.ckpt")

@@ -230,3 +230,35 @@ def test_line_windows_in_vacuum_on_a_vacuum_grid():
     vac = windows_within(3000, 11000, "vacuum")
     assert set(air) == set(vac) == set(WINDOWS)
     assert 1.7 < vac["Hα"][0] - air["Hα"][0] < 1.9  # 6552 Å in air is 6553.8 in vacuum
+
+
+def test_an_iraf_log_linear_axis_reads_as_its_wavelengths():
+    """The linetools BOSS file: an image with CRVAL1 = 3.5507, CD1_1 = 1e-4 and DC-FLAG = 1 (log10 λ), rejected
+    before as "cannot tell the wavelength unit"; astropy's header gives the same axis."""
+    path = survey_file("linetools/SDSSJ220248.31+123656.3.fits")
+    (s,) = read(path)
+    with fits.open(path) as h:
+        hdr, flux, loglam = h[0].header, h[0].data, h[2].data
+    expected = 10 ** (hdr["CRVAL1"] + (np.arange(hdr["NAXIS1"]) + 1 - hdr["CRPIX1"]) * hdr["CD1_1"])
+    np.testing.assert_allclose(s.wave, expected, rtol=1e-12)
+    np.testing.assert_allclose(s.wave, 10 ** loglam.astype(float), rtol=1e-6)  # the file's own λ extension
+    np.testing.assert_array_equal(s.flux, flux)
+    assert s.product == "image1d" and 3553 < s.wave[0] < 3554 and s.medium == "vacuum"  # its VACUUM = T
+
+
+def test_a_lamost_file_with_an_unusable_wavelength_row_takes_its_header_solution(tmp_path):
+    """spec-55939-B5593905_sp01-018 (LAMOST DR1): its wavelength row holds -1.1–2.5, so it was rejected as outside
+    every grid; its header's COEFF0/COEFF1 give log10 λ. A made file whose header has no solution is a reject
+    that says so."""
+    path = survey_file("lamost_spectraml/spec-55939-B5593905_sp01-018.fits")
+    (s,) = read(path)
+    with fits.open(path) as h:
+        hdr, rows = h[0].header, h[0].data.astype(float)
+    np.testing.assert_allclose(s.wave, 10 ** (hdr["COEFF0"] + np.arange(rows.shape[1]) * hdr["COEFF1"]), rtol=1e-12)
+    np.testing.assert_array_equal(s.flux, rows[0])
+    broken = tmp_path / "spec-broken.fits"
+    for key in ("COEFF0", "COEFF1", "CRVAL1", "CD1_1", "DC-FLAG"):
+        hdr.remove(key, ignore_missing=True)
+    fits.PrimaryHDU(rows.astype(np.float32), hdr).writeto(broken)
+    with pytest.raises(RejectError, match="wavelength row is unusable and its header has no COEFF0/COEFF1"):
+        read(broken)

@@ -5,7 +5,8 @@
 For every run directory (``fit --config experiments/sdss.yaml``, any loss), the checkpoint ``last.ckpt``
 reconstructs the run's test spectra (``split.json``) from μ; the table has one row per run: the loss it was
 trained with, the test spectra, their median χ²/pixel (Σ ivar·(x̂ − x)² / the pixels with ivar > 0) and its
-16th–84th percentiles, and the best node's MI with each label of the run's ``report.json`` (test split).
+16th–84th percentiles, and the best node's MI with each label of the run's ``report.json`` (test split) with the
+label-free ``ccf_z`` beside it, and the separation block of the test codes against z and the continuum colour.
 A χ²/pixel near 1 reconstructs a spectrum to its noise; well below 1 draws the noise too.
 
 ``--by-class``: per run and per class of the files (QSO, GALAXY, STAR), the test spectra of that class with a z,
@@ -33,9 +34,9 @@ def loss_name(model) -> str:
     return str(model.hparams.loss["class_path"]).rsplit(".", 1)[-1]
 
 
-def chi2_per_pixel(run: Path) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
-    """The run's loss class, the χ²/pixel ``(N_test,)`` of its test spectra, their μ ``(N_test, D)`` and their
-    continuum colour ``(N_test,)`` (``LabelFreeBaselines.colour``: the slope a node may carry)."""
+def chi2_per_pixel(run: Path) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The run's loss class, the χ²/pixel ``(N_test,)`` of its test spectra, their μ ``(N_test, D)``, their
+    continuum colour ``(N_test,)`` (``LabelFreeBaselines.colour``: the slope a node may carry) and z (NaN: none)."""
     from spectra_lightning.metrics.baselines import LabelFreeBaselines
 
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -52,7 +53,33 @@ def chi2_per_pixel(run: Path) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     used = ivar > 0
     chi2 = (ivar * (recon - flux) ** 2).sum(1) / np.maximum(used.sum(1), 1)
     loss = loss_name(model)
-    return loss, chi2, mu.astype(np.float64), LabelFreeBaselines.colour(flux, mask)
+    z = store.meta["z"][rows].astype(float) if "z" in store.meta else np.full(len(rows), np.nan)
+    return loss, chi2, mu.astype(np.float64), LabelFreeBaselines.colour(flux, mask), z
+
+
+def separation_columns(mu: np.ndarray, z: np.ndarray, colour: np.ndarray, informative: list[int]) -> dict:
+    """The separation block (``metrics.separation``) of the test codes against z and the continuum colour (the two
+    things a survey node may read; the report has z alone, and a verdict needs a second quantity): whether the z
+    node is clean (carries no colour once z is known), its MI with z given the colour it carries, MIG and DCI."""
+    from spectra_lightning.metrics.separation import separation
+
+    sep = separation(mu, {"z": z, "colour": colour}, informative)
+    e = sep["labels"]["z"]
+    return {
+        "sep_n": sep["n"],
+        "z_sep_node": e["node"],
+        "z_clean": int(bool(e["clean"])),
+        "z_cmi": round(e["cmi"]["value"], 3),
+        "z_cmi_lo": round(e["cmi"]["lo"], 3),
+        "z_cmi_hi": round(e["cmi"]["hi"], 3),
+        "z_cmi_given": "+".join(e["cmi"]["given"]),
+        "mig": round(sep["mig"]["value"], 3),
+        "mig_lo": round(sep["mig"]["lo"], 3),
+        "mig_hi": round(sep["mig"]["hi"], 3),
+        **{
+            f"dci_{k}": round(sep["dci"][k]["value"], 3) for k in ("disentanglement", "completeness", "informativeness")
+        },
+    }
 
 
 def by_class(run: Path, classes: list[str], min_n: int) -> list[dict]:
@@ -125,7 +152,7 @@ def main() -> None:
     for run in a.runs:
         from spectra_lightning.metrics.report import ksg_entry
 
-        loss, chi2, mu, colour = chi2_per_pixel(run)
+        loss, chi2, mu, colour, z = chi2_per_pixel(run)
         report = json.loads((run / "report.json").read_text())
         slope = ksg_entry(mu, colour, list(report["mad"]["informative"]), 3, 0)
         row = {
@@ -165,7 +192,9 @@ def main() -> None:
                 f"{label}_distinct": int(bool(iv.get("distinct"))),
                 f"{label}_baseline": base.get("best") or "",
                 f"{label}_baseline_mi": round(base["value"], 3) if base.get("value") is not None else "",
+                f"{label}_ccf_z_mi": round(base["values"]["ccf_z"], 3) if "ccf_z" in base.get("values", {}) else "",
             }
+        row |= separation_columns(mu, z, colour, list(report["mad"]["informative"]))
         rows.append(row)
         print(row, flush=True)
     write_csv(a.out, rows)

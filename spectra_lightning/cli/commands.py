@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-from spectra_lightning import __version__
 from spectra_lightning.cli.names import PROG, TENSOR_COMMANDS, TRAINER_COMMANDS
 from spectra_lightning.common.allocator import keep_freed_memory
+from spectra_lightning.common.version import VERSION
 
 # Tool commands, imported only when called: "module:function" under spectra_lightning.
 TOOLS = {
@@ -22,6 +22,7 @@ TOOLS = {
     "verify": "store.verify:main",
     "ingest": "ingest.command:main",
     "encode": "analysis.encode:main",
+    "export": "analysis.export:main",
     "analyze": "analysis.analyze:main",
     "sweep": "analysis.sweep:main",
     "sweep-report": "analysis.sweep:report_main",
@@ -55,6 +56,7 @@ tools:
   verify     check a store: every row against its checksum, duplicate ids
   ingest     put spectra on a grid in a store: {FORMAT_NAMES}
   encode     latent codes of every spectrum in a store (--ckpt, --store, --output)
+  export     a finished run's model as one file to share, with its model card (RUN --output NAME.ckpt)
   analyze    MAD + mutual information of codes vs labels -> report.json + figures
   explore    local web page: sliders decode live, node scatter, nearest stored spectra (--run RUN_DIR)
   sweep      run a W&B sweep YAML locally (grid/random), each run a real fit; then Figure 4
@@ -64,7 +66,8 @@ grids (--grid, synth and ingest): {", ".join(GRIDS)}, or START:STOP:STEP in Å, 
 
 environment:
   SPECTRA_LIGHTNING_STORE          the store a config without one trains on
-  SPECTRA_LIGHTNING_CACHE          where generated synthetic stores are kept (~/.cache/spectra_lightning)
+  SPECTRA_LIGHTNING_CACHE          where generated synthetic stores and downloaded models are kept
+                                   (~/.cache/spectra_lightning)
   SPECTRA_LIGHTNING_ALLOW_MODULES  modules (comma-separated) whose classes configs and checkpoints may name
   SPECTRA_LIGHTNING_CHROMIUM       the Chromium the explorer's screenshots use (default: `chromium` on PATH)
   WANDB_MODE, WANDB_API_KEY        W&B's own: without a key, runs are logged offline
@@ -78,7 +81,7 @@ def main(args: list[str] | None = None) -> int:
         print(overview())
         return 0
     if args[0] == "--version":
-        print(f"spectra_lightning {__version__}")
+        print(f"spectra_lightning {VERSION}")
         return 0
     if args[0] not in TOOLS and args[0] not in TRAINER_COMMANDS:
         print(f"spectra_lightning: unknown command {args[0]!r}\n\n{overview()}", file=sys.stderr)

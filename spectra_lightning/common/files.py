@@ -15,6 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """Where generated synthetic stores and downloaded models are kept (``$SPECTRA_LIGHTNING_CACHE``)."""
+    return Path(os.environ.get("SPECTRA_LIGHTNING_CACHE", Path.home() / ".cache" / "spectra_lightning"))
+
+
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path in ``path``'s directory to write to; renamed to ``path`` when the block ends without

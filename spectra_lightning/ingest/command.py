@@ -25,11 +25,13 @@ def report(s: dict, output: str, shown: int = 20) -> None:
     print(
         f"ingested {s['ingested']} spectra into {output} ({s['n_spectra']} in the store); "
         f"{s['already_present']} already present, {s['duplicates']} duplicates of another file's spectrum, "
-        f"{s['skipped']} skipped (calibration/CCF), {s['rejected']} rejected, {len(s['warnings'])} with warnings; "
+        f"{s['skipped']} skipped (not science spectra), {s['rejected']} rejected, {len(s['warnings'])} with warnings; "
         f"{s['files_per_s']:.1f} files/s, {s['mb_per_s']:.1f} MB/s"
     )
     sections = (
         ("rejected", s["rejects"], "{}"),
+        ("skipped", s["skipped_files"], "{}"),
+        ("not read", s.get("not_read", {}), "{}"),
         ("duplicate", s["duplicates_of"], "the same spectrum as {}, stored once"),
         ("renamed", s["renamed"], "stored as {} (another spectrum has its name)"),
         ("warning", s["warnings"], "{}"),

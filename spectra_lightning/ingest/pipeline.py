@@ -23,11 +23,13 @@ import numpy as np
 from spectra_lightning.ingest.catalogue import IngestLabels
 from spectra_lightning.ingest.placement import MIN_FLUX, MIN_USABLE, WARNINGS_KEY, Known, Placement
 from spectra_lightning.ingest.pool import ReaderPool
+from spectra_lightning.ingest.readers import TABLE_SUFFIXES
 from spectra_lightning.ingest.writer import BatchWriter
 from spectra_lightning.physics.grid import SpectralGrid
 from spectra_lightning.store.spectra_store import DEFAULT_CHUNK_ROWS, DEFAULT_CODEC, SpectraStore, StoreError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+READ_SUFFIXES = FITS_SUFFIXES + TABLE_SUFFIXES  # what a folder scan reads; it names every other file it passes
 
 
 def broken_link(path: Path) -> str | None:
@@ -43,11 +45,13 @@ def broken_link(path: Path) -> str | None:
     return None
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], dict[str, str]]:
-    """Files, directories (recursive, FITS suffixes) and globs -> (sorted unique paths, ``{path: reason}`` of
-    the symbolic links among them that cannot be read: loops and dangling links, reported as rejects)."""
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], dict[str, str], dict[str, str]]:
+    """Files, directories (recursive: :data:`READ_SUFFIXES`) and globs -> (sorted unique paths, ``{path: reason}``
+    of the symbolic links among them that cannot be read — loops and dangling links, reported as rejects — and
+    ``{path: reason}`` of the files a folder scan passed over)."""
     out: set[Path] = set()
     broken: dict[str, str] = {}
+    passed: dict[str, str] = {}
     for item in inputs:
         matches = [Path(p) for p in glob.glob(item, recursive=True)] if any(c in item for c in "*?[") else [Path(item)]
         if not matches:
@@ -57,7 +61,9 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], dict[str, str]]:
                 broken[str(p)] = reason
             elif p.is_dir():
                 for f in p.rglob("*"):
-                    if not f.name.lower().endswith(FITS_SUFFIXES):
+                    if not f.name.lower().endswith(READ_SUFFIXES):
+                        if f.is_file() and not f.name.startswith("."):
+                            passed[str(f)] = f"not a spectrum file by its name ({f.suffix or 'no suffix'})"
                         continue
                     if f.is_file():
                         out.add(f)
@@ -67,7 +73,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], dict[str, str]]:
                 out.add(p)
             else:
                 raise FileNotFoundError(f"{p}: no such file or directory")
-    return sorted(out), broken
+    return sorted(out), broken, passed
 
 
 class IngestError(ValueError):
@@ -97,9 +103,9 @@ def ingest(
     if not 0 <= min_usable <= 1:
         raise IngestError(f"--min-usable must be a fraction in [0, 1], got {min_usable}")
     table = IngestLabels(labels, tuple(labels_text)) if labels else None
-    paths, broken = expand_inputs(inputs)
+    paths, broken, passed = expand_inputs(inputs)
     if not paths and not broken:
-        raise IngestError(f"nothing to ingest: no FITS file ({', '.join(FITS_SUFFIXES)}) in {' '.join(inputs)}")
+        raise IngestError(f"nothing to ingest: no spectrum file ({', '.join(READ_SUFFIXES)}) in {' '.join(inputs)}")
     created = False
     try:
         store = SpectraStore.open(output, mode="a")  # takes the writer lock: one writer at a time
@@ -116,6 +122,7 @@ def ingest(
         how = Placement(grid, min_flux, min_usable, str(store.flux.dtype), store.ivar is not None, Known.of(store.meta))
         try:
             summary = _ingest_into(store, paths, broken, how, workers, table, progress, batch)
+            summary["not_read"] = passed
         except BaseException:
             if created and store.n == 0:
                 store.remove()

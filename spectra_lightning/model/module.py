@@ -323,7 +323,12 @@ class SpectrumAutoencoder(L.LightningModule):
         import and call whatever a checkpoint's ``_instantiator`` names."""
         if kwargs:
             raise TypeError(f"load_from_checkpoint takes a path and map_location only, not {sorted(kwargs)}")
-        checkpoint = read_checkpoint(checkpoint_path)
+        return cls.from_checkpoint(read_checkpoint(checkpoint_path), checkpoint_path, map_location)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, where: Any, map_location: Any = None) -> SpectrumAutoencoder:
+        """The model of a checkpoint already read and checked by ``read_checkpoint`` (``where``: its name in
+        messages), in eval mode on ``map_location`` (default the CPU)."""
         # the optimizer's and scheduler's specs are checked but never kept by the module, nor needed to encode
         hparams = {
             k: v
@@ -335,9 +340,7 @@ class SpectrumAutoencoder(L.LightningModule):
             model.load_state_dict(checkpoint["state_dict"])
         except (ConfigError, TypeError, RuntimeError, KeyError) as e:
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise CheckpointError(
-                f"{checkpoint_path}: not a loadable spectra_lightning checkpoint ({reason})"
-            ) from None
+            raise CheckpointError(f"{where}: not a loadable spectra_lightning checkpoint ({reason})") from None
         device = torch.device(map_location) if isinstance(map_location, (str, torch.device)) else torch.device("cpu")
         return model.eval().to(device)
 

@@ -8,7 +8,8 @@ Supported products, detected from the file's content, never its name:
 * ``e2ds``  HARPS DRS e2ds (orders × pixels) with the wavelength and blaze files named by
             its ``ESO DRS CAL TH FILE`` / ``ESO DRS BLAZE FILE`` keywords, in its directory;
             orders are de-blazed and merged after the BERV correction (the s1d's frame);
-* ``image1d`` / ``table1d``: any other 1-D spectrum, as an image with a linear WCS or a
+* ``image1d`` / ``table1d``: any other 1-D spectrum, as an image with a linear WCS (log-linear where IRAF's
+            ``DC-FLAG = 1``: CRVAL1 and CD1_1 in log10 λ; vacuum where ``VACUUM = T``) or a
             table with wavelength and flux columns; Å or nm, told by the header units
             (CUNIT1, TUNITn, CTYPE1) or, failing those, by the values.
 
@@ -74,6 +75,8 @@ PRIMARY_CARDS = (
     "CRPIX1",
     "CUNIT1",
     "CTYPE1",
+    "DC-FLAG",  # IRAF: 1 when the axis is log10 λ
+    "VACUUM",  # SDSS-made images: True when the wavelengths are vacuum's
     "ESO TEL AIRM START",
     "ESO TEL AIRM END",
     "ESO DRS SPE EXT SN50",
@@ -327,12 +330,14 @@ def read_hdus(primary: fits.Header, hdul: fits.HDUList, path: Path) -> Spectrum:
     linear = _linear_wcs(primary, data.size)
     if linear is None:
         raise RejectError("1-D image without CRVAL1/CDELT1 wavelength keywords")
-    wave = linear
+    wave = 10**linear if primary.get("DC-FLAG") == 1 else linear  # IRAF's log-linear axis: CRVAL1 is log10 λ
     unit = primary.get("CUNIT1") or (
         primary.get("CTYPE1") if str(primary.get("CTYPE1", "")).lower().startswith("ang") else None
     )
     is_s1d = meta["instrument"].upper().startswith("HARPS") and "ESO DRS BERV" in primary
-    return Spectrum(to_angstrom(wave, unit, "CRVAL1/CDELT1"), data, None, "s1d" if is_s1d else "image1d", meta)
+    medium = "vacuum" if primary.get("VACUUM") is True else "air"
+    product = "s1d" if is_s1d else "image1d"
+    return Spectrum(to_angstrom(wave, unit, "CRVAL1/CDELT1"), data, None, product, meta, medium)
 
 
 def _read_e2ds(data: np.ndarray, header, path: Path, meta: dict) -> Spectrum:

@@ -1,7 +1,9 @@
 """LAMOST low resolution (``spec-*.fits``) and medium resolution (``med-*.fits``).
 
-- Low resolution, DR1–DR7: a primary image of 5 rows (flux, invvar, wavelength, andmask, ormask); DR8 and
-  later: an HDU ``COADD`` table (FLUX, IVAR, WAVELENGTH, ANDMASK, ...). Vacuum, 1e-4 dex, relative flux. Labels
+- Low resolution, DR1–DR7: a primary image of 5 rows (flux, invvar, wavelength, andmask, ormask) — where the
+  wavelength row is unusable (not finite, not increasing, not optical Å: some DR1 files), the header's solution
+  ``COEFF0``/``COEFF1`` (log10 λ) stands in for it; DR8 and later: an HDU ``COADD`` table (FLUX, IVAR,
+  WAVELENGTH, ANDMASK, ...). Vacuum, 1e-4 dex, relative flux. Labels
   from the primary header: CLASS, SUBCLASS, Z, Z_ERR.
 - Medium resolution: tables ``COADD_B`` and ``COADD_R`` (FLUX, IVAR, LOGLAM, ANDMASK), 1e-5 dex. The two arms
   (4950–5350 and 6300–6800 Å) are **two spectra** (ids ``…_B`` and ``…_R``): they share no pixel and a grid
@@ -17,7 +19,16 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from spectra_lightning.ingest.readers.survey import Spectrum, base_meta, column, good_ivar, survey_spectrum
+from spectra_lightning.ingest.readers.archive import RejectError
+from spectra_lightning.ingest.readers.survey import (
+    Spectrum,
+    base_meta,
+    column,
+    good_ivar,
+    header_log_wave,
+    survey_spectrum,
+    usable_wave,
+)
 
 LRS, MRS = "lamost_lrs", "lamost_mrs"
 
@@ -72,4 +83,9 @@ def read(hdul: fits.HDUList, path: Path) -> list[Spectrum]:
         rows = np.asarray(hdul[0].data, np.float64)
         flux, ivar, wave, andmask = rows[0], rows[1], rows[2], rows[3]
         ivar = good_ivar(ivar, flux, andmask != 0)
+        if not usable_wave(wave):
+            solution = header_log_wave(header, len(flux))
+            if solution is None or not usable_wave(solution):
+                raise RejectError("its wavelength row is unusable and its header has no COEFF0/COEFF1 solution")
+            wave = solution
     return [survey_spectrum(wave, flux, ivar, medium, 1e-4, base_meta(path, LRS, **_labels(header)))]

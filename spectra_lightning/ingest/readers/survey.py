@@ -63,6 +63,26 @@ def good_ivar(ivar: np.ndarray, flux: np.ndarray, bad: np.ndarray | None = None)
     return np.where(ok, ivar, 0.0)
 
 
+def header_log_wave(header, n: int) -> np.ndarray | None:
+    """``(n,)`` Å from a header's logarithmic wavelength solution — ``COEFF0``/``COEFF1`` (SDSS, LAMOST) or an IRAF
+    axis ``CRVAL1``/``CD1_1`` (or ``CDELT1``) with ``DC-FLAG = 1`` — or None when it has neither."""
+    start, step = header.get("COEFF0"), header.get("COEFF1")
+    crpix = 1.0
+    if start is None or step is None:
+        if header.get("DC-FLAG") != 1:
+            return None
+        start, step = header.get("CRVAL1"), header.get("CD1_1", header.get("CDELT1"))
+        crpix = float(header.get("CRPIX1", 1.0))
+        if start is None or step is None:
+            return None
+    return np.asarray(10 ** (float(start) + (np.arange(n) + 1 - crpix) * float(step)), np.float64)
+
+
+def usable_wave(wave: np.ndarray) -> bool:
+    """A wavelength row a spectrum can be placed with: finite, strictly increasing, within 1,000–100,000 Å."""
+    return bool(np.all(np.isfinite(wave)) and np.all(np.diff(wave) > 0) and wave[0] > 1e3 and wave[-1] < 1e5)
+
+
 def column(data, *names: str):
     """The first of ``names`` that a FITS table has (case-insensitive), or a :class:`RejectError`."""
     have = {n.lower(): n for n in data.columns.names}
