@@ -108,7 +108,7 @@ def test_an_exported_model_carries_its_card_and_checks_its_sha256(run, tmp_path,
         sl.load(out, sha256="00ff")
     capsys.readouterr()
     assert main(["export", str(tmp_path / "nope"), "--output", str(tmp_path / "x.ckpt")]) == 2
-    assert "no checkpoint to export" in capsys.readouterr().err
+    assert "no checkpoint in" in capsys.readouterr().err
 
 
 def test_a_model_loads_from_a_url_once_into_the_cache(run, tmp_path, monkeypatch):

@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
+from spectra_lightning.analysis.runs import resolve_run
 from spectra_lightning.cli import main
 from spectra_lightning.explorer.app import Explorer, envelope
-from spectra_lightning.explorer.command import resolve_run
 from spectra_lightning.explorer.headless import Chromium, find_chromium
 from spectra_lightning.explorer.server import make_server
 

@@ -16,7 +16,7 @@ from spectra_lightning.cli import main
 from spectra_lightning.metrics.report import latent_report
 from spectra_lightning.metrics.torchmetric import LatentCodes
 
-from helpers import tiny_config
+from helpers import linear_fits, tiny_config
 
 N, D = 300, 4
 
@@ -168,7 +168,7 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
     assert set(json.loads((tmp_path / "a2/report.json").read_text())["mi"]["ksg"]) == {"teff", "rv"}
     capsys.readouterr()
     assert main([*picked, "--label-columns", "teff,nope,gone"]) == 2
-    assert "no numeric label column nope, gone" in capsys.readouterr().err
+    assert "label columns not usable: nope (no such column), gone (no such column)" in capsys.readouterr().err
     # the run's test split only, with baselines fit on its training split, and saying so
     args = ["analyze", "--codes", str(codes), "--split-file", str(run / "split.json"), "--no-figures"]
     assert main([*args, "--output", str(tmp_path / "a0")]) == 0
@@ -214,7 +214,9 @@ def test_encode_then_analyze(tmp_path, tiny_store, capsys):
         f.write("teff\n" + "\n".join(str(v) for v in meta["teff"]))
     args = ["analyze", "--codes", str(tmp_path / "codes.npy"), "--labels", str(tmp_path / "rows.csv")]
     assert main([*args, "--output", str(tmp_path / "a3"), "--no-figures"]) == 2
-    assert "needs one of the columns id to join on; the header read is ['teff']" in capsys.readouterr().err
+    assert "needs one of the columns id, spectrum_id, dp_id, arcfile, file, miles_id, object to join on" in (
+        capsys.readouterr().err
+    )
     assert main([*args, "--labels-by-row", "--output", str(tmp_path / "a3"), "--no-figures"]) == 0
     r3 = json.loads((tmp_path / "a3/report.json").read_text())
     assert r3["mi"]["ksg"]["teff"]["values"] == r1["mi"]["ksg"]["teff"]["values"]
@@ -270,7 +272,7 @@ def test_analyze_and_encode_errors(tmp_path, capsys):
         )
         == 2
     )
-    assert "none of its ids match" in capsys.readouterr().err
+    assert "none of its rows match the codes' spectra (by id)" in capsys.readouterr().err
     (tmp_path / "c2.csv").write_text("id,z0\na,1\nb,2\n")
     assert (
         main(
@@ -288,7 +290,7 @@ def test_analyze_and_encode_errors(tmp_path, capsys):
         )
         == 2
     )
-    assert "no label column 'logg'" in capsys.readouterr().err
+    assert "label columns not usable: logg (no such column); numeric columns: teff" in capsys.readouterr().err
     assert main(["encode", "--ckpt", str(tmp_path / "missing.ckpt"), "--store", "x", "--output", "y"]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
 
@@ -368,3 +370,38 @@ def test_baseline_features_of_a_row_seen_with_the_same_flux_come_from_the_cache(
     np.testing.assert_array_equal(
         moved, compute(flux[4:8].astype(np.float32), np.ones((4, 256), bool)).astype(np.float32)
     )
+
+
+def test_analyze_a_run_reads_its_test_split_and_joins_a_label_table_on_file(tmp_path, tiny_store, capsys):
+    """``analyze --run RUN``: its codes (encoded once), its test split, RUN/analysis; a label table joined on its
+    ``file`` column (paths, as ../shared's labels.csv has them) as ``ingest --labels`` joins it, its physical
+    columns analysed by default and the bookkeeping ones named as left out; a long label name keeps the printed
+    table aligned."""
+    run = fit_with_callback(tmp_path, tiny_store, epochs=1)
+    assert main(["analyze", "--run", str(run), "--no-figures"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((run / "analysis" / "report.json").read_text())
+    n_test = len(json.loads((run / "split.json").read_text())["split_ids"]["test"])
+    assert report["split"] == "test" and report["n_spectra"] == n_test and (run / "codes.zarr").exists()
+    assert f"spectra: the test split of {run / 'split.json'} ({n_test} with codes)" in out
+
+    files = [linear_fits(tmp_path / "in" / f"s{k}.fits", seed=k) for k in range(1, 7)]
+    store, codes = tmp_path / "s.zarr", tmp_path / "codes.zarr"
+    assert main(["ingest", str(tmp_path / "in"), "--grid", "tiny", "--output", str(store), "--quiet"]) == 0
+    ckpt = next((run / "checkpoints").glob("*.ckpt"))
+    assert main(["encode", "--ckpt", str(ckpt), "--store", str(store), "--output", str(codes), "--quiet"]) == 0
+    table = tmp_path / "labels.csv"
+    rows = [f"survey/{p.name},{5000 + 100 * k},{55000 + k},{0.1 * k}" for k, p in enumerate(files)]
+    table.write_text("file,teff_K,mjd,metallicity_of_the_star_in_dex\n" + "\n".join(rows) + "\n")
+    capsys.readouterr()
+    args = ["analyze", "--codes", str(codes), "--labels", str(table), "--no-figures", "--intervals", "0"]
+    assert main([*args, "--output", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    r = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert list(r["mi"]["ksg"]) == ["teff_K"] and r["labels_left_out"] == ["metallicity_of_the_star_in_dex", "mjd"]
+    assert "labels not analysed (not physical quantities): metallicity_of_the_star_in_dex, mjd" in out
+    assert "spectra: all 6 codes, training spectra included" in out
+    long = "metallicity_of_the_star_in_dex"
+    assert main([*args, "--output", str(tmp_path / "b"), "--label-columns", f"teff_K,{long}"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("  teff_K ", f"  {long} "))]
+    assert len(lines) == 2 and lines[0].index(" 6 ") == lines[1].index(" 6 ")  # n in one column

@@ -17,34 +17,79 @@ from pathlib import Path
 import numpy as np
 
 from spectra_lightning.analysis.codes import InputError, load_codes, load_labels
+from spectra_lightning.analysis.runs import resolve_run, run_codes
 from spectra_lightning.common.files import write_atomic
 from spectra_lightning.metrics.latent import MAD_THRESHOLD
 from spectra_lightning.metrics.mi import PAPER_BINS
 from spectra_lightning.metrics.report import format_summary, latent_report
 
 
-def labels_from_store(store_path: str, n: int, columns: list[str] | None = None) -> dict:
-    """The numeric labels of the store behind codes of ``n`` spectra (only ``columns`` when given: all missing
-    ones named in one line)."""
+def pick_labels(
+    numeric: dict[str, np.ndarray], text: list[str], columns: list[str] | None, where: str
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The label columns to analyse and the numeric ones left out: ``columns`` when given (every unusable one named
+    in one message), else the physical ones (:func:`~spectra_lightning.physics.labels.is_physical`), else all."""
+    from spectra_lightning.physics.labels import LABELS, is_physical
+
+    first = {name: i for i, name in enumerate(LABELS)}  # the order a training run reports them in
+    names = sorted(numeric, key=lambda name: (first.get(name, len(first)), name))
+    if columns:
+        bad = [f"{c} (text)" if c in text else f"{c} (no such column)" for c in columns if c not in numeric]
+        if bad:
+            raise InputError(
+                f"{where}: label columns not usable: {', '.join(bad)}; numeric columns: {', '.join(names) or 'none'}"
+            )
+        return {c: numeric[c] for c in columns}, [n for n in names if n not in columns]
+    chosen = [n for n in names if is_physical(n)] or names
+    if not chosen:
+        raise InputError(f"{where}: no numeric label columns")
+    return {n: numeric[n] for n in chosen}, [n for n in names if n not in chosen]
+
+
+def store_labels(store_path: str, n: int) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The numeric and text label columns of the store behind codes of ``n`` spectra."""
     from spectra_lightning.store import SpectraStore
 
     store = SpectraStore.open(store_path)
     if store.n != n:
         raise InputError(f"{store_path}: {store.n} spectra for {n} codes")
-    # the order a training run reports them in (the data modules' default labels first), not the order the
-    # file system or object store happens to list the columns in
-    from spectra_lightning.physics.labels import LABELS
+    numeric = {name: store.meta[name].astype(np.float64) for name in store.label_names}
+    return numeric, [k for k in store.meta if k not in numeric]
 
-    first = {name: i for i, name in enumerate(LABELS)}
-    names = sorted(store.label_names, key=lambda name: (first.get(name, len(first)), name))
-    if columns:
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise InputError(
-                f"{store_path}: no numeric label column {', '.join(missing)} (it has {', '.join(names) or 'none'})"
-            )
-        names = list(columns)
-    return {name: store.meta[name].astype(np.float64) for name in names}
+
+def table_labels(
+    path: str, ids: np.ndarray | None, store_path: str | None, n: int, text: tuple[str, ...]
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """A label table joined on the codes as ``ingest --labels`` joins it (its ``id``, ``file``, ``object``,
+    ``miles_id`` … column, matched against each spectrum's id, source file and object, from the codes' store when
+    it is there): ``{column: (N,)}`` (NaN where no row matches) and its text columns."""
+    from spectra_lightning.ingest.catalogue import IngestLabels
+    from spectra_lightning.ingest.label_table import LabelTableError
+
+    try:
+        table = IngestLabels(path, text)
+    except LabelTableError as e:
+        raise InputError(str(e)) from None
+    if store_path and Path(store_path).exists():
+        from spectra_lightning.store import SpectraStore
+
+        meta = SpectraStore.open(store_path).meta
+        blank = np.full(n, "")
+        rows = zip(meta.get("id", blank), meta.get("source", blank), meta.get("object", blank))
+        metas = [{"id": str(i), "source": str(s), "object": str(o).strip()} for i, s, o in rows]
+    elif ids is not None:
+        metas = [{"id": str(i), "source": str(i), "object": ""} for i in ids]
+    else:
+        raise InputError(f"{path}: the codes carry no ids to join it on; pass --labels-by-row to join by row order")
+    found = [table.match(m) for m in metas]
+    if all(i is None for i in found):
+        raise InputError(f"{path}: none of its rows match the codes' spectra (by {', '.join(table.table.keys)})")
+    rows_of = np.array([-1 if i is None else i for i in found])
+    numeric = {
+        name: np.where(rows_of >= 0, values[np.clip(rows_of, 0, None)], np.nan)
+        for name, values in table.table.numeric.items()
+    }
+    return numeric, list(table.table.text)
 
 
 def split_rows(split_file, split: str, ids: np.ndarray | None) -> tuple[np.ndarray, dict[str, list[str]]]:
@@ -99,12 +144,17 @@ def analyze(
     codes = load_codes(codes_path)
     n = len(codes["mu"])
     store = codes["attrs"].get("store")
-    if labels_path is not None:
+    if labels_path is not None and labels_by_row:
         labels = load_labels(labels_path, codes["id"], n, label_columns, labels_text, labels_by_row)
-    elif store:
-        labels = labels_from_store(store, n, label_columns)
+        left_out: list[str] = []
     else:
-        raise InputError(f"{codes_path}: no --labels given and the codes do not name a store")
+        if labels_path is not None:
+            numeric, text = table_labels(labels_path, codes["id"], store, n, labels_text)
+        elif store:
+            numeric, text = store_labels(store, n)
+        else:
+            raise InputError(f"{codes_path}: no --labels given and the codes do not name a store")
+        labels, left_out = pick_labels(numeric, text, label_columns, str(labels_path or store))
     rows, train = np.arange(n), np.arange(n)
     name = "all"
     if split_file is not None:
@@ -120,6 +170,7 @@ def analyze(
     report = latent_report(
         codes["mu"][rows], labels, logvar, baselines=features, baseline_info=info, split=name, **kwargs
     )
+    report["labels_left_out"] = left_out  # numeric columns not analysed (not physical, or not in --label-columns)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "report.json", json.dumps(report, indent=1))
@@ -136,10 +187,17 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m spectra_lightning analyze",
         description="MAD and mutual information of latent codes against labels -> report.json + figures.",
     )
-    p.add_argument("--codes", required=True, help="codes: CODES.zarr from encode, .npy (N, D) or .csv")
+    p.add_argument(
+        "--run",
+        help="a run directory of `fit`: its final checkpoint's codes of its store (encoded once into RUN/codes.zarr), "
+        "its split.json (--split of it: the test spectra by default) and RUN/analysis as --output",
+    )
+    p.add_argument("--codes", help="codes: CODES.zarr from encode, .npy (N, D) or .csv (or give --run)")
     p.add_argument(
         "--labels",
-        help="CSV with an 'id' column matching the codes' ids; its numeric columns are labels. A cell is a number "
+        help="CSV of labels joined as `ingest --labels` joins it: on its 'id', 'file', 'object' or 'miles_id' column "
+        "against each spectrum's id, source file or object; its physical columns are the labels by default (teff, "
+        "logg, feh, rv, z ...; others with --label-columns). A cell is a number "
         "(5777, -0.18, ~3600 -> 3600, 3203|3344 -> 3203) or missing (empty, NaN, NA, null, -); any other cell in "
         "a numeric column is an error; UTF-8 with or without a byte-order mark; ids must be unique",
     )
@@ -155,8 +213,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="COL",
         help="keep this label column as text (not analysed) even where its cells are numbers; repeatable",
     )
-    p.add_argument("--label-columns", help="comma-separated subset of label columns")
-    p.add_argument("--output", required=True, help="directory for report.json and figures/")
+    p.add_argument(
+        "--label-columns",
+        help="comma-separated label columns to analyse (default: the physical ones — teff, logg, feh, rv, z ... — "
+        "not bookkeeping such as mjd, ra, coverage)",
+    )
+    p.add_argument("--output", help="directory for report.json and figures/ (default with --run: RUN/analysis)")
     p.add_argument("--threshold", type=float, default=MAD_THRESHOLD, help="MAD threshold (default %(default)s)")
     p.add_argument(
         "--criterion",
@@ -206,7 +268,16 @@ def main(argv: list[str]) -> int:
     """The ``analyze`` command."""
     p = parser()
     a = p.parse_args(argv)
+    if not (a.run or a.codes):
+        p.error("give --run RUN_DIR, or --codes")
+    if not (a.run or a.output):
+        p.error("--output is required with --codes")
     try:
+        if a.run:
+            found = resolve_run(a.run)
+            a.codes = a.codes or run_codes(found)
+            a.split_file = a.split_file or found["split_file"]
+            a.output = a.output or found["run"] / "analysis"
         report = analyze(
             a.codes,
             a.labels,
@@ -230,5 +301,14 @@ def main(argv: list[str]) -> int:
         print(f"analyze: error: {e}", file=sys.stderr)
         return 2
     print(format_summary(report))
+    if a.split_file:
+        print(f"spectra: the {a.split} split of {a.split_file} ({report['n_spectra']} with codes)")
+    else:
+        print(f"spectra: all {report['n_spectra']} codes, training spectra included (--run or --split-file: a split)")
+    if report["labels_left_out"]:
+        print(
+            f"labels not analysed (not physical quantities): {', '.join(report['labels_left_out'])}; "
+            "name them in --label-columns to include them"
+        )
     print(f"report:  {Path(a.output) / 'report.json'}")
     return 0

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 import yaml
 
+from spectra_lightning.analysis.runs import final_checkpoint
 from spectra_lightning.common.files import replacing, write_atomic
-from spectra_lightning.common.run_layout import last_checkpoint, report_file
+from spectra_lightning.common.run_layout import report_file
 from spectra_lightning.common.version import VERSION
 from spectra_lightning.metrics.report import format_summary
 from spectra_lightning.model.checkpoint_file import CHECKPOINT_FORMAT, CheckpointError, read_checkpoint
@@ -105,19 +106,6 @@ def card_markdown(card: dict[str, Any], file_name: str, sha256: str) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def final_checkpoint(run: Path) -> Path:
-    """The checkpoint of a run's final weights, which its report describes: ``last.ckpt``, or the run's only
-    checkpoint (Lightning's default callback keeps the last epoch's alone)."""
-    last = last_checkpoint(run)
-    if last.is_file():
-        return last
-    found = sorted(last.parent.glob("*.ckpt"))
-    if len(found) == 1:
-        return found[0]
-    have = f"several ({', '.join(p.name for p in found)}): choose one with --ckpt" if found else "none"
-    raise CheckpointError(f"{run}: no checkpoint to export: no {last.name}, and {have}")
 
 
 def export(run: str | Path, output: str | Path, checkpoint: str | Path | None = None) -> tuple[Path, Path, str]:

@@ -13,57 +13,14 @@ This module is the command (which run, which files, the server's lifetime); :cla
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import sys
-from pathlib import Path
 from typing import cast
 
-from spectra_lightning.analysis.encode import encode
-from spectra_lightning.common.run_layout import (
-    checkpoint_dir,
-    codes_store,
-    is_run,
-    last_checkpoint,
-    report_file,
-    split_file,
-)
-from spectra_lightning.explorer.app import ExploreError, Explorer
+from spectra_lightning.analysis.runs import resolve_run, run_codes
+from spectra_lightning.explorer.app import Explorer
 from spectra_lightning.explorer.server import is_loopback, machine_addresses, make_server, screenshot
 from spectra_lightning.model.parts import add_allow_option, allowing
-
-
-def resolve_run(path) -> dict:
-    """A run directory (or a folder of runs: the newest) -> its checkpoint, store, report and codes.
-
-    Uses ``checkpoints/last.ckpt`` (the weights ``report.json`` was computed from) and the store
-    named in ``split.json``; codes are ``codes.zarr`` in the run, made with ``encode`` when missing.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise ExploreError(f"{path}: no such run directory")
-    runs = [path] if is_run(path) else sorted((p for p in path.iterdir() if is_run(p)), key=lambda p: p.name)
-    if not runs:
-        raise ExploreError(f"{path}: not a run directory (no checkpoints/ in it or its subfolders)")
-    run = runs[-1]
-    ckpts = sorted(checkpoint_dir(run).glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not ckpts:
-        raise ExploreError(f"{checkpoint_dir(run)}: no checkpoint yet")
-    ckpt = last_checkpoint(run) if last_checkpoint(run).exists() else ckpts[-1]
-    try:
-        store = json.loads(split_file(run).read_text())["store"]
-    except (OSError, KeyError, json.JSONDecodeError):
-        raise ExploreError(
-            f"{run}: no split.json naming the training store; pass --ckpt, --codes and --store"
-        ) from None
-    report = report_file(run)
-    return {
-        "run": run,
-        "ckpt": ckpt,
-        "store": store,
-        "report": report if report.exists() else None,
-        "codes": codes_store(run),
-    }
 
 
 def _url_host(host: str) -> str:
@@ -128,7 +85,7 @@ def main(argv: list[str]) -> int:
         exposed = not is_loopback(a.host)
         token = secrets.token_urlsafe(24) if exposed and not a.no_token else None
         server = make_server(explorer, a.host, a.port, tuple(a.allow_host), token)
-    except (OSError, ValueError) as e:  # ExploreError, InputError, StoreError are ValueErrors
+    except (OSError, ValueError) as e:  # ExploreError, RunError, InputError, StoreError are ValueErrors
         print(f"explore: error: {e}", file=sys.stderr)
         return 2
     if a.screenshot:
@@ -149,10 +106,7 @@ def build_explorer(a: argparse.Namespace) -> Explorer:
     if a.run:
         run = resolve_run(a.run)
         a.ckpt, a.store, a.report = a.ckpt or run["ckpt"], a.store or run["store"], a.report or run["report"]
-        a.codes = a.codes or run["codes"]
-        if not Path(a.codes).exists():
-            print(f"encoding {a.store} with {a.ckpt} -> {a.codes}", flush=True)
-            encode(a.ckpt, a.store, a.codes, device=a.device)
+        a.codes = a.codes or run_codes(run, a.device)
     return Explorer(a.ckpt, a.codes, a.store, a.report, a.device)
 
 

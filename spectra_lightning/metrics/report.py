@@ -296,13 +296,14 @@ def format_summary(report: dict[str, Any]) -> str:
         )
     ksg = report["mi"].get("ksg", {})
     pairs = report.get("mi_pairs", {}).get("ksg", {})
+    w = max([6, *(len(name) for name in ksg)])  # long label names keep the columns aligned
     lines.append(
-        "  label       n  best  MI (nat, 95% interval)  2nd  MI (nat)        distinct  null p95  "
+        f"  {'label':{w}s}      n  best  MI (nat, 95% interval)  2nd  MI (nat)        distinct  null p95  "
         "best pair  joint MI  best label-free baseline"
     )
     for name, e in ksg.items():
         if e.get("best_node") is None:
-            lines.append(f"  {name:6s} {e.get('n', 0):6d}  (no informative node or too few values)")
+            lines.append(f"  {name:{w}s} {e.get('n', 0):6d}  (no informative node or too few values)")
             continue
         p = pairs.get(name, {})
         pair = (
@@ -319,7 +320,7 @@ def format_summary(report: dict[str, Any]) -> str:
         b = e.get("baseline") or {}
         base = f"{b['best']} {_with_interval(b['value'], b.get('interval'))}" if b.get("best") else "-"
         lines.append(
-            f"  {name:6s} {e['n']:6d}  {e['best_node']:4d} {best:22s} {runner} {second:16s} {verdict:8s} {null}  "
+            f"  {name:{w}s} {e['n']:6d}  {e['best_node']:4d} {best:22s} {runner} {second:16s} {verdict:8s} {null}  "
             f"{pair}  {base}"
         )
     if any((e.get("intervals") or {}).get("rule") for e in ksg.values()):
@@ -346,18 +347,22 @@ def format_separation(sep: dict[str, Any]) -> list[str]:
         f"separation ({sep['n']} spectra with every label): MIG {_span(sep['mig'])}; DCI disentanglement "
         f"{_span(dci['disentanglement'])}, completeness {_span(dci['completeness'])}, informativeness "
         f"{_span(dci['informativeness'])}",
-        "  label        node  MI given the other labels (nat)  distinct  clean",
     ]
+    w = max([12, *(len(name) for name in sep["labels"])])
+    lines.append(f"  {'label':{w}s} node  MI given the other labels (nat)  distinct  clean")
     for name, e in sep["labels"].items():
         cmi = e.get("cmi")
         given = f"{cmi['value']:.2f} [{cmi['lo']:.2f}, {cmi['hi']:.2f}] null {cmi['null_p95']:.2f}" if cmi else "-"
         lines.append(
-            f"  {name:12s} {e['node']:4d}  {given:31s}  {'yes' if e['distinct'] else 'no':8s}  "
+            f"  {name:{w}s} {e['node']:4d}  {given:31s}  {'yes' if e['distinct'] else 'no':8s}  "
             f"{'yes' if e['clean'] else 'no'}"
         )
-    lines.append("  node  best label (MI)      2nd label (MI)       clean: nothing else once its best label is known")
+    v = w + 8  # a label and its MI
+    lines.append(
+        f"  node  {'best label (MI)':{v}s} {'2nd label (MI)':{v}s} clean: nothing else once its best label is known"
+    )
     for node, e in sep["nodes"].items():
         best = f"{e['best_label']} ({e['best_mi']:.2f})"
         second = f"{e['second_label']} ({e['second_mi']:.2f})" if e.get("second_label") else "-"
-        lines.append(f"  {int(node):4d}  {best:20s} {second:20s} {'yes' if e['clean'] else 'no'}")
+        lines.append(f"  {int(node):4d}  {best:{v}s} {second:{v}s} {'yes' if e['clean'] else 'no'}")
     return lines
