@@ -53,6 +53,7 @@ def test_parser_errors_are_one_line_with_a_pointer_to_help(tmp_path, tiny_store,
         ),
         ("--model.net.init_args.depth=12", ["depth 12 is too deep for 512 px", "use depth <= 11"]),
         ("--data.init_args.batch_size=0", ["--data.init_args.batch_size must be >= 1, got 0"]),
+        ("--model.net.init_args.latent_dim=abc", ["--model.net.latent_dim: expected an integer, got 'abc'"]),
         ("--trainer.max_epochs=0", ["--trainer.max_epochs=0: nothing would be trained"]),
         ("--trainer.max_steps=0", ["--trainer.max_steps=0: nothing would be trained"]),
         ("--trainer.max_epochs=1", None),  # the control: the same command otherwise runs

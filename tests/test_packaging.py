@@ -96,3 +96,28 @@ def test_a_config_naming_0_4_module_paths_still_runs_with_a_warning(tmp_path, ti
     said = {str(w.message) for w in caught}
     for old in ("nets", "losses", "kl_schedules"):
         assert f"'spectra_lightning.{old}' is now 'spectra_lightning.model.{old}': update the import or config" in said
+
+
+def test_every_third_party_module_the_package_imports_is_a_declared_dependency():
+    """PyYAML and fsspec were imported but not declared; a module found only through another's dependencies breaks
+    when that one drops it."""
+    import ast
+    import importlib.metadata
+    import re
+    import sys
+
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    imported = set()
+    for folder in ("spectra_lightning", "data_modules", "callbacks"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    imported |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"spectra_lightning"}
+    dists = importlib.metadata.packages_distributions()
+    undeclared = {m: dists.get(m) for m in third_party if not {d.lower() for d in dists.get(m, [])} & declared}
+    assert undeclared == {} and {"yaml", "fsspec", "torch"} <= third_party

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import zarr
 
+from spectra_lightning.common.progress import progress as progress_of
 from spectra_lightning.model.checkpoints import check_grid, fingerprint, load_model, pick_device
 from spectra_lightning.model.parts import add_allow_option, allowing
 from spectra_lightning.store import SpectraStore, fill_masked
@@ -22,8 +23,6 @@ from spectra_lightning.store import SpectraStore, fill_masked
 
 def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto", progress: bool = True) -> Path:
     """Encode every spectrum of ``store_path``; writes ``output`` atomically-enough (built aside, renamed)."""
-    from tqdm.auto import tqdm
-
     dev = pick_device(device)
     model = load_model(ckpt, dev)
     store = SpectraStore.open(store_path)
@@ -43,7 +42,7 @@ def encode(ckpt, store_path, output, batch_size: int = 64, device: str = "auto",
     ids = store.meta.get("id", np.arange(n).astype(str))
     group.create_array("id", shape=(n,), dtype=str, chunks=(min(n, 65536) or 1,))[:] = np.asarray(ids, dtype=str)
     with torch.no_grad():
-        for start in tqdm(range(0, n, batch_size), desc="encode", unit="batch", disable=not progress):
+        for start in progress_of(range(0, n, batch_size), desc="encode", unit="batch", enabled=progress):
             rows = np.arange(start, min(start + batch_size, n))
             flux = fill_masked(store.read(rows))[0]
             m, lv = model.encode(torch.as_tensor(flux, device=dev))

@@ -49,7 +49,7 @@ _BOILERPLATE = (
 
 def one_line(message: str) -> str:
     """A jsonargparse message in one line: the full key and the innermost specific reason, e.g.
-    ``--data.synth.rv_dist: Expected a typing.Literal['uniform', 'archive']. Got value: gauss``."""
+    ``--data.synth.rv_dist: expected one of 'uniform', 'archive', got 'gauss'``."""
     lines = [line.strip().removeprefix("- ").strip() for line in str(message).strip().splitlines()]
     lines = [line for line in lines if line]
     if not lines:
@@ -57,5 +57,20 @@ def one_line(message: str) -> str:
     keys = [m.group(1) for line in lines if (m := re.match(r'Parser key "(.+?)":', line))]
     reasons = [line for line in lines if not line.startswith(_BOILERPLATE) and "NoneType" not in line]
     if not keys:
-        return lines[0] if not reasons or reasons[0] in lines[0] else f"{lines[0]} {reasons[0]}"
-    return f"--{'.'.join(keys)}: {reasons[0] if reasons else lines[0]}"
+        return plain(lines[0] if not reasons or reasons[0] in lines[0] else f"{lines[0]} {reasons[0]}")
+    return f"--{'.'.join(keys)}: {plain(reasons[0] if reasons else lines[0])}"
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text"}
+
+
+def plain(reason: str) -> str:
+    """jsonargparse's "Expected a <class 'int'>. Got value: abc" in a user's words: "expected an integer, got
+    'abc'"; a Literal's choices as a list."""
+    m = re.match(r"Expected a <class '(\w+)'>\. Got value: (.*)$", reason)
+    if m and m.group(1) in _TYPE_WORDS:
+        return f"expected {_TYPE_WORDS[m.group(1)]}, got {m.group(2)!r}"
+    m = re.match(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)$", reason)
+    if m:
+        return f"expected one of {m.group(1)}, got {m.group(2)!r}"
+    return reason

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from spectra_lightning.common.progress import progress as progress_of
 from spectra_lightning.ingest.catalogue import IngestLabels
 from spectra_lightning.ingest.placement import MIN_FLUX, MIN_USABLE, WARNINGS_KEY, Known, Placement
 from spectra_lightning.ingest.pool import ReaderPool
@@ -200,7 +201,6 @@ def _ingest_into(
     progress: bool,
     batch: int,
 ) -> dict:
-    from tqdm.auto import tqdm
 
     if table is not None:
         table.mark_present(store.meta)  # rows matched by an earlier run are not "unmatched" in this one
@@ -208,7 +208,7 @@ def _ingest_into(
     sizes = [p.stat().st_size for p in paths]
     t0, done_bytes = time.perf_counter(), 0
     with (
-        tqdm(total=len(paths), desc="ingest", unit="file", disable=not progress) as bar,
+        progress_of(total=len(paths), desc="ingest", unit="file", enabled=progress) as bar,
         BatchWriter(store, batch) as writer,
         ReaderPool(paths, how, workers) as reader,
     ):

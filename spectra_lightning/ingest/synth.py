@@ -35,6 +35,7 @@ from typing import Literal
 
 import numpy as np
 
+from spectra_lightning.common.progress import progress as progress_of
 from spectra_lightning.physics.grid import C_KMS, GRIDS, SpectralGrid
 from spectra_lightning.physics.labels import LABELS, SHIFT_LABELS
 
@@ -416,9 +417,7 @@ def synthesize(path: str, spec: SynthSpec, block: int = 256, progress: bool = Tr
     with SpectraStore.create_atomic(
         path, grid, dtype=spec.dtype, attrs={"producer": "synth", "synth": asdict(spec)}
     ) as store:
-        from tqdm.auto import tqdm
-
-        for b, start in enumerate(tqdm(range(0, spec.n, block), desc="synth", unit="block", disable=not progress)):
+        for b, start in enumerate(progress_of(range(0, spec.n, block), desc="synth", unit="block", enabled=progress)):
             sl = slice(start, min(start + block, spec.n))
             rng = np.random.default_rng([spec.seed, 1, b])
             flux = render(grid, {k: v[sl] for k, v in labels.items()}, rng, spec.resolution, spec.tellurics)

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import zarr
 
+from spectra_lightning.common.progress import progress as progress_of
 from spectra_lightning.store.spectra_store import (
     SpectraStore,
     StoreError,
@@ -59,7 +60,6 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
     "duplicate_ids": {id: [rows]}, "ok"}``; ``unchecked`` rows have no checksum (written before checksums
     existed; in a store with the ``checksums`` attribute they are ``missing_checksums`` too).
     """
-    from tqdm.auto import tqdm
 
     n = store.n
     missing, damaged = [], []
@@ -86,7 +86,7 @@ def verify(store: SpectraStore, block: int = 256, progress: bool = False) -> dic
     if store.ivar is not None:  # the inverse variances: decodable, and as committed (meta/ivar_crc32)
         checked.append(("ivar", store.ivar, np.asarray(meta.get("ivar_crc32", np.full(n, -1)), dtype=np.int64)))
     for name, array, sums in checked:
-        blocks = tqdm(range(0, n, step), desc=f"verify {name}", unit="block", disable=not progress)
+        blocks = progress_of(range(0, n, step), desc=f"verify {name}", unit="block", enabled=progress)
         for start in blocks:
             bad, rows_at = _checked_block(store, name, array, sums, start, min(start + step, n))
             damaged += bad
