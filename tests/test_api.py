@@ -171,3 +171,15 @@ def test_the_api_example_runs(run, tmp_path, capsys, monkeypatch):
     runpy.run_path(str(REPO / "docs" / "examples" / "encode_spectra.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "informative nodes" in out and (tmp_path / "decoded.png").stat().st_size > 1000
+
+
+def test_the_python_blocks_of_docs_api_md_run(run, capsys):
+    import re
+
+    text = (REPO / "docs" / "api.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert len(blocks) >= 2
+    namespace = {"checkpoint": str(ckpt_of(run))}
+    for block in blocks:
+        exec(compile(block, "docs/api.md", "exec"), namespace)
+    assert "Model(4 nodes" in capsys.readouterr().out and namespace["store"].n == 2

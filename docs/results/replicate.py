@@ -86,6 +86,7 @@ def separation_columns(report: dict, labels: tuple[str, ...]) -> dict:
             f"{label}_sep_node": e["node"],
             f"{label}_clean": int(bool(e["clean"])),
             f"{label}_node_clean": int(bool(sep["nodes"][str(e["node"])]["clean"])),
+            f"{label}_node_also": also_carried(sep["nodes"][str(e["node"])]),
             f"{label}_cmi": round(cmi["value"], 3),
             f"{label}_cmi_lo": round(cmi["lo"], 3),
             f"{label}_cmi_hi": round(cmi["hi"], 3),
@@ -105,6 +106,14 @@ def separation_columns(report: dict, labels: tuple[str, ...]) -> dict:
             f"dci_{key}_hi": round(d["hi"], 3),
         }
     return out
+
+
+def also_carried(node: dict) -> str:
+    """What a node carries besides its best label once that label is known: ``"logg 0.10, teff 0.07"`` — each label
+    whose conditional MI's interval stays above its null (nats), largest first; "" for a clean node."""
+    given = node.get("given_best") or {}
+    kept = sorted(((c["value"], name) for name, c in given.items() if c["lo"] > c["null_p95"]), reverse=True)
+    return ", ".join(f"{name} {value:.2f}" for value, name in kept)
 
 
 def run_seed(config: list[str], seed: int, run: Path, extra: list[str]) -> int:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from replicate import also_carried  # this folder's: what a node carries besides its best label
 
 from spectra_lightning.common.files import write_csv
 from spectra_lightning.metrics.intervals import Z95
@@ -169,6 +170,7 @@ def rv_node_controls(report: dict, node: int, mu: np.ndarray, truths: dict, spec
     out: dict = {
         "node_clean": int(bool(verdict.get("clean"))) if verdict else "",
         "node_second_label": verdict.get("second_label", ""),
+        "node_also": also_carried(verdict) if verdict else "",
     }
     rv = truths["rv"].astype(float)
     offset = truths.get("wave_offset")

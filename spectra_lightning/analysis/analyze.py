@@ -181,18 +181,8 @@ def analyze(
     return report
 
 
-def parser() -> argparse.ArgumentParser:
-    """The ``analyze`` command's options."""
-    p = argparse.ArgumentParser(
-        prog="python -m spectra_lightning analyze",
-        description="MAD and mutual information of latent codes against labels -> report.json + figures.",
-    )
-    p.add_argument(
-        "--run",
-        help="a run directory of `fit`: its final checkpoint's codes of its store (encoded once into RUN/codes.zarr), "
-        "its split.json (--split of it: the test spectra by default) and RUN/analysis as --output",
-    )
-    p.add_argument("--codes", help="codes: CODES.zarr from encode, .npy (N, D) or .csv (or give --run)")
+def add_label_options(p: argparse.ArgumentParser) -> None:
+    """Where the labels come from and which are read."""
     p.add_argument(
         "--labels",
         help="CSV of labels joined as `ingest --labels` joins it: on its 'id', 'file', 'object' or 'miles_id' column "
@@ -218,6 +208,21 @@ def parser() -> argparse.ArgumentParser:
         help="comma-separated label columns to analyse (default: the physical ones — teff, logg, feh, rv, z ... — "
         "not bookkeeping such as mjd, ra, coverage)",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``analyze`` command's options."""
+    p = argparse.ArgumentParser(
+        prog="python -m spectra_lightning analyze",
+        description="MAD and mutual information of latent codes against labels -> report.json + figures.",
+    )
+    p.add_argument(
+        "--run",
+        help="a run directory of `fit`: its final checkpoint's codes of its store (encoded once into RUN/codes.zarr), "
+        "its split.json (--split of it: the test spectra by default) and RUN/analysis as --output",
+    )
+    p.add_argument("--codes", help="codes: CODES.zarr from encode, .npy (N, D) or .csv (or give --run)")
+    add_label_options(p)
     p.add_argument("--output", help="directory for report.json and figures/ (default with --run: RUN/analysis)")
     p.add_argument("--threshold", type=float, default=MAD_THRESHOLD, help="MAD threshold (default %(default)s)")
     p.add_argument(
