@@ -70,6 +70,19 @@ def test_offline_run_holds_per_epoch_scalars_final_tables_summary_and_artifacts(
             assert summary[f"final/mi/{label}/distinct"] == int(entry["intervals"]["distinct"])
             assert summary[f"final/mi/{label}/baseline"] == entry["baseline"]["value"]
     assert summary["final/split"] == report["split"] == "test"
+    # the separation block: MIG and DCI with their intervals, each label's verdict, each node's in a table
+    sep = report["separation"]
+    assert [summary["final/mig"], summary["final/mig/low"], summary["final/mig/high"]] == [
+        sep["mig"][k] for k in ("value", "lo", "hi")
+    ]
+    assert summary["final/dci/completeness"] == sep["dci"]["completeness"]["value"]
+    assert summary["final/clean_nodes"] == sum(v["clean"] for v in sep["nodes"].values())
+    for label, e in sep["labels"].items():
+        assert summary[f"final/sep/{label}/clean"] == int(e["clean"])
+        assert summary[f"final/sep/{label}/cmi"] == e["cmi"]["value"]
+    verdicts = json.loads(next((run / "files/media/table/final").glob("node_verdicts_*.table.json")).read_text())
+    assert [str(row[0]) for row in verdicts["data"]] == list(sep["nodes"])
+    assert [row[-1] for row in verdicts["data"]] == [v["clean"] for v in sep["nodes"].values()]
 
     # the two tables, as wandb.Table files, with the report's numbers
     table = json.loads(next((run / "files/media/table/final").glob("mi_table_*.table.json")).read_text())

@@ -98,10 +98,15 @@ def report_tables(report: dict) -> dict[str, tuple[list[str], list[list]]]:
     for node in mad["informative"]:
         best = max(ksg, key=lambda name: ksg[name][node] or 0.0, default=None)
         inf_rows.append([node, mad["values"][node], kl[node], best, ksg[best][node] if best else None])
-    return {
+    tables = {
         "mi_table": (["node", "mad", "kl_nat", "informative", *(f"mi_{name}" for name in ksg)], mi_rows),
         "informative_nodes": (["node", "mad", "kl_nat", "best_label", "mi_nat"], inf_rows),
     }
+    nodes = (report.get("separation") or {}).get("nodes", {})
+    if nodes:
+        columns = ["node", "best_label", "best_mi", "second_label", "second_mi", "clean"]
+        tables["node_verdicts"] = (columns, [[int(j), *(v[c] for c in columns[1:])] for j, v in nodes.items()])
+    return tables
 
 
 def report_summary(report: dict) -> dict[str, float | int | str]:
@@ -129,6 +134,22 @@ def report_summary(report: dict) -> dict[str, float | int | str]:
         if b.get("best"):
             out[f"{key}/baseline"] = b["value"]
             out[f"{key}/baseline_name"] = b["best"]
+    out.update(separation_summary(report.get("separation")))
+    return out
+
+
+def separation_summary(sep: dict | None) -> dict[str, float | int]:
+    """The separation block's run-summary keys: ``final/mig`` and ``final/dci/<score>`` with their intervals,
+    ``final/clean_nodes`` (of the nodes examined), and per label ``final/sep/<label>/clean`` and ``/cmi``."""
+    if not sep:
+        return {}
+    out: dict[str, float | int] = {"final/clean_nodes": sum(bool(v["clean"]) for v in sep["nodes"].values())}
+    spans = {"final/mig": sep["mig"], **{f"final/dci/{k}": v for k, v in sep["dci"].items()}}
+    for key, span in spans.items():
+        out[key], out[f"{key}/low"], out[f"{key}/high"] = span["value"], span["lo"], span["hi"]
+    for label, e in sep["labels"].items():
+        out[f"final/sep/{label}/clean"] = int(e["clean"])
+        out[f"final/sep/{label}/cmi"] = e["cmi"]["value"]
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from spectra_lightning.model import observed  # noqa: F401  (its network is a part option: listed in fit --help)
 from spectra_lightning.model.kl_schedules import KLSchedule
 from spectra_lightning.model.losses import Reconstruction
 from spectra_lightning.model.nets import SpectrumNet

@@ -94,7 +94,7 @@ class SpectrumAutoencoder(L.LightningModule):
         if grid is not None and hasattr(net, "set_wavelengths"):
             cast(ConvAutoencoder, net).set_wavelengths(SpectralGrid(**grid).wavelength)  # or any net that has it
         if getattr(net, "needs_wavelengths", False):
-            raise ConfigError("--model.net has a doppler_node: it needs the data's grid (the CLI links it)")
+            raise ConfigError(f"--model.net ({type(net).__name__}) needs the data's grid (the CLI links it)")
         loss = build(loss, "--model.loss", Reconstruction) if isinstance(loss, dict) else loss or AbsoluteError("mean")
         if isinstance(kl_schedule, dict):
             schedule = build(kl_schedule, "--model.kl_schedule", KLSchedule)
