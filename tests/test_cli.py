@@ -248,7 +248,7 @@ def test_every_model_option_has_help_text(capsys):
     import inspect
     import re
 
-    from spectra_lightning.model import kl_schedules, losses, nets
+    from spectra_lightning.model import kl_schedules, losses, nets, observed
 
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
@@ -262,17 +262,39 @@ def test_every_model_option_has_help_text(capsys):
     assert set(helps) == {"net", "loss", "kl_schedule", "variational", "optimizer", "scheduler"}, sorted(helps)
     assert [name for name, text in helps.items() if len(text) < 10] == []
     bases = (("net", nets, nets.SpectrumNet), ("loss", losses, losses.Reconstruction))
-    bases += (("kl_schedule", kl_schedules, kl_schedules.KLSchedule),)
+    bases += (("kl_schedule", kl_schedules, kl_schedules.KLSchedule), ("net", observed, nets.SpectrumNet))
     shipped = [
         (part, cls)
         for part, module, base in bases
         for cls in vars(module).values()
         if inspect.isclass(cls) and issubclass(cls, base) and cls is not base and cls.__module__ == module.__name__
     ]
-    assert len(shipped) >= 6
+    assert len(shipped) >= 7
     for part, cls in shipped:
         for name in inspect.signature(cls.__init__).parameters:
             if name in ("self", "n_pixels"):
                 continue
             line = re.search(rf"--model\.{part}\.init_args\.{name} +(.*)", out)
             assert line and len(line.group(1).strip()) >= 5, f"{cls.__name__}.{name} has no help"
+
+
+@pytest.mark.parametrize("tool", sorted(__import__("spectra_lightning.cli.commands", fromlist=["TOOLS"]).TOOLS))
+def test_every_tool_option_has_help_text(tool, capsys):
+    """`COMMAND --help` of every tool: each option (and positional) carries a help text, not its bare name."""
+    import re
+
+    with pytest.raises(SystemExit) as e:
+        main([tool, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    sections = re.split(r"\n(?:options|positional arguments):\n", out)[1:]
+    assert sections, out
+    bare = []
+    for section in sections:
+        # an entry: a line at indent 2 naming the argument, its help on the same line or the lines below it
+        for entry in re.split(r"\n(?=  \S)", section.split("\n\n")[0]):
+            signature, _, rest = entry.strip().partition("  ")
+            text = " ".join(rest.split()) or " ".join(entry.strip().split("\n", 1)[1:]).strip()
+            if re.sub(r"\(default [^)]*\)", "", text).strip() == "" and not signature.startswith("-h"):
+                bare.append(signature)
+    assert bare == [], f"{tool}: options without help: {bare}"

@@ -1,4 +1,4 @@
-"""Which law does a learned shift follow? Read the warp of finished runs node by node (issue #31).
+"""Which law does a learned shift follow? Read the warp (or the named operators) of finished runs node by node.
 
     python docs/results/shift_study.py RUN... --csv OUT.csv [--figure OUT.png] [--labels rv wave_offset]
 
@@ -21,6 +21,11 @@ change per km/s of zero-point over its change per km/s of RV, with a 95 % interv
 shift); the MI it keeps with the zero-point once RV is known (``zp_given_rv``, KSG-type conditional MI, its interval
 and local-permutation null); and, with tellurics, a telluric-referenced CCF velocity (stellar minus telluric
 cross-correlation) as a label-free baseline that the zero-point does not fool (``ccf_telluric_mi``).
+
+A run of ``model.observed.ObservedStar`` (issue #43) has no warp: its rows skip the warp columns and add, on the RV
+row, what its named operators read of the test codes (``op_*``): the stellar-velocity operator's MI with RV, its
+zero-point ÷ RV response and the zero-point it keeps given RV, the zero-point operator's MI with the zero-point,
+and each operator's main driving node with that node's share of its weights.
 """
 
 from __future__ import annotations
@@ -183,18 +188,63 @@ def rv_node_controls(report: dict, node: int, mu: np.ndarray, truths: dict, spec
     return out
 
 
+def operator_columns(net, mu: np.ndarray, truths: dict) -> dict:
+    """For a decoder with named operators (``model.observed.ObservedStar``): what its stellar-velocity operator
+    reads of the test codes ``mu (N, D)`` — its MI with RV, its response to the zero-point against RV's
+    (:func:`apparent_shift`) and the zero-point it keeps given RV — and what its zero-point operator reads of the
+    zero-point; each operator's main driving node and that node's share of its weights."""
+    if not hasattr(net, "components"):
+        return {}
+    with torch.no_grad():
+        ops = {k: v.numpy().astype(float) for k, v in net.components(torch.tensor(mu)).items()}
+    rv, offset = truths["rv"].astype(float), truths.get("wave_offset")
+    out = mi_entry("op_v_mi", ops["velocity"], rv)
+    drivers = net.drivers()
+    for name, key in (("velocity", "op_v"), ("zero_point", "op_zp")):
+        out[f"{key}_node"] = int(np.argmax(drivers[name]))
+        out[f"{key}_share"] = round(float(np.max(drivers[name])), 3)
+    if offset is not None and np.ptp(offset) > 0:
+        offset = offset.astype(float)
+        out |= {f"op_v_{k}": v for k, v in apparent_shift(ops["velocity"], rv, offset).items()}
+        out |= mi_entry("op_v_zp_given_rv", ops["velocity"], offset, rv[:, None])
+        out |= mi_entry("op_zp_mi", ops["zero_point"], offset)
+    return out
+
+
+def transmission_columns(net, grid, synth: dict) -> dict:
+    """For a decoder with a learned transmission: the correlation of its absorption spectrum τ with the generator's
+    telluric optical depth on the grid (``op_tau_corr``; 1: it found the atmosphere's lines), and the share of its
+    τ that lies in the telluric bands (``op_tau_in_bands``; ``op_tau_band_share``: the bands' share of the grid)."""
+    transmission = getattr(net, "transmission", None)
+    if transmission is None or not synth.get("tellurics"):
+        return {}
+    from spectra_lightning.ingest.synth import telluric_depth
+
+    mid = 0.5 * (grid.wave_min + grid.wave_max)
+    truth = telluric_depth(grid, np.ones(1), np.zeros(1), np.zeros(1), mid, float(synth.get("resolution") or 5000.0))
+    tau = transmission.tau.detach().numpy().astype(float)
+    band = truth[0] > 1e-3 * truth[0].max()
+    return {
+        "op_tau_corr": round(float(np.corrcoef(tau, truth[0])[0, 1]), 3),
+        "op_tau_in_bands": round(float(tau[band].sum() / tau.sum()), 3),
+        "op_tau_band_share": round(float(band.mean()), 3),
+    }
+
+
 def study(run: Path, labels: list[str]) -> tuple[list[dict], dict]:
     """One row per label, and what the figure needs: ``{label: (λ_k, d_k)}``."""
     report = json.loads((run / "report.json").read_text())
     model = load_model(run / "checkpoints" / "last.ckpt", torch.device("cpu"))
     warp = getattr(model.net, "warp", None)
-    if warp is None:
-        raise SystemExit(f"{run}: its decoder has no warp (ConvAutoencoder(warp_knots=0)); nothing to read")
+    if warp is None and not hasattr(model.net, "components"):
+        raise SystemExit(f"{run}: its decoder has neither a warp nor ObservedStar's operators; nothing to read")
     model.eval()
     mu, truths, left, grid, spectra = test_codes(run, model)
-    lam = knot_wavelengths(grid.wavelength, warp.knots)
-    # (K, D) Å per unit of each node: pixels times the pixel's width at the knot (linear or log grid)
-    weight = warp.scale * warp.coef.weight.detach().numpy() * grid.pixel_width(lam)[:, None]
+    lam, weight = np.zeros(0), None
+    if warp is not None:
+        lam = knot_wavelengths(grid.wavelength, warp.knots)
+        # (K, D) Å per unit of each node: pixels times the pixel's width at the knot (linear or log grid)
+        weight = warp.scale * warp.coef.weight.detach().numpy() * grid.pixel_width(lam)[:, None]
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     schedule = (upgrade_hparams(cfg["model"]).get("kl_schedule") or {}).get("init_args") or {}
     out, curves = [], {}
@@ -238,13 +288,16 @@ def study(run: Path, labels: list[str]) -> tuple[list[dict], dict]:
             "readout_rms": sig(np.std(truth - slope * x - intercept)),
             "label_std": sig(np.std(truth)),
             "recon_left": round(left, 4),
-            **fits(lam, weight[:, node]),
+            **(fits(lam, weight[:, node]) if weight is not None else {}),
         }
         if label == "rv":
             synth = cfg["data"]["init_args"].get("synth") or {}
             row |= rv_node_controls(report, node, mu, truths, spectra, grid, synth)
+            row |= operator_columns(model.net, mu, truths)
+            row |= transmission_columns(model.net, grid, synth)
         out.append(row)
-        curves[label] = (lam, weight[:, node], node)
+        if weight is not None:
+            curves[label] = (lam, weight[:, node], node)
     return out, curves
 
 

@@ -280,7 +280,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dir", help="output directory (default runs/sweeps/<name>)")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (default %(default)s)")
     p.add_argument("--count", type=int, help="at most this many runs (random: draws)")
-    p.add_argument("--seed", type=int, default=0, help="random-search seed")
+    p.add_argument("--seed", type=int, default=0, help="random-search seed (default %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--no-report", action="store_true", help="skip the Figure-4 report at the end")
     a, extra = p.parse_known_args(argv)

@@ -440,6 +440,10 @@ SYNTH_HELP = {
     "spectra_per_star": "epochs per star (same labels, new noise)",
     "resolution": "resolving power R of the instrument profile (HARPS: 115,000)",
     "dtype": "stored flux dtype: float16 (the archive format, half the bytes) or float32",
+    "wave_offset": "a calibration zero-point per spectrum, U(±this) Å (label wave_offset; 0: none)",
+    "wave_stretch": "a dispersion stretch about the grid's middle per spectrum, U(±this) (label wave_stretch; 0: none)",
+    "tellurics": "peak optical depth of the strongest O2/H2O line at airmass 1, the lines fixed in the observed "
+    "frame, airmass U(1, 2) (label airmass; 0: none)",
 }
 
 
