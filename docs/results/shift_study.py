@@ -315,7 +315,7 @@ def figure(curves: dict, path: Path) -> None:
             d = d * sign
             a, b = lam @ d / (lam @ lam), d.mean()
             colour = f"C{i}"
-            ax.plot(lam, d, "o", color=colour, label=f"{Path(run).name} (node {node})")
+            ax.plot(lam, d, "o", color=colour, label=f"{Path(run).parent.name}/{Path(run).name} (node {node})")
             grid = np.linspace(lam.min(), lam.max(), 50)
             ax.plot(grid, a * grid, "-", color=colour, lw=1)
             ax.plot(grid, 0 * grid + b, ":", color=colour, lw=1)

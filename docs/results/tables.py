@@ -1,10 +1,14 @@
-"""The tables of docs/results/README.md, rendered from the CSV files beside it.
+"""The tables and the result sentences of the results pages, rendered from the CSV files beside them.
 
-Every table in that README sits between ``<!-- table: NAME -->`` and ``<!-- /table -->`` and is rendered here
-from its file (``TABLES``); ``tests/test_results_tables.py`` fails when a block differs from its rendering or
-a table stands outside a block.
+Every table in ``DOCUMENTS`` (docs/results/README.md, its record history.md, the project's README.md) sits between
+``<!-- table: NAME -->`` and ``<!-- /table -->``, rendered here from its file (``TABLES``); every sentence that
+states a result (a range, a count, a ratio) sits between ``<!-- prose: NAME -->`` and ``<!-- /prose -->``, rendered
+by ``PROSE[NAME](given)``, where each number is written through ``given`` from a CSV cell or from a count over
+CSV rows. ``tests/test_results_tables.py`` fails when a block differs from its rendering, a table stands outside
+a block, a rendered sentence holds a number that ``given`` did not write (typed into the template by hand), or a
+figure in nats stands outside the blocks.
 
-    python docs/results/tables.py            # rewrite the blocks from the CSVs, and draw replication.png
+    python docs/results/tables.py            # rewrite the blocks from the CSVs, and draw FIGURES
     python docs/results/tables.py --check    # exit 1 when a block is stale
 """
 
@@ -21,7 +25,38 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
-BLOCK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
+HISTORY = HERE / "history.md"  # the lab notebook: its tables are rendered, its prose is a record, not claims
+DOCUMENTS = (README, HISTORY, HERE.parents[1] / "README.md")
+BLOCK = re.compile(r"(<!-- (table|prose): (\w+) -->\n)(.*?)(<!-- /\2 -->)", re.S)
+# a number standing alone (not part of a name such as pc1, L2, H2O or a file's seed20)
+NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?(?![\w])")
+ALLOWED = {"95"}  # "95 %": the intervals' level, a convention, not a result
+RESULT_OUTSIDE = re.compile(r"\d[\d.]*\s*(?:–\s*\d[\d.]*\s*)?nats?\b")  # "0.96 nat", "1.1–2.4 nat"
+
+
+class Given:
+    """Writes each number of a prose block and remembers it: ``given(value, fmt)``, ``given.span(values)`` (the
+    min–max), ``given.count(k, n)`` ("k of n"). What a block shows beyond these is typed by hand."""
+
+    def __init__(self) -> None:
+        self.numbers: set[str] = set()
+
+    def __call__(self, value: object, fmt: str = "{}") -> str:
+        text = fmt.format(value)
+        self.numbers.update(NUMBER.findall(text))
+        return text
+
+    def span(self, values: list[float], fmt: str = "{:.2f}") -> str:
+        lo, hi = min(values), max(values)
+        return self(lo, fmt) if fmt.format(lo) == fmt.format(hi) else f"{self(lo, fmt)}–{self(hi, fmt)}"
+
+    def count(self, k: int, n: int) -> str:
+        return f"{self(k)} of {self(n)}"
+
+
+def unsourced(text: str, given: Given) -> list[str]:
+    """The numbers in a rendered prose block that ``given`` did not write."""
+    return [n for n in NUMBER.findall(text) if n not in given.numbers and n not in ALLOWED]
 
 
 def read(*names: str) -> list[dict[str, str]]:
@@ -39,19 +74,26 @@ def mi(row: dict[str, str], label: str, key: str = "mi", lo: str = "lo", hi: str
     return f"{row[f'{label}_{key}']}{bounds}"
 
 
-def node_cells(row: dict[str, str], label: str) -> list[str]:
+def verdict_cells(row: dict[str, str], label: str, runner_node: bool = False) -> tuple[list[str], str]:
+    """A label's node and MI, its runner-up (upper end), the null and the distinct verdict; and its best baseline."""
     runner = row.get(f"{label}_runner_mi") or "–"
+    if runner_node:
+        runner = f"{row.get(f'{label}_runner_node', '–')}: {runner}"
     if row.get(f"{label}_runner_hi"):
         runner += f" (≤ {row[f'{label}_runner_hi']})"
     base = f"{row.get(f'{label}_baseline') or '–'} {mi(row, label, 'baseline_mi', 'baseline_lo', 'baseline_hi')}"
-    return [
+    cells = [
         f"{row.get(f'{label}_node', '–')}: {mi(row, label)}",
         runner,
         row.get(f"{label}_null_p95") or "–",
         "yes" if row.get(f"{label}_distinct") == "1" else "no",
-        row.get(f"{label}_pair_mi") or "–",
-        base,
     ]
+    return cells, base
+
+
+def node_cells(row: dict[str, str], label: str) -> list[str]:
+    cells, base = verdict_cells(row, label)
+    return [*cells, row.get(f"{label}_pair_mi") or "–", base]
 
 
 def claims_table(rows: list[dict[str, str]], labels: tuple[str, ...]) -> str:
@@ -70,6 +112,39 @@ def claims_table(rows: list[dict[str, str]], labels: tuple[str, ...]) -> str:
         cells = [r["seed"], r.get("data_seed") or "–", f"{r['split']}, {r['n']}", r["informative"]]
         for label in labels:
             cells += node_cells(r, label)
+        out.append(cells)
+    return rows_table(head, out)
+
+
+def separated_cells(row: dict[str, str], label: str) -> list[str]:
+    """One label's cells in a 0.5 claims table: :func:`verdict_cells` (the runner-up among all nodes, the best-of-all-
+    nodes null), what the node carries besides (given the label), its MI given the other labels, the baseline."""
+    cells, base = verdict_cells(row, label, runner_node=True)
+    given = (row.get(f"{label}_cmi_given") or "").replace("+", ", ") or "nothing"
+    cmi = f"{mi(row, label, 'cmi', 'cmi_lo', 'cmi_hi')} (given {given})" if row.get(f"{label}_cmi") else "–"
+    return [*cells, row.get(f"{label}_node_also") or "nothing (clean)", cmi, base]
+
+
+def separation_table(rows: list[dict[str, str]], labels: tuple[str, ...]) -> str:
+    """A 0.5 claims table: per run its split, informative nodes, MIG and DCI, and per label :func:`separated_cells`."""
+    head = ["seed", "data seed", "split, n", "informative", "MIG [95 %]", "DCI: D / C / I"]
+    for label in labels:
+        head += [
+            f"{label}: node, MI [95 %]",
+            "runner-up, any node (upper)",
+            "null p95 (best of all nodes)",
+            "distinct",
+            f"the node also carries, given {label}",
+            f"{label} given the other labels it carries: MI [95 %]",
+            "best baseline [95 %]",
+        ]
+    out = []
+    for r in rows:
+        dci = " / ".join(r.get(f"dci_{k}", "–") for k in ("disentanglement", "completeness", "informativeness"))
+        cells = [r["seed"], r.get("data_seed") or "–", f"{r['split']}, {r['n']}", r["informative"]]
+        cells += [f"{r.get('mig', '–')} [{r.get('mig_lo', '–')}, {r.get('mig_hi', '–')}]", dci]
+        for label in labels:
+            cells += separated_cells(r, label)
         out.append(cells)
     return rows_table(head, out)
 
@@ -264,7 +339,294 @@ def store_loss_worth() -> str:
     return rows_table(head, out)
 
 
+def quickstart_05() -> str:
+    return separation_table(read("quickstart_replication_0.5.csv"), ("rv", "teff"))
+
+
+def also_values(cell: str) -> dict[str, float]:
+    """``"logg 0.10, teff 0.07"`` (a ``*_node_also`` cell) -> ``{"logg": 0.10, "teff": 0.07}``."""
+    out = {}
+    for part in filter(None, (p.strip() for p in (cell or "").split(","))):
+        name, value = part.rsplit(" ", 1)
+        out[name] = float(value)
+    return out
+
+
+def also_text(cell: str, given: Given) -> str:
+    """A ``*_node_also`` cell as prose, its numbers through ``given``."""
+    return ", ".join(f"{name} {given(value, '{:.2f}')}" for name, value in also_values(cell).items())
+
+
+def f(row: dict[str, str], key: str) -> float:
+    return float(row[key])
+
+
+def seeds_of(rows: list[dict[str, str]], given: Given) -> str:
+    return ", ".join(given(r["seed"]) for r in rows)
+
+
+def quickstart_05_prose(g: Given) -> str:
+    rows = read("quickstart_replication_0.5.csv")
+    n = len(rows)
+    rv_ok = [r for r in rows if r["rv_distinct"] == "1"]
+    teff_ok = [r for r in rows if r["teff_distinct"] == "1"]
+    both = [r for r in rv_ok if r in teff_ok and r["rv_node"] != r["teff_node"]]
+    mixed = [r for r in rows if r not in both]
+    halfwidth = max((f(r, "rv_hi") - f(r, "rv_lo")) / 2 for r in rows)
+    clean_rv = [r for r in rows if r["rv_node_clean"] == "1"]
+    clean_teff = [r for r in rows if r["teff_node_clean"] == "1"]
+    feh_in_teff = [also_values(r["teff_node_also"]).get("feh") for r in rows]
+    feh_in_teff = [v for v in feh_in_teff if v is not None]
+    rv_also = [max(also_values(r["rv_node_also"]).values()) for r in rows if r["rv_node_also"]]
+    out = [
+        f"- **RV on a distinct node in {g.count(len(rv_ok), n)} fresh seeds, Teff in {g.count(len(teff_ok), n)}; "
+        f"both, on different nodes, in {g.count(len(both), n)}.** The RV node's MI spans {g.span([f(r, 'rv_mi') for r in rows])} "
+        f"nat over the seeds while each interval is at most ±{g(halfwidth, '{:.2f}')} nat: the training seed moves "
+        "it far more than the test sample does."
+    ]
+    out.append(
+        f"- **Clean nodes: RV's in {g.count(len(clean_rv), n)}, Teff's in {g.count(len(clean_teff), n)}.** Once RV is "
+        f"known, the RV node still carries Teff or logg ({g.span(rv_also)} nat, its largest such label per seed). "
+        f"Once Teff is known, the Teff node still carries [Fe/H] in {g.count(len(feh_in_teff), n)} seeds "
+        f"({g.span(feh_in_teff)} nat), although [Fe/H] has no distinct node (its best informative node carries "
+        f"≤ {g(max(f(r, 'feh_mi') for r in rows), '{:.2f}')} nat): the node reads line strength, which Teff and "
+        '[Fe/H] set together. A "Teff node" here is a mixture, not a clean factor.'
+    )
+    for r in mixed:
+        out.append(
+            f"- **Seed {g(r['seed'])} is mixed**: its RV node (node {g(r['rv_node'])}, {g(r['rv_mi'])} nat) is not "
+            f"distinct — node {g(r['rv_runner_node'])}, not counted informative, carries {g(r['rv_runner_mi'])} — "
+            f"and its Teff node also carries {also_text(r['teff_node_also'], g)} nat once Teff is known; MIG {g(r['mig'])} [{g(r['mig_lo'])}, {g(r['mig_hi'])}] against "
+            f"{g.span([f(x, 'mig') for x in rows if x not in mixed], '{:.3f}')} in the other seeds."
+        )
+    beats = sum(f(r, "rv_lo") > f(r, "rv_baseline_hi") for r in rows) + sum(
+        f(r, "teff_lo") > f(r, "teff_baseline_hi") for r in rows
+    )
+    out.append(
+        f"- **The label-free baselines carry more of each label than any node** (a node's interval above its "
+        f"baseline's in {g.count(beats, 2 * n)} label-seeds): the cross-correlation velocity "
+        f"{g(rows[0]['rv_baseline_mi'])} nat of RV against the RV node's ≤ {g(max(f(r, 'rv_mi') for r in rows), '{:.2f}')}, "
+        f"the continuum colour {g(rows[0]['teff_baseline_mi'])} of Teff against ≤ "
+        f"{g(max(f(r, 'teff_mi') for r in rows), '{:.2f}')}. What the network adds is an unsupervised code in which "
+        "the velocity drives the built-in operator through one node and Teff lands on another, in most seeds — not "
+        "more information than a CCF or a colour, and not clean factors."
+    )
+    return "\n".join(out) + "\n"
+
+
+def miles_05() -> str:
+    return separation_table(read("miles_replication_0.5.csv"), ("teff", "logg"))
+
+
+def miles_05_prose(g: Given) -> str:
+    rows = read("miles_replication_0.5.csv")
+    n = len(rows)
+    teff_ok = [r for r in rows if r["teff_distinct"] == "1"]
+    clean = [r for r in rows if r["teff_node_clean"] == "1"]
+    beats = [r for r in rows if f(r, "teff_lo") > f(r, "teff_baseline_hi")]
+    logg_on_teff = [r for r in rows if r["logg_node"] == r["teff_node"]]
+    out = [
+        f"- **A distinct Teff node in {g.count(len(teff_ok), n)} fresh seeds** ({g.span([f(r, 'teff_mi') for r in rows])} "
+        f"nat on the {g(rows[0]['n'])} test stars; intervals about ±"
+        f"{g(max((f(r, 'teff_hi') - f(r, 'teff_lo')) / 2 for r in rows), '{:.2f}')}), clean in "
+        f"{g.count(len(clean), n)}"
+        + (
+            f": once Teff is known it still carries {', '.join(also_text(r['teff_node_also'], g) or 'nothing' for r in rows)} nat "
+            f"(seed by seed)."
+            if len(clean) < n
+            else "."
+        ),
+        f"- **No more Teff than a principal component**: the best baseline ({rows[0]['teff_baseline']}, "
+        f"{g(rows[0]['teff_baseline_mi'])} nat [{g(rows[0]['teff_baseline_lo'])}, {g(rows[0]['teff_baseline_hi'])}]) "
+        f"carries as much; the Teff node's interval lies above it in {g.count(len(beats), n)}.",
+        f"- **logg and [Fe/H] have no node of their own**: logg is distinct in "
+        f"{g.count(sum(r['logg_distinct'] == '1' for r in rows), n)} (its best node is the Teff node in "
+        f"{g.count(len(logg_on_teff), n)}), [Fe/H] in {g.count(sum(r['feh_distinct'] == '1' for r in rows), n)} "
+        f"(≤ {g(max(f(r, 'feh_mi') for r in rows), '{:.2f}')} nat on any informative node). MIG "
+        f"{g.span([f(r, 'mig') for r in rows], '{:.3f}')}, DCI disentanglement "
+        f"{g.span([f(r, 'dci_disentanglement') for r in rows], '{:.3f}')}.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def shift_setting(run: str) -> str:
+    """``runs/shift_0.5/no_drift/seed20`` -> ``no drift``."""
+    return Path(run).parent.name.replace("_", " ")
+
+
+def shift_05() -> str:
+    head = ["data (seed)", "informative", "RV: node, MI [95 %]", "runner-up, any node", "distinct"]
+    head += ["the RV node also carries, given RV", "its μ per km/s of zero-point ÷ per km/s of RV [95 %]"]
+    head += ["zero-point it keeps given RV: MI [95 %] (null)", "CCF baseline: plain; telluric-referenced [95 %]"]
+    head += ["offset: node, MI", "Teff: node, MI"]
+    out = []
+    for run, labels in by_run(read("shift_claims_0.5.csv")).items():
+        rv = labels["rv"]
+        ratio = f"{rv['zp_over_rv']} [{rv['zp_over_rv_lo']}, {rv['zp_over_rv_hi']}]" if rv.get("zp_over_rv") else "–"
+        kept = f"{rv['zp_given_rv']} [{rv['zp_given_rv_lo']}, {rv['zp_given_rv_hi']}] ({rv['zp_given_rv_null']})"
+        tell = f"{rv['ccf_telluric_mi']} [{rv['ccf_telluric_mi_lo']}, {rv['ccf_telluric_mi_hi']}]"
+        cells = [f"{shift_setting(run)} ({rv['seed']})", rv["informative"], node_mi(rv)]
+        cells += [f"{rv['runner_up']}: {rv['runner_up_mi']}", "yes" if rv["distinct"] == "1" else "no"]
+        cells += [rv.get("node_also") or "nothing (clean)", ratio, kept if rv.get("zp_given_rv") else "–"]
+        cells.append(f"{rv['ccf_mi']}; " + (tell if rv.get("ccf_telluric_mi") else "– (no tellurics)"))
+        out.append(cells + [node_mi(labels.get("wave_offset")), node_mi(labels.get("teff"))])
+    return rows_table(head, out)
+
+
+def observed_first_look() -> str:
+    """Issue #43's first look: ObservedStar on the competing-shift set, the recipe-choice data seed (0)."""
+    head = ["final λ (model seed)", "informative", "RV node: val MI; test MI [95 %]", "distinct"]
+    head += ["velocity operator driven by (share)", "zero-point operator driven by (share)"]
+    head += ["velocity operator: MI with RV [95 %]", "its zero-point ÷ RV response [95 %]"]
+    head += ["zero-point it keeps given RV [95 %] (null)", "telluric-referenced CCF [95 %]"]
+    head += ["learned τ: corr. with the tellurics; share in their bands (bands' share of grid)"]
+    out = []
+    for run, labels in by_run(read("observed_first_look_0.5.csv")).items():
+        rv = labels["rv"]
+        cells = [f"{float(rv['kl_weight']):g} ({rv['seed']})", rv["informative"], f"{rv['val_mi']}; {node_mi(rv)}"]
+        cells += ["yes" if rv["distinct"] == "1" else "no"]
+        cells += [f"{rv['op_v_node']} ({rv['op_v_share']})", f"{rv['op_zp_node']} ({rv['op_zp_share']})"]
+        cells += [f"{rv['op_v_mi']} [{rv['op_v_mi_lo']}, {rv['op_v_mi_hi']}]"]
+        cells += [f"{rv['op_v_zp_over_rv']} [{rv['op_v_zp_over_rv_lo']}, {rv['op_v_zp_over_rv_hi']}]"]
+        cells += [
+            f"{rv['op_v_zp_given_rv']} [{rv['op_v_zp_given_rv_lo']}, {rv['op_v_zp_given_rv_hi']}] ({rv['op_v_zp_given_rv_null']})"
+        ]
+        cells += [f"{rv['ccf_telluric_mi']} [{rv['ccf_telluric_mi_lo']}, {rv['ccf_telluric_mi_hi']}]"]
+        cells += [f"{rv['op_tau_corr']}; {rv['op_tau_in_bands']} ({rv['op_tau_band_share']})"]
+        out.append(cells)
+    return rows_table(head, out)
+
+
+def sdss_05() -> str:
+    head = ["seed", "test spectra", "χ²/pixel, median [16th, 84th %]", "informative", "z: node, MI [95 %]", "distinct"]
+    head += ["z node clean (carries no colour given z)", "z given the colour it carries: MI [95 %]"]
+    head += ["label-free: ccf_z; best baseline", "colour: node, MI [95 %]", "MIG [95 %]", "DCI: D / C / I"]
+    out = []
+    for r in read("sdss_0.5.csv"):
+        cells = [r["seed"], r["n_test"], f"{r['chi2_median']} [{r['chi2_p16']}, {r['chi2_p84']}]", r["informative"]]
+        cells += [f"{r['z_node']}: {mi(r, 'z')}", "yes" if r["z_distinct"] == "1" else "no"]
+        cells += ["yes" if r["z_clean"] == "1" else "no", mi(r, "z", "cmi", "cmi_lo", "cmi_hi")]
+        cells.append(f"{r.get('z_ccf_z_mi') or '–'}; {r['z_baseline']} {r['z_baseline_mi']}")
+        cells += [f"{r['colour_node']}: {mi(r, 'colour')}", f"{r['mig']} [{r['mig_lo']}, {r['mig_hi']}]"]
+        cells.append(" / ".join(r[f"dci_{k}"] for k in ("disentanglement", "completeness", "informativeness")))
+        out.append(cells)
+    return rows_table(head, out)
+
+
+def shift_reading(rows: list[dict[str, str]]) -> str:
+    """What the RV nodes of ``rows`` read, from their zero-point ÷ RV response intervals."""
+    if all(f(r, "zp_over_rv_lo") > 0.5 for r in rows):
+        return "reads the apparent shift, star and instrument together"
+    return "follows the zero-point in part" if any(f(r, "zp_over_rv_lo") > 0 for r in rows) else "reads RV alone"
+
+
+def shift_05_prose(g: Given) -> str:
+    runs = by_run(read("shift_claims_0.5.csv"))
+    recipe = [labels["rv"] for run, labels in runs.items() if shift_setting(run) == "recipe"]
+    n = len(recipe)
+    holds_one = [r for r in recipe if f(r, "zp_over_rv_lo") <= 1 <= f(r, "zp_over_rv_hi")]
+    above_zero = [r for r in recipe if f(r, "zp_over_rv_lo") > 0]
+    kept = [r for r in recipe if f(r, "zp_given_rv_lo") > f(r, "zp_given_rv_null")]
+    tell_beats = [r for r in recipe if f(r, "ccf_telluric_mi_lo") > f(r, "mi_hi")]
+    reading = shift_reading(recipe)
+    referenced = "Referenced to the tellurics, a cross-correlation carries more RV than the node"
+    if len(tell_beats) < n:
+        referenced = "The label-free cross-correlations"
+    out = [
+        f"- **RV on a distinct node in {g.count(sum(r['distinct'] == '1' for r in recipe), n)} seeds** (its best node "
+        f"{g.span([f(r, 'mi') for r in recipe])} nat, the runner-up of all nodes "
+        f"{g.span([f(r, 'runner_up_mi') for r in recipe])}); clean in "
+        f"{g.count(sum(r['node_clean'] == '1' for r in recipe), n)} — once RV is known it still carries "
+        + "; ".join(f"{also_text(r['node_also'], g) or 'nothing'} (seed {g(r['seed'])})" for r in recipe)
+        + " nat.",
+        f"- **The RV node {reading}**: its μ moves per km/s of zero-point "
+        f"{g.span([f(r, 'zp_over_rv') for r in recipe])} times what it moves per km/s of RV; the interval holds 1 in "
+        f"{g.count(len(holds_one), n)} seeds, lies above 1 in {g.count(sum(f(r, 'zp_over_rv_lo') > 1 for r in recipe), n)} "
+        f"and above 0 in {g.count(len(above_zero), n)}. Once RV is known the "
+        f"node keeps {g.span([f(r, 'zp_given_rv') for r in recipe], '{:.3f}')} nat of the zero-point (null ≤ "
+        f"{g(max(f(r, 'zp_given_rv_null') for r in recipe), '{:.3f}')}; above it in {g.count(len(kept), n)}).",
+        f"- **{referenced}**: the plain cross-correlation carries "
+        f"{g.span([f(r, 'ccf_mi') for r in recipe])} nat of RV, the telluric-referenced one "
+        f"{g.span([f(r, 'ccf_telluric_mi') for r in recipe])} — above the RV node's interval in "
+        f"{g.count(len(tell_beats), n)} seeds.",
+    ]
+    for run, labels in runs.items():
+        setting, rv = shift_setting(run), labels["rv"]
+        if setting == "recipe":
+            continue
+        line = (
+            f"- **Control, {setting} (seed {g(rv['seed'])})**: RV on node {g(rv['node'])}, {g(rv['mi'])} nat "
+            f"[{g(rv['mi_lo'])}, {g(rv['mi_hi'])}], {'distinct' if rv['distinct'] == '1' else 'not distinct'}, "
+            + ("clean" if rv.get("node_clean") == "1" else f"also carrying {also_text(rv['node_also'], g)} nat")
+        )
+        if rv.get("zp_over_rv"):
+            line += (
+                f"; zero-point ÷ RV response {g(rv['zp_over_rv'])} [{g(rv['zp_over_rv_lo'])}, {g(rv['zp_over_rv_hi'])}]"
+            )
+        out.append(line + f"; plain CCF {g(rv['ccf_mi'])} nat.")
+    return "\n".join(out) + "\n"
+
+
+def sdss_05_prose(g: Given) -> str:
+    rows = read("sdss_0.5.csv")
+    n = len(rows)
+    above_ccf = [r for r in rows if r.get("z_ccf_z_mi") and f(r, "z_lo") > f(r, "z_ccf_z_mi")]
+    out = [
+        f"- **z on a distinct node in {g.count(sum(r['z_distinct'] == '1' for r in rows), n)} seeds** "
+        f"({g.span([f(r, 'z_mi') for r in rows])} nat on {g(rows[0]['n_test'])} test spectra), clean of the colour in "
+        f"{g.count(sum(r['z_clean'] == '1' for r in rows), n)}; given the colour it keeps "
+        f"{g.span([f(r, 'z_cmi') for r in rows])} nat of z.",
+        f"- **Against the label-free cross-correlation** (`ccf_z`, {g.span([f(r, 'z_ccf_z_mi') for r in rows])} nat) "
+        f"the node's interval lies above it in {g.count(len(above_ccf), n)}; the best baseline of all is "
+        + ", ".join(sorted({r["z_baseline"] for r in rows}))
+        + f" ({g.span([f(r, 'z_baseline_mi') for r in rows])}).",
+        f"- **Fit**: the median test spectrum reconstructs to χ²/pixel {g.span([f(r, 'chi2_median') for r in rows])}; "
+        f"MIG {g.span([f(r, 'mig') for r in rows], '{:.3f}')}, DCI disentanglement "
+        f"{g.span([f(r, 'dci_disentanglement') for r in rows], '{:.3f}')}.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def readme_summary(g: Given) -> str:
+    """The README's five lines: each finding of docs/results/README.md in a sentence, its counts from the CSVs."""
+    quick, miles = read("quickstart_replication_0.5.csv"), read("miles_replication_0.5.csv")
+    shift = [
+        labels["rv"] for run, labels in by_run(read("shift_claims_0.5.csv")).items() if shift_setting(run) == "recipe"
+    ]
+    sdss = read("sdss_0.5.csv")
+    n_q, n_m, n_s, n_z = len(quick), len(miles), len(shift), len(sdss)
+    clean = sum(r["rv_node_clean"] == "1" for r in quick) + sum(r["teff_node_clean"] == "1" for r in quick)
+    beaten = sum(f(r, "rv_lo") > f(r, "rv_baseline_hi") or f(r, "teff_lo") > f(r, "teff_baseline_hi") for r in quick)
+    out = [
+        f"- **Synthetic quickstart** (fresh seeds): RV drives the built-in shift operator through a distinct node in "
+        f"{g.count(sum(r['rv_distinct'] == '1' for r in quick), n_q)}, Teff has a distinct node in "
+        f"{g.count(sum(r['teff_distinct'] == '1' for r in quick), n_q)}; of the best RV and Teff nodes, "
+        f"{g.count(clean, 2 * n_q)} are clean (carry nothing else once their label is known)"
+        + ("; a cross-correlation velocity and a continuum colour carry more of each label." if not beaten else "."),
+        f"- **MILES stars**: a distinct Teff node in {g.count(sum(r['teff_distinct'] == '1' for r in miles), n_m)} "
+        f"seeds, its interval above the best label-free baseline's in "
+        f"{g.count(sum(f(r, 'teff_lo') > f(r, 'teff_baseline_hi') for r in miles), n_m)}; a distinct logg node in "
+        f"{g.count(sum(r['logg_distinct'] == '1' for r in miles), n_m)}, [Fe/H] in "
+        f"{g.count(sum(r['feh_distinct'] == '1' for r in miles), n_m)}.",
+        f"- **A star's RV beside an instrument's zero-point**: the RV node's response to a km/s of zero-point is "
+        f"{g.span([f(r, 'zp_over_rv') for r in shift])} times its response to a km/s of RV (the interval holds 1 in "
+        f"{g.count(sum(f(r, 'zp_over_rv_lo') <= 1 <= f(r, 'zp_over_rv_hi') for r in shift), n_s)} seeds): it "
+        f"{shift_reading(shift)}. A telluric-referenced cross-correlation carries more RV than the node in "
+        f"{g.count(sum(f(r, 'ccf_telluric_mi_lo') > f(r, 'mi_hi') for r in shift), n_s)}.",
+        f"- **SDSS/BOSS survey spectra**: z on a distinct node in {g.count(sum(r['z_distinct'] == '1' for r in sdss), n_z)} "
+        f"seeds, clean of the continuum colour in {g.count(sum(r['z_clean'] == '1' for r in sdss), n_z)}.",
+        "- Every interval is the test sample's noise for one trained model; the seeds' spread, beside each claim in "
+        "docs/results, is wider.",
+    ]
+    return "\n".join(out) + "\n"
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "quickstart_05": quickstart_05,
+    "sdss_05": sdss_05,
+    "shift_05": shift_05,
+    "miles_05": miles_05,
+    "observed_first_look": observed_first_look,
     "quickstart_replication": quickstart,
     "quickstart_replication_now": quickstart_now,
     "quickstart_replication_fast": quickstart_fast,
@@ -279,31 +641,64 @@ TABLES: dict[str, Callable[[], str]] = {
     "sdss_by_class": sdss_by_class,
 }
 
+PROSE: dict[str, Callable[[Given], str]] = {
+    "quickstart_05": quickstart_05_prose,
+    "miles_05": miles_05_prose,
+    "shift_05": shift_05_prose,
+    "sdss_05": sdss_05_prose,
+    "readme_summary": readme_summary,
+}
+
+
+def render_block(kind: str, name: str) -> tuple[str, Given | None]:
+    """One block's text, and for prose the numbers it was given."""
+    if kind == "table":
+        if name not in TABLES:
+            raise SystemExit(f"no renderer for table {name!r} (have {', '.join(TABLES)})")
+        return TABLES[name](), None
+    if name not in PROSE:
+        raise SystemExit(f"no renderer for prose {name!r} (have {', '.join(PROSE)})")
+    given = Given()
+    return PROSE[name](given), given
+
 
 def render(text: str) -> str:
     def one(m: re.Match) -> str:
-        name = m.group(2)
-        if name not in TABLES:
-            raise SystemExit(f"{README}: no renderer for table {name!r} (have {', '.join(TABLES)})")
-        return m.group(1) + TABLES[name]() + m.group(4)
+        return m.group(1) + render_block(m.group(2), m.group(3))[0] + m.group(5)
 
     return BLOCK.sub(one, text)
 
 
-def outside_blocks(text: str) -> list[str]:
-    """Table lines (starting with ``|``) that no block holds."""
-    return [line for line in BLOCK.sub("", text).splitlines() if line.lstrip().startswith("|")]
+def outside_blocks(doc: Path) -> list[str]:
+    """What a page of claims holds outside its blocks that should come from a file: figures in nats, and on the
+    results page any table line (starting with ``|``). The record, history.md, keeps tables of runs whose outputs
+    were not kept; the project's README has tables that are not results (its layout)."""
+    rest = BLOCK.sub("", doc.read_text()).splitlines()
+    if doc == HISTORY:
+        return []
+    return [line for line in rest if RESULT_OUTSIDE.search(line) or (doc == README and line.lstrip().startswith("|"))]
 
 
-def figure(path: Path) -> None:
+FIGURES = {
+    # the record's (history.md): 0.2–0.4 seeds
+    "replication.png": [
+        ("quickstart", ("quickstart_replication.csv", "quickstart_data7_replication.csv"), ("rv", "teff")),
+        ("MILES", ("miles_replication.csv",), ("teff", "logg")),
+    ],
+    # the claims' (README.md): 0.5's fresh seeds
+    "replication_0.5.png": [
+        ("quickstart", ("quickstart_replication_0.5.csv",), ("rv", "teff")),
+        ("MILES", ("miles_replication_0.5.csv",), ("teff", "logg")),
+    ],
+}
+
+
+def figure(path: Path, sources: list[tuple[str, tuple[str, ...], tuple[str, ...]]]) -> None:
     """Per recipe and label: each seed's best node (MI with its 95 % interval) beside the best label-free
     baseline of the same spectra."""
     from matplotlib.figure import Figure
 
-    panels = [
-        ("quickstart", read("quickstart_replication.csv", "quickstart_data7_replication.csv"), ("rv", "teff")),
-        ("MILES", read("miles_replication.csv"), ("teff", "logg")),
-    ]
+    panels = [(recipe, read(*files), labels) for recipe, files, labels in sources]
     fig = Figure(figsize=(11, 3.6))
     axes = fig.subplots(1, sum(len(labels) for _, _, labels in panels))
     k = 0
@@ -337,20 +732,23 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
     a = p.parse_args()
-    text = README.read_text()
-    new = render(text)
-    stray = outside_blocks(text)
-    if a.check:
-        if new != text or stray:
+    stale = 0
+    for doc in DOCUMENTS:
+        text = doc.read_text()
+        new, stray = render(text), outside_blocks(doc)
+        if a.check and (new != text or stray):
+            stale += 1
             print(
-                f"{README}: tables differ from their files"
-                + (f"; {len(stray)} table lines outside blocks" if stray else "")
+                f"{doc}: "
+                + ("blocks differ from their files; " if new != text else "")
+                + f"{len(stray)} lines outside blocks"
             )
-            return 1
-        return 0
-    README.write_text(new)
-    figure(HERE / "replication.png")
-    return 0
+        elif not a.check and new != text:
+            doc.write_text(new)
+    if not a.check:
+        for name, sources in FIGURES.items():
+            figure(HERE / name, sources)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
