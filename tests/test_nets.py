@@ -78,7 +78,7 @@ def test_doppler_node_shifts_the_decoded_spectrum():
         out = m.net.decode(z)
     torch.testing.assert_close(out[0], rest[0])
     torch.testing.assert_close(out[1], m.net.shift(rest[1:], torch.tensor([30.0]))[0])
-    with pytest.raises(ConfigError, match="doppler_node: it needs the data's grid"):
+    with pytest.raises(ConfigError, match=r"--model.net \(ConvAutoencoder\) needs the data's grid"):
         SpectrumAutoencoder(net=net, n_pixels=grid.length)
     with pytest.raises(ConfigError, match="needs the grid's wavelengths"):
         ConvAutoencoder(grid.length, 4, 5, doppler_node=2).decode(z)
