@@ -449,3 +449,27 @@ def test_adp_err_becomes_the_stores_inverse_variance_when_asked(tmp_path):
     assert (got[~inside] == 0).all()
     ingest([str(path)], str(tmp_path / "plain.zarr"), grid="harps", progress=False)
     assert SpectraStore.open(tmp_path / "plain.zarr").ivar is None
+
+
+def test_reading_an_archive_file_parses_only_the_cards_it_needs(monkeypatch):
+    """The reader's speed comes from parsing ~23 of an ESO header's thousands of cards; any look at the primary
+    HDU's own header (its name, HDUList's EXTEND check) parses all of them. Every HARPS 1-D file is read with no
+    header parse longer than a data extension's."""
+    from spectra_lightning.ingest.readers import read
+
+    files = [p for p in harps_spectra() if "e2ds" not in str(p)]  # e2ds reads its calibration files whole
+    parsed: list[int] = []
+    original = fits.Header.fromstring.__func__
+
+    def counting(cls, data, sep=""):
+        parsed.append(len(data) // 80 if isinstance(data, str) else 0)
+        return original(cls, data, sep)
+
+    monkeypatch.setattr(fits.Header, "fromstring", classmethod(counting))
+    large = [(path, len(fits.getheader(path, 0))) for path in files]
+    large = [(path, full) for path, full in large if full > 300]  # the ESO products (the normalised ones are small)
+    assert len(large) >= 3
+    for path, full in large:
+        parsed.clear()
+        read(path)
+        assert max(parsed) < full / 3, (path.name, full, parsed)

@@ -233,7 +233,11 @@ def open_hdus(path: Path, all_cards: bool = False):
             primary = _primary(f)
             if primary is not None:
                 text = getattr(primary, "_header_str", None)  # None when astropy had to parse it in full
-                yield (primary_cards(text) if text else primary.header), fits.HDUList([primary, *_extensions(f)])
+                hdul = fits.HDUList()
+                # list's own extend, not HDUList's: its update_extend reads the primary's header, which parses every
+                # card of it (astropy 8) — the cost this path exists to avoid (benchmarks/ingest_speed.py)
+                list.extend(hdul, [primary, *_extensions(f)])
+                yield (primary_cards(text) if text else primary.header), hdul
                 return
         finally:
             f.close()

@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from spectra_lightning.ingest.readers.survey import RejectError, Spectrum, base_meta, good_ivar, survey_spectrum
+from spectra_lightning.ingest.readers.survey import (
+    RejectError,
+    Spectrum,
+    base_meta,
+    extension_names,
+    good_ivar,
+    survey_spectrum,
+)
 
 PRODUCT = "desi"
 CAMERAS = ("B", "R", "Z")
@@ -22,12 +29,12 @@ STEP = 0.8
 
 def detect(hdul: fits.HDUList, header: fits.Header) -> bool:
     """Is it this format (``header``: the primary header, perhaps only :data:`~.archive.PRIMARY_CARDS` of it)?"""
-    names = {h.name.upper() for h in hdul}
+    names = extension_names(hdul)
     return all(f"{c}_{k}" in names for c in CAMERAS for k in ("WAVELENGTH", "FLUX", "IVAR"))
 
 
 def _redshifts(hdul: fits.HDUList) -> dict:
-    names = {h.name.upper() for h in hdul}
+    names = extension_names(hdul)
     table = next((hdul[n].data for n in ("REDSHIFTS", "ZBEST") if n in names), None)
     if table is None:
         return {}

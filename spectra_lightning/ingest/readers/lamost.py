@@ -24,6 +24,7 @@ from spectra_lightning.ingest.readers.survey import (
     Spectrum,
     base_meta,
     column,
+    extension_names,
     good_ivar,
     header_log_wave,
     survey_spectrum,
@@ -37,7 +38,7 @@ def detect(hdul: fits.HDUList, header: fits.Header) -> bool:
     """Is it this format (``header``: the primary header, perhaps only :data:`~.archive.PRIMARY_CARDS` of it)?"""
     if str(header.get("TELESCOP", "")).strip().upper() != "LAMOST":
         return False
-    names = {h.name.upper() for h in hdul}
+    names = extension_names(hdul)
     data = hdul[0].data
     lrs_image = data is not None and data.ndim == 2 and data.shape[0] in (5, 6)
     return lrs_image or "COADD" in names or {"COADD_B", "COADD_R"} <= names
@@ -60,7 +61,7 @@ def _labels(header: fits.Header) -> dict:
 
 def read(hdul: fits.HDUList, path: Path) -> list[Spectrum]:
     header = hdul[0].header
-    names = {h.name.upper() for h in hdul}
+    names = extension_names(hdul)
     medium = "vacuum" if header.get("VACUUM", True) else "air"
     if {"COADD_B", "COADD_R"} <= names:
         out = []

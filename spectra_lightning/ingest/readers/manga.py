@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from spectra_lightning.ingest.readers.survey import Spectrum, base_meta, good_ivar, survey_spectrum
+from spectra_lightning.ingest.readers.survey import Spectrum, base_meta, extension_names, good_ivar, survey_spectrum
 
 PRODUCT = "manga"
 
 
 def detect(hdul: fits.HDUList, header: fits.Header) -> bool:
     """Is it this format (``header``: the primary header, perhaps only :data:`~.archive.PRIMARY_CARDS` of it)?"""
-    names = {h.name.upper() for h in hdul}
+    names = extension_names(hdul)
     return {"WAVE", "FLUX", "IVAR", "MASK"} <= names and hdul["FLUX"].data is not None and hdul["FLUX"].data.ndim == 2
 
 
@@ -28,7 +28,7 @@ def read(hdul: fits.HDUList, path: Path) -> list[Spectrum]:
     ivar = np.asarray(hdul["IVAR"].data, np.float64)
     mask = np.asarray(hdul["MASK"].data)
     galaxy = f"manga:{hdul[0].header.get('MANGAID') or path.name.split('.')[0]}"
-    z = np.asarray(hdul["Z"].data, np.float64) if "Z" in {h.name.upper() for h in hdul} else np.full(len(flux), np.nan)
+    z = np.asarray(hdul["Z"].data, np.float64) if "Z" in extension_names(hdul) else np.full(len(flux), np.nan)
     return [
         survey_spectrum(
             wave,
