@@ -483,7 +483,11 @@ def observed_first_look() -> str:
     out = []
     for run, labels in by_run(read("observed_first_look_0.5.csv")).items():
         rv = labels["rv"]
-        cells = [f"{float(rv['kl_weight']):g} ({rv['seed']})", rv["informative"], f"{rv['val_mi']}; {node_mi(rv)}"]
+        cells = [
+            f"{float(rv['kl_weight']):g} ({rv['seed']})",
+            rv["informative"],
+            f"{rv['val_mi']}; {rv['node']}: {rv['mi']} [{rv['mi_lo']}, {rv['mi_hi']}]",
+        ]
         cells += ["yes" if rv["distinct"] == "1" else "no"]
         cells += [f"{rv['op_v_node']} ({rv['op_v_share']})", f"{rv['op_zp_node']} ({rv['op_zp_share']})"]
         cells += [f"{rv['op_v_mi']} [{rv['op_v_mi_lo']}, {rv['op_v_mi_hi']}]"]
