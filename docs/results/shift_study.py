@@ -137,19 +137,30 @@ def apparent_shift(mu: np.ndarray, rv: np.ndarray, offset_aa: np.ndarray) -> dic
     }
 
 
+def rest_tellurics(grid, resolution: float) -> np.ndarray:
+    """``(L,)`` the generator's telluric optical depth on ``grid`` at airmass 1 (peak 1), with no drift."""
+    from spectra_lightning.ingest.synth import telluric_depth
+
+    mid = 0.5 * (grid.wave_min + grid.wave_max)
+    return telluric_depth(grid, np.ones(1), np.zeros(1), np.zeros(1), mid, resolution)[0]
+
+
+def resolution_of(synth: dict) -> float:
+    """The run's resolving power (its ``synth`` section; the competing-shift set's 5,000 when it says none)."""
+    return float(synth.get("resolution") or 5000.0)
+
+
 def telluric_referenced_velocity(flux: np.ndarray, mask: np.ndarray, grid, resolution: float) -> np.ndarray:
     """``(N,)`` km/s: the stellar cross-correlation velocity minus the telluric lines' (a label-free, physics-aware
     baseline). The stellar template is the spectra's own aligned mean (``LabelFreeBaselines`` fit on them, no
     labels); the telluric one is the atmosphere's line list (synth's) at rest, correlated over its bands only. Both
     lags are in pixels of the same grid, so their difference cancels a zero-point offset (and a stretch, to first
     order near the telluric bands)."""
-    from spectra_lightning.ingest.synth import telluric_depth
     from spectra_lightning.metrics.baselines import LabelFreeBaselines, ccf_lags, line_profile
 
     star = LabelFreeBaselines(grid.wavelength).fit(flux, mask)
     star_lag = star.ccf_velocity(flux, mask) / star.kms_per_px
-    mid = 0.5 * (grid.wave_min + grid.wave_max)
-    tau = telluric_depth(grid, np.ones(1), np.zeros(1), np.zeros(1), mid, resolution)[0]
+    tau = rest_tellurics(grid, resolution)
     band = np.convolve(tau > 1e-3 * tau.max(), np.ones(31), mode="same") > 0  # the bands, ±15 px
     template = np.where(band, line_profile(np.exp(-tau)[None, :], grid.valid[None, :])[0], 0.0)
     tell_lag = ccf_lags(np.where(band, line_profile(flux, mask), 0.0), template, max_shift=8)
@@ -183,7 +194,7 @@ def rv_node_controls(report: dict, node: int, mu: np.ndarray, truths: dict, spec
         out |= apparent_shift(mu[:, node], rv, offset.astype(float))
         out |= mi_entry("zp_given_rv", mu[:, node], offset.astype(float), rv[:, None])
     if synth.get("tellurics"):
-        referenced = telluric_referenced_velocity(*spectra, grid, float(synth.get("resolution") or 5000.0))
+        referenced = telluric_referenced_velocity(*spectra, grid, resolution_of(synth))
         out |= mi_entry("ccf_telluric_mi", referenced, rv)
     return out
 
@@ -218,14 +229,11 @@ def transmission_columns(net, grid, synth: dict) -> dict:
     transmission = getattr(net, "transmission", None)
     if transmission is None or not synth.get("tellurics"):
         return {}
-    from spectra_lightning.ingest.synth import telluric_depth
-
-    mid = 0.5 * (grid.wave_min + grid.wave_max)
-    truth = telluric_depth(grid, np.ones(1), np.zeros(1), np.zeros(1), mid, float(synth.get("resolution") or 5000.0))
+    truth = rest_tellurics(grid, resolution_of(synth))
     tau = transmission.tau.detach().numpy().astype(float)
-    band = truth[0] > 1e-3 * truth[0].max()
+    band = truth > 1e-3 * truth.max()
     return {
-        "op_tau_corr": round(float(np.corrcoef(tau, truth[0])[0, 1]), 3),
+        "op_tau_corr": round(float(np.corrcoef(tau, truth)[0, 1]), 3),
         "op_tau_in_bands": round(float(tau[band].sum() / tau.sum()), 3),
         "op_tau_band_share": round(float(band.mean()), 3),
     }

@@ -454,6 +454,17 @@ def shift_setting(run: str) -> str:
     return Path(run).parent.name.replace("_", " ")
 
 
+def interval(row: dict[str, str], key: str, null: bool = False) -> str:
+    """``"value [lo, hi]"`` of a shift_study column and its ``_lo``/``_hi`` (with ``null``: and ``" (null)"``)."""
+    text = f"{row[key]} [{row[f'{key}_lo']}, {row[f'{key}_hi']}]"
+    return text + (f" ({row[f'{key}_null']})" if null else "")
+
+
+def recipe_rv_rows(name: str) -> list[dict[str, str]]:
+    """The RV rows of a shift_study CSV's recipe runs (not its controls)."""
+    return [labels["rv"] for run, labels in by_run(read(name)).items() if shift_setting(run) == "recipe"]
+
+
 def shift_05() -> str:
     head = ["data (seed)", "informative", "RV: node, MI [95 %]", "runner-up, any node", "distinct"]
     head += ["the RV node also carries, given RV", "its μ per km/s of zero-point ÷ per km/s of RV [95 %]"]
@@ -462,9 +473,9 @@ def shift_05() -> str:
     out = []
     for run, labels in by_run(read("shift_claims_0.5.csv")).items():
         rv = labels["rv"]
-        ratio = f"{rv['zp_over_rv']} [{rv['zp_over_rv_lo']}, {rv['zp_over_rv_hi']}]" if rv.get("zp_over_rv") else "–"
-        kept = f"{rv['zp_given_rv']} [{rv['zp_given_rv_lo']}, {rv['zp_given_rv_hi']}] ({rv['zp_given_rv_null']})"
-        tell = f"{rv['ccf_telluric_mi']} [{rv['ccf_telluric_mi_lo']}, {rv['ccf_telluric_mi_hi']}]"
+        ratio = interval(rv, "zp_over_rv") if rv.get("zp_over_rv") else "–"
+        kept = interval(rv, "zp_given_rv", null=True)
+        tell = interval(rv, "ccf_telluric_mi")
         cells = [f"{shift_setting(run)} ({rv['seed']})", rv["informative"], node_mi(rv)]
         cells += [f"{rv['runner_up']}: {rv['runner_up_mi']}", "yes" if rv["distinct"] == "1" else "no"]
         cells += [rv.get("node_also") or "nothing (clean)", ratio, kept if rv.get("zp_given_rv") else "–"]
@@ -486,16 +497,12 @@ def observed_first_look() -> str:
         cells = [
             f"{float(rv['kl_weight']):g} ({rv['seed']})",
             rv["informative"],
-            f"{rv['val_mi']}; {rv['node']}: {rv['mi']} [{rv['mi_lo']}, {rv['mi_hi']}]",
+            f"{rv['val_mi']}; {rv['node']}: {interval(rv, 'mi')}",
         ]
         cells += ["yes" if rv["distinct"] == "1" else "no"]
         cells += [f"{rv['op_v_node']} ({rv['op_v_share']})", f"{rv['op_zp_node']} ({rv['op_zp_share']})"]
-        cells += [f"{rv['op_v_mi']} [{rv['op_v_mi_lo']}, {rv['op_v_mi_hi']}]"]
-        cells += [f"{rv['op_v_zp_over_rv']} [{rv['op_v_zp_over_rv_lo']}, {rv['op_v_zp_over_rv_hi']}]"]
-        cells += [
-            f"{rv['op_v_zp_given_rv']} [{rv['op_v_zp_given_rv_lo']}, {rv['op_v_zp_given_rv_hi']}] ({rv['op_v_zp_given_rv_null']})"
-        ]
-        cells += [f"{rv['ccf_telluric_mi']} [{rv['ccf_telluric_mi_lo']}, {rv['ccf_telluric_mi_hi']}]"]
+        cells += [interval(rv, "op_v_mi"), interval(rv, "op_v_zp_over_rv")]
+        cells += [interval(rv, "op_v_zp_given_rv", null=True), interval(rv, "ccf_telluric_mi")]
         cells += [f"{rv['op_tau_corr']}; {rv['op_tau_in_bands']} ({rv['op_tau_band_share']})"]
         out.append(cells)
     return rows_table(head, out)
@@ -526,7 +533,7 @@ def shift_reading(rows: list[dict[str, str]]) -> str:
 
 def shift_05_prose(g: Given) -> str:
     runs = by_run(read("shift_claims_0.5.csv"))
-    recipe = [labels["rv"] for run, labels in runs.items() if shift_setting(run) == "recipe"]
+    recipe = recipe_rv_rows("shift_claims_0.5.csv")
     n = len(recipe)
     holds_one = [r for r in recipe if f(r, "zp_over_rv_lo") <= 1 <= f(r, "zp_over_rv_hi")]
     above_zero = [r for r in recipe if f(r, "zp_over_rv_lo") > 0]
@@ -594,9 +601,7 @@ def sdss_05_prose(g: Given) -> str:
 def readme_summary(g: Given) -> str:
     """The README's five lines: each finding of docs/results/README.md in a sentence, its counts from the CSVs."""
     quick, miles = read("quickstart_replication_0.5.csv"), read("miles_replication_0.5.csv")
-    shift = [
-        labels["rv"] for run, labels in by_run(read("shift_claims_0.5.csv")).items() if shift_setting(run) == "recipe"
-    ]
+    shift = recipe_rv_rows("shift_claims_0.5.csv")
     sdss = read("sdss_0.5.csv")
     n_q, n_m, n_s, n_z = len(quick), len(miles), len(shift), len(sdss)
     clean = sum(r["rv_node_clean"] == "1" for r in quick) + sum(r["teff_node_clean"] == "1" for r in quick)

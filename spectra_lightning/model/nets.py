@@ -213,6 +213,12 @@ class SpectrumNet(Recorded, nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def forward(self, flux: torch.Tensor, sample: bool = False):
+        """``(reconstruction (B, L), μ (B, D), log σ² (B, D))`` of spectra ``(B, L)``, decoding μ or, with
+        ``sample``, a draw of the posterior (:func:`reparameterise`)."""
+        mu, logvar = self.encode(flux)
+        return self.decode(reparameterise(mu, logvar) if sample else mu), mu, logvar
+
 
 class ConvAutoencoder(SpectrumNet):
     """The paper's network: a strided Conv1d encoder and its mirror as decoder, with optional decoder priors.
@@ -291,10 +297,6 @@ class ConvAutoencoder(SpectrumNet):
         if self.shift is None:
             raise ConfigError("doppler_node needs the grid's wavelengths: call set_wavelengths(grid.wavelength)")
         return self.shift(out, self.doppler_scale * z[:, self.doppler_node])
-
-    def forward(self, flux: torch.Tensor, sample: bool = False):
-        mu, logvar = self.encode(flux)
-        return self.decode(reparameterise(mu, logvar) if sample else mu), mu, logvar
 
 
 def init_weights(module: nn.Module) -> None:

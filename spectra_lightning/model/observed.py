@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spectra_lightning.common.errors import ConfigError
-from spectra_lightning.model.nets import Decoder, Encoder, SpectrumNet, init_weights, reparameterise
+from spectra_lightning.model.nets import Decoder, Encoder, SpectrumNet, init_weights
 from spectra_lightning.physics.doppler import DopplerShift, resample
 
 TRANSMISSIONS = ("learned", "none")
@@ -174,10 +174,6 @@ class ObservedStar(SpectrumNet):
         if self.transmission is not None:
             star = self.transmission(star, z)
         return self.instrument(star, z)
-
-    def forward(self, flux: torch.Tensor, sample: bool = False):
-        mu, logvar = self.encode(flux)
-        return self.decode(reparameterise(mu, logvar) if sample else mu), mu, logvar
 
     def components(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """What codes ``(B, D)`` drive each operator to, each ``(B,)``."""
