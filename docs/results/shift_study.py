@@ -1,6 +1,6 @@
 """Which law does a learned shift follow? Read the warp (or the named operators) of finished runs node by node.
 
-    python docs/results/shift_study.py RUN... --csv OUT.csv [--figure OUT.png] [--labels rv wave_offset]
+    python docs/results/shift_study.py RUN... --csv OUT.csv [--figure OUT.png] [--labels rv wave_offset] [--split validation]
 
 For each run (a ``fit`` whose decoder has a warp, ``nets.Warp``) and each label: the node that carries the label
 best on the run's test split (``report.json``: KSG MI, its 95 % interval, distinct or not, the best label-free
@@ -75,8 +75,8 @@ def fits(lam: np.ndarray, d: np.ndarray) -> dict[str, float]:
     }
 
 
-def test_codes(run: Path, model) -> tuple[np.ndarray, dict[str, np.ndarray], float, object, tuple]:
-    """μ ``(N_test, D)`` and labels ``{name: (N_test,)}`` of the run's test spectra as its own data module serves
+def test_codes(run: Path, model, split: str = "test") -> tuple[np.ndarray, dict[str, np.ndarray], float, object, tuple]:
+    """μ ``(N_test, D)`` and labels ``{name: (N_test,)}`` of the run's test (or validation) spectra as its own data module serves
     them (injected velocities included), the share of their spread ``Σ(x − x̄)²`` that the reconstruction leaves
     ``Σ(x̂ − x)²`` (unmasked pixels), the store's grid, and the spectra with their mask ``(N_test, L)``."""
     import importlib
@@ -95,7 +95,7 @@ def test_codes(run: Path, model) -> tuple[np.ndarray, dict[str, np.ndarray], flo
     dm.setup("test")
     mus, labels, flux_all, recon_all, mask_all = [], [], [], [], []
     with torch.no_grad():
-        for batch in dm.test_dataloader():
+        for batch in dm.test_dataloader() if split == "test" else dm.val_dataloader():
             batch = finish_batch(batch)
             recon, mu, _ = model(batch["flux"])
             mus.append(mu.numpy())
@@ -219,7 +219,21 @@ def operator_columns(net, mu: np.ndarray, truths: dict) -> dict:
         out |= {f"op_v_{k}": v for k, v in apparent_shift(ops["velocity"], rv, offset).items()}
         out |= mi_entry("op_v_zp_given_rv", ops["velocity"], offset, rv[:, None])
         out |= mi_entry("op_zp_mi", ops["zero_point"], offset)
+    stretch = truths.get("wave_stretch")
+    if stretch is not None and np.ptp(stretch) > 0:
+        out |= mi_entry("op_st_mi", ops["stretch"], stretch.astype(float))
     return out
+
+
+def dedicated_node_columns(report: dict, row: dict) -> dict:
+    """Where one node alone drives the velocity operator (``DedicatedNodes``): that node's separation verdict from
+    the run's report — clean or not, and what it carries besides RV once RV is known."""
+    if row.get("op_v_share") != 1.0:
+        return {}
+    node = (report.get("separation") or {}).get("nodes", {}).get(str(row["op_v_node"]))
+    if node is None:  # not informative: the separation block reads informative nodes only
+        return {"op_v_node_clean": "", "op_v_node_also": "not informative"}
+    return {"op_v_node_clean": int(bool(node["clean"])), "op_v_node_also": also_carried(node)}
 
 
 def transmission_columns(net, grid, synth: dict) -> dict:
@@ -237,6 +251,11 @@ def transmission_columns(net, grid, synth: dict) -> dict:
         "op_tau_in_bands": round(float(tau[band].sum() / tau.sum()), 3),
         "op_tau_band_share": round(float(band.mean()), 3),
     }
+
+
+def pca_best(values: dict[str, float]) -> float:
+    """The label-free PCA baseline: the most MI any of the report's principal components (``pc1``…) carries."""
+    return max((v for k, v in values.items() if k.startswith("pc")), default=float("nan"))
 
 
 def study(run: Path, labels: list[str]) -> tuple[list[dict], dict]:
@@ -292,6 +311,7 @@ def study(run: Path, labels: list[str]) -> tuple[list[dict], dict]:
             "baseline": e.get("baseline", {}).get("best", ""),
             "baseline_mi": round(e.get("baseline", {}).get("value", float("nan")), 3),
             "ccf_mi": round(e.get("baseline", {}).get("values", {}).get("ccf_velocity", float("nan")), 3),
+            "pca_mi": round(pca_best(e.get("baseline", {}).get("values", {})), 3),
             "readout_slope": sig(slope),
             "readout_rms": sig(np.std(truth - slope * x - intercept)),
             "label_std": sig(np.std(truth)),
@@ -302,11 +322,66 @@ def study(run: Path, labels: list[str]) -> tuple[list[dict], dict]:
             synth = cfg["data"]["init_args"].get("synth") or {}
             row |= rv_node_controls(report, node, mu, truths, spectra, grid, synth)
             row |= operator_columns(model.net, mu, truths)
+            row |= dedicated_node_columns(report, row)
+            if hasattr(model.net, "components") and np.ptp(truths.get("wave_offset", np.zeros(1))) > 0:
+                curves["velocity operator"] = operator_points(model.net, mu, truths)
             row |= transmission_columns(model.net, grid, synth)
         out.append(row)
         if weight is not None:
             curves[label] = (lam, weight[:, node], node)
     return out, curves
+
+
+def choice_row(run: Path) -> dict:
+    """What a recipe is chosen on (issue #43), from the run's validation spectra: its named operators' columns
+    (:func:`operator_columns`, :func:`transmission_columns`) and the reconstruction's left-over share."""
+    model = load_model(run / "checkpoints" / "last.ckpt", torch.device("cpu"))
+    if not hasattr(model.net, "components"):
+        raise SystemExit(f"{run}: --split validation reads ObservedStar's operators; this decoder has none")
+    model.eval()
+    mu, truths, left, grid, _ = test_codes(run, model, split="validation")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    synth = cfg["data"]["init_args"].get("synth") or {}
+    net = (cfg["model"]["net"].get("init_args") or {}) if isinstance(cfg["model"]["net"], dict) else {}
+    schedule = upgrade_hparams(cfg["model"]).get("kl_schedule") or {}
+    row = {"run": str(run), "split": "validation", "seed": cfg.get("seed_everything"), "data_seed": synth.get("seed")}
+    row |= {"drivers": net.get("drivers", "directions"), "kl_weight": model_settings(cfg["model"])["kl_weight"]}
+    row |= {"schedule": str(schedule.get("class_path", "")).rsplit(".", 1)[-1]}
+    row |= {"capacity": (schedule.get("init_args") or {}).get("capacity", ""), "epochs": cfg["trainer"]["max_epochs"]}
+    row |= {"n": len(mu), "recon_left": round(left, 4)}
+    return row | operator_columns(model.net, mu, truths) | transmission_columns(model.net, grid, synth)
+
+
+def operator_points(net, mu: np.ndarray, truths: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per test spectrum: the zero-point (km/s at :data:`ZP_REFERENCE_AA`) and what the velocity operator reads
+    (km/s) beyond its linear fit on RV: flat for the star alone, slope 1 for the apparent shift."""
+    with torch.no_grad():
+        v = net.components(torch.tensor(mu))["velocity"].numpy().astype(float)
+    rv = truths["rv"].astype(float)
+    slope, intercept = np.polyfit(rv, v, 1)
+    return C_KMS * truths["wave_offset"].astype(float) / ZP_REFERENCE_AA, (v - slope * rv - intercept) / slope
+
+
+def operator_figure(points: dict, path: Path) -> None:
+    """One panel per run: the velocity operator's reading beyond RV against the zero-point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(points), figsize=(2.6 * len(points), 2.8), sharey=True, squeeze=False)
+    for ax, (run, (zp, left)) in zip(axes[0], points.items()):
+        ax.plot(zp, left, ".", ms=2, alpha=0.5)
+        line = np.linspace(zp.min(), zp.max(), 2)
+        ax.plot(line, line, "k--", lw=1, label="apparent shift")
+        ax.plot(line, 0 * line, "k:", lw=1, label="the star alone")
+        ax.set_title(f"{Path(run).parent.name} ({Path(run).name})", fontsize=8)
+        ax.set_ylim(-2 * np.abs(zp).max(), 2 * np.abs(zp).max())  # a few outliers would flatten the rest
+        ax.set_xlabel("zero-point (km/s at 5400 Å)", fontsize=8)
+    axes[0][0].set_ylabel("velocity beyond its RV fit (km/s of RV)", fontsize=8)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def figure(curves: dict, path: Path) -> None:
@@ -340,17 +415,33 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--csv", required=True, type=Path, help="table to write (replaced)")
     p.add_argument("--figure", type=Path, help="the displacement-against-λ figure")
+    p.add_argument(
+        "--operator-figure", type=Path, help="ObservedStar runs: the velocity operator against the zero-point"
+    )
     p.add_argument("--labels", nargs="+", default=["rv", "wave_offset", "wave_stretch"])
+    p.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="test: every column, the claims' split; validation: the operators' columns only, to choose a recipe on",
+    )
     a = p.parse_args()
-    rows, curves = [], {label: {} for label in a.labels}
+    if a.split == "validation":
+        write_csv(a.csv, [choice_row(run) for run in a.runs])
+        return
+    rows, curves, operators = [], {label: {} for label in a.labels}, {}
     for run in a.runs:
         r, c = study(run, a.labels)
         rows += r
+        if "velocity operator" in c:
+            operators[str(run)] = c.pop("velocity operator")
         for label, v in c.items():
             curves[label][str(run)] = v
     write_csv(a.csv, rows)
     if a.figure:
         figure({k: v for k, v in curves.items() if v}, a.figure)
+    if a.operator_figure and operators:
+        operator_figure(operators, a.operator_figure)
     for r in rows:
         print(r)
 
