@@ -508,14 +508,15 @@ def observed_first_look() -> str:
     return rows_table(head, out)
 
 
-def observed_choice() -> str:
-    """Issue #43's recipe choice: ObservedStar's operators on the validation spectra of seeds 0–3."""
+def observed_choice(name: str = "observed_choice_0.5.csv") -> str:
+    """Issue #43's recipe choice: ObservedStar's operators on the validation spectra of seeds 0–3 (or of the runs
+    in ``name``)."""
     head = ["operators driven by", "KL schedule: λ (capacity)", "epochs", "seed"]
     head += ["velocity operator: MI with RV [95 %]", "its zero-point ÷ RV response [95 %]"]
     head += ["zero-point it keeps given RV [95 %] (null)", "zero-point operator: MI with the zero-point [95 %] (null)"]
     head += ["learned τ: corr. with the tellurics", "reconstruction leaves"]
     out = []
-    for r in read("observed_choice_0.5.csv"):
+    for r in read(name):
         schedule = f"{float(r['kl_weight']):g}" + (f" ({float(r['capacity']):g} nat)" if r["capacity"] else "")
         cells = [r["drivers"], f"{r['schedule']}: {schedule}", r["epochs"], r["seed"]]
         cells += [interval(r, "op_v_mi"), interval(r, "op_v_zp_over_rv")]
@@ -804,6 +805,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "observed_first_look": observed_first_look,
     "lamost_epochs": lamost_epochs,
     "observed_choice": observed_choice,
+    "observed_after": lambda: observed_choice("observed_after_0.5.csv"),
     "observed_claims": observed_claims,
     "quickstart_replication": quickstart,
     "quickstart_replication_now": quickstart_now,
