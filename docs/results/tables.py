@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -460,6 +461,12 @@ def interval(row: dict[str, str], key: str, null: bool = False) -> str:
     return text + (f" ({row[f'{key}_null']})" if null else "")
 
 
+def control_rv_rows(name: str) -> list[tuple[str, dict[str, str]]]:
+    """The RV rows of a shift_study CSV's controls (every run not under ``recipe/``), each with its setting."""
+    settings = [(shift_setting(run), labels["rv"]) for run, labels in by_run(read(name)).items()]
+    return [(setting, rv) for setting, rv in settings if setting != "recipe"]
+
+
 def recipe_rv_rows(name: str) -> list[dict[str, str]]:
     """The RV rows of a shift_study CSV's recipe runs (not its controls)."""
     return [labels["rv"] for run, labels in by_run(read(name)).items() if shift_setting(run) == "recipe"]
@@ -574,7 +581,6 @@ def observed_claims() -> str:
 
 
 def observed_claims_prose(g: Given) -> str:
-    runs = by_run(read("observed_claims_0.5.csv"))
     recipe = recipe_rv_rows("observed_claims_0.5.csv")
     n = len(recipe)
     clean_zp = [r for r in recipe if f(r, "op_v_zp_given_rv_lo") <= f(r, "op_v_zp_given_rv_null")]
@@ -608,10 +614,7 @@ def observed_claims_prose(g: Given) -> str:
         f"zero-point (above its null in {g.count(len(zp_kept), n)}); the stretch's "
         f"{g.span([f(r, 'op_st_mi') for r in recipe])} nat of the stretch.",
     ]
-    for run, labels in runs.items():
-        setting, rv = shift_setting(run), labels["rv"]
-        if setting == "recipe":
-            continue
+    for setting, rv in control_rv_rows("observed_claims_0.5.csv"):
         line = (
             f"- **Control, {setting} (seed {g(rv['seed'])})**: the velocity node carries {g(rv['op_v_mi'])} nat of RV"
         )
@@ -653,8 +656,6 @@ def lamost_epochs() -> str:
 
 
 def lamost_epochs_prose(g: Given) -> str:
-    import json
-
     summary = json.loads((HERE / "lamost_epochs_0.5.json").read_text())
     rows = read("lamost_epochs_0.5.csv")
     lines = []
@@ -691,7 +692,6 @@ def shift_reading(rows: list[dict[str, str]]) -> str:
 
 
 def shift_05_prose(g: Given) -> str:
-    runs = by_run(read("shift_claims_0.5.csv"))
     recipe = recipe_rv_rows("shift_claims_0.5.csv")
     n = len(recipe)
     holds_one = [r for r in recipe if f(r, "zp_over_rv_lo") <= 1 <= f(r, "zp_over_rv_hi")]
@@ -720,10 +720,7 @@ def shift_05_prose(g: Given) -> str:
         f"{g.span([f(r, 'ccf_telluric_mi') for r in recipe])} — above the RV node's interval in "
         f"{g.count(len(tell_beats), n)} seeds.",
     ]
-    for run, labels in runs.items():
-        setting, rv = shift_setting(run), labels["rv"]
-        if setting == "recipe":
-            continue
+    for setting, rv in control_rv_rows("shift_claims_0.5.csv"):
         line = (
             f"- **Control, {setting} (seed {g(rv['seed'])})**: RV on node {g(rv['node'])}, {g(rv['mi'])} nat "
             f"[{g(rv['mi_lo'])}, {g(rv['mi_hi'])}], {'distinct' if rv['distinct'] == '1' else 'not distinct'}, "
